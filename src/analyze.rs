@@ -1,0 +1,133 @@
+//! The offline pipeline: sources → decode → tcp → model → report, driven frame by frame.
+
+use std::collections::BTreeMap;
+use std::io;
+
+use crate::decode::{self, Skip};
+use crate::model::Summary;
+use crate::report::{Report, RunSummary};
+use crate::source::Sources;
+use crate::tcp::{self, Connection, StreamSink, Tracker};
+use crate::time::Timestamp;
+
+/// Settings of an analysis run.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// TCP tracker settings.
+    pub tcp: tcp::Config,
+}
+
+/// Progress of a run, for a progress line on stderr.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    /// Frames read so far.
+    pub frames: u64,
+    /// Input bytes consumed so far.
+    pub bytes: u64,
+    /// Connections in the flow table.
+    pub open: usize,
+}
+
+/// Finished connections wait here so that reports come out in id order when they can; the
+/// wait is bounded, so a connection open for the whole capture cannot hold up memory.
+const REORDER_LIMIT: usize = 10_000;
+const PROGRESS_EVERY: u64 = 1 << 16;
+
+struct Collector {
+    origin: Timestamp,
+    pending: BTreeMap<u64, Summary>,
+    closes: BTreeMap<&'static str, u64>,
+    retransmissions: u64,
+    gaps: u64,
+    gap_bytes: u64,
+}
+
+impl StreamSink for Collector {
+    fn close(&mut self, conn: Connection) {
+        let s = Summary::of(&conn, self.origin);
+        *self.closes.entry(s.close.how.as_str()).or_default() += 1;
+        self.retransmissions += s.retransmissions.c2s + s.retransmissions.s2c;
+        self.gaps += s.gaps.c2s.count + s.gaps.s2c.count;
+        self.gap_bytes += s.gaps.c2s.bytes + s.gaps.s2c.bytes;
+        self.pending.insert(s.id, s);
+    }
+}
+
+impl Collector {
+    fn release(&mut self, oldest_open: Option<u64>, report: &mut dyn Report) -> io::Result<()> {
+        while let Some(&first) = self.pending.keys().next() {
+            let ready = oldest_open.is_none_or(|o| first < o);
+            if !ready && self.pending.len() <= REORDER_LIMIT {
+                break;
+            }
+            if let Some(s) = self.pending.remove(&first) {
+                report.connection(&s)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs the whole pipeline over `sources`, writing to `report`. Errors are only those of
+/// writing the report; bad input is counted in the returned summary instead.
+pub fn run(
+    sources: &mut Sources,
+    opts: &Options,
+    report: &mut dyn Report,
+    progress: &mut dyn FnMut(Progress),
+) -> io::Result<RunSummary> {
+    let mut tracker = Tracker::new(opts.tcp);
+    let mut col = Collector {
+        origin: Timestamp::default(),
+        pending: BTreeMap::new(),
+        closes: BTreeMap::new(),
+        retransmissions: 0,
+        gaps: 0,
+        gap_bytes: 0,
+    };
+    let mut skipped: BTreeMap<Skip, u64> = BTreeMap::new();
+    let mut frames = 0u64;
+    let mut start: Option<Timestamp> = None;
+    while let Some(frame) = sources.next_frame() {
+        frames += 1;
+        if start.is_none() {
+            start = Some(frame.ts);
+            col.origin = frame.ts;
+        }
+        match decode::decode(&frame) {
+            Ok(seg) => {
+                let before = tracker.stats.connections;
+                tracker.process(&seg, &mut col);
+                if !col.pending.is_empty() || tracker.stats.connections != before {
+                    col.release(tracker.oldest_open(), report)?;
+                }
+            }
+            Err(reason) => *skipped.entry(reason).or_default() += 1,
+        }
+        if frames % PROGRESS_EVERY == 0 {
+            progress(Progress {
+                frames,
+                bytes: sources.consumed(),
+                open: tracker.open_connections(),
+            });
+        }
+    }
+    tracker.finish_all(&mut col);
+    col.release(None, report)?;
+    let run = RunSummary {
+        capture_start: start,
+        frames,
+        closes: col.closes,
+        skipped: skipped
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        tcp: tracker.stats.clone(),
+        retransmissions: col.retransmissions,
+        gaps: col.gaps,
+        gap_bytes: col.gap_bytes,
+        files: sources.files().iter().map(|f| f.info.clone()).collect(),
+    };
+    report.finish(&run)?;
+    Ok(run)
+}

@@ -1,0 +1,17 @@
+//! proxyscope: reads packet captures taken around a MySQL proxy and tells, with evidence, which
+//! side closed each connection, how, and when.
+//!
+//! The pipeline, one module per stage, plain data between them:
+//! [`source`] (frames) → [`decode`] (TCP segments) → [`tcp`] (reassembled streams, closes)
+//! → [`model`] (connection summaries) → [`report`] (text, JSON). [`analyze`] drives it.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod analyze;
+pub mod decode;
+pub mod model;
+pub mod mysql;
+pub mod report;
+pub mod source;
+pub mod tcp;
+pub mod time;

@@ -1,0 +1,175 @@
+//! The `proxyscope` command line: parse arguments, run the library, map the outcome to an exit
+//! code (0 ran, 1 usage or unreadable input, 2 partial input).
+
+use std::io::{self, IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use proxyscope::analyze::{self, Options, Progress};
+use proxyscope::report::{JsonReport, Report, TextReport};
+use proxyscope::source::{CaptureFile, Sources};
+use proxyscope::tcp;
+
+#[derive(Parser)]
+#[command(
+    name = "proxyscope",
+    version,
+    about = "Who closed each MySQL connection around a proxy, how, and when — from packet captures"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// More diagnostics on stderr (-v, -vv).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Analyse capture files (pcap, pcapng, gzip-compressed, or - for stdin).
+    Analyze(AnalyzeArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    /// A table, one row per connection, then a summary.
+    Text,
+    /// One JSON document (schema proxyscope.analyze/1).
+    Json,
+}
+
+#[derive(clap::Args)]
+struct AnalyzeArgs {
+    /// Capture files; several are merged in timestamp order.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+    /// Finish connections silent for this many seconds (default: keep them until the end).
+    #[arg(long, value_name = "SECS")]
+    idle_timeout: Option<f64>,
+    /// Out-of-order bytes buffered per direction before the missing bytes are declared a gap.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    max_buffer: usize,
+    /// No progress line on stderr.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_writer(io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+        )
+        .without_time()
+        .init();
+    match cli.command {
+        Command::Analyze(args) => match analyze_cmd(args) {
+            Ok(code) => code,
+            Err(e) => {
+                if is_broken_pipe(&e) {
+                    return ExitCode::SUCCESS;
+                }
+                eprintln!("proxyscope: {e:#}");
+                ExitCode::from(1)
+            }
+        },
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<io::Error>()
+        .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+}
+
+fn analyze_cmd(args: AnalyzeArgs) -> Result<ExitCode> {
+    let mut files = Vec::new();
+    let mut unreadable = false;
+    for (i, path) in args.files.iter().enumerate() {
+        match CaptureFile::open(path, i) {
+            Ok(f) => files.push(f),
+            Err(e) => {
+                eprintln!("proxyscope: {e}");
+                unreadable = true;
+            }
+        }
+    }
+    if files.is_empty() {
+        return Ok(ExitCode::from(1));
+    }
+    let opts = Options {
+        tcp: tcp::Config {
+            max_buffer: args.max_buffer,
+            idle_timeout: args
+                .idle_timeout
+                .map(|s| (s * 1e9).clamp(0.0, i64::MAX as f64) as i64),
+            ..tcp::Config::default()
+        },
+    };
+    let mut sources = Sources::new(files);
+    let stdout = io::stdout().lock();
+    let out = io::BufWriter::with_capacity(1 << 16, stdout);
+    let mut report: Box<dyn Report> = match args.format {
+        Format::Text => Box::new(TextReport::new(out)),
+        Format::Json => Box::new(JsonReport::new(out)),
+    };
+    let show = !args.quiet && io::stderr().is_terminal();
+    let started = Instant::now();
+    let mut last = Instant::now();
+    let mut progress = |p: Progress| {
+        if show && last.elapsed() >= Duration::from_millis(500) {
+            last = Instant::now();
+            let mb = p.bytes as f64 / 1e6;
+            let rate = mb / started.elapsed().as_secs_f64().max(1e-9);
+            eprint!(
+                "\r{mb:.0} MB, {} frames, {} open connections, {rate:.0} MB/s   ",
+                p.frames, p.open
+            );
+            let _ = io::stderr().flush();
+        }
+    };
+    let run = analyze::run(&mut sources, &opts, report.as_mut(), &mut progress)?;
+    if show {
+        eprint!("\r\x1b[K");
+    }
+    let mut partial = false;
+    for f in &run.files {
+        if let Some(stop) = &f.stop {
+            eprintln!(
+                "proxyscope: {}: {stop}; everything before it was analysed",
+                f.path
+            );
+            partial = true;
+        }
+        if f.undeclared_interface > 0 {
+            eprintln!(
+                "proxyscope: {}: {} packets name an undeclared interface (skipped)",
+                f.path, f.undeclared_interface
+            );
+        }
+    }
+    for (reason, n) in &run.skipped {
+        if reason.starts_with("unsupported link type") {
+            eprintln!("proxyscope: {n} frames skipped: {reason}");
+        }
+    }
+    Ok(if unreadable {
+        ExitCode::from(1)
+    } else if partial {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,318 @@
+//! The connection model handed to reports: a finished TCP connection summarised with roles,
+//! counts, and the record of how it closed, every fact with the frame that shows it.
+
+use serde::Serialize;
+
+use crate::decode::Endpoint;
+use crate::tcp::{At, Connection, RoleBasis};
+use crate::time::Timestamp;
+
+/// The role of an endpoint in a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The side that connected (sent the SYN).
+    Client,
+    /// The side that accepted.
+    Server,
+}
+
+impl Role {
+    /// `client` or `server`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Client => "client",
+            Role::Server => "server",
+        }
+    }
+}
+
+/// Where a fact was seen: frame, file, absolute and relative time.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Point {
+    /// Frame number within its file (1-based, as tshark counts).
+    pub frame: u64,
+    /// File index in the run; omitted for the first file.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub file: usize,
+    /// RFC 3339 timestamp with nanoseconds.
+    #[serde(serialize_with = "ser_ts")]
+    pub ts: Timestamp,
+    /// Seconds since the start of the capture.
+    pub t: f64,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+fn ser_ts<S: serde::Serializer>(ts: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&ts.rfc3339())
+}
+
+impl Point {
+    fn of(at: At, origin: Timestamp) -> Point {
+        Point {
+            frame: at.frame,
+            file: at.file,
+            ts: at.ts,
+            t: at.ts.secs_since(origin),
+        }
+    }
+}
+
+/// A packet that is evidence, with who sent it.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Mark {
+    /// Role of the sender.
+    pub by: Role,
+    /// Address of the sender.
+    #[serde(serialize_with = "ser_display")]
+    pub from: Endpoint,
+    /// Where it was seen.
+    #[serde(flatten)]
+    pub at: Point,
+}
+
+fn ser_display<S: serde::Serializer, T: std::fmt::Display>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+/// How a connection ended, at the TCP level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseKind {
+    /// One side's FIN, answered by the other's FIN; no RST.
+    Fin,
+    /// A FIN first, then RST(s).
+    FinRst,
+    /// A RST with no FIN before it.
+    Rst,
+    /// The SYN was answered by a RST: nothing listened.
+    Refused,
+    /// One FIN, never answered, no RST by the end of the capture.
+    HalfClose,
+    /// Neither FIN nor RST: still open when the capture ended (or idle-expired).
+    Open,
+}
+
+impl CloseKind {
+    /// The name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseKind::Fin => "fin",
+            CloseKind::FinRst => "fin_rst",
+            CloseKind::Rst => "rst",
+            CloseKind::Refused => "refused",
+            CloseKind::HalfClose => "half_close",
+            CloseKind::Open => "open",
+        }
+    }
+}
+
+/// Who started the teardown and how it went.
+#[derive(Clone, Debug, Serialize)]
+pub struct Close {
+    /// How it ended.
+    pub how: CloseKind,
+    /// Role of the endpoint that sent the first FIN or RST.
+    pub closed_by: Option<Role>,
+    /// The first FIN or RST of the connection.
+    pub at: Option<Mark>,
+    /// The first FIN.
+    pub first_fin: Option<Mark>,
+    /// The other side's first FIN, if it answered.
+    pub peer_fin: Option<Mark>,
+    /// The first RST.
+    pub first_rst: Option<Mark>,
+    /// RSTs sent by each role.
+    pub rsts: Dirs<u64>,
+    /// Seconds from the first FIN to the peer's FIN (the half-close).
+    pub half_close_s: Option<f64>,
+    /// No FIN or RST from one side or both by the end.
+    pub still_open: bool,
+    /// Finished by the idle timeout.
+    pub idle_expired: bool,
+}
+
+/// A value per direction: `c2s` is what the client sent, `s2c` what the server sent.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Dirs<T> {
+    /// Client to server.
+    pub c2s: T,
+    /// Server to client.
+    pub s2c: T,
+}
+
+/// Gap count and bytes.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Gaps {
+    /// Number of gaps.
+    pub count: u64,
+    /// Bytes never captured.
+    pub bytes: u64,
+}
+
+/// A finished connection as reports show it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    /// Stable id (order of first packet).
+    pub id: u64,
+    /// VLAN tags, if any (`vlan 42`, `vlan 10/20`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<String>,
+    /// Client address.
+    #[serde(serialize_with = "ser_display")]
+    pub client: Endpoint,
+    /// Server address.
+    #[serde(serialize_with = "ser_display")]
+    pub server: Endpoint,
+    /// How the roles were decided.
+    pub role_basis: RoleBasis,
+    /// The start was not captured.
+    pub mid_stream: bool,
+    /// First packet.
+    pub start: Point,
+    /// Last packet.
+    pub end: Point,
+    /// Seconds from first to last packet.
+    pub duration_s: f64,
+    /// Packets each way.
+    pub packets: Dirs<u64>,
+    /// Payload bytes each way (in order, without retransmissions).
+    pub bytes: Dirs<u64>,
+    /// Bytes the capture missed each way.
+    pub gaps: Dirs<Gaps>,
+    /// Retransmitted segments each way.
+    pub retransmissions: Dirs<u64>,
+    /// Out-of-order segments each way.
+    pub out_of_order: Dirs<u64>,
+    /// Overlapping bytes whose values differed from the first copy.
+    pub overlap_differs: u64,
+    /// Keep-alive probes each way.
+    pub keepalives: Dirs<u64>,
+    /// The SYN.
+    pub syn: Option<Point>,
+    /// The SYN-ACK.
+    pub syn_ack: Option<Point>,
+    /// Last segment carrying new data each way.
+    pub last_data: Dirs<Option<Point>>,
+    /// The close record.
+    pub close: Close,
+    /// Every FIN (retransmissions too), in capture order.
+    pub fins: Vec<Mark>,
+    /// Every RST, in capture order.
+    pub rsts: Vec<Mark>,
+}
+
+/// Capture order of two evidence points: frame order within a file, time across files.
+fn before(a: At, b: At) -> bool {
+    if a.file == b.file {
+        a.frame < b.frame
+    } else {
+        a.ts < b.ts
+    }
+}
+
+impl Summary {
+    /// Summarises `c`; `origin` is the capture's start, for relative times.
+    pub fn of(c: &Connection, origin: Timestamp) -> Summary {
+        let role = |side: usize| {
+            if c.is_client(side) {
+                Role::Client
+            } else {
+                Role::Server
+            }
+        };
+        let mark = |(side, at): (usize, At)| Mark {
+            by: role(side),
+            from: c.ep[side & 1],
+            at: Point::of(at, origin),
+        };
+        let pt = |at: At| Point::of(at, origin);
+        let (ch, sh) = (c.client_half(), c.server_half());
+        let dirs = |f: &dyn Fn(&crate::tcp::Half) -> u64| Dirs {
+            c2s: f(ch),
+            s2c: f(sh),
+        };
+
+        let first_fin = c.fins.first().copied();
+        let first_rst = c.rsts.first().copied();
+        let peer_fin =
+            first_fin.and_then(|(side, _)| c.fins.iter().find(|(s, _)| *s != side).copied());
+        let teardown = match (first_fin, first_rst) {
+            (Some(f), Some(r)) => Some(if before(r.1, f.1) { r } else { f }),
+            (f, r) => f.or(r),
+        };
+        let syn_ack = c.server_half().syn;
+        let how = match (first_fin, first_rst) {
+            (None, None) => CloseKind::Open,
+            (Some(f), Some(r)) if before(f.1, r.1) => CloseKind::FinRst,
+            (_, Some((side, _)))
+                if !c.is_client(side)
+                    && c.client_half().syn.is_some()
+                    && syn_ack.is_none()
+                    && c.client_half().bytes == 0 =>
+            {
+                CloseKind::Refused
+            }
+            (_, Some(_)) => CloseKind::Rst,
+            (Some(_), None) if peer_fin.is_some() => CloseKind::Fin,
+            (Some(_), None) => CloseKind::HalfClose,
+        };
+        let close = Close {
+            how,
+            closed_by: teardown.map(|(side, _)| role(side)),
+            at: teardown.map(mark),
+            first_fin: first_fin.map(mark),
+            peer_fin: peer_fin.map(mark),
+            first_rst: first_rst.map(mark),
+            rsts: Dirs {
+                c2s: c.rsts.iter().filter(|(s, _)| c.is_client(*s)).count() as u64,
+                s2c: c.rsts.iter().filter(|(s, _)| !c.is_client(*s)).count() as u64,
+            },
+            half_close_s: match (first_fin, peer_fin) {
+                (Some((_, a)), Some((_, b))) => Some(b.ts.secs_since(a.ts)),
+                _ => None,
+            },
+            still_open: matches!(how, CloseKind::Open | CloseKind::HalfClose),
+            idle_expired: c.idle_expired,
+        };
+        Summary {
+            id: c.id,
+            vlan: (!c.vlans.is_empty()).then(|| c.vlans.to_string()),
+            client: c.client_ep(),
+            server: c.server_ep(),
+            role_basis: c.role_basis,
+            mid_stream: c.mid_stream,
+            start: pt(c.first),
+            end: pt(c.last),
+            duration_s: c.last.ts.secs_since(c.first.ts),
+            packets: dirs(&|h| h.packets),
+            bytes: dirs(&|h| h.bytes),
+            gaps: Dirs {
+                c2s: Gaps {
+                    count: ch.gaps,
+                    bytes: ch.gap_bytes,
+                },
+                s2c: Gaps {
+                    count: sh.gaps,
+                    bytes: sh.gap_bytes,
+                },
+            },
+            retransmissions: dirs(&|h| h.retransmissions),
+            out_of_order: dirs(&|h| h.out_of_order),
+            overlap_differs: ch.overlap_differs + sh.overlap_differs,
+            keepalives: dirs(&|h| h.keepalives),
+            syn: c.client_half().syn.map(pt),
+            syn_ack: syn_ack.map(pt),
+            last_data: Dirs {
+                c2s: ch.last_data.map(pt),
+                s2c: sh.last_data.map(pt),
+            },
+            close,
+            fins: c.fins.iter().copied().map(mark).collect(),
+            rsts: c.rsts.iter().copied().map(mark).collect(),
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! Reports: where finished connections and the run summary go. Text and JSON are two sinks
+//! behind one trait, so the pipeline does not care which the user asked for.
+//!
+//! Both stream: a connection is written when it is finished, so memory does not grow with the
+//! number of connections in the capture.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use crate::model::Summary;
+use crate::source::FileInfo;
+use crate::tcp::Stats;
+use crate::time::Timestamp;
+
+/// Everything about a run besides its connections.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RunSummary {
+    /// First frame's timestamp (the origin of every `t`).
+    #[serde(serialize_with = "ser_opt_ts")]
+    pub capture_start: Option<Timestamp>,
+    /// Frames read, all files.
+    pub frames: u64,
+    /// Connections by close kind.
+    pub closes: BTreeMap<&'static str, u64>,
+    /// Frames that yielded no TCP segment, by reason.
+    pub skipped: BTreeMap<String, u64>,
+    /// TCP counters.
+    pub tcp: Stats,
+    /// Retransmitted segments, all connections.
+    pub retransmissions: u64,
+    /// Gaps (bytes never captured), all connections.
+    pub gaps: u64,
+    /// Bytes in those gaps.
+    pub gap_bytes: u64,
+    /// Per-file facts, including where a file broke off.
+    pub files: Vec<FileInfo>,
+}
+
+fn ser_opt_ts<S: serde::Serializer>(ts: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+    match ts {
+        Some(t) => s.collect_str(&t.rfc3339()),
+        None => s.serialize_none(),
+    }
+}
+
+/// A destination for the analysis.
+pub trait Report {
+    /// One finished connection.
+    fn connection(&mut self, c: &Summary) -> io::Result<()>;
+    /// The end of the run.
+    fn finish(&mut self, run: &RunSummary) -> io::Result<()>;
+}
+
+/// Human-readable table, one row per connection, then the summary.
+pub struct TextReport<W: Write> {
+    out: W,
+    header_done: bool,
+}
+
+impl<W: Write> TextReport<W> {
+    /// Writes to `out`.
+    pub fn new(out: W) -> Self {
+        TextReport {
+            out,
+            header_done: false,
+        }
+    }
+
+    fn header(&mut self) -> io::Result<()> {
+        if !self.header_done {
+            self.header_done = true;
+            writeln!(
+                self.out,
+                "{:>5}  {:<44}  {:>10}  {:>10}  {:>10}  {:>10}  {:<6}  {:<10}  {:>10}  {:>7}",
+                "id",
+                "client -> server",
+                "start",
+                "duration",
+                "bytes c>s",
+                "bytes s>c",
+                "closer",
+                "how",
+                "at",
+                "frame"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl<W: Write> Report for TextReport<W> {
+    fn connection(&mut self, c: &Summary) -> io::Result<()> {
+        self.header()?;
+        let mut pair = format!("{} -> {}", c.client, c.server);
+        if let Some(v) = &c.vlan {
+            pair.push_str(&format!(" ({v})"));
+        }
+        let closer = c.close.closed_by.map_or("-", |r| r.as_str());
+        let (at, frame) = match &c.close.at {
+            Some(m) => (format!("{:.6}", m.at.t), frame_ref(m.at.file, m.at.frame)),
+            None => ("-".into(), "-".into()),
+        };
+        let mut how = c.close.how.as_str().to_string();
+        if c.close.idle_expired {
+            how.push_str("(idle)");
+        }
+        writeln!(
+            self.out,
+            "{:>5}  {:<44}  {:>10.6}  {:>10.6}  {:>10}  {:>10}  {:<6}  {:<10}  {:>10}  {:>7}",
+            c.id, pair, c.start.t, c.duration_s, c.bytes.c2s, c.bytes.s2c, closer, how, at, frame
+        )
+    }
+
+    fn finish(&mut self, run: &RunSummary) -> io::Result<()> {
+        let o = &mut self.out;
+        if !self.header_done {
+            writeln!(o, "no TCP connections")?;
+        }
+        writeln!(o)?;
+        let start = run
+            .capture_start
+            .map_or("-".to_string(), |t| t.rfc3339().to_string());
+        writeln!(
+            o,
+            "capture start {start}; {} frames, {} TCP segments, {} connections",
+            run.frames, run.tcp.segments, run.tcp.connections
+        )?;
+        if !run.closes.is_empty() {
+            let parts: Vec<String> = run.closes.iter().map(|(k, v)| format!("{v} {k}")).collect();
+            writeln!(o, "closes: {}", parts.join(", "))?;
+        }
+        writeln!(
+            o,
+            "tcp: {} retransmissions, {} gaps ({} bytes never captured), {} reused 4-tuples, {} idle-expired",
+            run.retransmissions, run.gaps, run.gap_bytes, run.tcp.reused_tuples, run.tcp.idle_expired
+        )?;
+        if !run.skipped.is_empty() {
+            let parts: Vec<String> = run
+                .skipped
+                .iter()
+                .map(|(k, v)| format!("{v} {k}"))
+                .collect();
+            writeln!(o, "frames without TCP: {}", parts.join(", "))?;
+        }
+        for f in &run.files {
+            let lts: Vec<String> = f
+                .linktypes
+                .iter()
+                .map(|l| crate::source::Linktype(*l).name())
+                .collect();
+            write!(
+                o,
+                "file {}: {}{}, link {}, {} frames",
+                f.path,
+                f.format,
+                if f.gzip { " (gzip)" } else { "" },
+                lts.join("/"),
+                f.frames
+            )?;
+            if let Some(stop) = &f.stop {
+                write!(o, ", {stop}")?;
+            }
+            writeln!(o)?;
+        }
+        o.flush()
+    }
+}
+
+fn frame_ref(file: usize, frame: u64) -> String {
+    if file == 0 {
+        frame.to_string()
+    } else {
+        format!("{file}:{frame}")
+    }
+}
+
+/// One JSON document: `{"schema":…, "connections":[…], "summary":{…}}`, written as it goes.
+pub struct JsonReport<W: Write> {
+    out: W,
+    started: bool,
+}
+
+/// Schema name and version of the `analyze --format json` document.
+pub const JSON_SCHEMA: &str = "proxyscope.analyze/1";
+
+impl<W: Write> JsonReport<W> {
+    /// Writes to `out`.
+    pub fn new(out: W) -> Self {
+        JsonReport {
+            out,
+            started: false,
+        }
+    }
+
+    fn start(&mut self) -> io::Result<bool> {
+        let first = !self.started;
+        if first {
+            self.started = true;
+            write!(self.out, "{{\"schema\":\"{JSON_SCHEMA}\",\"connections\":[")?;
+        }
+        Ok(first)
+    }
+}
+
+impl<W: Write> Report for JsonReport<W> {
+    fn connection(&mut self, c: &Summary) -> io::Result<()> {
+        if !self.start()? {
+            self.out.write_all(b",")?;
+        }
+        self.out.write_all(b"\n")?;
+        serde_json::to_writer(&mut self.out, c)?;
+        Ok(())
+    }
+
+    fn finish(&mut self, run: &RunSummary) -> io::Result<()> {
+        self.start()?;
+        self.out.write_all(b"\n],\"summary\":")?;
+        serde_json::to_writer(&mut self.out, run)?;
+        self.out.write_all(b"}\n")?;
+        self.out.flush()
+    }
+}

@@ -1,0 +1,760 @@
+//! Stage 1, capture sources: pcap and pcapng files (plain, gzip-compressed, or stdin) read as a
+//! stream of [`Frame`]s, several files merged in timestamp order.
+//!
+//! A file is read through pcap-parser's streaming reader with a bounded buffer, so memory does
+//! not depend on the file's length. A file that stops early (cut off while tcpdump was writing,
+//! a corrupt record) keeps every frame before the break and records where it broke.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufReader, Cursor, Read};
+use std::path::Path;
+
+use flate2::read::MultiGzDecoder;
+use pcap_parser::pcapng::Block;
+use pcap_parser::traits::{PcapNGPacketBlock, PcapReaderIterator};
+use pcap_parser::{LegacyPcapReader, PcapBlockOwned, PcapError, PcapNGReader};
+
+use crate::time::Timestamp;
+
+/// A link-layer header type (LINKTYPE_* from tcpdump.org); unknown values flow through intact.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Linktype(pub u32);
+
+impl Linktype {
+    /// BSD loopback: 4-byte address family in host byte order.
+    pub const NULL: Linktype = Linktype(0);
+    /// Ethernet II (with optional 802.1Q / QinQ tags).
+    pub const ETHERNET: Linktype = Linktype(1);
+    /// Raw IP as some BSDs number it.
+    pub const RAW_BSD12: Linktype = Linktype(12);
+    /// Raw IP as OpenBSD numbers it.
+    pub const RAW_BSD14: Linktype = Linktype(14);
+    /// Raw IPv4 or IPv6, no link header.
+    pub const RAW: Linktype = Linktype(101);
+    /// OpenBSD loopback: address family in network byte order.
+    pub const LOOP: Linktype = Linktype(108);
+    /// Linux "cooked" capture v1 (`tcpdump -i any` before libpcap 1.10).
+    pub const LINUX_SLL: Linktype = Linktype(113);
+    /// Raw IPv4.
+    pub const IPV4: Linktype = Linktype(228);
+    /// Raw IPv6.
+    pub const IPV6: Linktype = Linktype(229);
+    /// Linux "cooked" capture v2 (`tcpdump -i any` with libpcap ≥ 1.10).
+    pub const LINUX_SLL2: Linktype = Linktype(276);
+
+    /// A short name for reports (`ETHERNET`, `LINUX_SLL2`, … or the number).
+    pub fn name(self) -> String {
+        match self {
+            Self::NULL => "NULL".into(),
+            Self::ETHERNET => "ETHERNET".into(),
+            Self::RAW | Self::RAW_BSD12 | Self::RAW_BSD14 => "RAW".into(),
+            Self::LOOP => "LOOP".into(),
+            Self::LINUX_SLL => "LINUX_SLL".into(),
+            Self::IPV4 => "IPV4".into(),
+            Self::IPV6 => "IPV6".into(),
+            Self::LINUX_SLL2 => "LINUX_SLL2".into(),
+            Linktype(n) => format!("{n}"),
+        }
+    }
+}
+
+/// One captured frame, borrowed from the reader until the next call.
+#[derive(Clone, Copy, Debug)]
+pub struct Frame<'a> {
+    /// Capture timestamp.
+    pub ts: Timestamp,
+    /// 1-based frame number within its file, as tshark and Wireshark count.
+    pub frame_no: u64,
+    /// Index of the file in the run (0 for the first file named).
+    pub file: usize,
+    /// pcapng interface id (0 for pcap).
+    pub interface: u32,
+    /// Link-layer type of the frame's interface.
+    pub linktype: Linktype,
+    /// Captured bytes (possibly fewer than `orig_len` when the snap length cut the frame).
+    pub data: &'a [u8],
+    /// Length of the frame on the wire.
+    pub orig_len: u32,
+}
+
+/// Why a capture file could not be opened at all.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// The file could not be opened or read.
+    #[error("{path}: cannot read: {source}")]
+    Io {
+        /// The file as named on the command line.
+        path: String,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// The first bytes are not a pcap or pcapng magic number.
+    #[error("{path}: not a pcap or pcapng capture ({looks_like})")]
+    NotCapture {
+        /// The file as named on the command line.
+        path: String,
+        /// What the first bytes look like instead.
+        looks_like: String,
+    },
+    /// The magic number is right but the file header is broken.
+    #[error("{path}: broken {format} file header: {what}")]
+    BadHeader {
+        /// The file as named on the command line.
+        path: String,
+        /// `pcap` or `pcapng`.
+        format: &'static str,
+        /// What is wrong.
+        what: String,
+    },
+}
+
+/// Where and why a file stopped before its natural end. Everything before it was analysed.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Stop {
+    /// Byte offset (in the uncompressed stream) where the unreadable record starts.
+    pub byte: u64,
+    /// Number of the last frame read before the break (0 if none).
+    pub after_frame: u64,
+    /// What went wrong.
+    pub what: StopKind,
+}
+
+/// The kinds of early stop.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopKind {
+    /// The file ends in the middle of a record.
+    Truncated,
+    /// A record could not be parsed (garbage, or an impossible length).
+    Corrupt(String),
+    /// Reading failed (I/O error, or corrupt gzip data).
+    ReadError,
+}
+
+impl fmt::Display for Stop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.what {
+            StopKind::Truncated => write!(f, "truncated at byte {}", self.byte)?,
+            StopKind::Corrupt(what) => write!(f, "corrupt record at byte {} ({what})", self.byte)?,
+            StopKind::ReadError => write!(f, "read error at byte {}", self.byte)?,
+        }
+        write!(f, " after frame {}", self.after_frame)
+    }
+}
+
+/// What was learnt about one file while reading it.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct FileInfo {
+    /// The file as named on the command line (`-` for stdin).
+    pub path: String,
+    /// `pcap` or `pcapng`.
+    pub format: &'static str,
+    /// The file was gzip-compressed.
+    pub gzip: bool,
+    /// pcap only: timestamps have nanosecond resolution.
+    pub nanosecond: bool,
+    /// Link types of the file's interfaces, as declared.
+    pub linktypes: Vec<u32>,
+    /// Frames (packet records) read.
+    pub frames: u64,
+    /// Bytes of the (uncompressed) file consumed.
+    pub bytes: u64,
+    /// pcapng blocks that are not packets and were passed over, by kind.
+    pub other_blocks: u64,
+    /// pcapng packets naming an interface that was never declared (skipped).
+    pub undeclared_interface: u64,
+    /// Decryption Secrets Blocks found (their contents are kept in [`CaptureFile::secrets`]).
+    pub secrets_blocks: u64,
+    /// Set when the file stopped before its end.
+    pub stop: Option<Stop>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Interface {
+    linktype: Linktype,
+    /// Timestamp units per second.
+    resolution: u64,
+    /// Seconds added to every timestamp (pcapng `if_tsoffset`).
+    offset_secs: i64,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Current {
+    ts: Timestamp,
+    frame_no: u64,
+    interface: u32,
+    linktype: Linktype,
+    orig_len: u32,
+}
+
+impl Default for Linktype {
+    fn default() -> Self {
+        Linktype::ETHERNET
+    }
+}
+
+const INITIAL_BUFFER: usize = 1 << 18;
+/// Largest record we accept; beyond this a length field is garbage, not a packet.
+const MAX_BUFFER: usize = 1 << 24;
+/// Cap on the decryption secrets kept per file, so a hostile file cannot exhaust memory.
+const MAX_SECRETS: usize = 1 << 24;
+
+/// One open capture file, read frame by frame.
+pub struct CaptureFile {
+    /// Facts about the file, complete once it has been read to its end.
+    pub info: FileInfo,
+    /// Contents of pcapng Decryption Secrets Blocks: (secrets type, bytes), e.g. TLS key logs.
+    pub secrets: Vec<(u32, Vec<u8>)>,
+    index: usize,
+    reader: Box<dyn PcapReaderIterator + Send>,
+    interfaces: Vec<Interface>,
+    /// pcap only: the single interface.
+    legacy: Option<Interface>,
+    to_consume: usize,
+    buffer_size: usize,
+    cur: Current,
+    buf: Vec<u8>,
+    has_cur: bool,
+    done: bool,
+}
+
+enum Step {
+    Frame,
+    Skip,
+    Refill,
+    Eof,
+    Grow,
+    Stop(StopKind),
+}
+
+impl CaptureFile {
+    /// Opens `path` (`-` is standard input); `index` is its position in the run.
+    pub fn open(path: &str, index: usize) -> Result<CaptureFile, OpenError> {
+        let io_err = |source| OpenError::Io {
+            path: path.to_string(),
+            source,
+        };
+        let raw: Box<dyn Read + Send> = if path == "-" {
+            Box::new(io::stdin())
+        } else {
+            if Path::new(path).is_dir() {
+                return Err(io_err(io::Error::other("is a directory")));
+            }
+            Box::new(File::open(path).map_err(io_err)?)
+        };
+        let (magic, mut input) = peek(raw, 4).map_err(io_err)?;
+        let mut gzip = false;
+        let mut magic = magic;
+        if magic.starts_with(&[0x1f, 0x8b]) {
+            gzip = true;
+            let gz: Box<dyn Read + Send> = Box::new(MultiGzDecoder::new(BufReader::new(input)));
+            let (m, i) = peek(gz, 4).map_err(io_err)?;
+            magic = m;
+            input = i;
+        }
+        Self::from_reader(path, index, magic, input, gzip)
+    }
+
+    fn from_reader(
+        path: &str,
+        index: usize,
+        magic: Vec<u8>,
+        input: Box<dyn Read + Send>,
+        gzip: bool,
+    ) -> Result<CaptureFile, OpenError> {
+        let m = match <[u8; 4]>::try_from(magic.as_slice()) {
+            Ok(m) => u32::from_be_bytes(m),
+            Err(_) => {
+                return Err(OpenError::NotCapture {
+                    path: path.into(),
+                    looks_like: describe(&magic, gzip),
+                })
+            }
+        };
+        let bad = |format: &'static str, e: PcapError<&[u8]>| OpenError::BadHeader {
+            path: path.into(),
+            format,
+            what: match e {
+                PcapError::Incomplete(_) | PcapError::UnexpectedEof | PcapError::Eof => {
+                    "the file ends inside its header".into()
+                }
+                other => format!("{other:?}"),
+            },
+        };
+        let mut info = FileInfo {
+            path: path.into(),
+            gzip,
+            ..FileInfo::default()
+        };
+        let (reader, legacy): (Box<dyn PcapReaderIterator + Send>, _) = match m {
+            0xa1b2_c3d4 | 0xd4c3_b2a1 | 0xa1b2_3c4d | 0x4d3c_b2a1 | 0xa1b2_cd34 | 0x34cd_b2a1 => {
+                let r = LegacyPcapReader::new(INITIAL_BUFFER, input).map_err(|e| bad("pcap", e))?;
+                info.format = "pcap";
+                (Box::new(r), None)
+            }
+            0x0a0d_0d0a => {
+                let r = PcapNGReader::new(INITIAL_BUFFER, input).map_err(|e| bad("pcapng", e))?;
+                info.format = "pcapng";
+                (Box::new(r), None)
+            }
+            _ => {
+                return Err(OpenError::NotCapture {
+                    path: path.into(),
+                    looks_like: describe(&magic, gzip),
+                })
+            }
+        };
+        Ok(CaptureFile {
+            info,
+            secrets: Vec::new(),
+            index,
+            reader,
+            interfaces: Vec::new(),
+            legacy,
+            to_consume: 0,
+            buffer_size: INITIAL_BUFFER,
+            cur: Current::default(),
+            buf: Vec::with_capacity(INITIAL_BUFFER),
+            has_cur: false,
+            done: false,
+        })
+    }
+
+    /// The frame loaded by the last successful [`advance`](Self::advance).
+    pub fn current(&self) -> Option<Frame<'_>> {
+        self.has_cur.then(|| Frame {
+            ts: self.cur.ts,
+            frame_no: self.cur.frame_no,
+            file: self.index,
+            interface: self.cur.interface,
+            linktype: self.cur.linktype,
+            data: &self.buf,
+            orig_len: self.cur.orig_len,
+        })
+    }
+
+    /// Bytes of the (uncompressed) input consumed so far, for progress reports.
+    pub fn consumed(&self) -> u64 {
+        self.reader.consumed() as u64
+    }
+
+    /// Loads the next frame; false at the end of the file or where it broke (see `info.stop`).
+    pub fn advance(&mut self) -> bool {
+        self.has_cur = false;
+        while !self.done {
+            if self.to_consume > 0 {
+                self.reader.consume(self.to_consume);
+                self.to_consume = 0;
+            }
+            let step = match self.reader.next() {
+                Ok((len, block)) => {
+                    self.to_consume = len;
+                    load_block(
+                        block,
+                        &mut self.info,
+                        &mut self.secrets,
+                        &mut self.interfaces,
+                        &mut self.legacy,
+                        &mut self.cur,
+                        &mut self.buf,
+                    )
+                }
+                Err(PcapError::Eof) => Step::Eof,
+                Err(PcapError::Incomplete(_)) => Step::Refill,
+                Err(PcapError::UnexpectedEof) => Step::Stop(StopKind::Truncated),
+                Err(PcapError::BufferTooSmall) => Step::Grow,
+                Err(PcapError::ReadError) => Step::Stop(StopKind::ReadError),
+                Err(e) => Step::Stop(StopKind::Corrupt(nom_error(&e))),
+            };
+            match step {
+                Step::Frame => {
+                    self.info.frames += 1;
+                    self.cur.frame_no = self.info.frames;
+                    self.info.bytes = (self.reader.consumed() + self.to_consume) as u64;
+                    self.has_cur = true;
+                    return true;
+                }
+                Step::Skip => {}
+                Step::Refill => {
+                    if self.reader.refill().is_err() {
+                        self.stop(StopKind::ReadError);
+                    }
+                }
+                Step::Grow => {
+                    let next = self.buffer_size.saturating_mul(2);
+                    if next > MAX_BUFFER || !self.reader.grow(next) {
+                        self.stop(StopKind::Corrupt(format!(
+                            "record length beyond {} MiB",
+                            MAX_BUFFER >> 20
+                        )));
+                    } else {
+                        self.buffer_size = next;
+                        if self.reader.refill().is_err() {
+                            self.stop(StopKind::ReadError);
+                        }
+                    }
+                }
+                Step::Eof => {
+                    self.info.bytes = self.reader.consumed() as u64;
+                    self.done = true;
+                }
+                Step::Stop(kind) => self.stop(kind),
+            }
+        }
+        false
+    }
+
+    fn stop(&mut self, what: StopKind) {
+        self.to_consume = 0;
+        let byte = self.reader.consumed() as u64;
+        self.info.bytes = byte;
+        self.info.stop = Some(Stop {
+            byte,
+            after_frame: self.info.frames,
+            what,
+        });
+        self.done = true;
+    }
+}
+
+/// Turns one block into the current frame (returns `Step::Frame`) or records what it says.
+fn load_block(
+    block: PcapBlockOwned<'_>,
+    info: &mut FileInfo,
+    secrets: &mut Vec<(u32, Vec<u8>)>,
+    interfaces: &mut Vec<Interface>,
+    legacy: &mut Option<Interface>,
+    cur: &mut Current,
+    buf: &mut Vec<u8>,
+) -> Step {
+    let prev_ts = cur.ts;
+    let mut set = |ts: Timestamp, iface: u32, lt: Linktype, data: &[u8], orig: u32| {
+        cur.ts = ts;
+        cur.interface = iface;
+        cur.linktype = lt;
+        cur.orig_len = orig.max(data.len() as u32);
+        buf.clear();
+        buf.extend_from_slice(data);
+        Step::Frame
+    };
+    match block {
+        PcapBlockOwned::LegacyHeader(h) => {
+            info.nanosecond = h.is_nanosecond_precision();
+            info.linktypes = vec![h.network.0 as u32];
+            *legacy = Some(Interface {
+                linktype: Linktype(h.network.0 as u32),
+                resolution: if info.nanosecond {
+                    1_000_000_000
+                } else {
+                    1_000_000
+                },
+                // `thiszone` is always 0 in practice and tshark ignores it too.
+                offset_secs: 0,
+            });
+            Step::Skip
+        }
+        PcapBlockOwned::Legacy(b) => {
+            let Some(iface) = *legacy else {
+                return Step::Stop(StopKind::Corrupt("packet before the file header".into()));
+            };
+            let scale = 1_000_000_000 / iface.resolution as i64;
+            let ts = Timestamp::from_parts(
+                i64::from(b.ts_sec) + iface.offset_secs,
+                i64::from(b.ts_usec) * scale,
+            );
+            set(ts, 0, iface.linktype, b.data, b.origlen)
+        }
+        PcapBlockOwned::NG(Block::SectionHeader(_)) => {
+            // Interface ids are scoped to their section.
+            interfaces.clear();
+            Step::Skip
+        }
+        PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
+            let lt = Linktype(idb.linktype.0 as u32);
+            info.linktypes.push(lt.0);
+            interfaces.push(Interface {
+                linktype: lt,
+                resolution: idb.ts_resolution().filter(|r| *r > 0).unwrap_or(1_000_000),
+                offset_secs: idb.ts_offset(),
+            });
+            Step::Skip
+        }
+        PcapBlockOwned::NG(Block::EnhancedPacket(epb)) => {
+            let Some(iface) = interfaces.get(epb.if_id as usize).copied() else {
+                info.undeclared_interface += 1;
+                return Step::Skip;
+            };
+            let raw = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
+            let secs = raw / iface.resolution;
+            let frac = raw % iface.resolution;
+            let nanos = (u128::from(frac) * 1_000_000_000 / u128::from(iface.resolution)) as i64;
+            let ts = Timestamp::from_parts(
+                i64::try_from(secs)
+                    .unwrap_or(i64::MAX)
+                    .saturating_add(iface.offset_secs),
+                nanos,
+            );
+            set(
+                ts,
+                epb.if_id,
+                iface.linktype,
+                epb.packet_data(),
+                epb.origlen,
+            )
+        }
+        PcapBlockOwned::NG(Block::SimplePacket(spb)) => {
+            // No timestamp and always interface 0: keep the previous frame's time.
+            let Some(iface) = interfaces.first().copied() else {
+                info.undeclared_interface += 1;
+                return Step::Skip;
+            };
+            set(prev_ts, 0, iface.linktype, spb.packet_data(), spb.origlen)
+        }
+        PcapBlockOwned::NG(Block::DecryptionSecrets(dsb)) => {
+            info.secrets_blocks += 1;
+            let kept: usize = secrets.iter().map(|(_, s)| s.len()).sum();
+            if kept + dsb.data.len() <= MAX_SECRETS {
+                secrets.push((dsb.secrets_type.0, dsb.data.to_vec()));
+            }
+            Step::Skip
+        }
+        PcapBlockOwned::NG(_) => {
+            info.other_blocks += 1;
+            Step::Skip
+        }
+    }
+}
+
+fn nom_error(e: &PcapError<&[u8]>) -> String {
+    match e {
+        PcapError::NomError(_, kind) | PcapError::OwnedNomError(_, kind) => {
+            format!("unparseable block: {}", kind.description())
+        }
+        PcapError::HeaderNotRecognized => "header not recognized".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Reads up to `n` bytes and hands back a reader that still yields them first.
+fn peek(mut r: Box<dyn Read + Send>, n: usize) -> io::Result<(Vec<u8>, Box<dyn Read + Send>)> {
+    let mut prefix = Vec::with_capacity(n);
+    let mut chunk = [0u8; 16];
+    while prefix.len() < n {
+        let want = (n - prefix.len()).min(chunk.len());
+        let got = match r.read(chunk.get_mut(..want).unwrap_or(&mut [])) {
+            Ok(g) => g,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if got == 0 {
+            break;
+        }
+        prefix.extend_from_slice(chunk.get(..got).unwrap_or(&[]));
+    }
+    let again: Box<dyn Read + Send> = Box::new(Fill(Cursor::new(prefix.clone()).chain(r)));
+    Ok((prefix, again))
+}
+
+/// A reader that fills the caller's buffer as far as the input allows.
+///
+/// pcap-parser reads a file header with a single `read` call; a pipe, a gzip stream or our own
+/// peeked prefix can return fewer bytes than are available, which would look like a short file.
+struct Fill<R>(R);
+
+impl<R: Read> Read for Fill<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut n = 0;
+        while n < buf.len() {
+            match self.0.read(buf.get_mut(n..).unwrap_or(&mut [])) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if n > 0 => {
+                    // Report what we have; the error comes back on the next call.
+                    let _ = e;
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Says in words what a non-capture file looks like, from its first bytes.
+fn describe(magic: &[u8], gzip: bool) -> String {
+    let inner = if gzip { "gzip data holding " } else { "" };
+    let what = match magic {
+        [] => "empty: 0 bytes".to_string(),
+        m if m.len() < 4 => format!("only {} bytes", m.len()),
+        [b'P', b'K', 3, 4, ..] => "a zip archive".into(),
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => "zstd data".into(),
+        [b'B', b'Z', b'h', ..] => "bzip2 data".into(),
+        [0xfd, b'7', b'z', b'X', ..] => "xz data".into(),
+        [0x7f, b'E', b'L', b'F', ..] => "an ELF executable".into(),
+        m if m
+            .iter()
+            .all(|b| b.is_ascii_graphic() || b.is_ascii_whitespace()) =>
+        {
+            format!("text starting {:?}", String::from_utf8_lossy(m))
+        }
+        m => format!(
+            "unknown magic {}",
+            m.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        ),
+    };
+    format!("{inner}{what}")
+}
+
+/// Several capture files read as one stream, merged by timestamp (ties go to the earlier file).
+///
+/// Within one file, frames keep file order even when their timestamps go backwards: a bogus
+/// timestamp must not reorder a TCP conversation.
+pub struct Sources {
+    files: Vec<CaptureFile>,
+    started: bool,
+    last: Option<usize>,
+}
+
+impl Sources {
+    /// Wraps files already opened, in command-line order.
+    pub fn new(files: Vec<CaptureFile>) -> Self {
+        Sources {
+            files,
+            started: false,
+            last: None,
+        }
+    }
+
+    /// The next frame of the merged stream, valid until the next call.
+    pub fn next_frame(&mut self) -> Option<Frame<'_>> {
+        if !self.started {
+            self.started = true;
+            for f in &mut self.files {
+                f.advance();
+            }
+        } else if let Some(i) = self.last {
+            if let Some(f) = self.files.get_mut(i) {
+                f.advance();
+            }
+        }
+        let mut best: Option<(usize, Timestamp)> = None;
+        for (i, f) in self.files.iter().enumerate() {
+            if let Some(fr) = f.current() {
+                if best.is_none_or(|(_, t)| fr.ts < t) {
+                    best = Some((i, fr.ts));
+                }
+            }
+        }
+        self.last = best.map(|(i, _)| i);
+        let (i, _) = best?;
+        self.files.get(i).and_then(|f| f.current())
+    }
+
+    /// The files, for their [`FileInfo`] and secrets.
+    pub fn files(&self) -> &[CaptureFile] {
+        &self.files
+    }
+
+    /// Bytes consumed across all files, for progress reports.
+    pub fn consumed(&self) -> u64 {
+        self.files.iter().map(|f| f.consumed()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pcap_header(linktype: u32) -> Vec<u8> {
+        let mut v = Vec::new();
+        v.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+        v.extend_from_slice(&2u16.to_le_bytes());
+        v.extend_from_slice(&4u16.to_le_bytes());
+        v.extend_from_slice(&0i32.to_le_bytes());
+        v.extend_from_slice(&0u32.to_le_bytes());
+        v.extend_from_slice(&65535u32.to_le_bytes());
+        v.extend_from_slice(&linktype.to_le_bytes());
+        v
+    }
+
+    fn record(v: &mut Vec<u8>, sec: u32, usec: u32, data: &[u8]) {
+        v.extend_from_slice(&sec.to_le_bytes());
+        v.extend_from_slice(&usec.to_le_bytes());
+        v.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        v.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        v.extend_from_slice(data);
+    }
+
+    fn open_bytes(bytes: Vec<u8>) -> Result<CaptureFile, OpenError> {
+        let (magic, r) = peek(Box::new(Cursor::new(bytes)), 4).unwrap();
+        CaptureFile::from_reader("mem", 0, magic, r, false)
+    }
+
+    #[test]
+    fn reads_frames_and_reports_truncation() {
+        let mut v = pcap_header(1);
+        record(&mut v, 10, 5, &[1, 2, 3]);
+        record(&mut v, 11, 6, &[4, 5]);
+        let full = v.len();
+        record(&mut v, 12, 7, &[9; 40]);
+        v.truncate(full + 20);
+        let mut f = open_bytes(v).unwrap();
+        assert!(f.advance());
+        let fr = f.current().unwrap();
+        assert_eq!((fr.frame_no, fr.data), (1, &[1u8, 2, 3][..]));
+        assert_eq!(fr.ts, Timestamp::from_parts(10, 5_000));
+        assert!(f.advance());
+        assert!(!f.advance());
+        let stop = f.info.stop.clone().unwrap();
+        assert_eq!(stop.what, StopKind::Truncated);
+        assert_eq!(stop.after_frame, 2);
+        assert_eq!(stop.byte, full as u64);
+        assert_eq!(
+            stop.to_string(),
+            format!("truncated at byte {full} after frame 2")
+        );
+    }
+
+    #[test]
+    fn clean_end_has_no_stop() {
+        let mut v = pcap_header(1);
+        record(&mut v, 1, 0, &[0; 60]);
+        let mut f = open_bytes(v).unwrap();
+        assert!(f.advance());
+        assert!(!f.advance());
+        assert!(f.info.stop.is_none());
+        assert_eq!(f.info.frames, 1);
+    }
+
+    #[test]
+    fn absurd_record_length_is_corrupt_not_a_panic() {
+        let mut v = pcap_header(1);
+        v.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0]);
+        v.extend_from_slice(&[0u8; 100]);
+        let mut f = open_bytes(v).unwrap();
+        assert!(!f.advance());
+        let stop = f.info.stop.clone().unwrap();
+        assert!(
+            matches!(stop.what, StopKind::Corrupt(_) | StopKind::Truncated),
+            "{stop:?}"
+        );
+    }
+
+    #[test]
+    fn describes_non_captures() {
+        for (bytes, want) in [
+            (vec![], "empty: 0 bytes"),
+            (b"hello world\n".to_vec(), "text starting \"hell\""),
+            (vec![1, 2, 3, 4, 5], "unknown magic 01020304"),
+            (vec![7], "only 1 bytes"),
+        ] {
+            match open_bytes(bytes) {
+                Err(OpenError::NotCapture { looks_like, .. }) => assert_eq!(looks_like, want),
+                Err(e) => panic!("{e}"),
+                Ok(_) => panic!("accepted"),
+            }
+        }
+    }
+}

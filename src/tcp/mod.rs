@@ -1,0 +1,709 @@
+//! Stage 3, TCP: a flow table and per-direction reassembly.
+//!
+//! The tracker is a passive observer: it never rejects a segment, it records what it saw. Each
+//! connection has two halves (one per direction, by the side that sent them: side 0 is the
+//! sender of the first packet seen). Client and server are roles laid over the sides, decided
+//! by the SYN, else the SYN-ACK, else a MySQL greeting, else port numbers — and the basis is
+//! kept so a report can say how sure it is.
+//!
+//! In-order bytes are handed on as borrowed slices of the packet; out-of-order bytes wait in a
+//! bounded [`assembler::Assembler`]. A gap (bytes never captured) is reported with its length
+//! when the peer acknowledges past it, when the out-of-order buffer is full, when a snap length
+//! cut a packet, or when the connection ends with bytes still missing.
+
+pub mod assembler;
+
+use std::collections::{BTreeSet, HashMap};
+
+use crate::decode::{Endpoint, Segment, Vlans};
+use crate::mysql;
+use crate::time::Timestamp;
+use assembler::{Assembler, Piece};
+
+/// Where a piece of evidence is: its timestamp, frame number and file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct At {
+    /// Capture timestamp.
+    pub ts: Timestamp,
+    /// Frame number within its file (1-based).
+    pub frame: u64,
+    /// File index within the run.
+    pub file: usize,
+}
+
+/// A TCP sequence number; comparisons are modulo 2^32 (RFC 793 §3.3), never raw `u32` order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeqNum(pub u32);
+
+impl SeqNum {
+    /// `self - other` as a signed distance, correct across wrap-around.
+    pub fn diff(self, other: SeqNum) -> i64 {
+        i64::from(self.0.wrapping_sub(other.0) as i32)
+    }
+    /// `self + n`, wrapping.
+    pub fn plus(self, n: u64) -> SeqNum {
+        SeqNum(self.0.wrapping_add(n as u32))
+    }
+}
+
+/// How the client and server roles were decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoleBasis {
+    /// From port numbers (no SYN seen): a guess.
+    Port,
+    /// From a MySQL server greeting.
+    Greeting,
+    /// From the SYN-ACK.
+    SynAck,
+    /// From the SYN.
+    Syn,
+}
+
+/// What reassembly delivers for one direction, in stream order.
+#[derive(Clone, Copy, Debug)]
+pub enum StreamEvent<'a> {
+    /// The next bytes of the stream.
+    Data(&'a [u8]),
+    /// This many bytes of the stream were never captured.
+    Gap(u64),
+    /// The sender's FIN (first copy).
+    Fin,
+    /// A RST from this side.
+    Rst,
+}
+
+/// Receives reassembled streams and finished connections.
+pub trait StreamSink {
+    /// One stream event of `side` of `conn`, observed at `at`.
+    fn event(&mut self, _conn: &Connection, _side: usize, _at: At, _ev: StreamEvent<'_>) {}
+    /// A connection is finished (closed and lingered, idle-expired, or the capture ended).
+    fn close(&mut self, conn: Connection);
+}
+
+/// One direction of a connection, named by its sender.
+#[derive(Debug, Default)]
+pub struct Half {
+    /// Initial sequence number, when the SYN (or SYN-ACK) was seen.
+    pub isn: Option<SeqNum>,
+    /// First SYN (or SYN-ACK) from this side.
+    pub syn: Option<At>,
+    /// Next expected sequence number, once anything was seen.
+    pub next: Option<SeqNum>,
+    /// Stream offset that `next` stands for (bytes delivered plus gaps).
+    pub offset: u64,
+    /// Out-of-order bytes waiting for earlier ones.
+    pub asm: Assembler,
+    /// Sequence number the FIN occupies.
+    pub fin_seq: Option<SeqNum>,
+    /// First FIN from this side.
+    pub fin: Option<At>,
+    /// Payload bytes delivered in order (not counting gaps or retransmissions).
+    pub bytes: u64,
+    /// Gaps: count and total bytes never captured.
+    pub gaps: u64,
+    /// Total bytes of all gaps.
+    pub gap_bytes: u64,
+    /// Segments whose data had all been seen already.
+    pub retransmissions: u64,
+    /// Segments that arrived ahead of missing bytes.
+    pub out_of_order: u64,
+    /// Bytes that overlapped earlier copies with different values.
+    pub overlap_differs: u64,
+    /// Keep-alive probes (one byte or none, one before the next expected byte).
+    pub keepalives: u64,
+    /// Segments sent by this side.
+    pub packets: u64,
+    /// First and last segment carrying new payload.
+    pub first_data: Option<At>,
+    /// Last segment carrying new payload.
+    pub last_data: Option<At>,
+    /// Last segment of any kind from this side.
+    pub last_seen: Option<At>,
+}
+
+/// At most this many FIN and RST frames are kept per connection as evidence (the rest counted).
+pub const MAX_EVIDENCE: usize = 32;
+
+/// One TCP connection as observed.
+#[derive(Debug)]
+pub struct Connection {
+    /// Stable id: order of first packet in the run, from 1.
+    pub id: u64,
+    /// VLAN tags the connection travelled on.
+    pub vlans: Vlans,
+    /// The endpoints: side 0 sent the first packet seen.
+    pub ep: [Endpoint; 2],
+    /// Which side is the client.
+    pub client: usize,
+    /// How that was decided.
+    pub role_basis: RoleBasis,
+    /// The connection's start was not captured (no SYN).
+    pub mid_stream: bool,
+    /// First packet.
+    pub first: At,
+    /// Last packet.
+    pub last: At,
+    /// The two directions, by sending side.
+    pub half: [Half; 2],
+    /// Every FIN frame (retransmissions included), with its sending side; capped.
+    pub fins: Vec<(usize, At)>,
+    /// Every RST frame with its sending side; capped.
+    pub rsts: Vec<(usize, At)>,
+    /// FIN or RST frames beyond the cap.
+    pub evidence_dropped: u64,
+    /// When the connection became closed (a RST, or both FINs).
+    pub closed_at: Option<Timestamp>,
+    /// Finished by the idle timeout rather than a close or the end of the capture.
+    pub idle_expired: bool,
+    /// Bytes carried in RST segments (not part of the stream).
+    pub rst_payload: u64,
+}
+
+impl Connection {
+    /// The client endpoint.
+    pub fn client_ep(&self) -> Endpoint {
+        self.ep[self.client & 1]
+    }
+    /// The server endpoint.
+    pub fn server_ep(&self) -> Endpoint {
+        self.ep[(self.client ^ 1) & 1]
+    }
+    /// The half sent by the client.
+    pub fn client_half(&self) -> &Half {
+        &self.half[self.client & 1]
+    }
+    /// The half sent by the server.
+    pub fn server_half(&self) -> &Half {
+        &self.half[(self.client ^ 1) & 1]
+    }
+    /// True when `side` is the client.
+    pub fn is_client(&self, side: usize) -> bool {
+        side == self.client
+    }
+}
+
+/// Flow-table key: VLANs and the two endpoints in canonical order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    vlans: Vlans,
+    lo: Endpoint,
+    hi: Endpoint,
+}
+
+impl Key {
+    fn of(seg: &Segment<'_>) -> Key {
+        let (lo, hi) = if seg.src <= seg.dst {
+            (seg.src, seg.dst)
+        } else {
+            (seg.dst, seg.src)
+        };
+        Key {
+            vlans: seg.vlans,
+            lo,
+            hi,
+        }
+    }
+}
+
+/// Tracker settings.
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    /// Out-of-order bytes buffered per direction before a gap is declared.
+    pub max_buffer: usize,
+    /// Connections silent this long are finished (None: never, until the capture ends).
+    pub idle_timeout: Option<i64>,
+    /// How long a closed connection stays in the table to collect late packets (ns).
+    pub linger: i64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_buffer: 1 << 20,
+            idle_timeout: None,
+            linger: 30_000_000_000,
+        }
+    }
+}
+
+/// Counters over the whole run.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Stats {
+    /// TCP segments processed.
+    pub segments: u64,
+    /// Connections seen.
+    pub connections: u64,
+    /// A SYN reused the 4-tuple of a connection still in the table: a new connection.
+    pub reused_tuples: u64,
+    /// Connections finished by the idle timeout.
+    pub idle_expired: u64,
+    /// Times the out-of-order buffer overflowed and a gap was declared early.
+    pub buffer_overflows: u64,
+    /// The peer acknowledged bytes the capture never had.
+    pub acked_unseen: u64,
+}
+
+/// The flow table.
+pub struct Tracker {
+    cfg: Config,
+    table: HashMap<Key, Connection, ahash::RandomState>,
+    open_ids: BTreeSet<u64>,
+    next_id: u64,
+    last_sweep: Option<Timestamp>,
+    /// Run counters.
+    pub stats: Stats,
+}
+
+const SWEEP_EVERY_NS: i64 = 1_000_000_000;
+
+impl Tracker {
+    /// An empty tracker.
+    pub fn new(cfg: Config) -> Self {
+        Tracker {
+            cfg,
+            table: HashMap::default(),
+            open_ids: BTreeSet::new(),
+            next_id: 1,
+            last_sweep: None,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Connections currently in the table.
+    pub fn open_connections(&self) -> usize {
+        self.table.len()
+    }
+
+    /// The smallest id still in the table: every connection below it has been handed to
+    /// [`StreamSink::close`].
+    pub fn oldest_open(&self) -> Option<u64> {
+        self.open_ids.first().copied()
+    }
+
+    /// Feeds one segment.
+    pub fn process(&mut self, seg: &Segment<'_>, sink: &mut impl StreamSink) {
+        self.stats.segments += 1;
+        self.maybe_sweep(seg.ts, sink);
+        let key = Key::of(seg);
+        if seg.flags.syn() && !seg.flags.ack() {
+            let reuse = self.table.get(&key).is_some_and(|c| {
+                let side = usize::from(c.ep[0] != seg.src);
+                let h = &c.half[side];
+                !(c.client == side && h.syn.is_some() && h.isn == Some(SeqNum(seg.seq)))
+            });
+            if reuse {
+                self.stats.reused_tuples += 1;
+                if let Some(old) = self.table.remove(&key) {
+                    self.finish(old, sink);
+                }
+            }
+        }
+        let conn = match self.table.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let id = self.next_id;
+                self.next_id += 1;
+                self.stats.connections += 1;
+                self.open_ids.insert(id);
+                e.insert(Connection::new(id, seg))
+            }
+        };
+        let side = usize::from(conn.ep[0] != seg.src);
+        let overflowed = conn.handle(seg, side, &self.cfg, &mut self.stats, sink);
+        if overflowed {
+            self.stats.buffer_overflows += 1;
+        }
+    }
+
+    /// Finishes every connection still in the table (end of capture), in id order.
+    pub fn finish_all(&mut self, sink: &mut impl StreamSink) {
+        let mut all: Vec<Connection> = self.table.drain().map(|(_, c)| c).collect();
+        all.sort_by_key(|c| c.id);
+        for c in all {
+            self.finish(c, sink);
+        }
+    }
+
+    fn maybe_sweep(&mut self, now: Timestamp, sink: &mut impl StreamSink) {
+        let Some(last) = self.last_sweep else {
+            self.last_sweep = Some(now);
+            return;
+        };
+        // Either direction: a bogus far-future timestamp must not stop sweeps for good.
+        if now.nanos_since(last).abs() < SWEEP_EVERY_NS {
+            return;
+        }
+        self.last_sweep = Some(now);
+        let cfg = self.cfg;
+        let mut done: Vec<Key> = Vec::new();
+        for (k, c) in &self.table {
+            let lingered = c
+                .closed_at
+                .is_some_and(|t| now.nanos_since(t) >= cfg.linger);
+            let idle = cfg
+                .idle_timeout
+                .is_some_and(|t| now.nanos_since(c.last.ts) >= t);
+            if lingered || idle {
+                done.push(*k);
+            }
+        }
+        let mut finished: Vec<Connection> =
+            done.iter().filter_map(|k| self.table.remove(k)).collect();
+        finished.sort_by_key(|c| c.id);
+        for mut c in finished {
+            if c.closed_at.is_none() {
+                c.idle_expired = true;
+                self.stats.idle_expired += 1;
+            }
+            self.finish(c, sink);
+        }
+    }
+
+    fn finish(&mut self, mut conn: Connection, sink: &mut impl StreamSink) {
+        for side in 0..2 {
+            conn.flush(side, sink);
+        }
+        self.open_ids.remove(&conn.id);
+        sink.close(conn);
+    }
+}
+
+/// Well-known server ports, used only when no SYN says who connected to whom.
+const SERVER_PORTS: &[u16] = &[
+    3306, 3307, 4567, 6032, 6033, 33060, 443, 80, 8080, 5432, 6379,
+];
+
+fn server_side_by_port(p0: u16, p1: u16) -> usize {
+    let known = |p| SERVER_PORTS.contains(&p);
+    match (known(p0), known(p1)) {
+        (true, false) => return 0,
+        (false, true) => return 1,
+        _ => {}
+    }
+    if p0 < 1024 && p1 >= 1024 {
+        0
+    } else if p1 < 1024 && p0 >= 1024 {
+        1
+    } else if p0 <= p1 {
+        0
+    } else {
+        1
+    }
+}
+
+impl Connection {
+    fn new(id: u64, seg: &Segment<'_>) -> Connection {
+        let at = at_of(seg);
+        let (client, role_basis) = if seg.flags.syn() && !seg.flags.ack() {
+            (0, RoleBasis::Syn)
+        } else if seg.flags.syn() {
+            (1, RoleBasis::SynAck)
+        } else {
+            (
+                server_side_by_port(seg.src.port, seg.dst.port) ^ 1,
+                RoleBasis::Port,
+            )
+        };
+        Connection {
+            id,
+            vlans: seg.vlans,
+            ep: [seg.src, seg.dst],
+            client,
+            role_basis,
+            mid_stream: !seg.flags.syn(),
+            first: at,
+            last: at,
+            half: [Half::default(), Half::default()],
+            fins: Vec::new(),
+            rsts: Vec::new(),
+            evidence_dropped: 0,
+            closed_at: None,
+            idle_expired: false,
+            rst_payload: 0,
+        }
+    }
+
+    fn mark_closed(&mut self, ts: Timestamp) {
+        if self.closed_at.is_none() {
+            self.closed_at = Some(ts);
+        }
+    }
+
+    fn push_evidence(list: &mut Vec<(usize, At)>, dropped: &mut u64, side: usize, at: At) {
+        if list.len() < MAX_EVIDENCE {
+            list.push((side, at));
+        } else {
+            *dropped += 1;
+        }
+    }
+
+    /// Applies one segment from `side`; returns true if the out-of-order buffer overflowed.
+    fn handle(
+        &mut self,
+        seg: &Segment<'_>,
+        side: usize,
+        cfg: &Config,
+        stats: &mut Stats,
+        sink: &mut impl StreamSink,
+    ) -> bool {
+        let side = side & 1;
+        let other = side ^ 1;
+        let at = at_of(seg);
+        self.last = at;
+        {
+            let h = &mut self.half[side];
+            h.packets += 1;
+            h.last_seen = Some(at);
+        }
+        let flags = seg.flags;
+        if flags.rst() {
+            Self::push_evidence(&mut self.rsts, &mut self.evidence_dropped, side, at);
+            self.rst_payload += seg.payload.len() as u64 + u64::from(seg.missing);
+            self.mark_closed(seg.ts);
+            sink.event(self, side, at, StreamEvent::Rst);
+            return false;
+        }
+        if flags.syn() {
+            let h = &mut self.half[side];
+            if h.syn.is_none() {
+                h.syn = Some(at);
+            }
+            let fresh = h.bytes == 0 && h.gap_bytes == 0 && h.asm.is_empty();
+            if h.isn.is_none() || fresh {
+                h.isn = Some(SeqNum(seg.seq));
+                h.next = Some(SeqNum(seg.seq).plus(1));
+                h.offset = 0;
+            }
+            if !flags.ack() {
+                if self.role_basis < RoleBasis::Syn {
+                    self.client = side;
+                    self.role_basis = RoleBasis::Syn;
+                }
+            } else if self.role_basis < RoleBasis::SynAck {
+                self.client = other;
+                self.role_basis = RoleBasis::SynAck;
+            }
+        }
+        if flags.ack() {
+            self.check_ack(other, SeqNum(seg.ack), at, stats, sink);
+        }
+        let data_seq = SeqNum(seg.seq).plus(u64::from(flags.syn()));
+        let len = seg.payload.len() as u64 + u64::from(seg.missing);
+        let mut overflowed = false;
+        if len > 0 {
+            overflowed = self.data(side, data_seq, seg.payload, seg.missing, at, cfg, sink);
+        }
+        if flags.fin() {
+            Self::push_evidence(&mut self.fins, &mut self.evidence_dropped, side, at);
+            let h = &mut self.half[side];
+            if h.next.is_none() {
+                h.next = Some(data_seq);
+            }
+            if h.fin.is_none() {
+                h.fin = Some(at);
+                h.fin_seq = Some(data_seq.plus(len));
+                sink.event(self, side, at, StreamEvent::Fin);
+            }
+            if self.half[other].fin.is_some() {
+                self.mark_closed(seg.ts);
+            }
+        }
+        overflowed
+    }
+
+    /// The peer acknowledged up to `ack` of `side`'s stream: bytes before it that the capture
+    /// never had are a gap.
+    fn check_ack(
+        &mut self,
+        side: usize,
+        ack: SeqNum,
+        at: At,
+        stats: &mut Stats,
+        sink: &mut impl StreamSink,
+    ) {
+        let h = &self.half[side & 1];
+        let Some(next) = h.next else { return };
+        // A FIN occupies one sequence number past the data.
+        let limit = match h.fin_seq {
+            Some(f) if f.diff(next) <= 0 => next.plus(1),
+            _ => next,
+        };
+        let ahead = ack.diff(limit);
+        // Bounded so that a garbage ACK field cannot open a 2 GiB hole.
+        if ahead <= 0 || ahead > (1 << 30) {
+            return;
+        }
+        stats.acked_unseen += 1;
+        let target = h.offset + ack.diff(next) as u64;
+        self.advance_to(side, target, at, sink);
+    }
+
+    /// New payload (`data` then `missing` uncaptured bytes) at `seq` from `side`.
+    #[allow(clippy::too_many_arguments)]
+    fn data(
+        &mut self,
+        side: usize,
+        seq: SeqNum,
+        data: &[u8],
+        missing: u32,
+        at: At,
+        cfg: &Config,
+        sink: &mut impl StreamSink,
+    ) -> bool {
+        let side = side & 1;
+        let len = data.len() as u64 + u64::from(missing);
+        let h = &mut self.half[side];
+        let next = *h.next.get_or_insert(seq);
+        let rel = seq.diff(next);
+        let end = rel + len as i64;
+        if end <= 0 {
+            if len <= 1 && rel == -1 {
+                h.keepalives += 1;
+            } else {
+                h.retransmissions += 1;
+            }
+            return false;
+        }
+        if h.first_data.is_none() {
+            h.first_data = Some(at);
+        }
+        h.last_data = Some(at);
+        if rel > 0 {
+            h.out_of_order += 1;
+            let off = h.offset + rel as u64;
+            let mut ins = h.asm.insert(off, Piece::Data(data.to_vec()), at);
+            if missing > 0 {
+                let r = h
+                    .asm
+                    .insert(off + data.len() as u64, Piece::Hole(u64::from(missing)), at);
+                ins.duplicate += r.duplicate;
+            }
+            if ins.duplicate > 0 {
+                h.retransmissions += 1;
+            }
+            h.overlap_differs += ins.differing;
+            if h.asm.data_bytes() > cfg.max_buffer {
+                // Declare the bytes before the first buffered chunk lost and move on.
+                if let Some(first) = h.asm.first_offset() {
+                    self.advance_to(side, first, at, sink);
+                }
+                return true;
+            }
+            return false;
+        }
+        // In order, possibly overlapping what was already delivered.
+        let skip = (-rel) as u64;
+        if skip > 0 {
+            h.retransmissions += 1;
+        }
+        let fresh = data
+            .get(skip.min(data.len() as u64) as usize..)
+            .unwrap_or(&[]);
+        let hole = len - skip - fresh.len() as u64;
+        h.next = Some(next.plus(skip + fresh.len() as u64 + hole));
+        h.offset += fresh.len() as u64 + hole;
+        h.bytes += fresh.len() as u64;
+        if hole > 0 {
+            h.gaps += 1;
+            h.gap_bytes += hole;
+        }
+        if !fresh.is_empty() {
+            self.learn_role(side, fresh);
+            sink.event(self, side, at, StreamEvent::Data(fresh));
+        }
+        if hole > 0 {
+            sink.event(self, side, at, StreamEvent::Gap(hole));
+        }
+        self.drain(side, sink);
+        false
+    }
+
+    /// A MySQL greeting decides the roles when no SYN did.
+    fn learn_role(&mut self, side: usize, first_bytes: &[u8]) {
+        if self.role_basis < RoleBasis::Greeting
+            && self.half[side & 1].bytes == first_bytes.len() as u64
+            && mysql::looks_like_greeting(first_bytes)
+        {
+            self.client = side ^ 1;
+            self.role_basis = RoleBasis::Greeting;
+        }
+    }
+
+    /// Delivers buffered chunks that now continue the stream.
+    fn drain(&mut self, side: usize, sink: &mut impl StreamSink) {
+        let side = side & 1;
+        loop {
+            let h = &mut self.half[side];
+            let mut dropped = 0;
+            let Some(chunk) = h.asm.pop_at(h.offset, &mut dropped) else {
+                return;
+            };
+            let n = match &chunk.piece {
+                Piece::Data(d) => d.len() as u64,
+                Piece::Hole(n) => *n,
+            };
+            h.offset += n;
+            h.next = h.next.map(|s| s.plus(n));
+            match &chunk.piece {
+                Piece::Data(d) => {
+                    h.bytes += n;
+                    sink.event(self, side, chunk.at, StreamEvent::Data(d));
+                }
+                Piece::Hole(n) => {
+                    h.gaps += 1;
+                    h.gap_bytes += n;
+                    sink.event(self, side, chunk.at, StreamEvent::Gap(*n));
+                }
+            }
+        }
+    }
+
+    /// Moves `side`'s stream forward to `target`, reporting never-captured stretches as gaps
+    /// and delivering buffered chunks on the way.
+    fn advance_to(&mut self, side: usize, target: u64, at: At, sink: &mut impl StreamSink) {
+        let side = side & 1;
+        loop {
+            self.drain(side, sink);
+            let h = &mut self.half[side];
+            if h.offset >= target {
+                return;
+            }
+            let stop = h.asm.first_offset().map_or(target, |f| f.min(target));
+            let gap = stop.saturating_sub(h.offset);
+            if gap == 0 {
+                return;
+            }
+            h.offset += gap;
+            h.next = h.next.map(|s| s.plus(gap));
+            h.gaps += 1;
+            h.gap_bytes += gap;
+            sink.event(self, side, at, StreamEvent::Gap(gap));
+        }
+    }
+
+    /// End of the connection: whatever is still buffered is delivered, with gaps before it.
+    fn flush(&mut self, side: usize, sink: &mut impl StreamSink) {
+        let side = side & 1;
+        loop {
+            self.drain(side, sink);
+            let h = &self.half[side];
+            let Some(first) = h.asm.first_offset() else {
+                return;
+            };
+            let at = h.last_seen.unwrap_or(self.last);
+            self.advance_to(side, first, at, sink);
+        }
+    }
+}
+
+fn at_of(seg: &Segment<'_>) -> At {
+    At {
+        ts: seg.ts,
+        frame: seg.frame_no,
+        file: seg.file,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,103 @@
+//! Capture timestamps: nanoseconds since the Unix epoch, with RFC 3339 formatting.
+
+use std::fmt;
+
+/// A capture timestamp in nanoseconds since 1970-01-01T00:00:00Z.
+///
+/// Signed so that differences and bogus pre-1970 values stay representable; files carry
+/// microsecond or nanosecond (pcapng: any) resolution and all of it is kept.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub i64);
+
+const NS_PER_SEC: i64 = 1_000_000_000;
+
+impl Timestamp {
+    /// Builds a timestamp from whole seconds and nanoseconds, saturating on overflow.
+    pub fn from_parts(secs: i64, nanos: i64) -> Self {
+        Timestamp(secs.saturating_mul(NS_PER_SEC).saturating_add(nanos))
+    }
+
+    /// Seconds (as f64) from `earlier` to `self`; negative when `self` is earlier.
+    pub fn secs_since(self, earlier: Timestamp) -> f64 {
+        (self.0.saturating_sub(earlier.0)) as f64 / NS_PER_SEC as f64
+    }
+
+    /// Nanoseconds from `earlier` to `self`, saturating.
+    pub fn nanos_since(self, earlier: Timestamp) -> i64 {
+        self.0.saturating_sub(earlier.0)
+    }
+
+    /// An RFC 3339 rendering in UTC with nanoseconds, e.g. `2026-11-24T08:52:55.123456789Z`.
+    pub fn rfc3339(self) -> Rfc3339 {
+        Rfc3339(self)
+    }
+}
+
+/// Display adapter returned by [`Timestamp::rfc3339`].
+pub struct Rfc3339(Timestamp);
+
+impl fmt::Display for Rfc3339 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ns = self.0 .0;
+        let secs = ns.div_euclid(NS_PER_SEC);
+        let frac = ns.rem_euclid(NS_PER_SEC);
+        let days = secs.div_euclid(86_400);
+        let sod = secs.rem_euclid(86_400);
+        let (y, m, d) = civil_from_days(days);
+        write!(
+            f,
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:09}Z",
+            sod / 3600,
+            (sod % 3600) / 60,
+            sod % 60
+        )
+    }
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
+///
+/// Howard Hinnant's `civil_from_days`; exact for the whole i64 day range we can produce.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_known_instants() {
+        assert_eq!(
+            Timestamp(0).rfc3339().to_string(),
+            "1970-01-01T00:00:00.000000000Z"
+        );
+        // 2000-02-29 (leap day) 12:34:56.000000789
+        let t = Timestamp::from_parts(951_827_696, 789);
+        assert_eq!(t.rfc3339().to_string(), "2000-02-29T12:34:56.000000789Z");
+        // before the epoch
+        assert_eq!(
+            Timestamp(-1).rfc3339().to_string(),
+            "1969-12-31T23:59:59.999999999Z"
+        );
+        // far future, like the bogus frame in mysql-ssl-tls10.pcapng
+        let t = Timestamp::from_parts(2_937_600_000, 0);
+        assert_eq!(t.rfc3339().to_string(), "2063-02-02T00:00:00.000000000Z");
+    }
+
+    #[test]
+    fn differences() {
+        let a = Timestamp::from_parts(10, 500_000_000);
+        let b = Timestamp::from_parts(12, 0);
+        assert_eq!(b.nanos_since(a), 1_500_000_000);
+        assert!((b.secs_since(a) - 1.5).abs() < 1e-12);
+    }
+}
