@@ -231,17 +231,30 @@ enum Step {
 impl CaptureFile {
     /// Opens `path` (`-` is standard input); `index` is its position in the run.
     pub fn open(path: &str, index: usize) -> Result<CaptureFile, OpenError> {
-        let io_err = |source| OpenError::Io {
-            path: path.to_string(),
-            source,
-        };
         let raw: Box<dyn Read + Send> = if path == "-" {
             Box::new(io::stdin())
         } else {
+            let io_err = |source| OpenError::Io {
+                path: path.to_string(),
+                source,
+            };
             if Path::new(path).is_dir() {
                 return Err(io_err(io::Error::other("is a directory")));
             }
             Box::new(File::open(path).map_err(io_err)?)
+        };
+        Self::from_read(path, index, raw)
+    }
+
+    /// Reads a capture from any byte stream (gzip is detected); `name` is used in messages.
+    pub fn from_read(
+        name: &str,
+        index: usize,
+        raw: Box<dyn Read + Send>,
+    ) -> Result<CaptureFile, OpenError> {
+        let io_err = |source| OpenError::Io {
+            path: name.to_string(),
+            source,
         };
         let (magic, mut input) = peek(raw, 4).map_err(io_err)?;
         let mut gzip = false;
@@ -253,7 +266,7 @@ impl CaptureFile {
             magic = m;
             input = i;
         }
-        Self::from_reader(path, index, magic, input, gzip)
+        Self::from_reader(name, index, magic, input, gzip)
     }
 
     fn from_reader(

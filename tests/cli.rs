@@ -1,0 +1,292 @@
+//! The binary end to end: exit codes, messages and outputs on good, odd and corrupt input.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use common::*;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_proxyscope"))
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("proxyscope-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+/// A small real capture from the bundled set (always in the repo).
+fn sample() -> PathBuf {
+    repo().join("captures/tls13-clean-quit.pcap")
+}
+
+fn json(args: &[&str]) -> serde_json::Value {
+    let out = run(args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("one JSON document")
+}
+
+#[test]
+fn not_a_capture_is_one_clear_line_and_exit_1() {
+    for (name, bytes, want) in [
+        ("empty.pcap", &b""[..], "empty: 0 bytes"),
+        ("notes.pcap", &b"this is a text file\n"[..], "text starting"),
+        (
+            "garbage.pcap",
+            &[0xde, 0xad, 0xbe, 0xef, 1, 2, 3][..],
+            "unknown magic deadbeef",
+        ),
+    ] {
+        let p = tmp(name);
+        std::fs::write(&p, bytes).unwrap();
+        let out = run(&["analyze", p.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1), "{name}");
+        let err = text(&out.stderr);
+        assert!(
+            err.contains(name) && err.contains("not a pcap or pcapng") && err.contains(want),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
+    }
+    let out = run(&["analyze", "/nonexistent/x.pcap"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("/nonexistent/x.pcap"));
+}
+
+#[test]
+fn truncated_file_is_analysed_up_to_the_cut_and_exits_2() {
+    let data = std::fs::read(sample()).unwrap();
+    let cut = data.len() - 30;
+    let p = tmp("cut.pcap");
+    std::fs::write(&p, &data[..cut]).unwrap();
+    let out = run(&["analyze", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("truncated at byte") && err.contains("after frame"),
+        "{err}"
+    );
+    // The connections before the cut are all there.
+    let full = json(&["analyze", "--format", "json", sample().to_str().unwrap()]);
+    let out = run(&["analyze", "--format", "json", p.to_str().unwrap()]);
+    let part: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        part["connections"].as_array().unwrap().len(),
+        full["connections"].as_array().unwrap().len()
+    );
+    let stop = &part["summary"]["files"][0]["stop"];
+    assert_eq!(stop["what"], "truncated");
+    let frames = full["summary"]["frames"].as_u64().unwrap();
+    assert_eq!(stop["after_frame"].as_u64().unwrap(), frames - 1);
+}
+
+#[test]
+fn a_bogus_link_type_is_reported_not_fatal() {
+    let mut data = std::fs::read(sample()).unwrap();
+    data[20..24].copy_from_slice(&147u32.to_le_bytes());
+    let p = tmp("linktype147.pcap");
+    std::fs::write(&p, &data).unwrap();
+    let out = run(&["analyze", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        text(&out.stderr).contains("unsupported link type 147"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(text(&out.stdout).contains("unsupported link type 147"));
+}
+
+#[test]
+fn gzip_and_stdin_give_the_same_report() {
+    let plain = run(&["analyze", sample().to_str().unwrap()]);
+    assert!(plain.status.success());
+    let gz = tmp("sample.pcap.gz");
+    let f = std::fs::File::create(&gz).unwrap();
+    let mut enc = flate2::write::GzEncoder::new(f, flate2::Compression::fast());
+    enc.write_all(&std::fs::read(sample()).unwrap()).unwrap();
+    enc.finish().unwrap();
+    let zipped = run(&["analyze", gz.to_str().unwrap()]);
+    assert!(zipped.status.success(), "{}", text(&zipped.stderr));
+    let body = |o: &Output| {
+        text(&o.stdout)
+            .lines()
+            .take_while(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(body(&plain), body(&zipped));
+
+    let mut child = bin()
+        .args(["analyze", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&std::fs::read(sample()).unwrap())
+        .unwrap();
+    let piped = child.wait_with_output().unwrap();
+    assert!(piped.status.success());
+    assert_eq!(body(&plain), body(&piped));
+}
+
+/// Rewrites a little-endian microsecond pcap as big-endian (as a SPARC or PowerPC would write).
+fn to_big_endian(le: &[u8]) -> Vec<u8> {
+    let u32le = |b: &[u8], o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap());
+    let mut out = Vec::new();
+    out.extend_from_slice(&0xa1b2_c3d4u32.to_be_bytes());
+    out.extend_from_slice(&2u16.to_be_bytes());
+    out.extend_from_slice(&4u16.to_be_bytes());
+    out.extend_from_slice(&[0; 8]);
+    out.extend_from_slice(&u32le(le, 16).to_be_bytes());
+    out.extend_from_slice(&u32le(le, 20).to_be_bytes());
+    let mut o = 24;
+    while o + 16 <= le.len() {
+        for k in 0..4 {
+            out.extend_from_slice(&u32le(le, o + 4 * k).to_be_bytes());
+        }
+        let len = u32le(le, o + 8) as usize;
+        out.extend_from_slice(&le[o + 16..o + 16 + len]);
+        o += 16 + len;
+    }
+    out
+}
+
+fn closes(path: &Path) -> Vec<(String, String, Option<u64>)> {
+    let (sums, _) = analyze_file(path);
+    sums.iter()
+        .map(|s| {
+            (
+                s.client.to_string(),
+                s.close.how.as_str().to_string(),
+                s.close.at.map(|m| m.at.frame),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn every_file_flavour_gives_the_same_closes() {
+    let base = sample();
+    let want = closes(&base);
+    assert!(!want.is_empty());
+    let be = tmp("be.pcap");
+    std::fs::write(&be, to_big_endian(&std::fs::read(&base).unwrap())).unwrap();
+    assert_eq!(closes(&be), want, "big-endian pcap");
+    if have("editcap") {
+        for (name, args) in [
+            ("ns.pcap", vec!["-F", "nsecpcap"]),
+            ("ng.pcapng", vec!["-F", "pcapng"]),
+        ] {
+            let p = tmp(name);
+            let st = Command::new("editcap")
+                .args(&args)
+                .arg(&base)
+                .arg(&p)
+                .status()
+                .unwrap();
+            assert!(st.success());
+            assert_eq!(closes(&p), want, "{name}");
+        }
+        // Two pcapng sections in one file (concatenation is valid pcapng): frames add up.
+        let ng = std::fs::read(tmp("ng.pcapng")).unwrap();
+        let two = tmp("two-sections.pcapng");
+        std::fs::write(&two, [ng.clone(), ng].concat()).unwrap();
+        let (sums, run) = analyze_file(&two);
+        let (one, run1) = analyze_file(&base);
+        assert_eq!(run.frames, 2 * run1.frames);
+        // The second copy reuses every 4-tuple with the same SYNs: it folds into the first
+        // connections as retransmissions, exactly as tshark does for a replayed copy.
+        assert_eq!(sums.len(), one.len());
+    } else {
+        panic!("editcap missing: scripts/test.sh installs tshark, which brings it");
+    }
+}
+
+#[test]
+fn snaplen_cut_packets_become_gaps_and_closes_hold() {
+    let base = sample();
+    let cut = tmp("snap80.pcap");
+    let st = Command::new("editcap")
+        .args(["-s", "80"])
+        .arg(&base)
+        .arg(&cut)
+        .status()
+        .expect("editcap");
+    assert!(st.success());
+    assert_eq!(closes(&cut), closes(&base));
+    let (sums, _) = analyze_file(&cut);
+    let gap_bytes: u64 = sums
+        .iter()
+        .map(|s| s.gaps.c2s.bytes + s.gaps.s2c.bytes)
+        .sum();
+    let (full, _) = analyze_file(&base);
+    let full_bytes: u64 = full.iter().map(|s| s.bytes.c2s + s.bytes.s2c).sum();
+    let cut_bytes: u64 = sums.iter().map(|s| s.bytes.c2s + s.bytes.s2c).sum();
+    assert!(gap_bytes > 0);
+    // Every byte is accounted for: captured plus never-captured equals the full stream.
+    assert_eq!(cut_bytes + gap_bytes, full_bytes);
+}
+
+#[test]
+fn several_files_are_merged_in_time_order() {
+    let a = repo().join("captures/plain-clean-quit.pcap");
+    let b = sample();
+    let v = json(&[
+        "analyze",
+        "--format",
+        "json",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+    ]);
+    let conns = v["connections"].as_array().unwrap();
+    let (na, _) = analyze_file(&a);
+    let (nb, _) = analyze_file(&b);
+    assert_eq!(conns.len(), na.len() + nb.len());
+    assert_eq!(v["summary"]["files"].as_array().unwrap().len(), 2);
+    // Ids follow first-packet time across files.
+    let starts: Vec<&str> = conns
+        .iter()
+        .map(|c| c["start"]["ts"].as_str().unwrap())
+        .collect();
+    let mut sorted = starts.clone();
+    sorted.sort();
+    assert_eq!(starts, sorted);
+}
+
+#[test]
+fn json_has_the_documented_shape() {
+    let v = json(&["analyze", "--format", "json", sample().to_str().unwrap()]);
+    assert_eq!(v["schema"], "proxyscope.analyze/1");
+    let c = &v["connections"][0];
+    for key in [
+        "id",
+        "client",
+        "server",
+        "role_basis",
+        "start",
+        "end",
+        "bytes",
+        "close",
+        "fins",
+        "rsts",
+    ] {
+        assert!(!c[key].is_null(), "missing {key}");
+    }
+    assert!(c["start"]["ts"].as_str().unwrap().ends_with('Z'));
+    assert!(["client", "server"].contains(&c["close"]["closed_by"].as_str().unwrap()));
+}

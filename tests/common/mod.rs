@@ -1,0 +1,78 @@
+//! Helpers shared by the end-to-end tests.
+#![allow(dead_code)]
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use proxyscope::analyze::{self, Options};
+use proxyscope::model::Summary;
+use proxyscope::report::{Report, RunSummary};
+use proxyscope::source::{CaptureFile, Sources};
+
+/// Collects summaries in memory.
+#[derive(Default)]
+pub struct Collect(pub Vec<Summary>);
+
+impl Report for Collect {
+    fn connection(&mut self, c: &Summary) -> io::Result<()> {
+        self.0.push(c.clone());
+        Ok(())
+    }
+    fn finish(&mut self, _run: &RunSummary) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs the library pipeline on one file.
+pub fn analyze_file(path: &Path) -> (Vec<Summary>, RunSummary) {
+    let f = CaptureFile::open(path.to_str().expect("utf-8 path"), 0)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut sources = Sources::new(vec![f]);
+    let mut c = Collect::default();
+    let run = analyze::run(&mut sources, &Options::default(), &mut c, &mut |_| {}).expect("run");
+    (c.0, run)
+}
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `../shared/captures` beside the repository, if present (CI has it); otherwise a visible
+/// message and `None`.
+pub fn shared_captures() -> Option<PathBuf> {
+    let dir = repo().join("..").join("shared").join("captures");
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "SKIPPED: {} is absent; shared public captures not tested",
+            dir.display()
+        );
+        None
+    }
+}
+
+/// Capture files (pcap, pcapng, gzip) directly in `dir`, sorted.
+pub fn captures_in(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            n.ends_with(".pcap") || n.ends_with(".pcapng") || n.ends_with(".pcap.gz")
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Whether a command is on PATH.
+pub fn have(cmd: &str) -> bool {
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {cmd} >/dev/null 2>&1"))
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
