@@ -1,0 +1,54 @@
+//! The TCP tracker on arbitrary segment sequences between two endpoints: sequence numbers, flags
+//! and payloads chosen by the fuzzer, with a small buffer cap and idle timeout to reach every path.
+#![no_main]
+use std::net::{IpAddr, Ipv4Addr};
+
+use libfuzzer_sys::fuzz_target;
+use proxyscope::decode::{Endpoint, Segment, TcpFlags, Vlans};
+use proxyscope::tcp::{Config, Connection, StreamSink, Tracker};
+use proxyscope::time::Timestamp;
+
+struct Sink;
+impl StreamSink for Sink {
+    fn close(&mut self, conn: Connection) {
+        let _ = proxyscope::model::Summary::of(&conn, Timestamp(0));
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut t = Tracker::new(Config {
+        max_buffer: 64,
+        idle_timeout: Some(3_000_000_000),
+        linger: 2_000_000_000,
+    });
+    let ep = |i: u8| Endpoint {
+        ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1 + (i & 1))),
+        port: 3306 + u16::from(i & 2),
+    };
+    let mut ts = 0i64;
+    for (n, chunk) in data.chunks(12).enumerate() {
+        let b = |i: usize| chunk.get(i).copied().unwrap_or(0);
+        let dir = b(0);
+        let seq = u32::from_le_bytes([b(1), b(2), b(3), b(4)]);
+        let ack = u32::from_le_bytes([b(5), b(6), b(7), b(8)]);
+        let len = usize::from(b(10) % 40);
+        let payload = vec![b(11); len];
+        ts += i64::from(b(9)) * 50_000_000;
+        let seg = Segment {
+            ts: Timestamp(ts),
+            frame_no: n as u64 + 1,
+            file: 0,
+            vlans: Vlans::default(),
+            src: ep(dir),
+            dst: ep(dir ^ 1),
+            seq,
+            ack,
+            flags: TcpFlags(b(9) & 0x1f),
+            window: 1000,
+            payload: &payload,
+            missing: u32::from(b(10) >> 6),
+        };
+        t.process(&seg, &mut Sink);
+    }
+    t.finish_all(&mut Sink);
+});

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Speed and memory of `proxyscope analyze` against tshark, on real MySQL captures made here: sysbench
+# (oltp_read_only, 4 threads) plus a loop of short `mariadb` CLI sessions (connection churn) against a
+# throw-away MariaDB on loopback, captured with tcpdump. Two capture lengths show whether memory grows
+# with the file; tshark runs on the same files in the same run, so the ratio holds on any machine.
+#
+#   scripts/bench.sh [SECONDS...]      capture lengths (default: 4 16); results in target/bench/results.txt
+#
+# tshark does the same decoding the design names: `-d tcp.port==P,mysql -T fields` with the TCP stream,
+# FIN and RST fields. proxyscope reads the file, decodes, reassembles and attributes every close.
+# shellcheck source-path=SCRIPTDIR
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(dirname "$here")
+cd "$repo"
+
+scripts/ensure-packages.sh mariadb-server mariadb-client tcpdump tshark openssl sysbench
+export PATH="$PATH:/usr/sbin"
+cargo build --release --locked --quiet
+bin=$repo/target/release/proxyscope
+out=$repo/target/bench
+mkdir -p "$out"
+durations=("$@")
+((${#durations[@]})) || durations=(4 16)
+
+# shellcheck source=lib-mariadb.sh
+source "$here/lib-mariadb.sh"
+lab_init
+lab_make_certs
+lab_install_db
+lab_start_server
+lab_create_app_user
+lab_sql "CREATE DATABASE sbtest"
+
+sb=(sysbench oltp_read_only --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$LAB_PORT"
+  --mysql-user="$LAB_APP_USER" --mysql-password="$LAB_APP_PASSWORD" --mysql-db=sbtest
+  --tables=2 --table-size=20000)
+"${sb[@]}" prepare >"$LAB_DIR/prepare.log" 2>&1
+
+files=()
+for d in "${durations[@]}"; do
+  f=$LAB_DIR/bench-${d}s.pcap
+  lab_capture_start "$f" "tcp port $LAB_PORT"
+  # Connection churn beside the steady load: many short sessions, each a full open/query/close.
+  (
+    end=$((SECONDS + d))
+    while ((SECONDS < end)); do
+      mariadb --no-defaults -h127.0.0.1 -P"$LAB_PORT" -u"$LAB_APP_USER" -p"$LAB_APP_PASSWORD" \
+        --skip-ssl -e 'SELECT 1' >/dev/null 2>&1 || true
+    done
+  ) &
+  churn=$!
+  "${sb[@]}" --threads=4 --time="$d" run >"$LAB_DIR/run-$d.log" 2>&1
+  wait "$churn"
+  lab_capture_stop
+  files+=("$f")
+done
+
+# best of 3 wall-clock seconds and the max RSS (KiB) of those runs
+measure() {
+  local best="" rss=0 t m i
+  for i in 1 2 3; do
+    /usr/bin/time -f '%e %M' -o "$LAB_DIR/time" "$@" >/dev/null 2>"$LAB_DIR/stderr" || {
+      cat "$LAB_DIR/stderr" >&2
+      return 1
+    }
+    read -r t m <"$LAB_DIR/time"
+    if [[ -z "$best" ]] || awk -v a="$t" -v b="$best" 'BEGIN{exit !(a<b)}'; then best=$t; fi
+    ((m > rss)) && rss=$m
+    [[ ${BENCH_ONCE:-} == "$1" ]] && break
+  done
+  echo "$best $rss"
+}
+
+{
+  printf '# proxyscope %s vs %s, %s, %s cores\n' "$($bin --version | cut -d' ' -f2)" \
+    "$(tshark --version | head -1)" "$(date -u +%F)" "$(nproc)"
+  printf '%-12s %9s %9s %9s %9s %10s %9s %9s %10s %8s\n' file MB frames conns \
+    ours_s ours_MB/s ours_RSS tshark_s tshark_RSS speedup
+  for f in "${files[@]}"; do
+    mb=$(awk -v b="$(stat -c %s "$f")" 'BEGIN{printf "%.1f", b/1e6}')
+    json=$("$bin" analyze -q --format json "$f")
+    read -r frames conns < <(python3 -c 'import json,sys; s=json.load(sys.stdin)["summary"]; print(s["frames"], s["tcp"]["connections"])' <<<"$json")
+    read -r ot orss < <(measure "$bin" analyze -q --format json "$f")
+    BENCH_ONCE=tshark
+    read -r tt trss < <(measure tshark -n -r "$f" -d "tcp.port==$LAB_PORT,mysql" -T fields \
+      -e frame.number -e tcp.stream -e tcp.flags.fin -e tcp.flags.reset)
+    BENCH_ONCE=""
+    printf '%-12s %9s %9s %9s %9s %10s %8sM %9s %9sM %7sx\n' "$(basename "$f")" "$mb" "$frames" "$conns" \
+      "$ot" "$(awk -v m="$mb" -v t="$ot" 'BEGIN{printf "%.0f", m/(t>0?t:0.001)}')" "$((orss / 1024))" \
+      "$tt" "$((trss / 1024))" "$(awk -v a="$tt" -v b="$ot" 'BEGIN{printf "%.1f", a/(b>0?b:0.001)}')"
+  done
+} | tee "$out/results.txt"

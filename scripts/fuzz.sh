@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Fuzz every decoder with cargo-fuzz (libFuzzer + AddressSanitizer) for a while each.
+#
+#   scripts/fuzz.sh [SECONDS] [TARGET...]     default: 10 s each for capture, decode and tcp
+#
+# The toolchain here is stable; RUSTC_BOOTSTRAP=1 lets cargo-fuzz pass its nightly-only sanitizer flags.
+# The capture target starts from every real capture we have (bundled and ../shared/captures) as seeds.
+# A crash leaves its input under fuzz/artifacts/ and fails the script.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+secs=${1:-10}
+shift || true
+targets=("$@")
+((${#targets[@]})) || targets=(capture decode tcp)
+
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --quiet
+export RUSTC_BOOTSTRAP=1
+
+seeds=$(mktemp -d)
+trap 'rm -rf -- "$seeds"' EXIT
+cp captures/*.pcap "$seeds/"
+[[ -d ../shared/captures ]] && cp ../shared/captures/*.pcap* "$seeds/"
+
+cd fuzz
+log=$seeds/fuzz.log
+if ! cargo fuzz build --release >"$log" 2>&1; then
+  cat "$log" >&2
+  echo "fuzz: building the fuzz targets failed" >&2
+  exit 1
+fi
+for t in "${targets[@]}"; do
+  mkdir -p "corpus/$t"
+  extra=()
+  [[ $t == capture ]] && extra=("$seeds")
+  echo "fuzz: $t for ${secs}s"
+  rc=0
+  cargo fuzz run --release "$t" "corpus/$t" "${extra[@]}" -- \
+    -max_total_time="$secs" -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1 || rc=$?
+  grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|Done)' "$log" || true
+  if ((rc != 0)); then
+    tail -n 60 "$log" >&2
+    echo "fuzz: $t failed (exit $rc); failing inputs are under fuzz/artifacts/$t/" >&2
+    exit 1
+  fi
+done

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Run every test: installs what the tests need (Debian packages: MariaDB server and client, MySQLdb,
+# tcpdump, tshark), then the unit tests, the tshark differential tests, the corrupt-input and mutation
+# tests, and the scenarios captured afresh from a real MariaDB (PROXYSCOPE_LAB=1).
+#
+#   scripts/test.sh [extra cargo test args]
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+scripts/ensure-packages.sh
+export PATH="$PATH:/usr/sbin"
+export PROXYSCOPE_LAB=1
+# Test binaries run one at a time: the lab test starts a server and tcpdump, and the machine has two cores.
+cargo test --locked --all-targets -- --test-threads=2 "$@"
+# Every decoder under libFuzzer for a short while (longer runs: scripts/fuzz.sh 600).
+scripts/fuzz.sh 10
