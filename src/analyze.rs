@@ -26,6 +26,8 @@ pub struct Progress {
     pub bytes: u64,
     /// Connections in the flow table.
     pub open: usize,
+    /// The input is read; the summary is about to be written.
+    pub done: bool,
 }
 
 /// Finished connections wait here so that reports come out in id order when they can; the
@@ -109,9 +111,16 @@ pub fn run(
                 frames,
                 bytes: sources.consumed(),
                 open: tracker.open_connections(),
+                done: false,
             });
         }
     }
+    progress(Progress {
+        frames,
+        bytes: sources.consumed(),
+        open: tracker.open_connections(),
+        done: true,
+    });
     tracker.finish_all(&mut col);
     col.release(None, report)?;
     let run = RunSummary {

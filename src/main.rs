@@ -119,31 +119,38 @@ fn analyze_cmd(args: AnalyzeArgs) -> Result<ExitCode> {
         },
     };
     let mut sources = Sources::new(files);
-    let stdout = io::stdout().lock();
-    let out = io::BufWriter::with_capacity(1 << 16, stdout);
+    // On a terminal, stdout stays line-buffered so that whole rows overwrite the progress line;
+    // otherwise a large buffer.
+    let on_terminal = io::stdout().is_terminal();
+    let out: Box<dyn Write> = if on_terminal {
+        Box::new(io::stdout().lock())
+    } else {
+        Box::new(io::BufWriter::with_capacity(1 << 16, io::stdout().lock()))
+    };
     let mut report: Box<dyn Report> = match args.format {
         Format::Text => Box::new(TextReport::new(out)),
         Format::Json => Box::new(JsonReport::new(out)),
     };
-    let show = !args.quiet && io::stderr().is_terminal();
+    // As the design says: progress only where a person watches both streams.
+    let show = !args.quiet && on_terminal && io::stderr().is_terminal();
     let started = Instant::now();
     let mut last = Instant::now();
     let mut progress = |p: Progress| {
-        if show && last.elapsed() >= Duration::from_millis(500) {
+        if show && p.done {
+            eprint!("\r\x1b[K");
+        } else if show && last.elapsed() >= Duration::from_millis(500) {
             last = Instant::now();
             let mb = p.bytes as f64 / 1e6;
             let rate = mb / started.elapsed().as_secs_f64().max(1e-9);
+            // Ends at column 0: the next report row (always longer) overwrites it.
             eprint!(
-                "\r{mb:.0} MB, {} frames, {} open connections, {rate:.0} MB/s   ",
+                "\x1b[K{mb:.0} MB, {} frames, {} open connections, {rate:.0} MB/s\r",
                 p.frames, p.open
             );
             let _ = io::stderr().flush();
         }
     };
     let run = analyze::run(&mut sources, &opts, report.as_mut(), &mut progress)?;
-    if show {
-        eprint!("\r\x1b[K");
-    }
     let mut partial = false;
     for f in &run.files {
         if let Some(stop) = &f.stop {

@@ -191,6 +191,8 @@ pub struct Summary {
     pub overlap_differs: u64,
     /// Keep-alive probes each way.
     pub keepalives: Dirs<u64>,
+    /// Zero-window probes each way.
+    pub zero_window_probes: Dirs<u64>,
     /// The SYN.
     pub syn: Option<Point>,
     /// The SYN-ACK.
@@ -304,6 +306,7 @@ impl Summary {
             out_of_order: dirs(&|h| h.out_of_order),
             overlap_differs: ch.overlap_differs + sh.overlap_differs,
             keepalives: dirs(&|h| h.keepalives),
+            zero_window_probes: dirs(&|h| h.zero_window_probes),
             syn: c.client_half().syn.map(pt),
             syn_ack: syn_ack.map(pt),
             last_data: Dirs {

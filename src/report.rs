@@ -73,7 +73,7 @@ impl<W: Write> TextReport<W> {
             self.header_done = true;
             writeln!(
                 self.out,
-                "{:>5}  {:<44}  {:>10}  {:>10}  {:>10}  {:>10}  {:<6}  {:<10}  {:>10}  {:>7}",
+                "{:>5}  {:<46}  {:>10}  {:>10}  {:>10}  {:>10}  {:<6}  {:<10}  {:>10}  {:>7}  then",
                 "id",
                 "client -> server",
                 "start",
@@ -83,7 +83,7 @@ impl<W: Write> TextReport<W> {
                 "closer",
                 "how",
                 "at",
-                "frame"
+                "frame",
             )?;
         }
         Ok(())
@@ -106,11 +106,21 @@ impl<W: Write> Report for TextReport<W> {
         if c.close.idle_expired {
             how.push_str("(idle)");
         }
-        writeln!(
-            self.out,
-            "{:>5}  {:<44}  {:>10.6}  {:>10.6}  {:>10}  {:>10}  {:<6}  {:<10}  {:>10}  {:>7}",
-            c.id, pair, c.start.t, c.duration_s, c.bytes.c2s, c.bytes.s2c, closer, how, at, frame
-        )
+        let row = format!(
+            "{:>5}  {:<46}  {:>10.6}  {:>10.6}  {:>10}  {:>10}  {:<6}  {:<10}  {:>10}  {:>7}  {}",
+            c.id,
+            pair,
+            c.start.t,
+            c.duration_s,
+            c.bytes.c2s,
+            c.bytes.s2c,
+            closer,
+            how,
+            at,
+            frame,
+            detail(c)
+        );
+        writeln!(self.out, "{}", row.trim_end())
     }
 
     fn finish(&mut self, run: &RunSummary) -> io::Result<()> {
@@ -166,6 +176,51 @@ impl<W: Write> Report for TextReport<W> {
         }
         o.flush()
     }
+}
+
+/// What followed the first FIN/RST, in capture order, and anything else a reader should not
+/// miss, in a few words.
+fn detail(c: &Summary) -> String {
+    use crate::model::{Mark, Role};
+    let since = |m: &Mark| match &c.close.at {
+        Some(first) => format!(
+            "+{:.3}ms (frame {})",
+            m.at.ts.nanos_since(first.at.ts) as f64 / 1e6,
+            frame_ref(m.at.file, m.at.frame)
+        ),
+        None => String::new(),
+    };
+    let same = |a: &Mark, b: &Mark| a.at.frame == b.at.frame && a.at.file == b.at.file;
+    let mut followed: Vec<(&Mark, String)> = Vec::new();
+    if let Some(p) = &c.close.peer_fin {
+        followed.push((p, format!("{} FIN {}", p.by.as_str(), since(p))));
+    }
+    if let (Some(r), Some(first)) = (&c.close.first_rst, &c.close.at) {
+        if !same(r, first) {
+            followed.push((r, format!("RST by {} {}", r.by.as_str(), since(r))));
+        }
+    }
+    followed.sort_by_key(|(m, _)| (m.at.file, m.at.frame));
+    let mut parts: Vec<String> = followed.into_iter().map(|(_, t)| t).collect();
+    if c.close.first_fin.is_some() && c.close.peer_fin.is_none() && c.close.first_rst.is_none() {
+        let other = match c.close.closed_by {
+            Some(Role::Client) => "server",
+            _ => "client",
+        };
+        parts.push(format!("no FIN from {other}"));
+    }
+    let n_rst = c.close.rsts.c2s + c.close.rsts.s2c;
+    if n_rst > 1 {
+        parts.push(format!("{n_rst} RSTs"));
+    }
+    let gaps = c.gaps.c2s.bytes + c.gaps.s2c.bytes;
+    if gaps > 0 {
+        parts.push(format!("{gaps} bytes not captured"));
+    }
+    if c.mid_stream {
+        parts.push(format!("start not captured (roles by {:?})", c.role_basis).to_lowercase());
+    }
+    parts.join("; ")
 }
 
 fn frame_ref(file: usize, frame: u64) -> String {

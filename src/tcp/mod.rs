@@ -112,6 +112,10 @@ pub struct Half {
     pub overlap_differs: u64,
     /// Keep-alive probes (one byte or none, one before the next expected byte).
     pub keepalives: u64,
+    /// Zero-window probes: one new byte sent while the peer advertised a zero window.
+    pub zero_window_probes: u64,
+    /// The window this side last advertised (unscaled), once seen.
+    pub window: Option<u16>,
     /// Segments sent by this side.
     pub packets: u64,
     /// First and last segment carrying new payload.
@@ -451,10 +455,15 @@ impl Connection {
         let other = side ^ 1;
         let at = at_of(seg);
         self.last = at;
+        // The peer's last advertised window, before this segment can change ours.
+        let peer_window = self.half[other].window;
         {
             let h = &mut self.half[side];
             h.packets += 1;
             h.last_seen = Some(at);
+            if !seg.flags.rst() {
+                h.window = Some(seg.window);
+            }
         }
         let flags = seg.flags;
         if flags.rst() {
@@ -492,6 +501,10 @@ impl Connection {
         let len = seg.payload.len() as u64 + u64::from(seg.missing);
         let mut overflowed = false;
         if len > 0 {
+            let h = &mut self.half[side];
+            if len == 1 && peer_window == Some(0) && h.next == Some(data_seq) {
+                h.zero_window_probes += 1;
+            }
             overflowed = self.data(side, data_seq, seg.payload, seg.missing, at, cfg, sink);
         }
         if flags.fin() {
@@ -524,18 +537,18 @@ impl Connection {
     ) {
         let h = &self.half[side & 1];
         let Some(next) = h.next else { return };
-        // A FIN occupies one sequence number past the data.
-        let limit = match h.fin_seq {
-            Some(f) if f.diff(next) <= 0 => next.plus(1),
-            _ => next,
+        // The FIN occupies one sequence number after the data: an ACK of it covers no data byte.
+        let upto = match h.fin_seq {
+            Some(fin) if ack.diff(fin) > 0 => fin,
+            _ => ack,
         };
-        let ahead = ack.diff(limit);
-        // Bounded so that a garbage ACK field cannot open a 2 GiB hole.
+        let ahead = upto.diff(next);
+        // Bounded so that a garbage ACK field cannot open a 1 GiB hole.
         if ahead <= 0 || ahead > (1 << 30) {
             return;
         }
         stats.acked_unseen += 1;
-        let target = h.offset + ack.diff(next) as u64;
+        let target = h.offset + ahead as u64;
         self.advance_to(side, target, at, sink);
     }
 

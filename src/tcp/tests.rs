@@ -66,6 +66,7 @@ struct Lab {
     rec: Rec,
     frame: u64,
     ms: i64,
+    window: u16,
 }
 
 impl Lab {
@@ -78,6 +79,7 @@ impl Lab {
             rec: Rec::default(),
             frame: 0,
             ms: 0,
+            window: 65535,
         }
     }
     /// Sends a segment from `from` (C or S) to the other port.
@@ -102,11 +104,16 @@ impl Lab {
             seq,
             ack,
             flags: TcpFlags(flags),
-            window: 65535,
+            window: self.window,
             payload,
             missing,
         };
         self.t.process(&seg, &mut self.rec);
+    }
+    fn send_window(&mut self, from: u16, seq: u32, ack: u32, flags: u8, window: u16) {
+        self.window = window;
+        self.send(from, seq, ack, flags, b"");
+        self.window = 65535;
     }
     fn wait(&mut self, ms: i64) {
         self.ms += ms;
@@ -228,6 +235,21 @@ mod established {
     }
 }
 
+#[test]
+fn zero_window_probe_is_counted_and_its_byte_kept_once() {
+    let mut l = Lab::new();
+    l.handshake(1000, 5000);
+    l.send(C, 1001, 5001, ACK, b"abc");
+    // The server's window closes; the client probes with the next byte, then resends it in a
+    // larger segment once the window opens.
+    l.send_window(S, 5001, 1004, ACK, 0);
+    l.send(C, 1004, 5001, ACK, b"d");
+    l.send(C, 1004, 5001, ACK, b"defg");
+    let (rec, sums) = l.finish();
+    assert_eq!(rec.stream(C), b"abcdefg");
+    assert_eq!(sums[0].zero_window_probes.c2s, 1);
+}
+
 mod gaps {
     use super::*;
 
@@ -272,6 +294,19 @@ mod gaps {
         l.send(S, 5001, 1004, ACK, b"");
         let (_, sums) = l.finish();
         assert_eq!(sums[0].gaps.c2s.count, 0);
+    }
+
+    #[test]
+    fn ack_of_fin_after_lost_data_counts_only_the_data() {
+        let mut l = Lab::new();
+        l.handshake(1000, 5000);
+        l.send(C, 1001, 5001, ACK, b"ab");
+        // "cd" at 1003 lost; the FIN takes 1005.
+        l.send(C, 1005, 5001, FIN | ACK, b"");
+        l.send(S, 5001, 1006, ACK, b"");
+        let (rec, sums) = l.finish();
+        assert_eq!(rec.stream(C), b"ab??");
+        assert_eq!(sums[0].gaps.c2s.bytes, 2);
     }
 
     #[test]
