@@ -5,6 +5,8 @@
 # with the file; tshark runs on the same files in the same run, so the ratio holds on any machine.
 #
 #   scripts/bench.sh [SECONDS...]      capture lengths (default: 4 16); results in target/bench/results.txt
+#   BENCH_LO_MTU=1500 scripts/bench.sh  the same with loopback at Ethernet's MTU for the run (restored at
+#                                       exit): frames as small as on a real network, not 64 KiB segments
 #
 # tshark does the same decoding the design names: `-d tcp.port==P,mysql -T fields` with the TCP stream,
 # FIN and RST fields. proxyscope reads the file, decodes, reassembles and attributes every close.
@@ -28,6 +30,11 @@ durations=("$@")
 # shellcheck source=lib-mariadb.sh
 source "$here/lib-mariadb.sh"
 lab_init
+if [[ -n ${BENCH_LO_MTU:-} ]]; then
+  old_mtu=$(cat /sys/class/net/lo/mtu)
+  ip link set lo mtu "$BENCH_LO_MTU"
+  trap 'ip link set lo mtu "$old_mtu"; lab_cleanup' EXIT
+fi
 lab_make_certs
 lab_install_db
 lab_start_server
@@ -75,10 +82,10 @@ measure() {
 }
 
 {
-  printf '# proxyscope %s vs %s, %s, %s cores\n' "$($bin --version | cut -d' ' -f2)" \
-    "$(tshark --version | head -1)" "$(date -u +%F)" "$(nproc)"
-  printf '%-12s %9s %9s %9s %9s %10s %9s %9s %10s %8s\n' file MB frames conns \
-    ours_s ours_MB/s ours_RSS tshark_s tshark_RSS speedup
+  printf '# proxyscope %s vs %s, %s, %s cores, lo mtu %s\n' "$($bin --version | cut -d' ' -f2)" \
+    "$(tshark --version | head -1)" "$(date -u +%F)" "$(nproc)" "$(cat /sys/class/net/lo/mtu)"
+  printf '%-12s %9s %9s %9s %9s %10s %10s %9s %9s %10s %8s\n' file MB frames conns \
+    ours_s ours_MB/s ours_Mfps ours_RSS tshark_s tshark_RSS speedup
   for f in "${files[@]}"; do
     mb=$(awk -v b="$(stat -c %s "$f")" 'BEGIN{printf "%.1f", b/1e6}')
     json=$("$bin" analyze -q --format json "$f")
@@ -88,8 +95,9 @@ measure() {
     read -r tt trss < <(measure tshark -n -r "$f" -d "tcp.port==$LAB_PORT,mysql" -T fields \
       -e frame.number -e tcp.stream -e tcp.flags.fin -e tcp.flags.reset)
     BENCH_ONCE=""
-    printf '%-12s %9s %9s %9s %9s %10s %8sM %9s %9sM %7sx\n' "$(basename "$f")" "$mb" "$frames" "$conns" \
-      "$ot" "$(awk -v m="$mb" -v t="$ot" 'BEGIN{printf "%.0f", m/(t>0?t:0.001)}')" "$((orss / 1024))" \
+    printf '%-12s %9s %9s %9s %9s %10s %10s %8sM %9s %9sM %7sx\n' "$(basename "$f")" "$mb" "$frames" "$conns" \
+      "$ot" "$(awk -v m="$mb" -v t="$ot" 'BEGIN{printf "%.0f", m/(t>0?t:0.001)}')" \
+      "$(awk -v n="$frames" -v t="$ot" 'BEGIN{printf "%.2f", n/1e6/(t>0?t:0.001)}')" "$((orss / 1024))" \
       "$tt" "$((trss / 1024))" "$(awk -v a="$tt" -v b="$ot" 'BEGIN{printf "%.1f", a/(b>0?b:0.001)}')"
   done
 } | tee "$out/results.txt"

@@ -10,7 +10,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/ensure-packages.sh
 export PATH="$PATH:/usr/sbin"
 export PROXYSCOPE_LAB=1
-# Test binaries run one at a time: the lab test starts a server and tcpdump, and the machine has two cores.
-cargo test --locked --all-targets -- --test-threads=2 "$@"
+# --all-targets also runs the criterion benchmark once, as a test (the harness takes no --test-threads).
+cargo test --locked --all-targets "$@"
 # Every decoder under libFuzzer for a short while (longer runs: scripts/fuzz.sh 600).
 scripts/fuzz.sh 10
