@@ -223,11 +223,12 @@ fn detail(c: &Summary) -> String {
     parts.join("; ")
 }
 
+/// `117`, or `2:117` for frame 117 of the second file named (files count from 1 here).
 fn frame_ref(file: usize, frame: u64) -> String {
     if file == 0 {
         frame.to_string()
     } else {
-        format!("{file}:{frame}")
+        format!("{}:{frame}", file + 1)
     }
 }
 

@@ -1,4 +1,5 @@
 //! Reassembly on crafted segment sequences: reorder, duplicate, overlap, wrap, gap, mid-stream.
+//! Compiled only under #[cfg(test)] (declared so in mod.rs).
 
 use std::net::{IpAddr, Ipv4Addr};
 
