@@ -4,10 +4,11 @@ use std::collections::BTreeMap;
 use std::io;
 
 use crate::decode::{self, Skip};
+use crate::dissect::Dissector;
 use crate::model::Summary;
 use crate::report::{Report, RunSummary};
 use crate::source::Sources;
-use crate::tcp::{self, Connection, StreamSink, Tracker};
+use crate::tcp::{self, At, Connection, StreamEvent, StreamSink, Tracker};
 use crate::time::Timestamp;
 
 /// Settings of an analysis run.
@@ -36,6 +37,7 @@ const REORDER_LIMIT: usize = 10_000;
 const PROGRESS_EVERY: u64 = 1 << 16;
 
 struct Collector {
+    dissector: Dissector,
     origin: Timestamp,
     pending: BTreeMap<u64, Summary>,
     closes: BTreeMap<&'static str, u64>,
@@ -45,8 +47,13 @@ struct Collector {
 }
 
 impl StreamSink for Collector {
+    fn event(&mut self, conn: &Connection, side: usize, at: At, ev: StreamEvent<'_>) {
+        self.dissector.stream(conn, side, at, ev);
+    }
+
     fn close(&mut self, conn: Connection) {
-        let s = Summary::of(&conn, self.origin);
+        let app = self.dissector.finish(&conn);
+        let s = Summary::of(&conn, self.origin, app);
         *self.closes.entry(s.close.how.as_str()).or_default() += 1;
         self.retransmissions += s.retransmissions.c2s + s.retransmissions.s2c;
         self.gaps += s.gaps.c2s.count + s.gaps.s2c.count;
@@ -80,6 +87,7 @@ pub fn run(
 ) -> io::Result<RunSummary> {
     let mut tracker = Tracker::new(opts.tcp);
     let mut col = Collector {
+        dissector: Dissector::default(),
         origin: Timestamp::default(),
         pending: BTreeMap::new(),
         closes: BTreeMap::new(),

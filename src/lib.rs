@@ -3,15 +3,19 @@
 //!
 //! The pipeline, one module per stage, plain data between them:
 //! [`source`] (frames) → [`decode`] (TCP segments) → [`tcp`] (reassembled streams, closes)
-//! → [`model`] (connection summaries) → [`report`] (text, JSON). [`analyze`] drives it.
+//! → [`dissect`] ([`mysql`] and [`tls`] decoders, [`event`]s) → [`model`] (connection
+//! summaries) → [`report`] (text, JSON). [`analyze`] drives it.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod analyze;
 pub mod decode;
+pub mod dissect;
+pub mod event;
 pub mod model;
 pub mod mysql;
 pub mod report;
 pub mod source;
 pub mod tcp;
 pub mod time;
+pub mod tls;

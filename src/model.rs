@@ -4,6 +4,9 @@
 use serde::Serialize;
 
 use crate::decode::Endpoint;
+use crate::dissect::{AppFacts, Carries};
+use crate::event::{alert_name, cipher_name, tls_version_name, Detail, Event};
+use crate::mysql;
 use crate::tcp::{At, Connection, RoleBasis};
 use crate::time::Timestamp;
 
@@ -205,6 +208,89 @@ pub struct Summary {
     pub fins: Vec<Mark>,
     /// Every RST, in capture order.
     pub rsts: Vec<Mark>,
+    /// What the connection carried, judged by content.
+    pub carries: Carries,
+    /// MySQL facts, when it carried MySQL.
+    pub mysql: Option<mysql::Facts>,
+    /// TLS facts, when TLS was seen.
+    pub tls: Option<TlsSummary>,
+    /// The first and last events (see `events_dropped`).
+    pub events: Vec<EventOut>,
+    /// Events between the first and last kept ones, counted only.
+    pub events_dropped: u64,
+}
+
+/// TLS facts by role.
+#[derive(Clone, Debug, Serialize)]
+pub struct TlsSummary {
+    /// Negotiated version, e.g. `TLS 1.3`.
+    pub version: Option<String>,
+    /// Negotiated cipher suite number, e.g. `0x1302`.
+    pub cipher: Option<String>,
+    /// Its IANA name.
+    pub cipher_name: Option<String>,
+    /// Versions the client offered.
+    pub offered_versions: Vec<String>,
+    /// Server name (SNI).
+    pub sni: Option<String>,
+    /// ALPN protocols the client offered.
+    pub alpn: Vec<String>,
+    /// A HelloRetryRequest happened.
+    pub hello_retry: bool,
+    /// The server certificate's subject (visible in TLS ≤ 1.2).
+    pub certificate_subject: Option<String>,
+    /// The handshake was captured from its ClientHello.
+    pub handshake_seen: bool,
+    /// Plaintext alerts.
+    pub alerts: Vec<AlertOut>,
+    /// Records each way.
+    pub records: Dirs<crate::tls::Records>,
+}
+
+/// A plaintext TLS alert.
+#[derive(Clone, Debug, Serialize)]
+pub struct AlertOut {
+    /// Who sent it.
+    pub by: Role,
+    /// `warning` or `fatal`.
+    pub level: &'static str,
+    /// Description, e.g. `close_notify`.
+    pub description: &'static str,
+}
+
+/// An event as reports show it: where, which way, and what.
+#[derive(Clone, Debug)]
+pub struct EventOut {
+    /// Where.
+    pub at: Point,
+    /// Sent by the client (`c2s`) or the server (`s2c`).
+    pub dir: &'static str,
+    /// Sender address.
+    pub from: Endpoint,
+    /// Receiver address.
+    pub to: Endpoint,
+    /// The event.
+    pub event: Event,
+}
+
+impl Serialize for EventOut {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("ts", &self.at.ts.rfc3339().to_string())?;
+        m.serialize_entry("t", &self.at.t)?;
+        m.serialize_entry("frame", &self.at.frame)?;
+        if self.at.file != 0 {
+            m.serialize_entry("file", &self.at.file)?;
+        }
+        m.serialize_entry("dir", self.dir)?;
+        m.serialize_entry("from", &self.from.to_string())?;
+        m.serialize_entry("to", &self.to.to_string())?;
+        m.serialize_entry("layer", &self.event.kind.layer())?;
+        m.serialize_entry("kind", &self.event.kind.name())?;
+        m.serialize_entry("detail", &Detail(&self.event.kind))?;
+        m.end()
+    }
 }
 
 /// Capture order of two evidence points: frame order within a file, time across files.
@@ -217,8 +303,8 @@ fn before(a: At, b: At) -> bool {
 }
 
 impl Summary {
-    /// Summarises `c`; `origin` is the capture's start, for relative times.
-    pub fn of(c: &Connection, origin: Timestamp) -> Summary {
+    /// Summarises `c` with its protocol facts; `origin` is the capture's start.
+    pub fn of(c: &Connection, origin: Timestamp, app: AppFacts) -> Summary {
         let role = |side: usize| {
             if c.is_client(side) {
                 Role::Client
@@ -316,6 +402,51 @@ impl Summary {
             close,
             fins: c.fins.iter().copied().map(mark).collect(),
             rsts: c.rsts.iter().copied().map(mark).collect(),
+            carries: app.carries.unwrap_or(Carries::Unknown),
+            mysql: app.mysql,
+            tls: app.tls.map(|t| {
+                let by = |side: usize| role(side);
+                TlsSummary {
+                    version: t.version.map(tls_version_name),
+                    cipher: t.cipher.map(|c| format!("0x{c:04x}")),
+                    cipher_name: t.cipher.map(cipher_name),
+                    offered_versions: t
+                        .offered_versions
+                        .iter()
+                        .map(|v| tls_version_name(*v))
+                        .collect(),
+                    sni: t.sni,
+                    alpn: t.alpn,
+                    hello_retry: t.hello_retry,
+                    certificate_subject: t.certificate_subject,
+                    handshake_seen: t.saw_client_hello,
+                    alerts: t
+                        .alerts
+                        .iter()
+                        .map(|&(side, level, desc)| AlertOut {
+                            by: by(side),
+                            level: if level == 2 { "fatal" } else { "warning" },
+                            description: alert_name(desc),
+                        })
+                        .collect(),
+                    records: Dirs {
+                        c2s: t.sides[c.client & 1],
+                        s2c: t.sides[(c.client ^ 1) & 1],
+                    },
+                }
+            }),
+            events: app
+                .events
+                .iter()
+                .map(|e| EventOut {
+                    at: Point::of(e.at, origin),
+                    dir: if c.is_client(e.side) { "c2s" } else { "s2c" },
+                    from: c.ep[e.side & 1],
+                    to: c.ep[(e.side ^ 1) & 1],
+                    event: e.clone(),
+                })
+                .collect(),
+            events_dropped: app.events.dropped,
         }
     }
 }

@@ -120,7 +120,11 @@ impl<W: Write> Report for TextReport<W> {
             frame,
             detail(c)
         );
-        writeln!(self.out, "{}", row.trim_end())
+        writeln!(self.out, "{}", row.trim_end())?;
+        if let Some(line) = protocol_line(c) {
+            writeln!(self.out, "       {line}")?;
+        }
+        Ok(())
     }
 
     fn finish(&mut self, run: &RunSummary) -> io::Result<()> {
@@ -224,6 +228,71 @@ fn detail(c: &Summary) -> String {
 }
 
 /// `117`, or `2:117` for frame 117 of the second file named (files count from 1 here).
+/// MySQL and TLS facts of a connection on one line, ending with its last protocol events.
+fn protocol_line(c: &Summary) -> Option<String> {
+    use crate::event::Layer;
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(m) = &c.mysql {
+        let mut s = String::from("mysql");
+        if let Some(v) = &m.server_version {
+            s.push_str(&format!(" {v}"));
+        }
+        if let Some(t) = m.thread_id {
+            s.push_str(&format!(" thread {t}"));
+        }
+        if let Some(u) = &m.user {
+            s.push_str(&format!(" user {u}"));
+        }
+        if m.login_ok == Some(false) {
+            s.push_str(" login failed");
+        }
+        parts.push(s);
+    }
+    if let Some(t) = &c.tls {
+        let mut s = t.version.clone().unwrap_or_else(|| "TLS".into());
+        if let Some(n) = &t.cipher_name {
+            s.push_str(&format!(" {n}"));
+        }
+        if !t.handshake_seen {
+            s.push_str(" (handshake not captured)");
+        }
+        parts.push(s);
+    }
+    if let Some(f) = c.mysql.as_ref().and_then(|m| m.in_flight.as_ref()) {
+        let mut s = format!("in flight: {}", f.command.to_uppercase());
+        if let Some(t) = &f.text {
+            s.push_str(&format!(" {t:?}"));
+        }
+        s.push_str(&format!(" (frame {})", f.frame));
+        parts.push(s);
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    let last: Vec<String> = c
+        .events
+        .iter()
+        .rev()
+        .filter(|e| e.event.kind.layer() != Layer::Tcp)
+        .take(3)
+        .map(|e| {
+            format!(
+                "{} {} #{}",
+                e.dir,
+                e.event.kind.brief(),
+                frame_ref(e.at.file, e.at.frame)
+            )
+        })
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    if !last.is_empty() {
+        parts.push(format!("last: {}", last.join(", ")));
+    }
+    Some(parts.join(" · "))
+}
+
 fn frame_ref(file: usize, frame: u64) -> String {
     if file == 0 {
         frame.to_string()

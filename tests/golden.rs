@@ -14,16 +14,28 @@ fn check(rel: &str) {
         .args(["analyze", "-q", rel])
         .output()
         .expect("runs");
-    assert!(out.status.success(), "{rel}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{rel}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let got = String::from_utf8(out.stdout).expect("utf-8 report");
-    let name = Path::new(rel).file_name().unwrap().to_string_lossy().to_string();
+    let name = Path::new(rel)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_string();
     let golden = repo().join("tests/golden").join(format!("{name}.txt"));
     if std::env::var("UPDATE_GOLDEN").as_deref() == Ok("1") {
         std::fs::write(&golden, &got).unwrap();
         return;
     }
-    let want = std::fs::read_to_string(&golden)
-        .unwrap_or_else(|_| panic!("no {}: run with UPDATE_GOLDEN=1 and review", golden.display()));
+    let want = std::fs::read_to_string(&golden).unwrap_or_else(|_| {
+        panic!(
+            "no {}: run with UPDATE_GOLDEN=1 and review",
+            golden.display()
+        )
+    });
     if got != want {
         let diff: Vec<String> = want
             .lines()
@@ -45,7 +57,10 @@ fn check(rel: &str) {
 #[test]
 fn bundled_scenarios() {
     for f in captures_in(&repo().join("captures")) {
-        check(&format!("captures/{}", f.file_name().unwrap().to_string_lossy()));
+        check(&format!(
+            "captures/{}",
+            f.file_name().unwrap().to_string_lossy()
+        ));
     }
 }
 

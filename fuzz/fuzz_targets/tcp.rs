@@ -11,7 +11,7 @@ use proxyscope::time::Timestamp;
 struct Sink;
 impl StreamSink for Sink {
     fn close(&mut self, conn: Connection) {
-        let _ = proxyscope::model::Summary::of(&conn, Timestamp(0));
+        let _ = proxyscope::model::Summary::of(&conn, Timestamp(0), Default::default());
     }
 }
 

@@ -67,6 +67,8 @@ pub enum StreamEvent<'a> {
     Data(&'a [u8]),
     /// This many bytes of the stream were never captured.
     Gap(u64),
+    /// The sender's first SYN (from the client) or SYN-ACK (from the server).
+    Syn,
     /// The sender's FIN (first copy).
     Fin,
     /// A RST from this side.
@@ -475,7 +477,8 @@ impl Connection {
         }
         if flags.syn() {
             let h = &mut self.half[side];
-            if h.syn.is_none() {
+            let first_syn = h.syn.is_none();
+            if first_syn {
                 h.syn = Some(at);
             }
             let fresh = h.bytes == 0 && h.gap_bytes == 0 && h.asm.is_empty();
@@ -492,6 +495,9 @@ impl Connection {
             } else if self.role_basis < RoleBasis::SynAck {
                 self.client = other;
                 self.role_basis = RoleBasis::SynAck;
+            }
+            if first_syn {
+                sink.event(self, side, at, StreamEvent::Syn);
             }
         }
         if flags.ack() {

@@ -36,6 +36,7 @@ impl StreamSink for Rec {
             StreamEvent::Gap(n) => Ev::Gap(n),
             StreamEvent::Fin => Ev::Fin,
             StreamEvent::Rst => Ev::Rst,
+            StreamEvent::Syn => return,
         };
         self.events.push((conn.id, conn.ep[side].port, e));
     }
@@ -130,7 +131,7 @@ impl Lab {
             .rec
             .closed
             .iter()
-            .map(|c| Summary::of(c, Timestamp(0)))
+            .map(|c| Summary::of(c, Timestamp(0), crate::dissect::AppFacts::default()))
             .collect();
         (self.rec, sums)
     }

@@ -1,5 +1,17 @@
-//! MySQL wire protocol recognition. (Full decoding is issue #3; for now only what the TCP stage
-//! needs to tell client from server when the SYN was not captured.)
+//! Stage 4a, MySQL: framing and a per-connection decoder that follows the protocol from the
+//! greeting through the login (or the SSLRequest, after which the stream is TLS) to commands and
+//! their responses, so that every request is known to be complete or still in flight.
+//!
+//! Packet layouts come from `mysql_common` where it has them (greeting, handshake response,
+//! OK, ERR, auth switch, prepared-statement OK); the framer and the response state machine are
+//! ours. Nothing here trusts a length: every read is checked, and a packet that does not parse
+//! is counted, not fatal.
+
+pub mod compress;
+pub mod decoder;
+pub mod framer;
+
+pub use decoder::{Decoder, Facts, InFlight, Phase};
 
 /// Sequence id of a server greeting.
 const GREETING_SEQ: u8 = 0;

@@ -1,0 +1,215 @@
+//! Stage 4, protocol dissection: decides by content what each connection carries (MySQL, from a
+//! server greeting; TLS, from a record header; MySQL picked up mid-stream, from an exact chain of
+//! command packets; anything else is left alone) and feeds the reassembled streams to the MySQL
+//! and TLS decoders, following the SSLRequest into TLS.
+//!
+//! Per connection it keeps the first and the last events (bounded), counts the rest, and at the
+//! close hands the model the decoders' facts.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::event::{Event, Kind};
+use crate::mysql;
+use crate::tcp::{At, Connection, StreamEvent};
+use crate::tls;
+
+/// Events kept from the start of a connection (the handshake is there).
+pub const KEEP_FIRST: usize = 48;
+/// Events kept from the end (the close is there).
+pub const KEEP_LAST: usize = 48;
+/// Data slices looked at before a connection is declared "not MySQL or TLS".
+const DETECT_TRIES: u8 = 4;
+
+/// What a connection carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Carries {
+    /// Not decided yet, or nothing was sent.
+    Unknown,
+    /// MySQL (possibly upgraded to TLS).
+    Mysql,
+    /// TLS from the first byte.
+    Tls,
+    /// Something else.
+    Other,
+}
+
+/// A bounded selection of a connection's events.
+#[derive(Debug, Default)]
+pub struct Kept {
+    /// The first events.
+    pub first: Vec<Event>,
+    /// The last events (after `first` filled up).
+    pub last: VecDeque<Event>,
+    /// Events between them that were only counted.
+    pub dropped: u64,
+}
+
+impl Kept {
+    fn push(&mut self, e: Event) {
+        if self.first.len() < KEEP_FIRST {
+            self.first.push(e);
+            return;
+        }
+        if self.last.len() == KEEP_LAST {
+            self.last.pop_front();
+            self.dropped += 1;
+        }
+        self.last.push_back(e);
+    }
+
+    /// All kept events in order.
+    pub fn iter(&self) -> impl Iterator<Item = &Event> {
+        self.first.iter().chain(self.last.iter())
+    }
+}
+
+/// Protocol facts of a finished connection.
+#[derive(Debug, Default)]
+pub struct AppFacts {
+    /// What it carried.
+    pub carries: Option<Carries>,
+    /// MySQL facts, if MySQL.
+    pub mysql: Option<mysql::Facts>,
+    /// TLS facts, if TLS was seen.
+    pub tls: Option<tls::Facts>,
+    /// Kept events.
+    pub events: Kept,
+}
+
+struct State {
+    carries: Carries,
+    tries: u8,
+    mysql: Option<mysql::Decoder>,
+    tls: Option<tls::Decoder>,
+    kept: Kept,
+}
+
+/// A consumer of every event as it is decoded: (connection id, event).
+pub type EventHook = Box<dyn FnMut(u64, &Event) + Send>;
+
+/// The dissector: per-connection protocol state, keyed by connection id.
+#[derive(Default)]
+pub struct Dissector {
+    conns: HashMap<u64, State, ahash::RandomState>,
+    scratch: Vec<Event>,
+    /// Events in order as they are decoded, for a streaming consumer (timeline, live).
+    pub on_event: Option<EventHook>,
+}
+
+impl Dissector {
+    /// One stream event of `side` of `conn`.
+    pub fn stream(&mut self, conn: &Connection, side: usize, at: At, ev: StreamEvent<'_>) {
+        let st = self.conns.entry(conn.id).or_insert_with(|| State {
+            carries: Carries::Unknown,
+            tries: 0,
+            mysql: None,
+            tls: None,
+            kept: Kept::default(),
+        });
+        let out = &mut self.scratch;
+        match ev {
+            StreamEvent::Syn => out.push(Event {
+                at,
+                side,
+                kind: if conn.is_client(side) {
+                    Kind::Syn
+                } else {
+                    Kind::SynAck
+                },
+            }),
+            StreamEvent::Fin => {
+                if let Some(t) = st.tls.as_mut() {
+                    t.fin(side, out);
+                }
+                out.push(Event {
+                    at,
+                    side,
+                    kind: Kind::Fin,
+                });
+            }
+            StreamEvent::Rst => out.push(Event {
+                at,
+                side,
+                kind: Kind::Rst,
+            }),
+            StreamEvent::Gap(n) => {
+                out.push(Event {
+                    at,
+                    side,
+                    kind: Kind::Gap { bytes: n },
+                });
+                if let Some(t) = st.tls.as_mut() {
+                    t.gap(side, n, at, out);
+                } else if let Some(m) = st.mysql.as_mut() {
+                    m.gap(side, n, at, out);
+                }
+            }
+            StreamEvent::Data(d) => data(st, conn, side, d, at, out),
+        }
+        for e in out.drain(..) {
+            if let Some(f) = self.on_event.as_mut() {
+                f(conn.id, &e);
+            }
+            st.kept.push(e);
+        }
+    }
+
+    /// The connection is finished: its facts.
+    pub fn finish(&mut self, conn: &Connection) -> AppFacts {
+        let Some(st) = self.conns.remove(&conn.id) else {
+            return AppFacts::default();
+        };
+        AppFacts {
+            carries: Some(st.carries),
+            mysql: st.mysql.map(mysql::Decoder::finish),
+            tls: st.tls.map(tls::Decoder::finish),
+            events: st.kept,
+        }
+    }
+}
+
+fn data(st: &mut State, conn: &Connection, side: usize, d: &[u8], at: At, out: &mut Vec<Event>) {
+    if st.carries == Carries::Unknown {
+        detect(st, conn, side, d);
+    }
+    match st.carries {
+        Carries::Mysql => {
+            if let Some(m) = st.mysql.as_mut() {
+                let switched = m.data(side, d, at, out);
+                if let (Some(used), mysql::Phase::Tls) = (switched, m.phase()) {
+                    let t = st
+                        .tls
+                        .get_or_insert_with(|| tls::Decoder::new(conn.client, true));
+                    let rest = d.get(used..).unwrap_or(&[]);
+                    if !rest.is_empty() {
+                        t.data(side, rest, at, out);
+                    }
+                }
+            }
+        }
+        Carries::Tls => {
+            if let Some(t) = st.tls.as_mut() {
+                t.data(side, d, at, out);
+            }
+        }
+        Carries::Unknown | Carries::Other => {}
+    }
+}
+
+fn detect(st: &mut State, conn: &Connection, side: usize, d: &[u8]) {
+    st.tries += 1;
+    if mysql::looks_like_greeting(d) {
+        st.carries = Carries::Mysql;
+        st.mysql = Some(mysql::Decoder::new(side, mysql::Phase::Greeting));
+    } else if tls::looks_like_record(d) {
+        st.carries = Carries::Tls;
+        st.tls = Some(tls::Decoder::new(conn.client, false));
+    } else if conn.is_client(side) && mysql::framer::exact_chain(d, true) {
+        // Picked up after the login: a client command, framed exactly.
+        st.carries = Carries::Mysql;
+        st.mysql = Some(mysql::Decoder::new(side ^ 1, mysql::Phase::Command));
+    } else if st.tries >= DETECT_TRIES {
+        st.carries = Carries::Other;
+    }
+}

@@ -1,0 +1,638 @@
+//! Events: every decoded fact about a connection, with where it was seen.
+//!
+//! Decoders produce [`Event`]s in stream order; the dissector keeps a bounded selection per
+//! connection (the first ones, which hold the handshake, and the last ones, which hold the close)
+//! and counts the rest. Kinds are a closed enum so that no per-packet JSON is built on the hot
+//! path; JSON is made only when a report asks for it.
+
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+
+use crate::tcp::At;
+
+/// The protocol layer an event belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layer {
+    /// TCP.
+    Tcp,
+    /// TLS records and handshake.
+    Tls,
+    /// The MySQL protocol.
+    Mysql,
+}
+
+/// One decoded fact.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Event {
+    /// Where the bytes that showed it were captured.
+    pub at: At,
+    /// Sending side of the connection (0 or 1, as in `tcp::Connection::ep`).
+    pub side: usize,
+    /// What it is.
+    pub kind: Kind,
+}
+
+/// MySQL command names by command byte (COM_*), as in the MySQL and MariaDB sources.
+pub fn command_name(cmd: u8) -> &'static str {
+    match cmd {
+        0x00 => "com_sleep",
+        0x01 => "com_quit",
+        0x02 => "com_init_db",
+        0x03 => "com_query",
+        0x04 => "com_field_list",
+        0x05 => "com_create_db",
+        0x06 => "com_drop_db",
+        0x07 => "com_refresh",
+        0x08 => "com_shutdown",
+        0x09 => "com_statistics",
+        0x0a => "com_process_info",
+        0x0b => "com_connect",
+        0x0c => "com_process_kill",
+        0x0d => "com_debug",
+        0x0e => "com_ping",
+        0x0f => "com_time",
+        0x10 => "com_delayed_insert",
+        0x11 => "com_change_user",
+        0x12 => "com_binlog_dump",
+        0x13 => "com_table_dump",
+        0x14 => "com_connect_out",
+        0x15 => "com_register_slave",
+        0x16 => "com_stmt_prepare",
+        0x17 => "com_stmt_execute",
+        0x18 => "com_stmt_send_long_data",
+        0x19 => "com_stmt_close",
+        0x1a => "com_stmt_reset",
+        0x1b => "com_set_option",
+        0x1c => "com_stmt_fetch",
+        0x1d => "com_daemon",
+        0x1e => "com_binlog_dump_gtid",
+        0x1f => "com_reset_connection",
+        0xfa => "com_stmt_bulk_execute",
+        _ => "com_unknown",
+    }
+}
+
+/// TLS alert description names (RFC 8446 §6, RFC 5246 §7.2).
+pub fn alert_name(desc: u8) -> &'static str {
+    match desc {
+        0 => "close_notify",
+        10 => "unexpected_message",
+        20 => "bad_record_mac",
+        21 => "decryption_failed",
+        22 => "record_overflow",
+        30 => "decompression_failure",
+        40 => "handshake_failure",
+        41 => "no_certificate",
+        42 => "bad_certificate",
+        43 => "unsupported_certificate",
+        44 => "certificate_revoked",
+        45 => "certificate_expired",
+        46 => "certificate_unknown",
+        47 => "illegal_parameter",
+        48 => "unknown_ca",
+        49 => "access_denied",
+        50 => "decode_error",
+        51 => "decrypt_error",
+        70 => "protocol_version",
+        71 => "insufficient_security",
+        80 => "internal_error",
+        86 => "inappropriate_fallback",
+        90 => "user_canceled",
+        100 => "no_renegotiation",
+        109 => "missing_extension",
+        110 => "unsupported_extension",
+        112 => "unrecognized_name",
+        113 => "bad_certificate_status_response",
+        115 => "unknown_psk_identity",
+        116 => "certificate_required",
+        120 => "no_application_protocol",
+        _ => "unknown",
+    }
+}
+
+/// TLS handshake message names by type.
+pub fn handshake_name(t: u8) -> &'static str {
+    match t {
+        0 => "hello_request",
+        1 => "client_hello",
+        2 => "server_hello",
+        4 => "new_session_ticket",
+        5 => "end_of_early_data",
+        8 => "encrypted_extensions",
+        11 => "certificate",
+        12 => "server_key_exchange",
+        13 => "certificate_request",
+        14 => "server_hello_done",
+        15 => "certificate_verify",
+        16 => "client_key_exchange",
+        20 => "finished",
+        22 => "certificate_status",
+        24 => "key_update",
+        _ => "unknown",
+    }
+}
+
+/// A TLS protocol version as on the wire (0x0303 = TLS 1.2), with a readable name.
+pub fn tls_version_name(v: u16) -> String {
+    match v {
+        0x0300 => "SSL 3.0".into(),
+        0x0301 => "TLS 1.0".into(),
+        0x0302 => "TLS 1.1".into(),
+        0x0303 => "TLS 1.2".into(),
+        0x0304 => "TLS 1.3".into(),
+        other => format!("0x{other:04x}"),
+    }
+}
+
+/// What an event says. Names follow `layer.kind` in reports (e.g. `mysql.err`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Kind {
+    /// TCP SYN.
+    Syn,
+    /// TCP SYN-ACK.
+    SynAck,
+    /// TCP FIN (first from this side).
+    Fin,
+    /// TCP RST.
+    Rst,
+    /// Bytes never captured.
+    Gap {
+        /// How many.
+        bytes: u64,
+    },
+    /// The server greeting (HandshakeV10).
+    Greeting {
+        /// Server version string.
+        version: String,
+        /// Connection (thread) id.
+        thread_id: u32,
+        /// Capability flags (32 bits).
+        capabilities: u32,
+        /// MariaDB extended capabilities.
+        mariadb_capabilities: u32,
+        /// Default auth plugin.
+        auth_plugin: String,
+    },
+    /// A greeting that is an ERR (e.g. 1130, host not allowed).
+    GreetingErr {
+        /// Error code.
+        code: u16,
+        /// Message.
+        message: String,
+    },
+    /// SSLRequest: the client asks to switch to TLS.
+    SslRequest {
+        /// Client capability flags.
+        capabilities: u32,
+    },
+    /// Handshake response (plaintext login, or inside TLS when decrypted).
+    HandshakeResponse {
+        /// User name.
+        user: String,
+        /// Default database, if any.
+        database: Option<String>,
+        /// Auth plugin, if any.
+        auth_plugin: Option<String>,
+        /// Client capability flags.
+        capabilities: u32,
+    },
+    /// The server asks for another auth method.
+    AuthSwitch {
+        /// Plugin name.
+        plugin: String,
+    },
+    /// Extra auth data (caching_sha2 and friends).
+    AuthMoreData,
+    /// OK packet.
+    Ok {
+        /// Affected rows.
+        affected_rows: u64,
+        /// Server status flags.
+        status: u16,
+        /// It ended the login rather than a command.
+        login: bool,
+    },
+    /// ERR packet.
+    Err {
+        /// Error code.
+        code: u16,
+        /// SQLSTATE.
+        sqlstate: String,
+        /// Message.
+        message: String,
+        /// Sent with no request pending (e.g. 4031 before an idle close).
+        unsolicited: bool,
+        /// It ended the login.
+        login: bool,
+    },
+    /// A client command.
+    Command {
+        /// Command byte.
+        cmd: u8,
+        /// Statement id (COM_STMT_*).
+        stmt_id: Option<u32>,
+        /// Query text (COM_QUERY, COM_STMT_PREPARE, COM_INIT_DB), truncated.
+        text: Option<String>,
+        /// Payload length.
+        len: u32,
+    },
+    /// A prepared statement's OK (id, columns, params).
+    StmtPrepared {
+        /// Statement id.
+        stmt_id: u32,
+        /// Columns.
+        columns: u16,
+        /// Parameters.
+        params: u16,
+    },
+    /// A result set finished.
+    ResultSet {
+        /// Columns.
+        columns: u64,
+        /// Rows.
+        rows: u64,
+        /// Another result follows.
+        more: bool,
+    },
+    /// The MySQL decoder lost the packet framing (after a gap or on nonsense).
+    Desync {
+        /// Why.
+        reason: &'static str,
+    },
+    /// It found the framing again.
+    Resync,
+    /// Bytes that are not a TLS record in a TLS stream.
+    PlaintextInTls {
+        /// Bytes seen (first 16, hex).
+        hex: String,
+        /// Recognised as a MySQL packet (e.g. `com_quit`).
+        mysql: Option<&'static str>,
+    },
+    /// TLS ClientHello.
+    ClientHello {
+        /// Versions offered (supported_versions, else the legacy version).
+        versions: Vec<u16>,
+        /// Cipher suites offered.
+        ciphers: usize,
+        /// Server name (SNI).
+        sni: Option<String>,
+        /// ALPN protocols.
+        alpn: Vec<String>,
+        /// Key-share groups.
+        groups: Vec<u16>,
+        /// Client random (hex): the key log's key.
+        random: String,
+    },
+    /// TLS ServerHello (or HelloRetryRequest).
+    ServerHello {
+        /// Negotiated version.
+        version: u16,
+        /// Cipher suite.
+        cipher: u16,
+        /// Server random (hex).
+        random: String,
+        /// A HelloRetryRequest.
+        retry: bool,
+    },
+    /// TLS Certificate (plaintext: TLS ≤ 1.2), first certificate of the chain.
+    Certificate {
+        /// Certificates in the chain.
+        count: usize,
+        /// Subject of the first.
+        subject: String,
+        /// Issuer of the first.
+        issuer: String,
+        /// Validity start (RFC 3339).
+        not_before: String,
+        /// Validity end (RFC 3339).
+        not_after: String,
+    },
+    /// Another plaintext handshake message.
+    Handshake {
+        /// Handshake type.
+        msg: u8,
+    },
+    /// A handshake record after ChangeCipherSpec (TLS ≤ 1.2): encrypted, e.g. Finished.
+    EncryptedHandshake {
+        /// Record length.
+        len: u16,
+    },
+    /// ChangeCipherSpec.
+    ChangeCipherSpec,
+    /// A plaintext alert.
+    Alert {
+        /// 1 warning, 2 fatal.
+        level: u8,
+        /// Description.
+        desc: u8,
+    },
+    /// An alert record that is encrypted (TLS 1.2 keeps the content type visible).
+    EncryptedAlert {
+        /// Record length.
+        len: u16,
+    },
+    /// An application-data record.
+    AppData {
+        /// Record length.
+        len: u16,
+    },
+    /// What the last record before a FIN most likely was (AEAD sizes), marked inferred.
+    InferredClose {
+        /// `close_notify or alert` or `com_quit`.
+        what: &'static str,
+        /// Plaintext length the record size implies.
+        inner_len: u16,
+    },
+}
+
+impl Kind {
+    /// The layer.
+    pub fn layer(&self) -> Layer {
+        use Kind::*;
+        match self {
+            Syn | SynAck | Fin | Rst | Gap { .. } => Layer::Tcp,
+            Greeting { .. }
+            | GreetingErr { .. }
+            | SslRequest { .. }
+            | HandshakeResponse { .. }
+            | AuthSwitch { .. }
+            | AuthMoreData
+            | Ok { .. }
+            | Err { .. }
+            | Command { .. }
+            | StmtPrepared { .. }
+            | ResultSet { .. }
+            | Desync { .. }
+            | Resync => Layer::Mysql,
+            _ => Layer::Tls,
+        }
+    }
+
+    /// `layer.kind`, e.g. `mysql.com_query`, `tls.alert`, `tcp.fin`.
+    pub fn name(&self) -> String {
+        use Kind::*;
+        let k: &str = match self {
+            Syn => "tcp.syn",
+            SynAck => "tcp.syn_ack",
+            Fin => "tcp.fin",
+            Rst => "tcp.rst",
+            Gap { .. } => "tcp.gap",
+            Greeting { .. } => "mysql.greeting",
+            GreetingErr { .. } => "mysql.greeting_err",
+            SslRequest { .. } => "mysql.ssl_request",
+            HandshakeResponse { .. } => "mysql.handshake_response",
+            AuthSwitch { .. } => "mysql.auth_switch",
+            AuthMoreData => "mysql.auth_more_data",
+            Ok { .. } => "mysql.ok",
+            Err { .. } => "mysql.err",
+            Command { cmd, .. } => return format!("mysql.{}", command_name(*cmd)),
+            StmtPrepared { .. } => "mysql.stmt_prepared",
+            ResultSet { .. } => "mysql.result_set",
+            Desync { .. } => "mysql.desync",
+            Resync => "mysql.resync",
+            PlaintextInTls { .. } => "tls.plaintext",
+            ClientHello { .. } => "tls.client_hello",
+            ServerHello { retry: true, .. } => "tls.hello_retry_request",
+            ServerHello { .. } => "tls.server_hello",
+            Certificate { .. } => "tls.certificate",
+            Handshake { msg } => return format!("tls.{}", handshake_name(*msg)),
+            EncryptedHandshake { .. } => "tls.encrypted_handshake",
+            ChangeCipherSpec => "tls.change_cipher_spec",
+            Alert { desc: 0, .. } => "tls.close_notify",
+            Alert { .. } => "tls.alert",
+            EncryptedAlert { .. } => "tls.encrypted_alert",
+            AppData { .. } => "tls.app_data",
+            InferredClose { .. } => "tls.inferred_close",
+        };
+        k.to_string()
+    }
+
+    /// Short human text for the text report.
+    pub fn brief(&self) -> String {
+        use Kind::*;
+        match self {
+            Gap { bytes } => format!("gap {bytes} B"),
+            Greeting {
+                version, thread_id, ..
+            } => format!("greeting {version} thread {thread_id}"),
+            GreetingErr { code, message } => format!("greeting ERR {code} {message}"),
+            HandshakeResponse { user, .. } => format!("login user {user}"),
+            Ok { .. } => "OK".into(),
+            Err {
+                code,
+                message,
+                unsolicited,
+                ..
+            } => format!(
+                "ERR {code} {message}{}",
+                if *unsolicited { " (unsolicited)" } else { "" }
+            ),
+            Command {
+                cmd, text: Some(t), ..
+            } => format!("{} {t:?}", command_name(*cmd).to_uppercase()),
+            Command { cmd, .. } => command_name(*cmd).to_uppercase(),
+            ResultSet { rows, .. } => format!("result {rows} rows"),
+            PlaintextInTls { hex, mysql } => match mysql {
+                Some(m) => format!("plaintext {} in TLS ({hex})", m.to_uppercase()),
+                None => format!("plaintext in TLS ({hex})"),
+            },
+            ServerHello {
+                version, cipher, ..
+            } => {
+                format!("server_hello {} 0x{cipher:04x}", tls_version_name(*version))
+            }
+            Alert { level, desc } => format!(
+                "{} alert {}",
+                if *level == 2 { "fatal" } else { "warning" },
+                alert_name(*desc)
+            ),
+            EncryptedAlert { len } => format!("encrypted alert ({len} B)"),
+            AppData { len } => format!("app data {len} B"),
+            InferredClose { what, inner_len } => format!("{what}? (inferred, {inner_len} B)"),
+            other => other.name().split('.').nth(1).unwrap_or("").to_string(),
+        }
+    }
+
+    /// Writes the event's detail fields into a JSON map.
+    fn detail<M: SerializeMap>(&self, m: &mut M) -> Result<(), M::Error> {
+        use Kind::*;
+        match self {
+            Syn | SynAck | Fin | Rst | AuthMoreData | Resync | ChangeCipherSpec => Ok(()),
+            Gap { bytes } => m.serialize_entry("bytes", bytes),
+            Greeting {
+                version,
+                thread_id,
+                capabilities,
+                mariadb_capabilities,
+                auth_plugin,
+            } => {
+                m.serialize_entry("version", version)?;
+                m.serialize_entry("thread_id", thread_id)?;
+                m.serialize_entry("capabilities", &format!("0x{capabilities:08x}"))?;
+                m.serialize_entry(
+                    "mariadb_capabilities",
+                    &format!("0x{mariadb_capabilities:08x}"),
+                )?;
+                m.serialize_entry("tls_offered", &(capabilities & 0x0800 != 0))?;
+                m.serialize_entry("auth_plugin", auth_plugin)
+            }
+            GreetingErr { code, message } => {
+                m.serialize_entry("code", code)?;
+                m.serialize_entry("message", message)
+            }
+            SslRequest { capabilities } => {
+                m.serialize_entry("capabilities", &format!("0x{capabilities:08x}"))
+            }
+            HandshakeResponse {
+                user,
+                database,
+                auth_plugin,
+                capabilities,
+            } => {
+                m.serialize_entry("user", user)?;
+                m.serialize_entry("database", database)?;
+                m.serialize_entry("auth_plugin", auth_plugin)?;
+                m.serialize_entry("capabilities", &format!("0x{capabilities:08x}"))
+            }
+            AuthSwitch { plugin } => m.serialize_entry("plugin", plugin),
+            Ok {
+                affected_rows,
+                status,
+                login,
+            } => {
+                m.serialize_entry("affected_rows", affected_rows)?;
+                m.serialize_entry("status", &format!("0x{status:04x}"))?;
+                m.serialize_entry("login", login)
+            }
+            Err {
+                code,
+                sqlstate,
+                message,
+                unsolicited,
+                login,
+            } => {
+                m.serialize_entry("code", code)?;
+                m.serialize_entry("sqlstate", sqlstate)?;
+                m.serialize_entry("message", message)?;
+                m.serialize_entry("unsolicited", unsolicited)?;
+                m.serialize_entry("login", login)
+            }
+            Command {
+                cmd,
+                stmt_id,
+                text,
+                len,
+            } => {
+                m.serialize_entry("command", command_name(*cmd))?;
+                m.serialize_entry("code", cmd)?;
+                m.serialize_entry("len", len)?;
+                if let Some(id) = stmt_id {
+                    m.serialize_entry("stmt_id", id)?;
+                }
+                if let Some(t) = text {
+                    m.serialize_entry("text", t)?;
+                }
+                Ok(())
+            }
+            StmtPrepared {
+                stmt_id,
+                columns,
+                params,
+            } => {
+                m.serialize_entry("stmt_id", stmt_id)?;
+                m.serialize_entry("columns", columns)?;
+                m.serialize_entry("params", params)
+            }
+            ResultSet {
+                columns,
+                rows,
+                more,
+            } => {
+                m.serialize_entry("columns", columns)?;
+                m.serialize_entry("rows", rows)?;
+                m.serialize_entry("more_results", more)
+            }
+            Desync { reason } => m.serialize_entry("reason", reason),
+            PlaintextInTls { hex, mysql } => {
+                m.serialize_entry("hex", hex)?;
+                m.serialize_entry("mysql", mysql)
+            }
+            ClientHello {
+                versions,
+                ciphers,
+                sni,
+                alpn,
+                groups,
+                random,
+            } => {
+                let v: Vec<String> = versions.iter().map(|v| tls_version_name(*v)).collect();
+                m.serialize_entry("versions", &v)?;
+                m.serialize_entry("ciphers", ciphers)?;
+                m.serialize_entry("sni", sni)?;
+                m.serialize_entry("alpn", alpn)?;
+                m.serialize_entry("key_share_groups", groups)?;
+                m.serialize_entry("random", random)
+            }
+            ServerHello {
+                version,
+                cipher,
+                random,
+                retry,
+            } => {
+                m.serialize_entry("version", &tls_version_name(*version))?;
+                m.serialize_entry("cipher", &format!("0x{cipher:04x}"))?;
+                m.serialize_entry("cipher_name", &cipher_name(*cipher))?;
+                m.serialize_entry("random", random)?;
+                m.serialize_entry("hello_retry_request", retry)
+            }
+            Certificate {
+                count,
+                subject,
+                issuer,
+                not_before,
+                not_after,
+            } => {
+                m.serialize_entry("chain", count)?;
+                m.serialize_entry("subject", subject)?;
+                m.serialize_entry("issuer", issuer)?;
+                m.serialize_entry("not_before", not_before)?;
+                m.serialize_entry("not_after", not_after)
+            }
+            Handshake { msg } => {
+                m.serialize_entry("type", msg)?;
+                m.serialize_entry("name", handshake_name(*msg))
+            }
+            EncryptedHandshake { len } | EncryptedAlert { len } | AppData { len } => {
+                m.serialize_entry("len", len)
+            }
+            Alert { level, desc } => {
+                m.serialize_entry("level", if *level == 2 { "fatal" } else { "warning" })?;
+                m.serialize_entry("description", alert_name(*desc))?;
+                m.serialize_entry("code", desc)
+            }
+            InferredClose { what, inner_len } => {
+                m.serialize_entry("probably", what)?;
+                m.serialize_entry("plaintext_len", inner_len)?;
+                m.serialize_entry("inferred", &true)
+            }
+        }
+    }
+}
+
+/// IANA name of a cipher suite, or its number.
+pub fn cipher_name(id: u16) -> String {
+    tls_parser::TlsCipherSuite::from_id(id)
+        .map_or_else(|| format!("0x{id:04x}"), |c| c.name.to_string())
+}
+
+/// Serialises a kind's detail as a JSON object.
+pub struct Detail<'a>(pub &'a Kind);
+
+impl Serialize for Detail<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(None)?;
+        self.0.detail(&mut m)?;
+        m.end()
+    }
+}

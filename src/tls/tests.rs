@@ -1,0 +1,132 @@
+//! Record framing and the handshake on hand-made records; real handshakes are checked against
+//! tshark on the captures.
+
+use super::*;
+use crate::time::Timestamp;
+
+fn at() -> At {
+    At {
+        ts: Timestamp(0),
+        frame: 1,
+        file: 0,
+    }
+}
+
+fn record(t: u8, body: &[u8]) -> Vec<u8> {
+    let mut v = vec![t, 3, 3, (body.len() >> 8) as u8, body.len() as u8];
+    v.extend_from_slice(body);
+    v
+}
+
+fn handshake(t: u8, body: &[u8]) -> Vec<u8> {
+    let n = body.len();
+    let mut v = vec![t, (n >> 16) as u8, (n >> 8) as u8, n as u8];
+    v.extend_from_slice(body);
+    v
+}
+
+fn server_hello(version_ext: Option<u16>, cipher: u16) -> Vec<u8> {
+    let mut b = vec![3, 3];
+    b.extend_from_slice(&[7; 32]);
+    b.push(0);
+    b.extend_from_slice(&cipher.to_be_bytes());
+    b.push(0);
+    if let Some(v) = version_ext {
+        let ext = [0x00, 0x2b, 0x00, 0x02, (v >> 8) as u8, v as u8];
+        b.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+        b.extend_from_slice(&ext);
+    }
+    handshake(2, &b)
+}
+
+#[test]
+fn tls13_server_hello_then_everything_is_encrypted() {
+    let mut d = Decoder::new(0, true);
+    let mut out = Vec::new();
+    let mut bytes = record(HANDSHAKE, &server_hello(Some(0x0304), 0x1302));
+    bytes.extend(record(CHANGE_CIPHER_SPEC, &[1]));
+    bytes.extend(record(APPLICATION_DATA, &[0; 40]));
+    // Byte by byte: framing must not depend on segment boundaries.
+    for b in &bytes {
+        d.data(1, std::slice::from_ref(b), at(), &mut out);
+    }
+    let names: Vec<String> = out.iter().map(|e| e.kind.name()).collect();
+    assert_eq!(
+        names,
+        ["tls.server_hello", "tls.change_cipher_spec", "tls.app_data"]
+    );
+    assert_eq!(d.facts.version, Some(0x0304));
+    assert_eq!(d.facts.cipher, Some(0x1302));
+    // The client's last record before its FIN: 22 bytes = 5 of MySQL + 17 of AEAD.
+    d.data(0, &record(APPLICATION_DATA, &[0; 22]), at(), &mut out);
+    d.fin(0, &mut out);
+    assert!(matches!(
+        out.last().unwrap().kind,
+        Kind::InferredClose {
+            what: "com_quit",
+            inner_len: 5
+        }
+    ));
+    // The server's: 19 = an alert.
+    d.data(1, &record(APPLICATION_DATA, &[0; 19]), at(), &mut out);
+    d.fin(1, &mut out);
+    assert!(matches!(
+        out.last().unwrap().kind,
+        Kind::InferredClose { inner_len: 2, .. }
+    ));
+}
+
+#[test]
+fn tls12_alerts_plain_and_encrypted() {
+    let mut d = Decoder::new(0, true);
+    let mut out = Vec::new();
+    d.data(
+        1,
+        &record(HANDSHAKE, &server_hello(None, 0xc02c)),
+        at(),
+        &mut out,
+    );
+    d.data(0, &record(ALERT, &[1, 0]), at(), &mut out);
+    d.data(0, &record(CHANGE_CIPHER_SPEC, &[1]), at(), &mut out);
+    d.data(0, &record(HANDSHAKE, &[0; 40]), at(), &mut out);
+    d.data(0, &record(ALERT, &[0; 26]), at(), &mut out);
+    let names: Vec<String> = out.iter().map(|e| e.kind.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "tls.server_hello",
+            "tls.close_notify",
+            "tls.change_cipher_spec",
+            "tls.encrypted_handshake",
+            "tls.encrypted_alert"
+        ]
+    );
+    assert_eq!(d.facts.version, Some(0x0303));
+}
+
+#[test]
+fn plaintext_com_quit_in_tls_is_an_event_not_a_failure() {
+    let mut d = Decoder::new(0, true);
+    let mut out = Vec::new();
+    d.data(0, &record(APPLICATION_DATA, &[0; 30]), at(), &mut out);
+    d.data(0, &[1, 0, 0, 0, 1], at(), &mut out);
+    assert!(matches!(
+        &out.last().unwrap().kind,
+        Kind::PlaintextInTls { mysql: Some("com_quit"), hex } if hex == "0100000001"
+    ));
+    // Records resume at the next slice that starts with one.
+    d.data(0, &record(APPLICATION_DATA, &[0; 3]), at(), &mut out);
+    assert!(matches!(out.last().unwrap().kind, Kind::AppData { len: 3 }));
+}
+
+#[test]
+fn handshake_split_across_records() {
+    let mut d = Decoder::new(0, false);
+    let mut out = Vec::new();
+    let msg = server_hello(None, 0x009c);
+    d.data(1, &record(HANDSHAKE, &msg[..10]), at(), &mut out);
+    assert!(out.is_empty());
+    d.data(1, &record(HANDSHAKE, &msg[10..]), at(), &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(d.facts.cipher, Some(0x009c));
+}
