@@ -37,7 +37,7 @@ if [[ -n ${BENCH_LO_MTU:-} ]]; then
 fi
 lab_make_certs
 lab_install_db
-lab_start_server
+lab_start_server tls
 lab_create_app_user
 lab_sql "CREATE DATABASE sbtest"
 

@@ -10,8 +10,9 @@
 set -euo pipefail
 
 # libpcap-dev: live capture in the Rust binary; the rest: scripts/make-captures.sh (real server, real
-# clients, tcpdump, tshark for checks, openssl for the test certificates).
-default=(libpcap-dev mariadb-server mariadb-client python3-mysqldb tcpdump tshark openssl)
+# clients, libdbd-mariadb-perl for server-side prepared statements, tcpdump, tshark for checks, openssl for
+# the test certificates).
+default=(libpcap-dev mariadb-server mariadb-client python3-mysqldb libdbd-mariadb-perl tcpdump tshark openssl)
 
 wanted=("$@")
 if ((${#wanted[@]} == 0)); then

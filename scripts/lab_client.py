@@ -8,6 +8,8 @@ close behaviour and the error texts in the captures are what applications really
   idle          connect, run one query, print "ready", then sleep (to be SIGKILLed)
   wait-timeout  connect, SET SESSION wait_timeout=N, idle longer than that, then try a query
   abortive      plain socket: read the server greeting, then close with SO_LINGER (1, 0) -> RST
+  commands      plaintext MySQLdb: ping(), select_db(), a failing query, a multi-statement query, close()
+  tls-keylog    our own MySQL handshake over Python's ssl (TLS 1.2 or 1.3 forced), keys logged to a file
 
 Check subcommands read captures with tshark (no third-party Python modules):
 
@@ -33,7 +35,7 @@ def err(what, exc):
     print(f"{what}: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
 
 
-def connect(args):
+def connect(args, **extra):
     import MySQLdb  # only the client subcommands need it
 
     kwargs = dict(
@@ -42,6 +44,7 @@ def connect(args):
         user=args.user,
         passwd=args.password,
         connect_timeout=10,
+        **extra,
     )
     if args.ca:
         # The same dict Django passes through OPTIONS={"ssl": {...}}: TLS with the lab CA.
@@ -110,6 +113,46 @@ def cmd_wait_timeout(args):
     return 1
 
 
+def cmd_commands(args):
+    """One plaintext connection (no ssl dict: libmariadb 3.3 then sends no SSLRequest) that issues the
+    commands other than COM_QUERY a Django-style client uses, an ERR reply and a multi-result reply."""
+    import MySQLdb
+    from MySQLdb.constants import CLIENT
+
+    try:
+        # MySQLdb itself sends "SET autocommit=0" right after the login (its autocommit=False default).
+        conn = connect(args, client_flag=CLIENT.MULTI_STATEMENTS)
+        conn.ping()  # COM_PING
+        conn.select_db("mysql")  # COM_INIT_DB
+    except MySQLdb.Error as e:
+        err("connect/ping/select_db", e)
+        return 1
+    cur = conn.cursor()
+    sql = "SELECT * FROM no_such_table"
+    try:
+        cur.execute(sql)
+        print("unexpected: the query on a missing table succeeded", file=sys.stderr, flush=True)
+        return 1
+    except MySQLdb.Error as e:
+        err(sql, e)  # ERR 1146, the expected outcome; the connection stays usable
+    sql = "SELECT 1; SELECT 2"
+    try:
+        cur.execute(sql)
+        sets = [cur.fetchall()]
+        while cur.nextset():
+            sets.append(cur.fetchall())
+    except MySQLdb.Error as e:
+        err(sql, e)
+        return 1
+    print(sets, flush=True)
+    if len(sets) != 2:
+        print(f"unexpected: {len(sets)} result sets, expected 2", file=sys.stderr, flush=True)
+        return 1
+    cur.close()
+    conn.close()  # COM_QUIT
+    return 0
+
+
 def recv_exact(sock, n):
     buf = b""
     while len(buf) < n:
@@ -131,6 +174,122 @@ def cmd_abortive(args):
     # Linger on with a zero timeout: close() discards the connection and the kernel sends RST instead of FIN.
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
+    return 0
+
+
+# Capability flags (protocol docs: "Capabilities Flags").
+CLIENT_PROTOCOL_41 = 0x0200
+CLIENT_SSL = 0x0800
+CLIENT_SECURE_CONNECTION = 0x8000
+CLIENT_PLUGIN_AUTH = 0x80000
+CHARSET_UTF8_GENERAL_CI = 33
+MAX_PACKET = 16 * 1024 * 1024
+
+
+def read_packet(sock):
+    """One MySQL packet (no 16 MiB continuation: nothing here is that large): (sequence id, payload)."""
+    header = recv_exact(sock, 4)
+    return header[3], recv_exact(sock, int.from_bytes(header[:3], "little"))
+
+
+def write_packet(sock, seq, payload):
+    sock.sendall(len(payload).to_bytes(3, "little") + bytes([seq]) + payload)
+
+
+def native_password(password, scramble):
+    """mysql_native_password: SHA1(pw) XOR SHA1(scramble + SHA1(SHA1(pw)))."""
+    import hashlib
+
+    if not password:
+        return b""
+    h1 = hashlib.sha1(password.encode()).digest()
+    h2 = hashlib.sha1(h1).digest()
+    h3 = hashlib.sha1(scramble + h2).digest()
+    return bytes(a ^ b for a, b in zip(h1, h3))
+
+
+def parse_greeting(payload):
+    """Protocol 10 greeting -> (server version, 20-byte scramble, server capabilities)."""
+    if payload[0] != 10:
+        raise ValueError(f"greeting: protocol {payload[0]}, expected 10")
+    end = payload.index(b"\0", 1)
+    version = payload[1:end].decode(errors="replace")
+    pos = end + 1 + 4  # connection id
+    scramble = payload[pos:pos + 8]
+    pos += 8 + 1  # filler
+    caps = int.from_bytes(payload[pos:pos + 2], "little")
+    pos += 2 + 1 + 2  # charset, status
+    caps |= int.from_bytes(payload[pos:pos + 2], "little") << 16
+    pos += 2
+    auth_len = payload[pos]
+    pos += 1 + 10  # reserved (MariaDB: 6 filler bytes and 4 bytes of extended capabilities)
+    # Part 2 is max(13, auth_len - 8) bytes, its last one a NUL.
+    scramble += payload[pos:pos + max(13, auth_len - 8) - 1]
+    return version, scramble, caps
+
+
+def check_reply(what, payload):
+    """OK (0x00) passes; ERR (0xff) raises with its code and message; anything else raises too."""
+    if payload[0] == 0x00:
+        return
+    if payload[0] == 0xFF:
+        code = int.from_bytes(payload[1:3], "little")
+        raise RuntimeError(f"{what}: ERR {code}: {payload[9:].decode(errors='replace')}")
+    raise RuntimeError(f"{what}: unexpected reply 0x{payload[0]:02x} ({len(payload)} bytes)")
+
+
+def cmd_tls_keylog(args):
+    """A MySQL client written out by hand, so that Python's ssl module can log the TLS keys (neither the
+    mariadb CLI nor MySQLdb can on OpenSSL 3): greeting, SSLRequest, TLS handshake (version forced),
+    HandshakeResponse41 with mysql_native_password, OK, COM_QUERY, its result, COM_QUIT, close()."""
+    import ssl
+
+    caps = CLIENT_SSL | CLIENT_PROTOCOL_41 | CLIENT_SECURE_CONNECTION | CLIENT_PLUGIN_AUTH
+    # Capabilities, max packet size, charset, 23 reserved bytes: the SSLRequest and the start of the
+    # HandshakeResponse41 are the same 32 bytes.
+    fixed = caps.to_bytes(4, "little") + MAX_PACKET.to_bytes(4, "little") + bytes([CHARSET_UTF8_GENERAL_CI])
+    fixed += bytes(23)
+    try:
+        sock = socket.create_connection((args.host, args.port), timeout=10)
+        seq, payload = read_packet(sock)
+        version, scramble, server_caps = parse_greeting(payload)
+        if not server_caps & CLIENT_SSL:
+            raise RuntimeError(f"the server ({version}) does not offer TLS")
+        write_packet(sock, seq + 1, fixed)  # SSLRequest, sequence id 1
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.load_verify_locations(args.ca)
+        tls_version = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}[args.tls_version]
+        ctx.minimum_version = ctx.maximum_version = tls_version
+        ctx.keylog_filename = args.keylog  # NSS key log format, appended to
+        tls = ctx.wrap_socket(sock, server_hostname=args.host)
+        print(f"{tls.version()} {tls.cipher()[0]}", flush=True)
+        auth = native_password(args.password, scramble)
+        response = fixed + args.user.encode() + b"\0" + bytes([len(auth)]) + auth
+        response += b"mysql_native_password\0"
+        write_packet(tls, seq + 2, response)  # HandshakeResponse41, sequence id 2, now inside TLS
+        _, payload = read_packet(tls)
+        check_reply("login", payload)
+        write_packet(tls, 0, b"\x03" + args.sql.encode())  # COM_QUERY
+        # Text result set without CLIENT_DEPRECATE_EOF: column count, column definitions, EOF, rows, EOF.
+        _, payload = read_packet(tls)
+        if payload[0] in (0x00, 0xFF):
+            check_reply(args.sql, payload)
+        else:
+            eofs, rows = 0, []
+            while eofs < 2:
+                _, payload = read_packet(tls)
+                if payload[0] == 0xFF:
+                    check_reply(args.sql, payload)
+                if payload[0] == 0xFE and len(payload) < 9:
+                    eofs += 1
+                elif eofs == 1:
+                    rows.append(payload)
+            print(f"{args.sql}: {len(rows)} row(s)", flush=True)
+        write_packet(tls, 0, b"\x01")  # COM_QUIT: the server answers by closing
+        tls.close()  # no close_notify (Python only sends one on unwrap()), like the real clients
+    except (OSError, ValueError, RuntimeError) as e:
+        err("tls-keylog", e)
+        return 1
     return 0
 
 
@@ -235,6 +394,11 @@ def main():
     sp.add_argument("--timeout", type=int, default=2)
     sp.add_argument("--idle", type=float, default=3.5)
     client("abortive", cmd_abortive, "read the greeting, then close with RST")
+    client("commands", cmd_commands, "plaintext: ping, select_db, failing query, multi-statement, close()")
+    sp = client("tls-keylog", cmd_tls_keylog, "hand-written MySQL handshake over ssl, keys logged")
+    sp.add_argument("--tls-version", choices=("1.2", "1.3"), required=True)
+    sp.add_argument("--keylog", required=True, help="key log file (NSS format)")
+    sp.add_argument("--sql", default="SELECT 1")
 
     sp = sub.add_parser("teardown", help="who sent the first FIN/RST of each connection")
     sp.add_argument("files", nargs="+")

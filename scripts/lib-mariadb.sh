@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# Helpers to run a throw-away MariaDB with TLS on loopback and capture its traffic with tcpdump.
+# Helpers to run a throw-away MariaDB with TLS (or without: `lab_start_server plain`) on loopback and capture
+# its traffic with tcpdump.
 #
 # Source this file from a bash script that uses `set -euo pipefail`, then call `lab_init` first: it makes a
 # private temp dir and installs an EXIT trap that stops every background process started through these helpers
@@ -192,10 +193,20 @@ lab_ping() {
   mariadb-admin --no-defaults --socket="$LAB_SOCK" -uroot --connect-timeout=1 ping >/dev/null 2>&1
 }
 
-# Start mariadbd on a free port of 127.0.0.1 with TLS and wait until it answers a ping over its socket.
-# Retries with another port when the one we picked was taken in the meantime.
+# lab_start_server [tls|plain]
+# Start mariadbd on a free port of 127.0.0.1 and wait until it answers a ping over its socket. Retries with
+# another port when the one we picked was taken in the meantime. `tls` (the default) passes the lab
+# certificates; `plain` passes no TLS option at all, so the server has no TLS (`have_ssl` is DISABLED) and
+# its greeting lacks CLIENT_SSL. One server at a time: stop the running one (lab_stop_server) before
+# starting another; the datadir, and so the app user, carries over.
 lab_start_server() {
-  local attempt i pid
+  local mode=${1:-tls} attempt i pid tls_opts=()
+  case $mode in
+    tls) tls_opts=(--ssl-ca="$LAB_CA" --ssl-cert="$LAB_CERT" --ssl-key="$LAB_KEY") ;;
+    plain) ;;
+    *) lab_die "lab_start_server: unknown mode '$mode' (tls or plain)" ;;
+  esac
+  [[ -z "$LAB_SERVER_PID" ]] || lab_die "lab_start_server: mariadbd $LAB_SERVER_PID is still running"
   LAB_SOCK="$LAB_DIR/mariadbd.sock"
   for attempt in 1 2 3 4 5; do
     LAB_PORT=$(lab_free_port)
@@ -203,8 +214,7 @@ lab_start_server() {
     mariadbd --no-defaults --datadir="$LAB_DIR/data" --tmpdir="$LAB_DIR/tmp" --socket="$LAB_SOCK" \
       --port="$LAB_PORT" \
       --bind-address=127.0.0.1 --user="$(id -un)" --pid-file="$LAB_DIR/mariadbd.pid" \
-      --log-error="$LAB_DIR/mariadbd.log" --skip-name-resolve \
-      --ssl-ca="$LAB_CA" --ssl-cert="$LAB_CERT" --ssl-key="$LAB_KEY" \
+      --log-error="$LAB_DIR/mariadbd.log" --skip-name-resolve "${tls_opts[@]}" \
       --innodb-buffer-pool-size=32M --max-connections=50 >"$LAB_DIR/mariadbd.stderr" 2>&1 &
     pid=$!
     lab_track_pid "$pid"
@@ -214,7 +224,7 @@ lab_start_server() {
       fi
       if lab_ping; then
         LAB_SERVER_PID=$pid
-        lab_log "mariadbd $pid listening on 127.0.0.1:$LAB_PORT (attempt $attempt)"
+        lab_log "mariadbd $pid listening on 127.0.0.1:$LAB_PORT, $mode (attempt $attempt)"
         return 0
       fi
       sleep 0.05
@@ -253,6 +263,8 @@ lab_capture_start() {
   [[ -z "$LAB_CAPTURE_PID" ]] || lab_die "a capture is already running"
   LAB_CAPTURE_FILE=$file
   LAB_CAPTURE_ERR="$LAB_DIR/tcpdump.$$.$RANDOM.err"
+  # Created here, not by the background job's redirection, which may come after the first grep below.
+  : >"$LAB_CAPTURE_ERR"
   tcpdump -i "$iface" -U --immediate-mode -B 65536 -s 0 -Z root -w "$file" "$filter" \
     2>"$LAB_CAPTURE_ERR" &
   LAB_CAPTURE_PID=$!

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Regenerate the bundled real captures: a throw-away MariaDB with TLS on 127.0.0.1, real clients (the mariadb
-# CLI and MySQLdb, as Django uses it), one small pcap per scenario.
+# Regenerate the bundled real captures: a throw-away MariaDB with TLS on 127.0.0.1 (restarted without TLS
+# for the last scenario), real clients (the mariadb CLI, MySQLdb as Django uses it, Perl DBD::MariaDB for
+# server-side prepared statements, and a hand-written handshake over Python's ssl that logs the TLS keys),
+# one small pcap per scenario (the one over 16 MiB is gzipped: large-result.pcap.gz).
 #
 #   scripts/make-captures.sh [OUTDIR]        (default: the repo's captures/)
 #
@@ -18,13 +20,14 @@ outdir=${1:-$repo/captures}
 expected=$repo/captures/expected.tsv
 py=/usr/bin/python3 # the python3 first on PATH may be another build, without MySQLdb
 client=$here/lab_client.py
+prepared=$here/lab_prepared.pl
 
 # Say which package is missing instead of failing half-way with "command not found".
 check_commands() {
   local missing=() entry cmd pkg
   PATH="$PATH:/usr/sbin"
   for entry in mariadbd:mariadb-server mariadb-install-db:mariadb-server mariadb:mariadb-client \
-    mariadb-admin:mariadb-client tcpdump:tcpdump tshark:tshark openssl:openssl ss:iproute2; do
+    mariadb-admin:mariadb-client tcpdump:tcpdump tshark:tshark openssl:openssl ss:iproute2 gzip:gzip; do
     cmd=${entry%%:*}
     pkg=${entry#*:}
     if ! command -v "$cmd" >/dev/null 2>&1; then
@@ -36,11 +39,16 @@ check_commands() {
     missing+=(python3-mysqldb)
     printf 'make-captures: %s cannot import MySQLdb (Debian package python3-mysqldb)\n' "$py" >&2
   fi
+  if ! perl -MDBI -MDBD::MariaDB -e 1 >/dev/null 2>&1; then
+    missing+=(libdbd-mariadb-perl)
+    echo 'make-captures: perl cannot load DBD::MariaDB (Debian package libdbd-mariadb-perl)' >&2
+  fi
   if ((${#missing[@]})); then
     local ours=() others=()
     for pkg in $(printf '%s\n' "${missing[@]}" | sort -u); do
-      # iproute2 (ss) is part of every Debian base system, so ensure-packages.sh does not handle it.
-      if [[ $pkg == iproute2 ]]; then others+=("$pkg"); else ours+=("$pkg"); fi
+      # iproute2 (ss) and gzip are part of every Debian base system, so ensure-packages.sh does not
+      # handle them.
+      if [[ $pkg == iproute2 || $pkg == gzip ]]; then others+=("$pkg"); else ours+=("$pkg"); fi
     done
     if ((${#ours[@]})); then
       echo "make-captures: install with: scripts/ensure-packages.sh ${ours[*]}" >&2
@@ -136,6 +144,34 @@ set_clients() {
   cli_tls=("${base[@]}" --ssl "--ssl-ca=$LAB_CA" --ssl-verify-server-cert)
   pyc=("$py" "$client")
   py_auth=(--port "$LAB_PORT" --user "$LAB_APP_USER" --password "$LAB_APP_PASSWORD")
+}
+
+# check_wire FILE WHAT FILTER [TSHARK_OPTION...]: at least one frame of $work/FILE matches the display FILTER
+# (MySQL decoded on the server port). check_no_wire: none does. Both state what the file shows on the wire,
+# so a client or server that changes behaviour makes the run fail instead of a misleading capture.
+# wire_count sets wire_n; it fails the run when tshark does (a mistyped field must not pass as "none").
+wire_n=0
+wire_count() {
+  local file=$1 filter=$2 out
+  shift 2
+  out=$(tshark -r "$work/$file" -d "tcp.port==$LAB_PORT,mysql" "$@" -Y "$filter" -T fields \
+    -e frame.number 2>"$work/tshark.err") || {
+    cat "$work/tshark.err" >&2
+    lab_die "$file: tshark failed with the filter '$filter'"
+  }
+  wire_n=$(grep -c . <<<"$out" || true)
+}
+check_wire() {
+  local file=$1 what=$2 filter=$3
+  shift 3
+  wire_count "$file" "$filter" "$@"
+  ((wire_n > 0)) || lab_die "$file: no $what on the wire ($filter)"
+}
+check_no_wire() {
+  local file=$1 what=$2 filter=$3
+  shift 3
+  wire_count "$file" "$filter" "$@"
+  ((wire_n == 0)) || lab_die "$file: $wire_n frame(s) with $what on the wire ($filter)"
 }
 
 # ---------------------------------------------------------------------------------------------------------
@@ -239,6 +275,102 @@ any_sll2() {
   [[ "$encap" == 210 ]] || lab_die "any-sll2.pcap has encapsulation $encap, not Linux SLL2 (210)"
 }
 
+# A wrong password, plaintext: greeting, handshake response, ERR 1045, then both FINs. The server closes
+# right after writing the ERR, but the client, woken by the ERR, often gets its FIN out first all the same
+# (8 of 100 back-to-back logins, 4 of 10 generator runs): "either".
+login_failure() {
+  begin_scenario login-failure
+  # The last -p wins: the CLI sends a scramble of the wrong password.
+  run 1 "mariadb --skip-ssl with a wrong password" "${cli_plain[@]}" -pnot-the-password -e 'SELECT 1'
+  end_scenario
+  check_wire login-failure.pcap "ERR 1045" 'mysql.error_code == 1045'
+  check_no_wire login-failure.pcap "COM_QUERY" 'mysql.command == 3'
+}
+
+# One value of 17 MiB: its row packet is longer than 0xffffff bytes, so the server sends a 0xffffff-byte
+# packet (seq 4) and a continuation packet (seq 5). The server's max_allowed_packet (16 MiB by default:
+# REPEAT() would return NULL) is raised for new sessions over the socket, the client's by option. ~17 MB of
+# capture; gzip -9 makes it ~40 KB. Teardown as a plaintext clean quit: "either".
+large_result() {
+  local size=$((17 * 1024 * 1024)) got
+  lab_sql "SET GLOBAL max_allowed_packet = 64 * 1024 * 1024"
+  begin_scenario large-result
+  run 0 "mariadb --skip-ssl --max-allowed-packet=64M -e \"SELECT REPEAT('x', 17*1024*1024)\"" \
+    "${cli_plain[@]}" --max-allowed-packet=64M -e "SELECT REPEAT('x', $size) AS big"
+  end_scenario
+  lab_sql "SET GLOBAL max_allowed_packet = DEFAULT"
+  # --batch output: the column name line, then the value and a newline.
+  got=$(wc -c <"$work/client.out")
+  [[ $got -eq $((4 + size + 1)) ]] || lab_die "large-result: the client printed $got bytes, not $((size + 5))"
+  rm -f "$work/client.out"
+  gzip -9 -n "$work/large-result.pcap"
+  got=$(stat -c %s "$work/large-result.pcap.gz")
+  ((got < 200 * 1024)) || lab_die "large-result.pcap.gz is $got bytes compressed (expected ~40 KB)"
+  check_wire large-result.pcap.gz "0xffffff-byte packet" 'mysql.packet_length == 16777215'
+  check_wire large-result.pcap.gz "continuation packet" \
+    "mysql.packet_length == $((size + 9 - 16777215)) && mysql.packet_number == 5"
+}
+
+# Perl DBD::MariaDB with mariadb_server_prepare=1: four SET statements at connect, COM_STMT_PREPARE,
+# COM_STMT_EXECUTE (binary rows), COM_STMT_CLOSE, COM_QUIT. A clean quit: "either".
+prepared_statements() {
+  local cmd
+  begin_scenario prepared-statements
+  run 0 "perl DBD::MariaDB mariadb_server_prepare=1: prepare, execute(3), close, disconnect" \
+    perl "$prepared" "${py_auth[@]}" --max 3
+  end_scenario
+  for cmd in 22:COM_STMT_PREPARE 23:COM_STMT_EXECUTE 25:COM_STMT_CLOSE 1:COM_QUIT; do
+    check_wire prepared-statements.pcap "${cmd#*:}" "mysql.command == ${cmd%%:*}"
+  done
+  check_wire prepared-statements.pcap "binary result row" 'mysql.exec.field.unsigned_longlong == 3'
+  check_no_wire prepared-statements.pcap "TLS" tls
+}
+
+# MySQLdb without an ssl dict (plaintext): COM_PING, COM_INIT_DB, a COM_QUERY answered with ERR 1146, a
+# multi-statement COM_QUERY answered with two result sets, COM_QUIT. A clean quit: "either".
+commands_plain() {
+  local cmd label="MySQLdb plaintext, MULTI_STATEMENTS: ping(), select_db('mysql'),"
+  label+=" SELECT * FROM no_such_table, 'SELECT 1; SELECT 2' (both sets), close()"
+  begin_scenario commands-plain
+  run 0 "$label" "${pyc[@]}" commands "${py_auth[@]}"
+  end_scenario
+  for cmd in 14:COM_PING 2:COM_INIT_DB 3:COM_QUERY 1:COM_QUIT; do
+    check_wire commands-plain.pcap "${cmd#*:}" "mysql.command == ${cmd%%:*}"
+  done
+  check_wire commands-plain.pcap "ERR 1146" 'mysql.error_code == 1146'
+  check_wire commands-plain.pcap "SERVER_MORE_RESULTS_EXISTS" 'mysql.stat.mr == 1'
+  check_no_wire commands-plain.pcap "TLS" tls
+}
+
+# tls_keylog VERSION: lab_client.py's own handshake over Python's ssl, TLS VERSION forced, keys logged next to
+# the capture. Without the key log tshark sees no MySQL command; with it, the COM_QUERY and the COM_QUIT. The
+# client sends no close_notify; a clean quit: "either".
+tls_keylog() {
+  local version=$1 name keys
+  name="tls1${version#1.}-python-keylog"
+  keys=$work/$name.keylog
+  begin_scenario "$name"
+  run 0 "lab_client.py tls-keylog: own handshake, Python ssl, TLS $version, SELECT 1, COM_QUIT" \
+    "${pyc[@]}" tls-keylog "${py_auth[@]}" --ca "$LAB_CA" --tls-version "$version" --keylog "$keys"
+  end_scenario
+  check_no_wire "$name.pcap" "COM_QUERY visible without the key log" 'mysql.command == 3'
+  check_wire "$name.pcap" "COM_QUERY decrypted with the key log" \
+    'mysql.command == 3 && mysql.query == "SELECT 1"' -o "tls.keylog_file:$keys"
+  check_wire "$name.pcap" "COM_QUIT decrypted with the key log" 'mysql.command == 1' \
+    -o "tls.keylog_file:$keys"
+}
+
+# The server restarted without any TLS option: its greeting lacks CLIENT_SSL. The CLI with --ssl
+# --ssl-verify-server-cert refuses to go on in plaintext: it sends nothing after the greeting and closes, so
+# its FIN is always first (the server is waiting for the handshake response) and the server FINs back.
+tls_to_plain_server() {
+  begin_scenario tls-to-plain-server
+  run 1 "mariadb --ssl --ssl-verify-server-cert against a server without TLS" "${cli_tls[@]}" -e 'SELECT 1'
+  end_scenario
+  check_wire tls-to-plain-server.pcap "greeting without CLIENT_SSL" 'mysql.protocol == 10 && mysql.caps.sl == 0'
+  check_no_wire tls-to-plain-server.pcap "client payload" "tcp.dstport == $LAB_PORT && tcp.len > 0"
+}
+
 # check_tls NAME WANT: every ServerHello in the capture negotiated version WANT. TLS 1.3 says so in the
 # supported_versions extension; a TLS 1.2 ServerHello has none (its legacy version field is the real one).
 check_tls() {
@@ -257,7 +389,7 @@ main() {
   mkdir -p "$work" "$outdir"
   lab_make_certs
   lab_install_db
-  lab_start_server
+  lab_start_server tls
   lab_create_app_user
   set_clients
 
@@ -275,21 +407,41 @@ main() {
   wait_timeout
   abortive_close
   any_sll2
+  login_failure
+  large_result
+  prepared_statements
+  commands_plain
+  tls_keylog 1.2
+  tls_keylog 1.3
 
-  lab_stop_server
-
-  # TLS 1.3 is the default on both sides; only the forced scenario may show TLS 1.2.
+  # TLS 1.3 is the default on both sides; only the forced scenarios may show TLS 1.2. (Checked while
+  # LAB_PORT is still this server's port: tshark decodes MySQL, and so the TLS after it, on that port.)
   for name in tls13-clean-quit client-sigkill-idle client-sigkill-query server-kill-query-tls \
-    wait-timeout any-sll2; do
+    wait-timeout any-sll2 tls13-python-keylog; do
     check_tls "$name" 0x0304
   done
   check_tls tls12-clean-quit 0x0303
+  check_tls tls12-python-keylog 0x0303
 
-  # Publish: pcaps, plus a client log where some client printed something; drop stale logs.
-  for f in "$work"/*.pcap; do
+  # The same datadir (and app user) served again, now without TLS, on a new port.
+  lab_stop_server
+  lab_start_server plain
+  set_clients
+  tls_to_plain_server
+  lab_stop_server
+
+  # Publish: captures (with their key logs), plus a client log where some client printed something; drop
+  # stale logs.
+  for f in "$work"/*.pcap "$work"/*.pcap.gz; do
+    [[ -e "$f" ]] || continue # a pattern that matched nothing
     count=$((count + 1))
-    name=$(basename "$f" .pcap)
-    mv -f "$f" "$outdir/$name.pcap"
+    name=${f##*/}
+    mv -f "$f" "$outdir/$name"
+    name=${name%.gz}
+    name=${name%.pcap}
+    if [[ -e "$work/$name.keylog" ]]; then
+      mv -f "$work/$name.keylog" "$outdir/$name.keylog"
+    fi
     if [[ -e "$work/$name.client.txt.has-stderr" ]]; then
       mv -f "$work/$name.client.txt.all" "$outdir/$name.client.txt"
     else
