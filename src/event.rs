@@ -262,6 +262,10 @@ pub enum Kind {
     },
     /// It found the framing again.
     Resync,
+    /// The TLS record framing was lost (a gap cut a record header).
+    TlsDesync,
+    /// Record framing found again at a slice that starts with a plausible record header.
+    TlsResync,
     /// Bytes that are not a TLS record in a TLS stream.
     PlaintextInTls {
         /// Bytes seen (first 16, hex).
@@ -391,6 +395,8 @@ impl Kind {
             ResultSet { .. } => "mysql.result_set",
             Desync { .. } => "mysql.desync",
             Resync => "mysql.resync",
+            TlsDesync => "tls.desync",
+            TlsResync => "tls.resync",
             PlaintextInTls { .. } => "tls.plaintext",
             ClientHello { .. } => "tls.client_hello",
             ServerHello { retry: true, .. } => "tls.hello_retry_request",
@@ -458,7 +464,8 @@ impl Kind {
     fn detail<M: SerializeMap>(&self, m: &mut M) -> Result<(), M::Error> {
         use Kind::*;
         match self {
-            Syn | SynAck | Fin | Rst | AuthMoreData | Resync | ChangeCipherSpec => Ok(()),
+            Syn | SynAck | Fin | Rst | AuthMoreData | Resync | ChangeCipherSpec | TlsDesync
+            | TlsResync => Ok(()),
             Gap { bytes } => m.serialize_entry("bytes", bytes),
             Greeting {
                 version,

@@ -194,7 +194,8 @@ impl Default for Linktype {
     }
 }
 
-const INITIAL_BUFFER: usize = 1 << 18;
+/// Grown on demand (up to [`MAX_BUFFER`]) when a record is larger; small so short inputs start fast.
+const INITIAL_BUFFER: usize = 1 << 16;
 /// Largest record we accept; beyond this a length field is garbage, not a packet.
 const MAX_BUFFER: usize = 1 << 24;
 /// Cap on the decryption secrets kept per file, so a hostile file cannot exhaust memory.
@@ -328,7 +329,7 @@ impl CaptureFile {
             to_consume: 0,
             buffer_size: INITIAL_BUFFER,
             cur: Current::default(),
-            buf: Vec::with_capacity(INITIAL_BUFFER),
+            buf: Vec::new(),
             has_cur: false,
             done: false,
         })

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::*;
+use proxyscope::event::{command_name, Kind};
 use proxyscope::model::{CloseKind, Role};
 
 struct Row {
@@ -91,9 +92,111 @@ fn check_dir(dir: &Path) -> Vec<String> {
     bad
 }
 
+/// MySQL and TLS facts per connection against `captures/expected-mysql.tsv` (`-`: none).
+fn check_mysql(dir: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(repo().join("captures/expected-mysql.tsv")).unwrap();
+    let mut bad = Vec::new();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split('\t').collect();
+    for line in lines.filter(|l| !l.trim().is_empty()) {
+        let f: Vec<&str> = line.split('\t').collect();
+        let want = |k: &str| f[header.iter().position(|h| *h == k).unwrap()];
+        let (sums, _) = analyze_file(&dir.join(want("file")));
+        let s = &sums[want("conn").parse::<usize>().unwrap()];
+        let m = s.mysql.clone().unwrap_or_default();
+        let t = s.tls.as_ref();
+        let events = |kind: &dyn Fn(&Kind) -> Option<String>| {
+            let v: Vec<String> = s
+                .events
+                .iter()
+                .filter_map(|e| kind(&e.event.kind))
+                .collect();
+            if v.is_empty() {
+                "-".to_string()
+            } else {
+                v.join(",")
+            }
+        };
+        let yes = |b: bool| if b { "yes" } else { "no" }.to_string();
+        let got = [
+            (
+                "login",
+                match m.login_ok {
+                    Some(true) => "ok",
+                    Some(false) => "failed",
+                    None => "-",
+                }
+                .to_string(),
+            ),
+            ("ssl_request", yes(m.ssl_request)),
+            (
+                "tls_version",
+                t.and_then(|t| t.version.clone()).unwrap_or("-".into()),
+            ),
+            (
+                "cipher",
+                t.and_then(|t| t.cipher_name.clone()).unwrap_or("-".into()),
+            ),
+            (
+                "commands",
+                events(&|k| match k {
+                    Kind::Command { cmd, .. } => Some(command_name(*cmd).to_string()),
+                    _ => None,
+                }),
+            ),
+            (
+                "errors",
+                events(&|k| match k {
+                    Kind::Err { code, .. } => Some(code.to_string()),
+                    _ => None,
+                }),
+            ),
+            (
+                "rows",
+                events(&|k| match k {
+                    Kind::ResultSet { rows, .. } => Some(rows.to_string()),
+                    _ => None,
+                }),
+            ),
+            (
+                "in_flight",
+                m.in_flight
+                    .as_ref()
+                    .map_or("-".to_string(), |f| f.command.to_string()),
+            ),
+            (
+                "inferred",
+                events(&|k| match k {
+                    Kind::InferredClose { what, .. } => Some(what.to_string()),
+                    _ => None,
+                }),
+            ),
+            (
+                "tls_offered",
+                events(&|k| match k {
+                    Kind::Greeting { capabilities, .. } => Some(yes(capabilities & 0x800 != 0)),
+                    _ => None,
+                }),
+            ),
+        ];
+        for (k, v) in got {
+            if v != want(k) {
+                bad.push(format!(
+                    "{} #{}: {k} = {v:?}, expected {:?}",
+                    want("file"),
+                    want("conn"),
+                    want(k)
+                ));
+            }
+        }
+    }
+    bad
+}
+
 #[test]
 fn committed_captures_match_ground_truth() {
-    let bad = check_dir(&repo().join("captures"));
+    let mut bad = check_dir(&repo().join("captures"));
+    bad.extend(check_mysql(&repo().join("captures")));
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
 
@@ -116,7 +219,8 @@ fn freshly_captured_scenarios_match_ground_truth() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let bad = check_dir(&dir);
+    let mut bad = check_dir(&dir);
+    bad.extend(check_mysql(&dir));
     assert!(bad.is_empty(), "{}", bad.join("\n"));
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -17,6 +17,8 @@ const CLIENT_PROTOCOL_41: u32 = 0x0000_0200;
 const CLIENT_SSL: u32 = 0x0000_0800;
 const CLIENT_DEPRECATE_EOF: u32 = 0x0100_0000;
 const SERVER_MORE_RESULTS_EXISTS: u16 = 0x0008;
+/// MariaDB extended capability: result-set metadata may be left out when the client caches it.
+const MARIADB_CACHE_METADATA: u32 = 0x0000_0010;
 const SSL_REQUEST_LEN: u64 = 32;
 /// Query text kept per command (characters beyond are cut, with an ellipsis).
 pub const TEXT_MAX: usize = 200;
@@ -77,6 +79,8 @@ pub struct Facts {
     pub thread_id: Option<u32>,
     /// Server capability flags.
     pub server_capabilities: Option<u32>,
+    /// MariaDB extended capabilities both sides announced (greeting and handshake response).
+    pub mariadb_capabilities: u32,
     /// Client capability flags (handshake response or SSLRequest).
     pub client_capabilities: Option<u32>,
     /// User (plaintext logins).
@@ -295,6 +299,7 @@ impl Decoder {
                 self.facts.server_version = Some(g.version.clone());
                 self.facts.thread_id = Some(g.thread_id);
                 self.facts.server_capabilities = Some(g.capabilities);
+                self.facts.mariadb_capabilities = g.mariadb_capabilities;
                 self.facts.auth_plugin = Some(g.auth_plugin.clone()).filter(|s| !s.is_empty());
                 Some(Kind::Greeting {
                     version: g.version,
@@ -318,6 +323,13 @@ impl Decoder {
                 None,
             ),
         };
+        // MariaDB puts its extended capabilities in the last 4 reserved bytes when CLIENT_MYSQL
+        // (bit 0) is clear.
+        if caps & 1 == 0 {
+            self.facts.mariadb_capabilities &= le32(p.payload, 28).unwrap_or(0);
+        } else {
+            self.facts.mariadb_capabilities = 0;
+        }
         self.facts.user = Some(user.clone());
         self.facts.database = database.clone();
         if auth_plugin.is_some() {
@@ -492,15 +504,20 @@ impl Decoder {
                 Some(0xfb) => {} // LOCAL INFILE: the client sends the file, then OK/ERR follows.
                 _ if cmd == COM_STATISTICS => self.done(),
                 _ => {
-                    let cols = lenenc(p.payload).map_or(0, |(n, _)| n);
-                    self.resp = if cols == 0 {
-                        Resp::Idle
-                    } else {
-                        Resp::Columns {
+                    let (cols, used) = lenenc(p.payload).unwrap_or((0, 1));
+                    // MariaDB's MARIADB_CLIENT_CACHE_METADATA adds a "metadata follows" byte;
+                    // 0 means the client has the column definitions cached: none are sent.
+                    let cached = self.facts.mariadb_capabilities & MARIADB_CACHE_METADATA != 0
+                        && p.payload.get(used) == Some(&0);
+                    self.resp = match (cols, cached) {
+                        (0, _) => Resp::Idle,
+                        (_, true) if deprecate_eof => Resp::Rows { cmd, cols, rows: 0 },
+                        (_, true) => Resp::ColumnsEof { cmd, cols },
+                        _ => Resp::Columns {
                             cmd,
                             left: cols,
                             cols,
-                        }
+                        },
                     };
                 }
             },

@@ -130,6 +130,11 @@ impl Decoder {
                 return;
             }
             self.sides[side].desynced = false;
+            out.push(Event {
+                at,
+                side,
+                kind: Kind::TlsResync,
+            });
         }
         while !d.is_empty() {
             let s = &mut self.sides[side];
@@ -184,18 +189,32 @@ impl Decoder {
     }
 
     /// `n` bytes from `side` were never captured.
-    pub fn gap(&mut self, side: usize, n: u64, _at: At, _out: &mut Vec<Event>) {
-        let s = &mut self.sides[side & 1];
+    pub fn gap(&mut self, side: usize, n: u64, at: At, out: &mut Vec<Event>) {
+        let side = side & 1;
+        let s = &mut self.sides[side];
         match s.remaining {
-            Some(rem) if rem as u64 >= n => {
+            Some(rem) if rem as u64 > n => {
+                // Inside one record's body: the framing survives.
                 s.remaining = Some(rem - n as usize);
                 s.body_lossy = true;
             }
+            Some(rem) if rem as u64 == n => {
+                s.body_lossy = true;
+                self.record(side, out);
+            }
             _ => {
+                let was = s.desynced;
                 s.remaining = None;
                 s.hdr_len = 0;
                 s.hs.clear();
                 s.desynced = true;
+                if !was {
+                    out.push(Event {
+                        at,
+                        side,
+                        kind: Kind::TlsDesync,
+                    });
+                }
             }
         }
     }
@@ -203,6 +222,9 @@ impl Decoder {
     /// `side` sent its FIN: say what its last record most likely was, where sizes tell.
     pub fn fin(&mut self, side: usize, out: &mut Vec<Event>) {
         let side = side & 1;
+        if self.sides[side].desynced {
+            return;
+        }
         let Some((APPLICATION_DATA, len, at)) = self.sides[side].last else {
             return;
         };

@@ -130,3 +130,24 @@ fn handshake_split_across_records() {
     assert_eq!(out.len(), 1);
     assert_eq!(d.facts.cipher, Some(0x009c));
 }
+
+#[test]
+fn gap_inside_a_record_keeps_framing_and_over_a_header_resyncs() {
+    let mut d = Decoder::new(0, true);
+    let mut out = Vec::new();
+    let r = record(APPLICATION_DATA, &[0; 100]);
+    d.data(0, &r[..40], at(), &mut out);
+    d.gap(0, 30, at(), &mut out);
+    d.data(0, &r[70..], at(), &mut out);
+    assert!(matches!(
+        out.last().unwrap().kind,
+        Kind::AppData { len: 100 }
+    ));
+    d.gap(0, 10, at(), &mut out);
+    assert!(matches!(out.last().unwrap().kind, Kind::TlsDesync));
+    d.data(0, &r[20..], at(), &mut out);
+    assert!(matches!(out.last().unwrap().kind, Kind::TlsDesync));
+    d.data(0, &record(APPLICATION_DATA, &[1; 5]), at(), &mut out);
+    let names: Vec<String> = out.iter().rev().take(2).map(|e| e.kind.name()).collect();
+    assert_eq!(names, ["tls.app_data", "tls.resync"]);
+}

@@ -237,3 +237,44 @@ fn greeting_that_would_overflow_mysql_common_is_parsed_by_hand() {
     assert_eq!(d.facts.server_version.as_deref(), Some("10.11.6-MariaDB"));
     assert_eq!(d.facts.thread_id, Some(42));
 }
+
+#[test]
+fn mariadb_cached_metadata_sends_no_column_definitions() {
+    // Server announces MARIADB_CLIENT_CACHE_METADATA; the client too (CLIENT_MYSQL clear).
+    let mut d = Decoder::new(SERVER, Phase::Greeting);
+    let mut out = Vec::new();
+    let mut g = greeting(CAPS & !1);
+    let ext = 4 + 1 + "10.11.6-MariaDB".len() + 1 + 27;
+    g[ext] = 0x10;
+    d.data(SERVER, &g, at(1), &mut out);
+    let mut r = Vec::new();
+    r.extend_from_slice(&(CAPS & !1).to_le_bytes());
+    r.extend_from_slice(&(1u32 << 24).to_le_bytes());
+    r.push(33);
+    r.extend_from_slice(&[0; 19]);
+    r.extend_from_slice(&0x10u32.to_le_bytes());
+    r.extend_from_slice(b"app\0\0");
+    d.data(CLIENT, &pkt(1, &r), at(2), &mut out);
+    d.data(SERVER, &pkt(2, &[0, 0, 0, 2, 0, 0, 0]), at(3), &mut out);
+    assert_eq!(d.facts.mariadb_capabilities, 0x10);
+    let mut exec = vec![0x17];
+    exec.extend_from_slice(&1u32.to_le_bytes());
+    d.data(CLIENT, &pkt(0, &exec), at(4), &mut out);
+    // Column count 2, metadata follows = 0, EOF, three rows, EOF.
+    let mut resp = pkt(1, &[2, 0]);
+    resp.extend(pkt(2, &[0xfe, 0, 0, 2, 0]));
+    for i in 0..3u8 {
+        resp.extend(pkt(3 + i, &[0, 0, i, 0, 0, 0, 0, 0, 0, 0]));
+    }
+    resp.extend(pkt(6, &[0xfe, 0, 0, 2, 0]));
+    d.data(SERVER, &resp, at(5), &mut out);
+    assert!(matches!(
+        out.last().unwrap().kind,
+        Kind::ResultSet {
+            columns: 2,
+            rows: 3,
+            more: false
+        }
+    ));
+    assert!(d.facts.in_flight.is_none());
+}
