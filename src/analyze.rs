@@ -12,10 +12,21 @@ use crate::tcp::{self, At, Connection, StreamEvent, StreamSink, Tracker};
 use crate::time::Timestamp;
 
 /// Settings of an analysis run.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Options {
     /// TCP tracker settings.
     pub tcp: tcp::Config,
+    /// Events kept per connection from its start, and as many from its end.
+    pub keep_events: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            tcp: tcp::Config::default(),
+            keep_events: crate::dissect::KEEP_EVENTS,
+        }
+    }
 }
 
 /// Progress of a run, for a progress line on stderr.
@@ -33,7 +44,7 @@ pub struct Progress {
 
 /// Finished connections wait here so that reports come out in id order when they can; the
 /// wait is bounded, so a connection open for the whole capture cannot hold up memory.
-const REORDER_LIMIT: usize = 10_000;
+const REORDER_LIMIT: usize = 1024;
 const PROGRESS_EVERY: u64 = 1 << 16;
 
 struct Collector {
@@ -87,7 +98,7 @@ pub fn run(
 ) -> io::Result<RunSummary> {
     let mut tracker = Tracker::new(opts.tcp);
     let mut col = Collector {
-        dissector: Dissector::default(),
+        dissector: Dissector::new(opts.keep_events),
         origin: Timestamp::default(),
         pending: BTreeMap::new(),
         closes: BTreeMap::new(),

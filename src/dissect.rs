@@ -13,10 +13,10 @@ use crate::mysql;
 use crate::tcp::{At, Connection, StreamEvent};
 use crate::tls;
 
-/// Events kept from the start of a connection (the handshake is there).
-pub const KEEP_FIRST: usize = 48;
-/// Events kept from the end (the close is there).
-pub const KEEP_LAST: usize = 48;
+/// Events kept by default from the start of a connection (the handshake is there) and, as many
+/// again, from its end (the close is there). Bounded because a pooled connection can carry
+/// millions of queries; the rest are counted.
+pub const KEEP_EVENTS: usize = 24;
 /// Data slices looked at before a connection is declared "not MySQL or TLS".
 const DETECT_TRIES: u8 = 4;
 
@@ -43,15 +43,16 @@ pub struct Kept {
     pub last: VecDeque<Event>,
     /// Events between them that were only counted.
     pub dropped: u64,
+    keep: usize,
 }
 
 impl Kept {
     fn push(&mut self, e: Event) {
-        if self.first.len() < KEEP_FIRST {
+        if self.first.len() < self.keep {
             self.first.push(e);
             return;
         }
-        if self.last.len() == KEEP_LAST {
+        if self.last.len() == self.keep {
             self.last.pop_front();
             self.dropped += 1;
         }
@@ -89,23 +90,43 @@ struct State {
 pub type EventHook = Box<dyn FnMut(u64, &Event) + Send>;
 
 /// The dissector: per-connection protocol state, keyed by connection id.
-#[derive(Default)]
 pub struct Dissector {
     conns: HashMap<u64, State, ahash::RandomState>,
     scratch: Vec<Event>,
+    keep: usize,
     /// Events in order as they are decoded, for a streaming consumer (timeline, live).
     pub on_event: Option<EventHook>,
 }
 
+impl Default for Dissector {
+    fn default() -> Self {
+        Dissector::new(KEEP_EVENTS)
+    }
+}
+
 impl Dissector {
+    /// A dissector keeping the first `keep` and the last `keep` events of each connection.
+    pub fn new(keep: usize) -> Self {
+        Dissector {
+            conns: HashMap::default(),
+            scratch: Vec::new(),
+            keep,
+            on_event: None,
+        }
+    }
+
     /// One stream event of `side` of `conn`.
     pub fn stream(&mut self, conn: &Connection, side: usize, at: At, ev: StreamEvent<'_>) {
+        let keep = self.keep;
         let st = self.conns.entry(conn.id).or_insert_with(|| State {
             carries: Carries::Unknown,
             tries: 0,
             mysql: None,
             tls: None,
-            kept: Kept::default(),
+            kept: Kept {
+                keep,
+                ..Kept::default()
+            },
         });
         let out = &mut self.scratch;
         match ev {

@@ -277,8 +277,8 @@ pub enum Kind {
     ClientHello {
         /// Versions offered (supported_versions, else the legacy version).
         versions: Vec<u16>,
-        /// Cipher suites offered.
-        ciphers: usize,
+        /// Cipher suites offered (GREASE values left out).
+        ciphers: Vec<u16>,
         /// Server name (SNI).
         sni: Option<String>,
         /// ALPN protocols.
@@ -575,7 +575,8 @@ impl Kind {
             } => {
                 let v: Vec<String> = versions.iter().map(|v| tls_version_name(*v)).collect();
                 m.serialize_entry("versions", &v)?;
-                m.serialize_entry("ciphers", ciphers)?;
+                let c: Vec<String> = ciphers.iter().map(|c| format!("0x{c:04x}")).collect();
+                m.serialize_entry("ciphers", &c)?;
                 m.serialize_entry("sni", sni)?;
                 m.serialize_entry("alpn", alpn)?;
                 m.serialize_entry("key_share_groups", groups)?;

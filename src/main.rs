@@ -55,6 +55,9 @@ struct AnalyzeArgs {
     /// Out-of-order bytes buffered per direction before the missing bytes are declared a gap.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
     max_buffer: usize,
+    /// Events kept per connection from its start, and as many from its end (JSON `events`).
+    #[arg(long, value_name = "N", default_value_t = proxyscope::dissect::KEEP_EVENTS)]
+    events: usize,
     /// No progress line on stderr.
     #[arg(short, long)]
     quiet: bool,
@@ -117,6 +120,7 @@ fn analyze_cmd(args: AnalyzeArgs) -> Result<ExitCode> {
                 .map(|s| (s * 1e9).clamp(0.0, i64::MAX as f64) as i64),
             ..tcp::Config::default()
         },
+        keep_events: args.events,
     };
     let mut sources = Sources::new(files);
     // On a terminal, stdout stays line-buffered so that whole rows overwrite the progress line;

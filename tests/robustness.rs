@@ -77,6 +77,7 @@ fn mutated_captures_never_panic() {
             idle_timeout: Some(1_000_000_000),
             ..tcp::Config::default()
         },
+        keep_events: 4,
     };
     let mut runs = 0;
     for path in all_captures() {

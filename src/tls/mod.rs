@@ -420,7 +420,12 @@ impl Decoder {
                 self.facts.alpn = alpn.clone();
                 Kind::ClientHello {
                     versions,
-                    ciphers: ch.ciphers.len(),
+                    ciphers: ch
+                        .ciphers
+                        .iter()
+                        .map(|c| c.0)
+                        .filter(|c| !is_grease(*c))
+                        .collect(),
                     sni,
                     alpn,
                     groups,

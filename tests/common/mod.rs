@@ -23,13 +23,17 @@ impl Report for Collect {
     }
 }
 
-/// Runs the library pipeline on one file.
+/// Runs the library pipeline on one file, keeping every event of small captures.
 pub fn analyze_file(path: &Path) -> (Vec<Summary>, RunSummary) {
     let f = CaptureFile::open(path.to_str().expect("utf-8 path"), 0)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut sources = Sources::new(vec![f]);
     let mut c = Collect::default();
-    let run = analyze::run(&mut sources, &Options::default(), &mut c, &mut |_| {}).expect("run");
+    let opts = Options {
+        keep_events: 10_000,
+        ..Options::default()
+    };
+    let run = analyze::run(&mut sources, &opts, &mut c, &mut |_| {}).expect("run");
     (c.0, run)
 }
 
