@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod analyze;
+pub mod bytes;
 pub mod decode;
 pub mod dissect;
 pub mod event;

@@ -4,6 +4,8 @@
 
 use flate2::{Decompress, FlushDecompress, Status};
 
+use crate::bytes::HeaderBuf;
+
 const HEADER: usize = 7;
 /// Largest compressed payload we buffer; past it the direction is given up (and said so).
 const MAX_COMPRESSED: usize = 1 << 20;
@@ -13,8 +15,7 @@ const MAX_INFLATED: usize = 1 << 24;
 /// Outer framing and inflation for one direction.
 #[derive(Default)]
 pub struct Inflater {
-    hdr: [u8; HEADER],
-    hdr_len: usize,
+    hdr: HeaderBuf<HEADER>,
     remaining: Option<usize>,
     ulen: usize,
     buf: Vec<u8>,
@@ -33,17 +34,7 @@ impl Inflater {
         while !d.is_empty() && !self.broken {
             match self.remaining {
                 None => {
-                    let take = (HEADER - self.hdr_len).min(d.len());
-                    for (i, b) in d.iter().take(take).enumerate() {
-                        if let Some(slot) = self.hdr.get_mut(self.hdr_len + i) {
-                            *slot = *b;
-                        }
-                    }
-                    self.hdr_len += take;
-                    d = d.get(take..).unwrap_or(&[]);
-                    if self.hdr_len == HEADER {
-                        self.hdr_len = 0;
-                        let h = self.hdr;
+                    if let Some(h) = self.hdr.fill(&mut d) {
                         let clen =
                             usize::from(h[0]) | usize::from(h[1]) << 8 | usize::from(h[2]) << 16;
                         self.ulen =

@@ -6,6 +6,7 @@
 //! a 16 MiB row costs 4 KiB of memory. After a gap that cuts a header the framing is lost; it is
 //! found again at the start of a later slice whose bytes are an exact chain of plausible packets.
 
+use crate::bytes::HeaderBuf;
 use crate::tcp::At;
 
 /// Bytes of a payload kept when it does not arrive whole (enough for any header we decode).
@@ -51,8 +52,7 @@ pub enum Note {
 /// Framing state of one direction.
 #[derive(Debug)]
 pub struct Framer {
-    hdr: [u8; HEADER],
-    hdr_len: usize,
+    hdr: HeaderBuf<HEADER>,
     /// Body bytes of the current physical packet still to come (None: expecting a header).
     remaining: Option<u32>,
     /// The current physical packet has length 0xffffff: the payload continues.
@@ -71,8 +71,7 @@ pub struct Framer {
 impl Default for Framer {
     fn default() -> Self {
         Framer {
-            hdr: [0; HEADER],
-            hdr_len: 0,
+            hdr: HeaderBuf::default(),
             remaining: None,
             continues: false,
             in_logical: false,
@@ -144,7 +143,7 @@ impl Framer {
         let mut d = data;
         while !d.is_empty() {
             // Fast path: a whole packet at the start of `d`, nothing half-read.
-            if self.hdr_len == 0 && self.remaining.is_none() && !self.in_logical {
+            if self.hdr.is_empty() && self.remaining.is_none() && !self.in_logical {
                 if let (Some(len), Some(&seq)) = (le24(d), d.get(3)) {
                     if len < MAX_LEN {
                         if let Some(body) = d.get(HEADER..HEADER + len as usize) {
@@ -167,20 +166,11 @@ impl Framer {
             }
             match self.remaining {
                 None => {
-                    let take = (HEADER - self.hdr_len).min(d.len());
-                    for (i, b) in d.iter().take(take).enumerate() {
-                        if let Some(slot) = self.hdr.get_mut(self.hdr_len + i) {
-                            *slot = *b;
-                        }
-                    }
-                    self.hdr_len += take;
-                    d = d.get(take..).unwrap_or(&[]);
-                    if self.hdr_len == HEADER {
-                        self.hdr_len = 0;
-                        let len = le24(&self.hdr).unwrap_or(0);
+                    if let Some(hdr) = self.hdr.fill(&mut d) {
+                        let len = le24(&hdr).unwrap_or(0);
                         if !self.in_logical {
                             self.in_logical = true;
-                            self.seq = self.hdr[3];
+                            self.seq = hdr[3];
                             self.len = 0;
                             self.buf.clear();
                             self.lossy = false;

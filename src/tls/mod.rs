@@ -8,6 +8,7 @@ use tls_parser::{
     TlsExtension, TlsMessage, TlsMessageHandshake,
 };
 
+use crate::bytes::HeaderBuf;
 use crate::event::{Event, Kind};
 use crate::tcp::At;
 
@@ -84,8 +85,7 @@ pub struct Facts {
 
 #[derive(Debug, Default)]
 struct Side {
-    hdr: [u8; HEADER],
-    hdr_len: usize,
+    hdr: HeaderBuf<HEADER>,
     rtype: u8,
     rlen: u16,
     /// Body bytes of the current record still to come (None: expecting a header).
@@ -140,27 +140,17 @@ impl Decoder {
             let s = &mut self.sides[side];
             match s.remaining {
                 None => {
-                    if s.hdr_len == 0 && d.len() >= HEADER && !looks_like_record(d) {
+                    if s.hdr.is_empty() && d.len() >= HEADER && !looks_like_record(d) {
                         self.plaintext(side, d, at, out);
                         return;
                     }
-                    let take = (HEADER - s.hdr_len).min(d.len());
-                    for (i, b) in d.iter().take(take).enumerate() {
-                        if let Some(slot) = s.hdr.get_mut(s.hdr_len + i) {
-                            *slot = *b;
-                        }
-                    }
-                    s.hdr_len += take;
-                    d = d.get(take..).unwrap_or(&[]);
-                    if s.hdr_len == HEADER {
-                        s.hdr_len = 0;
-                        if !looks_like_record(&s.hdr) {
-                            let hdr = s.hdr;
+                    if let Some(hdr) = s.hdr.fill(&mut d) {
+                        if !looks_like_record(&hdr) {
                             self.plaintext(side, &hdr, at, out);
                             return;
                         }
-                        s.rtype = s.hdr[0];
-                        s.rlen = u16::from_be_bytes([s.hdr[3], s.hdr[4]]);
+                        s.rtype = hdr[0];
+                        s.rlen = u16::from_be_bytes([hdr[3], hdr[4]]);
                         s.remaining = Some(usize::from(s.rlen));
                         s.body.clear();
                         s.body_lossy = false;
@@ -205,7 +195,7 @@ impl Decoder {
             _ => {
                 let was = s.desynced;
                 s.remaining = None;
-                s.hdr_len = 0;
+                s.hdr.clear();
                 s.hs.clear();
                 s.desynced = true;
                 if !was {
