@@ -314,7 +314,7 @@ impl Decoder {
     }
 
     fn handshake_response(&mut self, p: &Packet<'_>, caps: u32) -> Kind {
-        let parsed = HandshakeResponse::deserialize_checked(p.payload);
+        let parsed = parse_handshake_response(p.payload);
         let (user, database, auth_plugin) = match parsed {
             Some(r) => r,
             None => (
@@ -664,20 +664,15 @@ fn parse_greeting(payload: &[u8]) -> Greeting {
     }
 }
 
-trait CheckedResponse {
-    fn deserialize_checked(payload: &[u8]) -> Option<(String, Option<String>, Option<String>)>;
-}
-
-impl CheckedResponse for HandshakeResponse<'_> {
-    fn deserialize_checked(payload: &[u8]) -> Option<(String, Option<String>, Option<String>)> {
-        let mut buf = ParseBuf(payload);
-        let r = buf.parse::<HandshakeResponse<'_>>(()).ok()?;
-        Some((
-            lossy(r.user()),
-            r.db_name().map(lossy).filter(|d| !d.is_empty()),
-            r.auth_plugin().map(|p| lossy(p.as_bytes())),
-        ))
-    }
+/// User, database and auth plugin of a HandshakeResponse41, via mysql_common.
+fn parse_handshake_response(payload: &[u8]) -> Option<(String, Option<String>, Option<String>)> {
+    let mut buf = ParseBuf(payload);
+    let r = buf.parse::<HandshakeResponse<'_>>(()).ok()?;
+    Some((
+        lossy(r.user()),
+        r.db_name().map(lossy).filter(|d| !d.is_empty()),
+        r.auth_plugin().map(|p| lossy(p.as_bytes())),
+    ))
 }
 
 fn parse_ok(payload: &[u8], caps: u32) -> (u64, u16) {

@@ -357,7 +357,7 @@ impl Decoder {
                 return;
             }
             let msg: Vec<u8> = self.sides[side].hs.drain(..4 + mlen).collect();
-            let kind = self.handshake(side, t, &msg);
+            let kind = self.handshake(t, &msg);
             out.push(Event { at, side, kind });
             if self.sides[side].encrypted {
                 // A TLS 1.3 ServerHello: what follows in this record buffer is encrypted.
@@ -367,7 +367,7 @@ impl Decoder {
         }
     }
 
-    fn handshake(&mut self, side: usize, t: u8, msg: &[u8]) -> Kind {
+    fn handshake(&mut self, t: u8, msg: &[u8]) -> Kind {
         let parsed = match parse_tls_message_handshake(msg) {
             Ok((_, TlsMessage::Handshake(h))) => h,
             _ => return Kind::Handshake { msg: t },
@@ -470,7 +470,6 @@ impl Decoder {
                 if !subject.is_empty() {
                     self.facts.certificate_subject = Some(subject.clone());
                 }
-                let _ = side;
                 Kind::Certificate {
                     count: c.cert_chain.len(),
                     subject,
