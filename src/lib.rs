@@ -13,6 +13,7 @@ pub mod bytes;
 pub mod decode;
 pub mod dissect;
 pub mod event;
+pub mod lab;
 pub mod model;
 pub mod mysql;
 pub mod report;

@@ -5,13 +5,14 @@ use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use proxyscope::analyze::{self, Options, Progress};
 use proxyscope::report::{JsonReport, Report, TextReport};
 use proxyscope::source::{CaptureFile, Sources};
 use proxyscope::tcp;
+use proxyscope::tls::decrypt::KeyLog;
 
 #[derive(Parser)]
 #[command(
@@ -31,6 +32,49 @@ struct Cli {
 enum Command {
     /// Analyse capture files (pcap, pcapng, gzip-compressed, or - for stdin).
     Analyze(AnalyzeArgs),
+    /// Run the proxy lab: a small ProxySQL-like MySQL proxy that can inject known faults and
+    /// writes the ground truth of what it did.
+    Lab(LabArgs),
+}
+
+#[derive(clap::Args)]
+struct LabArgs {
+    /// Frontend address to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:6033")]
+    listen: String,
+    /// Backend MySQL server.
+    #[arg(long, value_name = "HOST:PORT")]
+    backend: String,
+    /// Backend user.
+    #[arg(long, value_name = "USER")]
+    backend_user: String,
+    /// Backend password.
+    #[arg(long, value_name = "PASSWORD", default_value = "")]
+    backend_password: String,
+    /// TLS to the backend (needs --backend-ca).
+    #[arg(long, requires = "backend_ca")]
+    backend_tls: bool,
+    /// CA certificate (PEM) the backend's certificate must chain to.
+    #[arg(long, value_name = "FILE", requires = "backend_tls")]
+    backend_ca: Option<std::path::PathBuf>,
+    /// Frontend TLS certificate chain (PEM); with --key, clients may ask for TLS.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<std::path::PathBuf>,
+    /// Frontend TLS private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<std::path::PathBuf>,
+    /// Write TLS secrets of both legs here (NSS key log format).
+    #[arg(long, value_name = "FILE")]
+    keylog: Option<std::path::PathBuf>,
+    /// Write the ground truth here (JSON Lines, one event a line).
+    #[arg(long, value_name = "FILE")]
+    ground_truth: Option<std::path::PathBuf>,
+    /// Inject a fault (repeatable): dirty-ssl.
+    #[arg(long, value_name = "FAULT")]
+    fault: Vec<proxyscope::lab::Fault>,
+    /// Stop after this many seconds (default: at SIGINT or SIGTERM).
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -55,6 +99,10 @@ struct AnalyzeArgs {
     /// Out-of-order bytes buffered per direction before the missing bytes are declared a gap.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
     max_buffer: usize,
+    /// TLS key log (NSS SSLKEYLOGFILE format) to decrypt sessions with; repeatable. Secrets in
+    /// pcapng Decryption Secrets Blocks are used too.
+    #[arg(long, value_name = "FILE")]
+    keylog: Vec<String>,
     /// Events kept per connection from its start, and as many from its end (JSON `events`).
     #[arg(long, value_name = "N", default_value_t = proxyscope::dissect::KEEP_EVENTS)]
     events: usize,
@@ -79,6 +127,13 @@ fn main() -> ExitCode {
         .without_time()
         .init();
     match cli.command {
+        Command::Lab(args) => match lab_cmd(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("proxyscope lab: {e:#}");
+                ExitCode::from(1)
+            }
+        },
         Command::Analyze(args) => match analyze_cmd(args) {
             Ok(code) => code,
             Err(e) => {
@@ -90,6 +145,42 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+fn lab_cmd(args: LabArgs) -> Result<()> {
+    let cfg = proxyscope::lab::Config {
+        listen: args.listen,
+        backend: args.backend,
+        backend_user: args.backend_user,
+        backend_password: args.backend_password,
+        backend_ca: args.backend_ca.filter(|_| args.backend_tls),
+        tls: args.cert.zip(args.key),
+        keylog: args.keylog,
+        ground_truth: args.ground_truth,
+        faults: args.fault,
+        duration: args
+            .duration
+            .map(|s| Duration::from_secs_f64(s.clamp(0.0, 1e9))),
+        hostgroup: 0,
+    };
+    proxyscope::lab::run_blocking(cfg)?;
+    Ok(())
+}
+
+/// Reads the key log files named on the command line (None when there are none).
+fn read_keylogs(paths: &[String]) -> Result<Option<KeyLog>> {
+    if paths.is_empty() {
+        return Ok(None);
+    }
+    let mut log = KeyLog::default();
+    for p in paths {
+        let text =
+            std::fs::read_to_string(p).with_context(|| format!("{p}: cannot read key log"))?;
+        if log.add_text(&text) == 0 {
+            eprintln!("proxyscope: {p}: no TLS secrets found in this key log");
+        }
+    }
+    Ok(Some(log))
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
@@ -121,6 +212,7 @@ fn analyze_cmd(args: AnalyzeArgs) -> Result<ExitCode> {
             ..tcp::Config::default()
         },
         keep_events: args.events,
+        keylog: read_keylogs(&args.keylog)?,
     };
     let mut sources = Sources::new(files);
     // On a terminal, stdout stays line-buffered so that whole rows overwrite the progress line;

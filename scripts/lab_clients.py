@@ -1,0 +1,152 @@
+#!/usr/bin/python3
+"""Real clients for scripts/lab-scenario.sh, driving `proxyscope lab`.
+
+  run       N MySQLdb clients over TLS (as Django connects), each running a query in a loop for --seconds,
+            reconnecting after an error the way an application's next request would; meanwhile, every
+            --abort-every seconds, one aborting client: plain socket, read the greeting, send an SSLRequest,
+            then half a ClientHello (or nothing, alternately), then close. Every client error is written to
+            --out as `<wall time> client <n> <what>: <Exception>: <args>`, then a summary line per client.
+
+Run with /usr/bin/python3: that is the interpreter Debian's python3-mysqldb is installed for.
+"""
+
+import argparse
+import socket
+import ssl
+import struct
+import sys
+import threading
+import time
+
+lock = threading.Lock()
+lines = []
+
+
+def note(line):
+    with lock:
+        lines.append(line)
+    print(line, file=sys.stderr, flush=True)
+
+
+def stamp():
+    t = time.time()
+    return time.strftime("%H:%M:%S", time.localtime(t)) + f".{int(t % 1 * 1e6):06d}"
+
+
+def looper(args, n, stats):
+    import MySQLdb
+
+    deadline = time.monotonic() + args.seconds
+    conn = None
+    ok = errors = 0
+    while time.monotonic() < deadline:
+        try:
+            if conn is None:
+                conn = MySQLdb.connect(
+                    host=args.host,
+                    port=args.port,
+                    user=args.user,
+                    passwd=args.password,
+                    connect_timeout=10,
+                    ssl={"ca": args.ca},
+                )
+            cur = conn.cursor()
+            cur.execute(args.query)
+            cur.fetchall()
+            cur.close()
+            ok += 1
+        except MySQLdb.Error as e:
+            errors += 1
+            note(f"{stamp()} client {n} query {ok + errors}: {type(e).__name__}: {e}")
+            try:
+                if conn is not None:
+                    conn.close()
+            except MySQLdb.Error:
+                pass
+            conn = None
+    if conn is not None:
+        conn.close()  # COM_QUIT
+    stats[n] = (ok, errors)
+
+
+def client_hello():
+    """The bytes of a real TLS ClientHello (Python's ssl, OpenSSL 3)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname="localhost")
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return out.read()
+
+
+def abort_once(args, i, hello):
+    s = socket.create_connection((args.host, args.port), timeout=5)
+    try:
+        hdr = s.recv(4)
+        n = hdr[0] | hdr[1] << 8 | hdr[2] << 16
+        while n > 0:
+            got = s.recv(n)
+            if not got:
+                break
+            n -= len(got)
+        caps = 0x0000_0001 | 0x0000_0200 | 0x0000_0800 | 0x0000_8000 | 0x0008_0000
+        payload = struct.pack("<IIB", caps, 16 << 20, 33) + bytes(23)
+        s.sendall(struct.pack("<I", len(payload) | 1 << 24) + payload)
+        if i % 2 == 0:
+            s.sendall(hello[: len(hello) // 2])
+        time.sleep(0.002)
+    finally:
+        s.close()
+
+
+def cmd_run(args):
+    stats = {}
+    threads = [threading.Thread(target=looper, args=(args, n, stats)) for n in range(1, args.clients + 1)]
+    for t in threads:
+        t.start()
+    hello = client_hello()
+    start = time.monotonic()
+    aborts = 0
+    while time.monotonic() - start < args.seconds - 0.2:
+        time.sleep(args.abort_every)
+        try:
+            abort_once(args, aborts, hello)
+            aborts += 1
+        except OSError as e:
+            note(f"{stamp()} aborter: {type(e).__name__}: {e}")
+    for t in threads:
+        t.join()
+    with open(args.out, "w") as f:
+        for line in lines:
+            f.write(line + "\n")
+        for n in sorted(stats):
+            ok, errors = stats[n]
+            f.write(f"summary client {n}: {ok} queries ok, {errors} errors\n")
+        f.write(f"summary aborting clients: {aborts}\n")
+    return 0
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--host", default="127.0.0.1")
+    r.add_argument("--port", type=int, required=True)
+    r.add_argument("--user", required=True)
+    r.add_argument("--password", default="")
+    r.add_argument("--ca", required=True)
+    r.add_argument("--clients", type=int, default=3)
+    r.add_argument("--seconds", type=float, default=3.0)
+    r.add_argument("--abort-every", type=float, default=0.7)
+    r.add_argument("--query", default="SELECT SLEEP(0.05)")
+    r.add_argument("--out", required=True)
+    args = p.parse_args()
+    return cmd_run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,476 @@
+//! One frontend connection: greeting, optional TLS, login, then commands relayed over pooled
+//! backends, with faults carried out where the lab's configuration asks for them.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+
+use super::backend::{self, Backend};
+use super::stream::Stream;
+use super::truth::now_ns;
+use super::wire::{self, Packet, CLIENT_SSL, FRONTEND_CAPS, SERVER_STATUS_IN_TRANS};
+use super::{Active, Lab, LabError, Order};
+use crate::mysql::framer::Framer;
+use crate::mysql::{Decoder, Phase};
+use crate::tcp::At;
+use crate::time::Timestamp;
+
+/// Server version the lab announces (ProxySQL announces a 5.5.30 too).
+pub const VERSION: &str = "5.5.30-proxyscope-lab";
+
+/// How a request ended.
+enum Outcome {
+    /// Response complete; the backend with its last server status.
+    Done(Backend, u16),
+    /// A fault order arrived while the backend was in use.
+    Fault(Backend, Order, bool),
+    /// The backend broke (EOF or error) after `relayed` bytes went to the client.
+    Broken {
+        backend: Backend,
+        error: String,
+        relayed: u64,
+    },
+    /// The client went away while its response was relayed; the backend finished its response.
+    ClientGone(Backend, u16),
+}
+
+/// Why the relay loop stopped early.
+enum Stop {
+    /// A fault order arrived.
+    Order(Order),
+    /// The backend failed.
+    Broken(String),
+}
+
+/// Serves one frontend connection to its end.
+pub async fn serve(lab: Arc<Lab>, tcp: TcpStream, peer: SocketAddr, id: u64) {
+    let _ = tcp.set_nodelay(true);
+    let local_port = tcp.local_addr().map(|a| a.port()).unwrap_or(0);
+    lab.truth.now(
+        "frontend_accepted",
+        json!({"frontend": id, "client": peer.to_string(), "local_port": local_port}),
+    );
+    let who = json!({"frontend": id, "client": peer.to_string()});
+    if let Err(e) = session(&lab, tcp, id, &who).await {
+        tracing::info!("frontend {id}: {e}");
+    }
+}
+
+fn with(base: &Value, extra: Value) -> Value {
+    let mut v = base.clone();
+    if let (Value::Object(m), Value::Object(e)) = (&mut v, extra) {
+        m.extend(e);
+    }
+    v
+}
+
+async fn session(lab: &Arc<Lab>, tcp: TcpStream, id: u64, who: &Value) -> Result<(), LabError> {
+    let mut scramble = [0u8; 20];
+    {
+        let mut rng = rand::thread_rng();
+        for b in scramble.iter_mut() {
+            // Printable, never NUL (the greeting ends the scramble with one).
+            *b = rng.gen_range(0x21..0x7f);
+        }
+    }
+    let caps = FRONTEND_CAPS
+        | if lab.server_tls.is_some() {
+            CLIENT_SSL
+        } else {
+            0
+        };
+    let mut front = Stream::Plain(tcp);
+    let thread_id = u32::try_from(id).unwrap_or(u32::MAX);
+    front
+        .write_all(&wire::frame(
+            0,
+            &wire::greeting(VERSION, thread_id, &scramble, caps),
+        ))
+        .await?;
+    let Some(mut login) = read_or_record(lab, &mut front, who, "login").await else {
+        return Ok(());
+    };
+    let client_caps = u32::from_le_bytes(
+        login
+            .payload
+            .get(..4)
+            .and_then(|s| s.try_into().ok())
+            .unwrap_or([0; 4]),
+    );
+    if login.payload.len() == 32 && client_caps & CLIENT_SSL != 0 {
+        lab.truth.now("frontend_ssl_request", who.clone());
+        let Some(cfg) = lab.server_tls.clone() else {
+            return Err(LabError::Protocol(
+                "SSLRequest but no TLS configured".into(),
+            ));
+        };
+        let Stream::Plain(tcp) = front else {
+            return Err(LabError::Protocol("TLS twice".into()));
+        };
+        match tokio_rustls::TlsAcceptor::from(cfg).accept(tcp).await {
+            Ok(tls) => front = Stream::Tls(Box::new(tokio_rustls::TlsStream::Server(tls))),
+            Err(e) => {
+                // accept() has dropped (closed) the socket.
+                let ts = now_ns();
+                lab.truth.record(
+                    ts,
+                    "frontend_tls_aborted",
+                    with(who, json!({"error": e.to_string()})),
+                );
+                lab.truth.record(
+                    ts,
+                    "frontend_closed",
+                    with(
+                        who,
+                        json!({"by": "client", "how": "eof", "err": false, "quit": false,
+                               "state": "tls_handshake", "reason": e.to_string()}),
+                    ),
+                );
+                lab.tls_aborted(id);
+                return Ok(());
+            }
+        }
+        let Some(p) = read_or_record(lab, &mut front, who, "login").await else {
+            return Ok(());
+        };
+        login = p;
+    }
+    let user = login
+        .payload
+        .get(32..)
+        .map(|u| {
+            let n = u.iter().position(|&c| c == 0).unwrap_or(u.len());
+            String::from_utf8_lossy(u.get(..n).unwrap_or_default()).into_owned()
+        })
+        .unwrap_or_default();
+    front
+        .write_all(&wire::frame(
+            login.last_seq.wrapping_add(1),
+            &wire::ok(wire::SERVER_STATUS_AUTOCOMMIT),
+        ))
+        .await?;
+    lab.truth.now(
+        "frontend_login",
+        with(who, json!({"user": user, "tls": front.is_tls()})),
+    );
+    commands(lab, front, id, who, &user).await
+}
+
+/// Reads a packet; on the client's end of stream or an error, records the close and gives None.
+async fn read_or_record(lab: &Lab, front: &mut Stream, who: &Value, state: &str) -> Option<Packet> {
+    match wire::read_packet(front).await {
+        Ok(Some(p)) => Some(p),
+        Ok(None) => {
+            lab.truth.now(
+                "frontend_closed",
+                with(
+                    who,
+                    json!({"by": "client", "how": "eof", "err": false, "quit": false, "state": state}),
+                ),
+            );
+            None
+        }
+        Err(e) => {
+            lab.truth.now(
+                "frontend_closed",
+                with(
+                    who,
+                    json!({"by": "client", "how": "error", "err": false, "quit": false,
+                           "state": state, "reason": e.to_string()}),
+                ),
+            );
+            None
+        }
+    }
+}
+
+async fn commands(
+    lab: &Arc<Lab>,
+    mut front: Stream,
+    id: u64,
+    who: &Value,
+    user: &str,
+) -> Result<(), LabError> {
+    let mut pinned: Option<Backend> = None;
+    loop {
+        let Some(cmd) = read_or_record(lab, &mut front, who, "idle").await else {
+            break;
+        };
+        if cmd.payload.first() == Some(&1) {
+            lab.truth.now(
+                "frontend_closed",
+                with(
+                    who,
+                    json!({"by": "client", "how": "com_quit", "err": false, "quit": true, "state": "idle"}),
+                ),
+            );
+            break;
+        }
+        let b = match pinned.take().or_else(|| lab.pool.take()) {
+            Some(b) => b,
+            None => match backend::connect(lab).await {
+                Ok(b) => b,
+                Err(e) => {
+                    eprintln!("[ERROR] proxyscope lab: cannot open a backend connection: {e}");
+                    let err = wire::err(9001, "HY000", "Max connect timeout reached");
+                    front.write_all(&wire::frame(1, &err)).await?;
+                    continue;
+                }
+            },
+        };
+        match request(lab, b, &cmd, &mut front, id).await {
+            Outcome::Done(b, status) => {
+                if status & SERVER_STATUS_IN_TRANS != 0 {
+                    pinned = Some(b);
+                } else {
+                    lab.pool.put(b);
+                }
+            }
+            Outcome::ClientGone(b, status) => {
+                if status & SERVER_STATUS_IN_TRANS != 0 {
+                    pinned = Some(b);
+                } else {
+                    lab.pool.put(b);
+                }
+                lab.truth.now(
+                    "frontend_closed",
+                    with(
+                        who,
+                        json!({"by": "client", "how": "error", "err": false, "quit": false,
+                               "state": "response"}),
+                    ),
+                );
+                break;
+            }
+            Outcome::Fault(b, order, in_flight) => {
+                dirty_ssl_break(lab, b, front, who, user, order, in_flight).await;
+                return Ok(());
+            }
+            Outcome::Broken {
+                mut backend,
+                error,
+                relayed,
+            } => {
+                log_broken(lab, &backend, user);
+                let ts = now_ns();
+                let mut f = backend.ident();
+                f["by"] = json!("server");
+                f["how"] = json!("eof");
+                f["quit"] = json!(false);
+                f["reason"] = json!(error);
+                f["frontend"] = json!(id);
+                lab.truth.record(ts, "backend_closed", f);
+                let _ = backend.stream.tcp_mut().shutdown().await;
+                drop(backend);
+                if relayed == 0 {
+                    // Nothing reached the client yet: it gets an ERR and the session goes on.
+                    let err = wire::err(
+                        2013,
+                        "HY000",
+                        "Lost connection to MySQL server during query",
+                    );
+                    front.write_all(&wire::frame(1, &err)).await?;
+                    lab.truth
+                        .now("frontend_err", with(who, json!({"code": 2013})));
+                } else {
+                    close_front(lab, front, who, "backend broken mid-response").await;
+                    return Ok(());
+                }
+            }
+        }
+    }
+    if let Some(mut b) = pinned {
+        close_backend(lab, &mut b, true, "frontend ended inside a transaction").await;
+    }
+    drop(front);
+    Ok(())
+}
+
+/// Relays one command and its response.
+async fn request(lab: &Lab, mut b: Backend, cmd: &Packet, front: &mut Stream, id: u64) -> Outcome {
+    let (tx, mut rx) = oneshot::channel();
+    if let Ok(mut m) = lab.active.lock() {
+        m.insert(
+            id,
+            Active {
+                backend: b.ident(),
+                order: tx,
+            },
+        );
+    }
+    let at = At {
+        ts: Timestamp(0),
+        frame: 0,
+        file: 0,
+    };
+    let mut dec = Decoder::new(1, Phase::Command);
+    let mut events = Vec::new();
+    dec.data(0, &cmd.raw, at, &mut events);
+    let mut framer = Framer::default();
+    let mut status = 0u16;
+    let mut relayed = 0u64;
+    let mut client_ok = true;
+    let mut buf = vec![0u8; 64 << 10];
+    let result: Result<(), Stop> = async {
+        b.stream
+            .write_all(&cmd.raw)
+            .await
+            .map_err(|e| Stop::Broken(e.to_string()))?;
+        while dec.facts.in_flight.is_some() {
+            let n = tokio::select! {
+                biased;
+                order = &mut rx => match order {
+                    Ok(o) => return Err(Stop::Order(o)),
+                    Err(_) => continue,
+                },
+                r = b.stream.read(&mut buf) => r.map_err(|e| Stop::Broken(e.to_string()))?,
+            };
+            if n == 0 {
+                return Err(Stop::Broken("server closed the connection".into()));
+            }
+            let data = buf.get(..n).unwrap_or_default();
+            events.clear();
+            dec.data(1, data, at, &mut events);
+            framer.feed(
+                data,
+                at,
+                false,
+                &mut |p| {
+                    if let Some(s) = wire::status_of(p.payload) {
+                        status = s;
+                    }
+                    true
+                },
+                &mut |_| {},
+            );
+            if client_ok {
+                if front.write_all(data).await.is_err() {
+                    client_ok = false;
+                } else {
+                    relayed += n as u64;
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    // Out of the registry; if the fault injector took the entry first, its order is (or is about
+    // to be) in the channel: carry it out on the idle backend.
+    let taken = lab
+        .active
+        .lock()
+        .map(|mut m| m.remove(&id).is_none())
+        .unwrap_or(false);
+    match result {
+        Ok(()) if taken => match rx.try_recv() {
+            Ok(o) => Outcome::Fault(b, o, false),
+            Err(_) => finish(b, status, client_ok),
+        },
+        Ok(()) => finish(b, status, client_ok),
+        Err(Stop::Order(o)) => Outcome::Fault(b, o, true),
+        Err(Stop::Broken(error)) => Outcome::Broken {
+            backend: b,
+            error,
+            relayed,
+        },
+    }
+}
+
+fn finish(b: Backend, status: u16, client_ok: bool) -> Outcome {
+    if client_ok {
+        Outcome::Done(b, status)
+    } else {
+        Outcome::ClientGone(b, status)
+    }
+}
+
+/// ProxySQL's log line for a backend that broke under a query.
+fn log_broken(lab: &Lab, b: &Backend, user: &str) {
+    eprintln!(
+        "[ERROR] Detected a broken connection while running query on {} , user {user} , last_used {}ms ago : 2013, Lost connection to MySQL server during query",
+        lab.backend_tuple(b.thread_id),
+        b.last_used.elapsed().as_millis()
+    );
+}
+
+/// The #4500 pattern: the backend closed by the proxy (FIN, no COM_QUIT), the ProxySQL log
+/// line, then ~0.1 ms later the frontend (FIN, no ERR, no close_notify).
+async fn dirty_ssl_break(
+    lab: &Lab,
+    mut b: Backend,
+    front: Stream,
+    who: &Value,
+    user: &str,
+    order: Order,
+    in_flight: bool,
+) {
+    let Order::DirtySsl { trigger, delay_ms } = order;
+    let _ = b.stream.tcp_mut().shutdown().await;
+    let ts = now_ns();
+    let closed = std::time::Instant::now();
+    let mut f = b.ident();
+    f["by"] = json!("proxy");
+    f["how"] = json!("fin");
+    f["quit"] = json!(false);
+    f["fault"] = json!("dirty-ssl");
+    f["trigger_frontend"] = json!(trigger);
+    f["delay_ms"] = json!(delay_ms);
+    f["in_flight"] = json!(in_flight);
+    f["frontend"] = who.get("frontend").cloned().unwrap_or(Value::Null);
+    lab.truth.record(ts, "backend_closed", f);
+    log_broken(lab, &b, user);
+    drop(b);
+    // ~0.1 ms after the backend, as ProxySQL; a sleep would take several times that.
+    let until = closed + Duration::from_micros(100);
+    while std::time::Instant::now() < until {
+        std::hint::spin_loop();
+    }
+    let mut front = front;
+    let _ = front.tcp_mut().shutdown().await;
+    let ts = now_ns();
+    lab.truth.record(
+        ts,
+        "frontend_closed",
+        with(
+            who,
+            json!({"by": "proxy", "how": "fin", "err": false, "quit": false, "close_notify": false,
+                   "fault": "dirty-ssl", "trigger_frontend": trigger, "in_flight": in_flight,
+                   "state": if in_flight { "request" } else { "idle" }}),
+        ),
+    );
+    drop(front);
+}
+
+/// Closes the frontend from the proxy side: FIN, no ERR, no close_notify.
+async fn close_front(lab: &Lab, mut front: Stream, who: &Value, reason: &str) {
+    let _ = front.tcp_mut().shutdown().await;
+    lab.truth.now(
+        "frontend_closed",
+        with(
+            who,
+            json!({"by": "proxy", "how": "fin", "err": false, "quit": false, "reason": reason}),
+        ),
+    );
+    drop(front);
+}
+
+/// Closes a backend from the proxy side, with or without a COM_QUIT first.
+pub async fn close_backend(lab: &Lab, b: &mut Backend, quit: bool, reason: &str) {
+    if quit {
+        let _ = b.stream.write_all(&wire::COM_QUIT_PACKET).await;
+        let _ = b.stream.flush().await;
+    }
+    let _ = b.stream.tcp_mut().shutdown().await;
+    let mut f = b.ident();
+    f["by"] = json!("proxy");
+    f["how"] = json!("fin");
+    f["quit"] = json!(quit);
+    f["reason"] = json!(reason);
+    lab.truth.now("backend_closed", f);
+}
