@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzz every decoder with cargo-fuzz (libFuzzer + AddressSanitizer) for a while each.
 #
-#   scripts/fuzz.sh [SECONDS] [TARGET...]     default: 10 s each for capture, decode, tcp, mysql and tls
+#   scripts/fuzz.sh [SECONDS] [TARGET...]     default: 10 s each for capture, decode, tcp, mysql, tls and decrypt
 #
 # The toolchain here is stable; RUSTC_BOOTSTRAP=1 lets cargo-fuzz pass its nightly-only sanitizer flags.
 # The capture target starts from every real capture we have (bundled and ../shared/captures) as seeds.
@@ -12,7 +12,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 secs=${1:-10}
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(capture decode tcp mysql tls)
+((${#targets[@]})) || targets=(capture decode tcp mysql tls decrypt)
 
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --quiet
 export RUSTC_BOOTSTRAP=1

@@ -18,6 +18,8 @@ pub struct Options {
     pub tcp: tcp::Config,
     /// Events kept per connection from its start, and as many from its end.
     pub keep_events: usize,
+    /// TLS secrets (key log files); pcapng Decryption Secrets Blocks are added as they are read.
+    pub keylog: Option<crate::tls::decrypt::KeyLog>,
 }
 
 impl Default for Options {
@@ -25,6 +27,7 @@ impl Default for Options {
         Options {
             tcp: tcp::Config::default(),
             keep_events: crate::dissect::KEEP_EVENTS,
+            keylog: None,
         }
     }
 }
@@ -106,10 +109,29 @@ pub fn run(
         gaps: 0,
         gap_bytes: 0,
     };
+    let mut keylog = opts.keylog.clone();
+    col.dissector
+        .set_keylog(keylog.clone().map(std::sync::Arc::new));
+    let mut secrets_seen = 0;
     let mut skipped: BTreeMap<Skip, u64> = BTreeMap::new();
     let mut frames = 0u64;
     let mut start: Option<Timestamp> = None;
-    while let Some(frame) = sources.next_frame() {
+    loop {
+        let secrets = sources.secrets_count();
+        if secrets != secrets_seen {
+            // A pcapng Decryption Secrets Block (TLS key log) was read with the last frame;
+            // keys are needed from the ServerHello on, never for the packet that brought them.
+            let log = keylog.get_or_insert_with(Default::default);
+            for text in sources.tls_secrets().skip(secrets_seen) {
+                log.add_text(&String::from_utf8_lossy(text));
+            }
+            secrets_seen = secrets;
+            col.dissector
+                .set_keylog(Some(std::sync::Arc::new(log.clone())));
+        }
+        let Some(frame) = sources.next_frame() else {
+            break;
+        };
         frames += 1;
         if start.is_none() {
             start = Some(frame.ts);

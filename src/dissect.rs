@@ -7,6 +7,7 @@
 //! close hands the model the decoders' facts.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use crate::event::{Event, Kind};
 use crate::mysql;
@@ -94,6 +95,7 @@ pub struct Dissector {
     conns: HashMap<u64, State, ahash::RandomState>,
     scratch: Vec<Event>,
     keep: usize,
+    keylog: Option<Arc<tls::decrypt::KeyLog>>,
     /// Events in order as they are decoded, for a streaming consumer (timeline, live).
     pub on_event: Option<EventHook>,
 }
@@ -111,8 +113,14 @@ impl Dissector {
             conns: HashMap::default(),
             scratch: Vec::new(),
             keep,
+            keylog: None,
             on_event: None,
         }
+    }
+
+    /// Decrypt TLS sessions whose secrets are in `keylog` (from now on).
+    pub fn set_keylog(&mut self, keylog: Option<Arc<tls::decrypt::KeyLog>>) {
+        self.keylog = keylog;
     }
 
     /// One stream event of `side` of `conn`.
@@ -166,7 +174,7 @@ impl Dissector {
                     m.gap(side, n, at, out);
                 }
             }
-            StreamEvent::Data(d) => data(st, conn, side, d, at, out),
+            StreamEvent::Data(d) => data(st, conn, side, d, at, out, &self.keylog),
         }
         for e in out.drain(..) {
             if let Some(f) = self.on_event.as_mut() {
@@ -190,21 +198,32 @@ impl Dissector {
     }
 }
 
-fn data(st: &mut State, conn: &Connection, side: usize, d: &[u8], at: At, out: &mut Vec<Event>) {
+fn data(
+    st: &mut State,
+    conn: &Connection,
+    side: usize,
+    d: &[u8],
+    at: At,
+    out: &mut Vec<Event>,
+    keylog: &Option<Arc<tls::decrypt::KeyLog>>,
+) {
     if st.carries == Carries::Unknown {
-        detect(st, conn, side, d);
+        detect(st, conn, side, d, keylog);
     }
     match st.carries {
         Carries::Mysql => {
             if let Some(m) = st.mysql.as_mut() {
                 let switched = m.data(side, d, at, out);
-                if let (Some(used), mysql::Phase::Tls) = (switched, m.phase()) {
-                    let t = st
-                        .tls
-                        .get_or_insert_with(|| tls::Decoder::new(conn.client, true));
+                if let (Some(used), true) = (switched, m.facts.ssl_request) {
+                    let t = st.tls.get_or_insert_with(|| {
+                        tls::Decoder::new(conn.client, true).with_keys(keylog.clone())
+                    });
                     let rest = d.get(used..).unwrap_or(&[]);
                     if !rest.is_empty() {
                         t.data(side, rest, at, out);
+                    }
+                    for (s, at, plain) in t.take_plaintext() {
+                        m.decrypted(s, &plain, at, out);
                     }
                 }
             }
@@ -218,14 +237,20 @@ fn data(st: &mut State, conn: &Connection, side: usize, d: &[u8], at: At, out: &
     }
 }
 
-fn detect(st: &mut State, conn: &Connection, side: usize, d: &[u8]) {
+fn detect(
+    st: &mut State,
+    conn: &Connection,
+    side: usize,
+    d: &[u8],
+    keylog: &Option<Arc<tls::decrypt::KeyLog>>,
+) {
     st.tries += 1;
     if mysql::looks_like_greeting(d) {
         st.carries = Carries::Mysql;
         st.mysql = Some(mysql::Decoder::new(side, mysql::Phase::Greeting));
     } else if tls::looks_like_record(d) {
         st.carries = Carries::Tls;
-        st.tls = Some(tls::Decoder::new(conn.client, false));
+        st.tls = Some(tls::Decoder::new(conn.client, false).with_keys(keylog.clone()));
     } else if conn.is_client(side) && mysql::framer::exact_chain(d, true) {
         // Picked up after the login: a client command, framed exactly.
         st.carries = Carries::Mysql;

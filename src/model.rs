@@ -241,8 +241,12 @@ pub struct TlsSummary {
     pub certificate_subject: Option<String>,
     /// The handshake was captured from its ClientHello.
     pub handshake_seen: bool,
-    /// Plaintext alerts.
+    /// Plaintext (or decrypted) alerts.
     pub alerts: Vec<AlertOut>,
+    /// With a key log: `keys` (decrypted), `no keys` (not in the log), `unsupported cipher`.
+    pub decryption: Option<&'static str>,
+    /// Records decrypted each way.
+    pub decrypted: Dirs<u64>,
     /// Records each way.
     pub records: Dirs<crate::tls::Records>,
 }
@@ -420,6 +424,11 @@ impl Summary {
                     hello_retry: t.hello_retry,
                     certificate_subject: t.certificate_subject,
                     handshake_seen: t.saw_client_hello,
+                    decryption: t.decryption,
+                    decrypted: Dirs {
+                        c2s: t.decrypted[c.client & 1],
+                        s2c: t.decrypted[(c.client ^ 1) & 1],
+                    },
                     alerts: t
                         .alerts
                         .iter()

@@ -198,6 +198,8 @@ impl Default for Linktype {
 const INITIAL_BUFFER: usize = 1 << 16;
 /// Largest record we accept; beyond this a length field is garbage, not a packet.
 const MAX_BUFFER: usize = 1 << 24;
+/// Secrets type of a TLS key log in a pcapng Decryption Secrets Block.
+pub const TLS_KEY_LOG: u32 = 0x544c_534b;
 /// Cap on the decryption secrets kept per file, so a hostile file cannot exhaust memory.
 const MAX_SECRETS: usize = 1 << 24;
 
@@ -669,6 +671,21 @@ impl Sources {
     /// The files, for their [`FileInfo`] and secrets.
     pub fn files(&self) -> &[CaptureFile] {
         &self.files
+    }
+
+    /// Decryption Secrets Blocks read so far, all files.
+    pub fn secrets_count(&self) -> usize {
+        self.files.iter().map(|f| f.secrets.len()).sum()
+    }
+
+    /// The TLS key logs among the secrets read so far, in file order.
+    pub fn tls_secrets(&self) -> impl Iterator<Item = &[u8]> {
+        self.files.iter().flat_map(|f| {
+            f.secrets
+                .iter()
+                .filter(|(t, _)| *t == TLS_KEY_LOG)
+                .map(|(_, s)| s.as_slice())
+        })
     }
 
     /// Bytes consumed across all files, for progress reports.

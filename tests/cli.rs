@@ -290,3 +290,36 @@ fn json_has_the_documented_shape() {
     assert!(c["start"]["ts"].as_str().unwrap().ends_with('Z'));
     assert!(["client", "server"].contains(&c["close"]["closed_by"].as_str().unwrap()));
 }
+
+#[test]
+fn key_log_from_a_file_or_a_pcapng_secrets_block_decrypts() {
+    let pcap = repo().join("captures/tls13-python-keylog.pcap");
+    let keys = repo().join("captures/tls13-python-keylog.keylog");
+    let plain = json(&["analyze", "--format", "json", pcap.to_str().unwrap()]);
+    assert!(plain["connections"][0]["mysql"]["user"].is_null());
+    let with_file = json(&[
+        "analyze",
+        "--format",
+        "json",
+        "--keylog",
+        keys.to_str().unwrap(),
+        pcap.to_str().unwrap(),
+    ]);
+    let c = &with_file["connections"][0];
+    assert_eq!(c["tls"]["decryption"], "keys");
+    assert_eq!(c["mysql"]["user"], "app");
+    assert!(c["mysql"]["quit_frame"].as_u64().is_some());
+    // The same secrets inside the file, as `editcap --inject-secrets` writes them.
+    let ng = tmp("with-secrets.pcapng");
+    let st = Command::new("editcap")
+        .arg("--inject-secrets")
+        .arg(format!("tls,{}", keys.display()))
+        .arg(&pcap)
+        .arg(&ng)
+        .status()
+        .expect("editcap");
+    assert!(st.success());
+    let from_dsb = json(&["analyze", "--format", "json", ng.to_str().unwrap()]);
+    assert_eq!(from_dsb["connections"][0]["mysql"]["user"], "app");
+    assert_eq!(from_dsb["summary"]["files"][0]["secrets_blocks"], 1);
+}

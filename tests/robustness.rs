@@ -78,6 +78,7 @@ fn mutated_captures_never_panic() {
             ..tcp::Config::default()
         },
         keep_events: 4,
+        keylog: None,
     };
     let mut runs = 0;
     for path in all_captures() {

@@ -39,9 +39,13 @@ fn list(s: &str) -> Vec<u64> {
         .collect()
 }
 
-fn tshark(path: &Path, ports: &BTreeSet<u16>) -> BTreeMap<u64, Proto> {
+fn tshark(path: &Path, ports: &BTreeSet<u16>, keylog: Option<&Path>) -> BTreeMap<u64, Proto> {
     let mut cmd = Command::new("tshark");
     cmd.args(["-n", "-r"]).arg(path);
+    if let Some(k) = keylog {
+        cmd.arg("-o")
+            .arg(format!("tls.keylog_file:{}", k.display()));
+    }
     for p in ports {
         cmd.args(["-d", &format!("tcp.port=={p},mysql")]);
     }
@@ -88,8 +92,8 @@ fn tshark(path: &Path, ports: &BTreeSet<u16>) -> BTreeMap<u64, Proto> {
     by_stream.into_values().collect()
 }
 
-fn ours(path: &Path) -> (BTreeMap<u64, Proto>, BTreeSet<u16>) {
-    let (sums, _) = analyze_file(path);
+fn ours(path: &Path, keylog: Option<&Path>) -> (BTreeMap<u64, Proto>, BTreeSet<u16>) {
+    let (sums, _) = analyze_with_keys(path, keylog);
     let mut map = BTreeMap::new();
     let mut ports = BTreeSet::new();
     for s in &sums {
@@ -145,13 +149,24 @@ fn exceptions() -> BTreeSet<(String, u64, String)> {
         .collect()
 }
 
-fn compare_dir(dir: &Path) {
+/// Compares every capture in `dir`; with `keys`, only those with a key log beside them
+/// (`NAME.keylog`), decrypting on both sides.
+fn compare_dir(dir: &Path, keys: bool) {
     let exc = exceptions();
     let mut failures = Vec::new();
     for path in captures_in(dir) {
-        let name = path.file_name().unwrap().to_string_lossy().to_string();
-        let (o, ports) = ours(&path);
-        let t = tshark(&path, &ports);
+        let keylog = keys
+            .then(|| path.with_extension("keylog"))
+            .filter(|k| k.is_file());
+        if keys && keylog.is_none() {
+            continue;
+        }
+        let mut name = path.file_name().unwrap().to_string_lossy().to_string();
+        if keys {
+            name.push_str(" (decrypted)");
+        }
+        let (o, ports) = ours(&path, keylog.as_deref());
+        let t = tshark(&path, &ports, keylog.as_deref());
         let mut compared = 0;
         for (first, mine) in &o {
             let Some(theirs) = t.get(first) else {
@@ -187,12 +202,20 @@ fn compare_dir(dir: &Path) {
 
 #[test]
 fn bundled_captures_decode_like_tshark() {
-    compare_dir(&repo().join("captures"));
+    compare_dir(&repo().join("captures"), false);
 }
 
 #[test]
 fn shared_public_captures_decode_like_tshark() {
     if let Some(dir) = shared_captures() {
-        compare_dir(&dir);
+        compare_dir(&dir, false);
+    }
+}
+
+#[test]
+fn decrypted_captures_decode_like_tshark() {
+    compare_dir(&repo().join("captures"), true);
+    if let Some(dir) = shared_captures() {
+        compare_dir(&dir, true);
     }
 }

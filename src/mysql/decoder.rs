@@ -130,6 +130,8 @@ pub struct Decoder {
     resp: Resp,
     /// Set once the login negotiated the compressed protocol.
     compressed: Option<[Inflater; 2]>,
+    /// After an SSLRequest, decrypted TLS application data is being decoded.
+    inside_tls: bool,
     /// What is known so far.
     pub facts: Facts,
 }
@@ -144,6 +146,7 @@ impl Decoder {
             framers: [Framer::default(), Framer::default()],
             resp: Resp::Idle,
             compressed: None,
+            inside_tls: false,
             facts: Facts::default(),
         }
     }
@@ -163,7 +166,7 @@ impl Decoder {
         out: &mut Vec<Event>,
     ) -> Option<usize> {
         let side = side & 1;
-        if self.phase == Phase::Tls {
+        if self.phase == Phase::Tls || self.inside_tls {
             return Some(0);
         }
         if let Some(mut inflaters) = self.compressed.take() {
@@ -195,6 +198,19 @@ impl Decoder {
             return self.data(side, rest, at, out);
         }
         None
+    }
+
+    /// MySQL bytes decrypted from the TLS stream that followed the SSLRequest.
+    pub fn decrypted(&mut self, side: usize, data: &[u8], at: At, out: &mut Vec<Event>) {
+        let side = side & 1;
+        if self.phase == Phase::Tls {
+            // The handshake response travels inside TLS.
+            self.phase = Phase::Login;
+            self.inside_tls = true;
+        }
+        if self.inside_tls {
+            self.plain(side, data, at, out);
+        }
     }
 
     /// Uncompressed protocol bytes; returns how many were consumed before a protocol switch.

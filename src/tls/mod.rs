@@ -3,6 +3,10 @@
 //! keys, what is encrypted stays opaque; the close is then inferred from record sizes and marked
 //! so.
 
+pub mod decrypt;
+
+use std::sync::Arc;
+
 use tls_parser::{
     parse_tls_extensions, parse_tls_message_handshake, parse_tls_server_hello_extensions,
     TlsExtension, TlsMessage, TlsMessageHandshake,
@@ -81,11 +85,17 @@ pub struct Facts {
     pub sides: [Records; 2],
     /// The handshake was seen from its start (a ClientHello).
     pub saw_client_hello: bool,
+    /// Decryption: `keys` (decrypting), `no keys` (none in the key log for this session),
+    /// `unsupported cipher`; None without a key log.
+    pub decryption: Option<&'static str>,
+    /// Records decrypted, per side.
+    pub decrypted: [u64; 2],
 }
 
 #[derive(Debug, Default)]
 struct Side {
     hdr: HeaderBuf<HEADER>,
+    header: [u8; HEADER],
     rtype: u8,
     rlen: u16,
     /// Body bytes of the current record still to come (None: expecting a header).
@@ -105,6 +115,12 @@ pub struct Decoder {
     sides: [Side; 2],
     client: usize,
     mysql: bool,
+    keylog: Option<Arc<decrypt::KeyLog>>,
+    client_random: Vec<u8>,
+    /// Decryptors by side, once the ServerHello and a key log allow.
+    dec: Option<[decrypt::Direction; 2]>,
+    /// Decrypted application data waiting for the caller: (side, where, bytes).
+    plaintext: Vec<(usize, At, Vec<u8>)>,
     /// What is known so far.
     pub facts: Facts,
 }
@@ -117,8 +133,23 @@ impl Decoder {
             sides: [Side::default(), Side::default()],
             client: client & 1,
             mysql,
+            keylog: None,
+            client_random: Vec::new(),
+            dec: None,
+            plaintext: Vec::new(),
             facts: Facts::default(),
         }
+    }
+
+    /// Decrypts what the key log has secrets for.
+    pub fn with_keys(mut self, keylog: Option<Arc<decrypt::KeyLog>>) -> Decoder {
+        self.keylog = keylog;
+        self
+    }
+
+    /// Decrypted application data since the last call: (side, where, bytes).
+    pub fn take_plaintext(&mut self) -> Vec<(usize, At, Vec<u8>)> {
+        std::mem::take(&mut self.plaintext)
     }
 
     /// Stream bytes from `side`.
@@ -137,6 +168,8 @@ impl Decoder {
             });
         }
         while !d.is_empty() {
+            // Per record: a ServerHello earlier in this same slice may just have set up keys.
+            let decrypting = self.dec.is_some();
             let s = &mut self.sides[side];
             match s.remaining {
                 None => {
@@ -149,6 +182,7 @@ impl Decoder {
                             self.plaintext(side, &hdr, at, out);
                             return;
                         }
+                        s.header = hdr;
                         s.rtype = hdr[0];
                         s.rlen = u16::from_be_bytes([hdr[3], hdr[4]]);
                         s.remaining = Some(usize::from(s.rlen));
@@ -165,6 +199,7 @@ impl Decoder {
                     // Bodies are kept only where we read them.
                     if matches!(s.rtype, ALERT | CHANGE_CIPHER_SPEC)
                         || (s.rtype == HANDSHAKE && !s.encrypted)
+                        || (decrypting && s.encrypted)
                     {
                         s.body.extend_from_slice(d.get(..take).unwrap_or(&[]));
                     }
@@ -212,7 +247,8 @@ impl Decoder {
     /// `side` sent its FIN: say what its last record most likely was, where sizes tell.
     pub fn fin(&mut self, side: usize, out: &mut Vec<Event>) {
         let side = side & 1;
-        if self.sides[side].desynced {
+        if self.sides[side].desynced || self.dec.is_some() {
+            // Nothing to infer when the records were read.
             return;
         }
         let Some((APPLICATION_DATA, len, at)) = self.sides[side].last else {
@@ -286,9 +322,20 @@ impl Decoder {
             frame: 0,
             file: 0,
         });
-        let (rtype, rlen, encrypted) = (s.rtype, s.rlen, s.encrypted);
+        let (rtype, rlen, encrypted, header) = (s.rtype, s.rlen, s.encrypted, s.header);
         let body = std::mem::take(&mut s.body);
         let lossy = s.body_lossy;
+        if encrypted && rtype != CHANGE_CIPHER_SPEC && !lossy {
+            if let Some(dec) = self.dec.as_mut() {
+                if let Some(opened) = dec[side].open(&header, &body) {
+                    self.facts.decrypted[side] += 1;
+                    s.last = Some((rtype, rlen, at));
+                    self.facts.sides[side].records += 1;
+                    self.opened(side, rlen, at, opened, out);
+                    return;
+                }
+            }
+        }
         s.last = Some((rtype, rlen, at));
         let stats = &mut self.facts.sides[side];
         stats.records += 1;
@@ -332,6 +379,39 @@ impl Decoder {
         if s.body.capacity() == 0 {
             s.body = body;
             s.body.clear();
+        }
+    }
+
+    /// A decrypted record: alerts and handshake types become plain events, application data
+    /// goes to the caller.
+    fn opened(&mut self, side: usize, rlen: u16, at: At, o: decrypt::Opened, out: &mut Vec<Event>) {
+        let ev = |kind| Event { at, side, kind };
+        match o.content_type {
+            APPLICATION_DATA => {
+                let stats = &mut self.facts.sides[side];
+                stats.app_records += 1;
+                stats.app_bytes += u64::from(rlen);
+                stats.last_app_len = Some(rlen);
+                out.push(ev(Kind::AppData { len: rlen }));
+                self.plaintext.push((side, at, o.data));
+            }
+            ALERT => {
+                if let (Some(&level), Some(&desc)) = (o.data.first(), o.data.get(1)) {
+                    self.facts.alerts.push((side, level, desc));
+                    out.push(ev(Kind::Alert { level, desc }));
+                }
+            }
+            HANDSHAKE => {
+                let mut rest = o.data.as_slice();
+                while let (Some(&t), Some(&a), Some(&b), Some(&c)) =
+                    (rest.first(), rest.get(1), rest.get(2), rest.get(3))
+                {
+                    out.push(ev(Kind::Handshake { msg: t }));
+                    let n = usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c);
+                    rest = rest.get(4 + n..).unwrap_or(&[]);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -405,6 +485,7 @@ impl Decoder {
                     versions.push(ch.version.0);
                 }
                 self.facts.saw_client_hello = true;
+                self.client_random = ch.random.to_vec();
                 self.facts.offered_versions = versions.clone();
                 self.facts.sni = sni.clone();
                 self.facts.alpn = alpn.clone();
@@ -439,6 +520,7 @@ impl Decoder {
                 } else {
                     self.facts.version = Some(version);
                     self.facts.cipher = Some(sh.cipher.0);
+                    self.keys_for(version, sh.cipher.0, sh.random);
                     if version == TLS13 {
                         // Everything after the ServerHello is encrypted, both ways.
                         for s in &mut self.sides {
@@ -479,6 +561,28 @@ impl Decoder {
                 }
             }
             _ => Kind::Handshake { msg: t },
+        }
+    }
+
+    fn keys_for(&mut self, version: u16, cipher: u16, server_random: &[u8]) {
+        let Some(log) = self.keylog.as_ref() else {
+            return;
+        };
+        let Some(secrets) = log.get(&self.client_random) else {
+            self.facts.decryption = Some("no keys");
+            return;
+        };
+        match decrypt::Direction::pair(secrets, version, cipher, &self.client_random, server_random)
+        {
+            Some((c2s, s2c)) => {
+                self.dec = Some(if self.client == 0 {
+                    [c2s, s2c]
+                } else {
+                    [s2c, c2s]
+                });
+                self.facts.decryption = Some("keys");
+            }
+            None => self.facts.decryption = Some("unsupported cipher"),
         }
     }
 

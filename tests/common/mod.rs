@@ -25,12 +25,23 @@ impl Report for Collect {
 
 /// Runs the library pipeline on one file, keeping every event of small captures.
 pub fn analyze_file(path: &Path) -> (Vec<Summary>, RunSummary) {
+    analyze_with_keys(path, None)
+}
+
+/// The same, decrypting with a key log file.
+pub fn analyze_with_keys(path: &Path, keylog: Option<&Path>) -> (Vec<Summary>, RunSummary) {
     let f = CaptureFile::open(path.to_str().expect("utf-8 path"), 0)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut sources = Sources::new(vec![f]);
     let mut c = Collect::default();
+    let keylog = keylog.map(|k| {
+        let mut log = proxyscope::tls::decrypt::KeyLog::default();
+        log.add_text(&std::fs::read_to_string(k).expect("key log readable"));
+        log
+    });
     let opts = Options {
         keep_events: 10_000,
+        keylog,
         ..Options::default()
     };
     let run = analyze::run(&mut sources, &opts, &mut c, &mut |_| {}).expect("run");
