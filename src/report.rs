@@ -254,7 +254,13 @@ fn protocol_line(c: &Summary) -> Option<String> {
             s.push_str(&format!(" {n}"));
         }
         if !t.handshake_seen {
-            s.push_str(" (handshake not captured)");
+            // After an SSLRequest the ClientHello must follow: if none came, the client gave up.
+            let upgraded = c.mysql.as_ref().is_some_and(|m| m.ssl_request);
+            s.push_str(if upgraded {
+                " (no complete ClientHello after the SSLRequest)"
+            } else {
+                " (handshake not captured)"
+            });
         }
         parts.push(s);
     }
