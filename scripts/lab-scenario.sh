@@ -2,18 +2,32 @@
 # Run one proxy-lab scenario end to end: a throw-away MariaDB with TLS, `proxyscope lab` in front of it (TLS
 # on both legs), real clients, and one tcpdump on lo capturing both legs.
 #
-#   scripts/lab-scenario.sh SCENARIO OUTDIR [--gzip]
+#   scripts/lab-scenario.sh SCENARIO|all OUTDIR [--gzip]
 #
-# captures/lab/ is regenerated with: scripts/lab-scenario.sh dirty-ssl captures/lab --gzip
+# captures/lab/ is regenerated, every scenario, with: scripts/lab-scenario.sh all captures/lab --gzip
 #
-# Scenarios:
-#   dirty-ssl   the sysown/proxysql#4500 pattern: 3 MySQLdb clients over TLS run `SELECT SLEEP(0.05)` in a loop
-#               for ~3 s; every ~0.7 s an aborting client sends an SSLRequest and goes away before its TLS
-#               handshake completes; the lab (--fault dirty-ssl) then closes a busy backend and its frontend.
+# Scenarios (each well under 15 s once the binary is built; clients: scripts/lab_clients.py):
+#   dirty-ssl        sysown/proxysql#4500: 3 MySQLdb clients over TLS run `SELECT SLEEP(0.05)` in a loop for ~3 s;
+#                    every ~0.7 s an aborting client sends an SSLRequest and goes away before its TLS handshake
+#                    completes; the lab (--fault dirty-ssl) then closes a busy backend and its frontend.
+#   plaintext-quit   sysown/proxysql#2800: 3 MySQLdb clients (SELECT SLEEP(0.02), 0.1 s pauses); every 0.7 s the lab
+#                    closes an idle pooled TLS backend with a plaintext `01 00 00 00 01` under TLS, then FIN.
+#   err-then-close   the well-behaved case: 2 MySQLdb clients and the `mariadb` CLI (15 runs of 5 statements);
+#                    every 0.7 s the next command gets ERR 2013, then close_notify and FIN.
+#   drop-burst       4 MySQLdb clients (SELECT 1, 0.2 s pauses); every 1 s the lab closes every idle pooled
+#                    backend at once (FIN, no COM_QUIT).
+#   wait-timeout     sysown/proxysql#1600: backends get `SET SESSION wait_timeout=1`; 3 MySQLdb clients run
+#                    SELECT 1 every 1.6 s, so pooled backends die idle; a request on a dead one is retried once,
+#                    then its frontend is closed with FIN and no ERR.
+#   max-age          sysown/proxysql#1861: 3 MySQLdb clients; a backend older than 500 ms is closed when it comes
+#                    back to the pool (FIN, no COM_QUIT).
+#   connect-timeout  sysown/proxysql#3089: 2 MySQLdb clients, and 2 idle sockets that read the greeting and send
+#                    nothing; the lab closes those after 1.5 s (FIN).
 #
-# Writes into OUTDIR: SCENARIO.pcap (both legs; SCENARIO.pcap.gz with --gzip), SCENARIO.truth.jsonl (the lab's ground truth, wall-clock ns),
-# SCENARIO.keylog (TLS secrets of both legs), SCENARIO.lab.log (the lab's stderr: ProxySQL-style log lines),
-# clients.txt (every error the real clients saw, and a summary per client).
+# Writes into OUTDIR, per scenario: SCENARIO.pcap (both legs), SCENARIO.front.pcap and SCENARIO.back.pcap (one leg
+# each, split from the first with tshark), all three gzipped with --gzip; SCENARIO.truth.jsonl (the lab's ground
+# truth, wall-clock ns), SCENARIO.keylog (TLS secrets of both legs), SCENARIO.lab.log (the lab's stderr:
+# ProxySQL-style log lines), SCENARIO.clients.txt (every error the real clients saw, and a summary per client).
 #
 # The lab binary: $PROXYSCOPE_BIN if set, else target/release/proxyscope (built here with cargo build --release).
 # Needs root (tcpdump) and the Debian packages of scripts/ensure-packages.sh.
@@ -24,16 +38,47 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(dirname "$here")
 py=/usr/bin/python3 # the python3 first on PATH may be another build, without MySQLdb
 
+scenarios=(dirty-ssl plaintext-quit err-then-close drop-burst wait-timeout max-age connect-timeout)
 usage() {
-  echo "usage: $0 dirty-ssl OUTDIR [--gzip]" >&2
+  echo "usage: $0 {all|${scenarios[*]// /|}} OUTDIR [--gzip]" >&2
   exit 1
 }
 [[ $# -eq 2 || ($# -eq 3 && $3 == --gzip) ]] || usage
 scenario=$1
 outdir=$2
 gzip=${3:-}
+# Lab flags and client flags of each scenario.
 case $scenario in
-  dirty-ssl) ;;
+  all) ;;
+  dirty-ssl)
+    lab_flags=(--fault dirty-ssl)
+    client_flags=(--clients 3 --seconds 3 --abort-every 0.7 --query 'SELECT SLEEP(0.05)')
+    ;;
+  plaintext-quit)
+    lab_flags=(--fault plaintext-quit --fault-interval-ms 700)
+    client_flags=(--clients 3 --seconds 3 --abort-every 0 --query 'SELECT SLEEP(0.02)' --pause 0.1)
+    ;;
+  err-then-close)
+    lab_flags=(--fault err-then-close --fault-interval-ms 700)
+    client_flags=(--clients 2 --seconds 3 --abort-every 0 --query 'SELECT SLEEP(0.02)' --pause 0.05
+      --cli 15 --cli-statements 5)
+    ;;
+  drop-burst)
+    lab_flags=(--fault drop-burst --fault-interval-ms 1000)
+    client_flags=(--clients 4 --seconds 3 --abort-every 0 --query 'SELECT 1' --pause 0.2)
+    ;;
+  wait-timeout)
+    lab_flags=(--fault wait-timeout --backend-wait-timeout 1)
+    client_flags=(--clients 3 --seconds 3.5 --abort-every 0 --query 'SELECT 1' --pause 1.6)
+    ;;
+  max-age)
+    lab_flags=(--fault max-age --backend-max-age-ms 500)
+    client_flags=(--clients 3 --seconds 3 --abort-every 0 --query 'SELECT SLEEP(0.02)' --pause 0.05)
+    ;;
+  connect-timeout)
+    lab_flags=(--fault connect-timeout --connect-timeout-ms 1500)
+    client_flags=(--clients 2 --seconds 3 --abort-every 0 --query 'SELECT SLEEP(0.02)' --pause 0.1 --idlers 2)
+    ;;
   *) usage ;;
 esac
 mkdir -p "$outdir"
@@ -49,6 +94,13 @@ fi
   exit 1
 }
 
+if [[ $scenario == all ]]; then
+  for s in "${scenarios[@]}"; do
+    PROXYSCOPE_BIN=$bin "$0" "$s" "$outdir" ${gzip:+"$gzip"}
+  done
+  exit 0
+fi
+
 # shellcheck source=lib-mariadb.sh
 source "$here/lib-mariadb.sh"
 lab_init
@@ -61,14 +113,18 @@ front_port=$(lab_free_port)
 pcap=$outdir/$scenario.pcap
 truth=$outdir/$scenario.truth.jsonl
 lablog=$outdir/$scenario.lab.log
-rm -f "$pcap" "$pcap.gz" "$truth" "$lablog" "$outdir/clients.txt"
+front_pcap=$outdir/$scenario.front.pcap
+back_pcap=$outdir/$scenario.back.pcap
+clients=$outdir/$scenario.clients.txt
+rm -f "$pcap" "$pcap.gz" "$front_pcap" "$front_pcap.gz" "$back_pcap" "$back_pcap.gz" "$truth" "$lablog" "$clients"
 
 lab_capture_start "$pcap" "tcp port $front_port or tcp port $LAB_PORT"
+: >"$lablog" # before the lab starts, so the wait below never greps a missing file
 
 "$bin" lab --listen "127.0.0.1:$front_port" \
   --backend "127.0.0.1:$LAB_PORT" --backend-user "$LAB_APP_USER" --backend-password "$LAB_APP_PASSWORD" \
   --backend-tls --backend-ca "$LAB_CA" --cert "$LAB_CERT" --key "$LAB_KEY" \
-  --keylog "$outdir/$scenario.keylog" --ground-truth "$truth" --fault dirty-ssl 2>"$lablog" &
+  --keylog "$outdir/$scenario.keylog" --ground-truth "$truth" "${lab_flags[@]}" 2>"$lablog" &
 lab_pid=$!
 lab_track_pid "$lab_pid"
 for ((i = 0; i < 200; i++)); do
@@ -83,8 +139,7 @@ grep -q 'listening on' "$lablog" || lab_die "the lab did not start listening"
 lab_log "lab $lab_pid on 127.0.0.1:$front_port -> MariaDB 127.0.0.1:$LAB_PORT"
 
 "$py" "$here/lab_clients.py" run --port "$front_port" --user "$LAB_APP_USER" --password "$LAB_APP_PASSWORD" \
-  --ca "$LAB_CA" --clients 3 --seconds 3 --abort-every 0.7 --query 'SELECT SLEEP(0.05)' \
-  --out "$outdir/clients.txt" 2>/dev/null
+  --ca "$LAB_CA" "${client_flags[@]}" --out "$clients" 2>/dev/null
 
 # SIGTERM: the lab closes its pooled backends (COM_QUIT) and records it.
 kill -TERM "$lab_pid"
@@ -93,11 +148,16 @@ lab_reap "$lab_pid" 10 || lab_die "the lab exited with an error: $(tail -n 3 "$l
 sleep 0.3
 lab_capture_stop
 
+# One file per leg, split from the capture of both.
+tshark -r "$pcap" -Y "tcp.port==$front_port" -w "$front_pcap" 2>/dev/null
+tshark -r "$pcap" -Y "tcp.port==$LAB_PORT" -w "$back_pcap" 2>/dev/null
+
 if [[ -n "$gzip" ]]; then
-  gzip -9n "$pcap"
+  gzip -9nf "$pcap" "$front_pcap" "$back_pcap"
   pcap=$pcap.gz
 fi
 
 incidents=$(grep -c '"event":"fault"' "$truth" || true)
-lab_log "$scenario: $incidents injected faults; $(grep -c '^[0-9]' "$outdir/clients.txt" || true) client errors"
-lab_log "wrote $pcap $truth $outdir/clients.txt"
+closes=$(grep '"fault":' "$truth" | grep -c '_closed"' || true)
+lab_log "$scenario: $incidents injected faults, $closes faulted closes; $(grep -c '^[0-9]' "$clients" || true) client errors"
+lab_log "wrote $pcap (+ .front/.back) $truth $clients"

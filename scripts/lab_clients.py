@@ -6,6 +6,11 @@
             --abort-every seconds, one aborting client: plain socket, read the greeting, send an SSLRequest,
             then half a ClientHello (or nothing, alternately), then close. Every client error is written to
             --out as `<wall time> client <n> <what>: <Exception>: <args>`, then a summary line per client.
+            --pause S sleeps between queries (so backends sit idle in the lab's pool); --abort-every 0 sends
+            no aborting client; --cli N also runs the `mariadb` command-line client N times over TLS, each
+            running --cli-statements statements (its stderr is recorded as `cli <n>: <line>`); --idlers K
+            opens K plain sockets that read the greeting, send nothing and wait for the lab to close them
+            (recorded as `idler <n>: closed by the server after S s (EOF|RST)`).
 
 Run with /usr/bin/python3: that is the interpreter Debian's python3-mysqldb is installed for.
 """
@@ -55,6 +60,8 @@ def looper(args, n, stats):
             cur.fetchall()
             cur.close()
             ok += 1
+            if args.pause:
+                time.sleep(args.pause)
         except MySQLdb.Error as e:
             errors += 1
             note(f"{stamp()} client {n} query {ok + errors}: {type(e).__name__}: {e}")
@@ -103,15 +110,56 @@ def abort_once(args, i, hello):
         s.close()
 
 
+def cli_runner(args, stats):
+    import subprocess
+
+    ok = errors = 0
+    sql = "; ".join([args.query] * args.cli_statements)
+    for n in range(1, args.cli + 1):
+        r = subprocess.run(
+            ["mariadb", "--no-defaults", "-h", args.host, "-P", str(args.port), "-u", args.user,
+             "-p" + args.password, "--ssl", "--ssl-ca=" + args.ca, "--ssl-verify-server-cert",
+             "--connect-timeout=10", "-e", sql],
+            capture_output=True, text=True)
+        err = [line for line in r.stderr.splitlines() if line.strip()]
+        if r.returncode == 0 and not err:
+            ok += 1
+        else:
+            errors += 1
+            for line in err or [f"exit status {r.returncode}"]:
+                note(f"{stamp()} cli {n}: {line}")
+    stats["cli"] = (ok, errors)
+
+
+def idler(args, n):
+    s = socket.create_connection((args.host, args.port), timeout=30)
+    start = time.monotonic()
+    how = "EOF"
+    try:
+        while True:
+            if not s.recv(4096):
+                break
+    except ConnectionResetError:
+        how = "RST"
+    except OSError as e:
+        how = f"{type(e).__name__}: {e}"
+    finally:
+        s.close()
+    note(f"{stamp()} idler {n}: closed by the server after {time.monotonic() - start:.3f} s ({how})")
+
+
 def cmd_run(args):
     stats = {}
     threads = [threading.Thread(target=looper, args=(args, n, stats)) for n in range(1, args.clients + 1)]
+    threads += [threading.Thread(target=idler, args=(args, n)) for n in range(1, args.idlers + 1)]
+    if args.cli:
+        threads.append(threading.Thread(target=cli_runner, args=(args, stats)))
     for t in threads:
         t.start()
     hello = client_hello()
     start = time.monotonic()
     aborts = 0
-    while time.monotonic() - start < args.seconds - 0.2:
+    while args.abort_every > 0 and time.monotonic() - start < args.seconds - 0.2:
         time.sleep(args.abort_every)
         try:
             abort_once(args, aborts, hello)
@@ -123,9 +171,14 @@ def cmd_run(args):
     with open(args.out, "w") as f:
         for line in lines:
             f.write(line + "\n")
-        for n in sorted(stats):
+        for n in sorted(k for k in stats if k != "cli"):
             ok, errors = stats[n]
             f.write(f"summary client {n}: {ok} queries ok, {errors} errors\n")
+        if "cli" in stats:
+            ok, errors = stats["cli"]
+            f.write(f"summary mariadb cli: {ok} runs ok, {errors} with errors\n")
+        if args.idlers:
+            f.write(f"summary idlers: {args.idlers}\n")
         f.write(f"summary aborting clients: {aborts}\n")
     return 0
 
@@ -143,6 +196,10 @@ def main():
     r.add_argument("--seconds", type=float, default=3.0)
     r.add_argument("--abort-every", type=float, default=0.7)
     r.add_argument("--query", default="SELECT SLEEP(0.05)")
+    r.add_argument("--pause", type=float, default=0.0)
+    r.add_argument("--cli", type=int, default=0)
+    r.add_argument("--cli-statements", type=int, default=5)
+    r.add_argument("--idlers", type=int, default=0)
     r.add_argument("--out", required=True)
     args = p.parse_args()
     return cmd_run(args)

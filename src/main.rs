@@ -34,7 +34,7 @@ enum Command {
     Analyze(AnalyzeArgs),
     /// Run the proxy lab: a small ProxySQL-like MySQL proxy that can inject known faults and
     /// writes the ground truth of what it did.
-    Lab(LabArgs),
+    Lab(Box<LabArgs>),
 }
 
 #[derive(clap::Args)]
@@ -69,9 +69,22 @@ struct LabArgs {
     /// Write the ground truth here (JSON Lines, one event a line).
     #[arg(long, value_name = "FILE")]
     ground_truth: Option<std::path::PathBuf>,
-    /// Inject a fault (repeatable): dirty-ssl.
+    /// Inject a fault (repeatable): dirty-ssl, plaintext-quit, err-then-close, max-age,
+    /// drop-burst, wait-timeout, connect-timeout.
     #[arg(long, value_name = "FAULT")]
     fault: Vec<proxyscope::lab::Fault>,
+    /// Period of plaintext-quit, err-then-close and drop-burst, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 700)]
+    fault_interval_ms: u64,
+    /// Backend age at which --fault max-age closes it, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 500)]
+    backend_max_age_ms: u64,
+    /// Session wait_timeout (seconds) for backend connections (--fault wait-timeout: 1).
+    #[arg(long, value_name = "SECS")]
+    backend_wait_timeout: Option<u32>,
+    /// How long --fault connect-timeout waits for a client's first packet, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    connect_timeout_ms: u64,
     /// Stop after this many seconds (default: at SIGINT or SIGTERM).
     #[arg(long, value_name = "SECS")]
     duration: Option<f64>,
@@ -127,7 +140,7 @@ fn main() -> ExitCode {
         .without_time()
         .init();
     match cli.command {
-        Command::Lab(args) => match lab_cmd(args) {
+        Command::Lab(args) => match lab_cmd(*args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("proxyscope lab: {e:#}");
@@ -162,6 +175,10 @@ fn lab_cmd(args: LabArgs) -> Result<()> {
             .duration
             .map(|s| Duration::from_secs_f64(s.clamp(0.0, 1e9))),
         hostgroup: 0,
+        fault_interval: Duration::from_millis(args.fault_interval_ms.max(1)),
+        backend_max_age: Duration::from_millis(args.backend_max_age_ms),
+        backend_wait_timeout: args.backend_wait_timeout,
+        connect_timeout: Duration::from_millis(args.connect_timeout_ms),
     };
     proxyscope::lab::run_blocking(cfg)?;
     Ok(())

@@ -1,10 +1,13 @@
-//! The proxy lab's captures against the lab's own ground truth: every close the lab injected
-//! (`--fault dirty-ssl`, the sysown/proxysql#4500 pattern) must be visible in the capture of both
-//! legs, attributed to the proxy, as a FIN, at the recorded time ±1 ms.
+//! The proxy lab's captures against the lab's own ground truth: every close of a connection the
+//! lab faulted (`--fault dirty-ssl`, `plaintext-quit`, `err-then-close`, `drop-burst`,
+//! `wait-timeout`, `max-age`, `connect-timeout`) must be visible in the capture of both legs and
+//! in the capture of its own leg, closed first by the recorded side, with a FIN or a RST as
+//! recorded, at the recorded time ±1 ms (server-side closes the lab only finds out about later,
+//! wait-timeout's, within the recorded window).
 //!
-//! (a) always: the committed `captures/lab/dirty-ssl.pcap.gz` with its `dirty-ssl.truth.jsonl`;
-//! (b) with `PROXYSCOPE_LAB=1` (scripts/test.sh sets it): `scripts/lab-scenario.sh dirty-ssl` run
-//! afresh (MariaDB, the lab, real MySQLdb clients, tcpdump) into a temp dir.
+//! (a) always: every committed `captures/lab/SCENARIO.pcap.gz` with its `SCENARIO.truth.jsonl`;
+//! (b) with `PROXYSCOPE_LAB=1` (scripts/test.sh sets it): `scripts/lab-scenario.sh` runs
+//! dirty-ssl and wait-timeout afresh (MariaDB, the lab, real clients, tcpdump) into a temp dir.
 
 mod common;
 
@@ -12,6 +15,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::*;
+use proxyscope::event::Kind;
 use proxyscope::model::{Role, Summary};
 use serde_json::Value;
 
@@ -31,14 +35,16 @@ fn port_of(addr: &str) -> u16 {
     addr.rsplit_once(':').unwrap().1.parse().unwrap()
 }
 
-/// Checks one close: the connection (found by `find`) was closed first by `role` with a FIN at
-/// `ts` ± 1 ms. Returns a description of what is wrong, if anything.
+/// Checks one close: the connection (found by `find`) was closed first by `role` with a FIN
+/// (`rst`: a RST) within `window` (ns, inclusive, widened by the tolerance). Returns a
+/// description of what is wrong, if anything.
 fn check_close(
     sums: &[Summary],
     what: &str,
     find: &dyn Fn(&Summary) -> bool,
     role: Role,
-    ts: i64,
+    rst: bool,
+    window: (i64, i64),
 ) -> Option<String> {
     let matching: Vec<&Summary> = sums.iter().filter(|s| find(s)).collect();
     let [s] = matching.as_slice() else {
@@ -51,9 +57,16 @@ fn check_close(
         return Some(format!("{what}: no FIN or RST in the capture"));
     };
     let fin_first = s.close.first_fin.is_some_and(|f| f.at.frame == at.at.frame);
-    let dt = at.at.ts.0 - ts;
+    let (lo, hi) = window;
+    let dt = if at.at.ts.0 < lo {
+        at.at.ts.0 - lo
+    } else if at.at.ts.0 > hi {
+        at.at.ts.0 - hi
+    } else {
+        0
+    };
     eprintln!(
-        "{what}: {} -> {} closed first by {} ({}) at frame {}, {:+.3} ms from the ground truth, how {}",
+        "{what}: {} -> {} closed first by {} ({}) at frame {}, {:+.3} ms outside the ground truth, how {}",
         s.client.port,
         s.server.port,
         at.by.as_str(),
@@ -69,22 +82,49 @@ fn check_close(
             role.as_str()
         ));
     }
-    if !fin_first {
-        return Some(format!("{what}: first close is a RST, expected a FIN"));
+    if fin_first == rst {
+        return Some(format!(
+            "{what}: first close is a {}, expected a {}",
+            if fin_first { "FIN" } else { "RST" },
+            if rst { "RST" } else { "FIN" }
+        ));
     }
     if dt.abs() > TOLERANCE_NS {
         return Some(format!(
-            "{what}: FIN {:+.3} ms from the ground truth",
+            "{what}: close {:+.3} ms outside the ground truth",
             dt as f64 / 1e6
         ));
     }
     None
 }
 
-/// Every injected close in `truth_file` against `capture`; returns the number of incidents.
-fn check(capture: &Path, truth_file: &Path) -> usize {
-    let (sums, _) = analyze_file(capture);
-    let records = truth(truth_file);
+/// Picks one connection out of a capture's summaries.
+type Finder = Box<dyn Fn(&Summary) -> bool>;
+
+/// The captures of one scenario: both legs, and each leg alone when present.
+struct Captures {
+    both: Vec<Summary>,
+    front: Option<Vec<Summary>>,
+    back: Option<Vec<Summary>>,
+}
+
+fn load(dir: &Path, scenario: &str, ext: &str) -> Captures {
+    let leg = |name: &str| {
+        let p = dir.join(format!("{scenario}.{name}.{ext}"));
+        p.exists().then(|| analyze_file(&p).0)
+    };
+    Captures {
+        both: analyze_file(&dir.join(format!("{scenario}.{ext}"))).0,
+        front: leg("front"),
+        back: leg("back"),
+    }
+}
+
+/// Every faulted close of `scenario` in `dir` against its captures; returns the number of
+/// faulted closes checked.
+fn check(dir: &Path, scenario: &str, ext: &str) -> usize {
+    let caps = load(dir, scenario, ext);
+    let records = truth(&dir.join(format!("{scenario}.truth.jsonl")));
     let started = records
         .iter()
         .find(|r| r["event"] == "lab_started")
@@ -92,85 +132,169 @@ fn check(capture: &Path, truth_file: &Path) -> usize {
     let front_port = port_of(started["listen"].as_str().unwrap());
     let back_port = port_of(started["backend"].as_str().unwrap());
     let mut bad = Vec::new();
-    let mut incidents = 0;
+    let mut closes = 0;
     for r in &records {
-        let faulty = r["fault"] == "dirty-ssl";
+        let Some(fault) = r["fault"].as_str() else {
+            continue;
+        };
         let ts = r["ts_ns"].as_i64().unwrap();
-        match r["event"].as_str().unwrap() {
-            "backend_closed" if faulty => {
-                incidents += 1;
+        let window = match (r["close_after_ns"].as_i64(), r["close_before_ns"].as_i64()) {
+            (Some(lo), Some(hi)) => (lo, hi),
+            _ => (ts, ts),
+        };
+        let rst = r["how"] == "rst";
+        let by_proxy = r["by"] == "proxy";
+        let event = r["event"].as_str().unwrap();
+        let (what, find, role, leg): (String, Finder, Role, _) = match event {
+            "backend_closed" => {
                 let local = r["local_port"].as_u64().unwrap() as u16;
-                let what = format!("backend {} (thread {})", r["backend"], r["thread_id"]);
-                let find = |s: &Summary| s.client.port == local && s.server.port == back_port;
-                bad.extend(check_close(&sums, &what, &find, Role::Client, ts));
+                (
+                    format!(
+                        "{fault}: backend {} (thread {})",
+                        r["backend"], r["thread_id"]
+                    ),
+                    Box::new(move |s: &Summary| {
+                        s.client.port == local && s.server.port == back_port
+                    }),
+                    if by_proxy { Role::Client } else { Role::Server },
+                    &caps.back,
+                )
             }
-            "frontend_closed" if faulty => {
+            "frontend_closed" => {
                 let client = port_of(r["client"].as_str().unwrap());
-                let what = format!("frontend {}", r["frontend"]);
-                let find = |s: &Summary| s.client.port == client && s.server.port == front_port;
-                bad.extend(check_close(&sums, &what, &find, Role::Server, ts));
+                (
+                    format!("{fault}: frontend {}", r["frontend"]),
+                    Box::new(move |s: &Summary| {
+                        s.client.port == client && s.server.port == front_port
+                    }),
+                    if by_proxy { Role::Server } else { Role::Client },
+                    &caps.front,
+                )
             }
-            "frontend_tls_aborted" => {
-                // The trigger: the client went away first.
-                let client = port_of(r["client"].as_str().unwrap());
-                let what = format!("trigger frontend {}", r["frontend"]);
-                let find = |s: &Summary| s.client.port == client && s.server.port == front_port;
-                match sums.iter().find(|s| find(s)).and_then(|s| s.close.at) {
-                    Some(at) if at.by == Role::Client && at.at.ts.0 <= ts => {}
-                    other => bad.push(format!(
-                        "{what}: first close {other:?}, expected the client's before {ts}"
-                    )),
-                }
+            _ => continue,
+        };
+        closes += 1;
+        bad.extend(check_close(&caps.both, &what, &find, role, rst, window));
+        match leg {
+            Some(sums) => bad.extend(check_close(
+                sums,
+                &format!("{what} (one-leg capture)"),
+                &find,
+                role,
+                rst,
+                window,
+            )),
+            None => bad.push(format!("{what}: no one-leg capture")),
+        }
+        if fault == "plaintext-quit" && event == "backend_closed" {
+            let quit = caps.both.iter().filter(|s| find(s)).any(|s| {
+                s.events.iter().any(|e| {
+                    e.dir == "c2s"
+                        && matches!(
+                            e.event.kind,
+                            Kind::PlaintextInTls {
+                                mysql: Some("com_quit"),
+                                ..
+                            }
+                        )
+                })
+            });
+            if !quit {
+                bad.push(format!("{what}: no tls.plaintext com_quit from the lab"));
             }
-            _ => {}
         }
     }
-    let faults = records.iter().filter(|r| r["event"] == "fault").count();
-    assert_eq!(
-        faults, incidents,
-        "every fault record has its backend close"
+    for r in records
+        .iter()
+        .filter(|r| r["event"] == "frontend_tls_aborted")
+    {
+        // The #4500 trigger: the client went away first.
+        let ts = r["ts_ns"].as_i64().unwrap();
+        let client = port_of(r["client"].as_str().unwrap());
+        let what = format!("trigger frontend {}", r["frontend"]);
+        let at = caps
+            .both
+            .iter()
+            .find(|s| s.client.port == client && s.server.port == front_port)
+            .and_then(|s| s.close.at);
+        match at {
+            Some(at) if at.by == Role::Client && at.at.ts.0 <= ts => {}
+            other => bad.push(format!(
+                "{what}: first close {other:?}, expected the client's before {ts}"
+            )),
+        }
+    }
+    if scenario == "dirty-ssl" {
+        let faults = records.iter().filter(|r| r["event"] == "fault").count();
+        let backends = records
+            .iter()
+            .filter(|r| r["event"] == "backend_closed" && r["fault"] == "dirty-ssl")
+            .count();
+        assert_eq!(faults, backends, "every fault record has its backend close");
+    }
+    assert!(
+        bad.is_empty(),
+        "{scenario} in {}:\n{}",
+        dir.display(),
+        bad.join("\n")
     );
-    assert!(bad.is_empty(), "{}:\n{}", capture.display(), bad.join("\n"));
-    incidents
+    closes
 }
 
+/// Committed scenarios and the least number of faulted closes each must hold.
+const COMMITTED: [(&str, usize); 7] = [
+    ("dirty-ssl", 4),
+    ("plaintext-quit", 2),
+    ("err-then-close", 2),
+    ("drop-burst", 3),
+    ("wait-timeout", 3),
+    ("max-age", 3),
+    ("connect-timeout", 2),
+];
+
 #[test]
-fn committed_dirty_ssl_capture_matches_its_ground_truth() {
+fn committed_lab_captures_match_their_ground_truth() {
     let dir = repo().join("captures/lab");
-    let n = check(
-        &dir.join("dirty-ssl.pcap.gz"),
-        &dir.join("dirty-ssl.truth.jsonl"),
-    );
-    assert!(n >= 2, "only {n} #4500 incidents in the committed capture");
+    for (scenario, least) in COMMITTED {
+        let n = check(&dir, scenario, "pcap.gz");
+        eprintln!("{scenario}: {n} faulted closes");
+        assert!(
+            n >= least,
+            "{scenario}: only {n} faulted closes, expected {least}+"
+        );
+    }
 }
 
 #[test]
-fn fresh_dirty_ssl_scenario_matches_its_ground_truth() {
+fn fresh_lab_scenarios_match_their_ground_truth() {
     if std::env::var("PROXYSCOPE_LAB").as_deref() != Ok("1") {
         eprintln!(
-            "SKIPPED: set PROXYSCOPE_LAB=1 to run the proxy lab scenario (scripts/test.sh does)"
+            "SKIPPED: set PROXYSCOPE_LAB=1 to run the proxy lab scenarios (scripts/test.sh does)"
         );
         return;
     }
     let out = std::env::temp_dir().join(format!("proxyscope-lab-proxy-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
-    let status = Command::new(repo().join("scripts/lab-scenario.sh"))
-        .arg("dirty-ssl")
-        .arg(&out)
-        .env("PROXYSCOPE_BIN", env!("CARGO_BIN_EXE_proxyscope"))
-        .status()
-        .expect("run scripts/lab-scenario.sh");
-    assert!(status.success(), "scripts/lab-scenario.sh failed: {status}");
-    let n = check(
-        &out.join("dirty-ssl.pcap"),
-        &out.join("dirty-ssl.truth.jsonl"),
-    );
-    let clients = std::fs::read_to_string(out.join("clients.txt")).unwrap();
-    eprintln!("{n} incidents; clients saw:\n{clients}");
-    assert!(n >= 1, "no #4500 incident in a fresh run");
-    assert!(
-        clients.contains("2026"),
-        "no client saw the TLS error of a frontend closed under it"
-    );
+    // One after the other: two cores, and each scenario's timings should not suffer the other.
+    for (scenario, needle) in [("dirty-ssl", "2026"), ("wait-timeout", "unexpected eof")] {
+        let status = Command::new(repo().join("scripts/lab-scenario.sh"))
+            .arg(scenario)
+            .arg(&out)
+            .env("PROXYSCOPE_BIN", env!("CARGO_BIN_EXE_proxyscope"))
+            .status()
+            .expect("run scripts/lab-scenario.sh");
+        assert!(
+            status.success(),
+            "scripts/lab-scenario.sh {scenario} failed: {status}"
+        );
+        let n = check(&out, scenario, "pcap");
+        let clients = std::fs::read_to_string(out.join(format!("{scenario}.clients.txt"))).unwrap();
+        eprintln!("{scenario}: {n} faulted closes; clients saw:\n{clients}");
+        assert!(n >= 1, "{scenario}: no faulted close in a fresh run");
+        assert!(
+            clients.contains(needle),
+            "{scenario}: no client saw '{needle}'"
+        );
+    }
     let _ = std::fs::remove_dir_all(&out);
 }

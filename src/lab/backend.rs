@@ -27,6 +27,10 @@ pub struct Backend {
     pub stream: Stream,
     /// When a request last finished on it.
     pub last_used: Instant,
+    /// The same, wall clock (ns since the epoch, as the ground truth).
+    pub last_used_ns: i64,
+    /// When it was opened.
+    pub opened: Instant,
 }
 
 impl Backend {
@@ -103,16 +107,34 @@ pub async fn connect(lab: &Lab) -> Result<Backend, LabError> {
             _ => return Err(LabError::Protocol("unexpected packet during login".into())),
         }
     }
+    if let Some(secs) = cfg.wait_timeout() {
+        let q = format!("\x03SET SESSION wait_timeout={secs}");
+        stream.write_all(&wire::frame(0, q.as_bytes())).await?;
+        let p = wire::read_packet(&mut stream)
+            .await?
+            .ok_or_else(|| LabError::Backend("closed after SET wait_timeout".into()))?;
+        if p.payload.first() != Some(&0x00) {
+            let (code, msg) = wire::parse_err(&p.payload);
+            return Err(LabError::Backend(format!(
+                "SET wait_timeout: ERR {code}: {msg}"
+            )));
+        }
+    }
     let b = Backend {
         id: NEXT_BACKEND.fetch_add(1, Ordering::Relaxed),
         thread_id: greeting.thread_id,
         local_port,
         stream,
         last_used: Instant::now(),
+        last_used_ns: now_ns(),
+        opened: Instant::now(),
     };
     let mut f = b.ident();
     f["tls"] = json!(b.stream.is_tls());
     f["server_version"] = json!(greeting.version);
+    if let Some(secs) = cfg.wait_timeout() {
+        f["wait_timeout"] = json!(secs);
+    }
     lab.truth.record(now_ns(), "backend_opened", f);
     Ok(b)
 }
@@ -132,6 +154,7 @@ impl Pool {
     /// Back to the pool.
     pub fn put(&self, mut b: Backend) {
         b.last_used = Instant::now();
+        b.last_used_ns = now_ns();
         if let Ok(mut q) = self.idle.lock() {
             q.push_back(b);
         }

@@ -13,6 +13,7 @@
 //! sysown/proxysql#4500.
 
 pub mod backend;
+pub mod faults;
 pub mod session;
 pub mod stream;
 pub mod truth;
@@ -21,7 +22,7 @@ pub mod wire;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -66,24 +67,70 @@ pub enum Fault {
     /// serving a request (FIN, no COM_QUIT), then ~0.1 ms later the frontend whose request rode on
     /// it (FIN, no ERR, no close_notify).
     DirtySsl,
+    /// sysown/proxysql#2800: every fault interval, an idle pooled TLS backend is closed by writing
+    /// a plaintext COM_QUIT (`01 00 00 00 01`) on the TCP socket under TLS, then FIN.
+    PlaintextQuit,
+    /// The well-behaved case: every fault interval, the next command of any frontend is answered
+    /// with ERR 2013 and the frontend is closed (close_notify on TLS, then FIN).
+    ErrThenClose,
+    /// sysown/proxysql#1861: a backend that reaches `backend_max_age` is closed when it comes back
+    /// to the pool, with FIN and no COM_QUIT.
+    MaxAge,
+    /// Every fault interval, every idle pooled backend is closed at once (FIN, no COM_QUIT).
+    DropBurst,
+    /// sysown/proxysql#1600: backends get a short session `wait_timeout`, so the server kills them
+    /// while they sit in the pool; a request that lands on a dead one is retried once on another
+    /// backend, and if that fails too the frontend is closed with FIN and no ERR.
+    WaitTimeout,
+    /// sysown/proxysql#3089: a frontend that sends nothing for `connect_timeout` after the
+    /// greeting is closed by the lab with FIN.
+    ConnectTimeout,
 }
 
 impl Fault {
+    /// Every fault, in flag order.
+    pub const ALL: [Fault; 7] = [
+        Fault::DirtySsl,
+        Fault::PlaintextQuit,
+        Fault::ErrThenClose,
+        Fault::MaxAge,
+        Fault::DropBurst,
+        Fault::WaitTimeout,
+        Fault::ConnectTimeout,
+    ];
+
     /// The flag value.
     pub fn name(self) -> &'static str {
         match self {
             Fault::DirtySsl => "dirty-ssl",
+            Fault::PlaintextQuit => "plaintext-quit",
+            Fault::ErrThenClose => "err-then-close",
+            Fault::MaxAge => "max-age",
+            Fault::DropBurst => "drop-burst",
+            Fault::WaitTimeout => "wait-timeout",
+            Fault::ConnectTimeout => "connect-timeout",
         }
+    }
+
+    /// Injected by the periodic injector ([`faults::injector`]).
+    pub fn periodic(self) -> bool {
+        matches!(
+            self,
+            Fault::PlaintextQuit | Fault::ErrThenClose | Fault::DropBurst
+        )
     }
 }
 
 impl FromStr for Fault {
     type Err = String;
     fn from_str(s: &str) -> Result<Fault, String> {
-        match s {
-            "dirty-ssl" => Ok(Fault::DirtySsl),
-            other => Err(format!("unknown fault '{other}' (known: dirty-ssl)")),
-        }
+        Fault::ALL
+            .into_iter()
+            .find(|f| f.name() == s)
+            .ok_or_else(|| {
+                let known: Vec<&str> = Fault::ALL.iter().map(|f| f.name()).collect();
+                format!("unknown fault '{s}' (known: {})", known.join(", "))
+            })
     }
 }
 
@@ -112,6 +159,44 @@ pub struct Config {
     pub duration: Option<Duration>,
     /// Hostgroup number used in log lines.
     pub hostgroup: u32,
+    /// Period of the periodic faults (plaintext-quit, err-then-close, drop-burst).
+    pub fault_interval: Duration,
+    /// Age at which [`Fault::MaxAge`] retires a backend.
+    pub backend_max_age: Duration,
+    /// Session `wait_timeout` (seconds) set on every backend connection; [`Fault::WaitTimeout`]
+    /// sets 1 when this is None.
+    pub backend_wait_timeout: Option<u32>,
+    /// How long [`Fault::ConnectTimeout`] waits for a frontend's first packet.
+    pub connect_timeout: Duration,
+}
+
+impl Config {
+    /// A configuration with the defaults of the command line: no TLS, no faults, no files.
+    pub fn new(listen: &str, backend: &str, user: &str, password: &str) -> Config {
+        Config {
+            listen: listen.into(),
+            backend: backend.into(),
+            backend_user: user.into(),
+            backend_password: password.into(),
+            backend_ca: None,
+            tls: None,
+            keylog: None,
+            ground_truth: None,
+            faults: Vec::new(),
+            duration: None,
+            hostgroup: 0,
+            fault_interval: Duration::from_millis(700),
+            backend_max_age: Duration::from_millis(500),
+            backend_wait_timeout: None,
+            connect_timeout: Duration::from_millis(2000),
+        }
+    }
+
+    /// The session `wait_timeout` to set on backend connections, if any.
+    pub fn wait_timeout(&self) -> Option<u32> {
+        self.backend_wait_timeout
+            .or(self.faults.contains(&Fault::WaitTimeout).then_some(1))
+    }
 }
 
 /// An order the fault injector gives the session that owns a backend in use.
@@ -149,6 +234,8 @@ pub struct Lab {
     /// Requests in flight, by frontend id.
     pub active: Mutex<HashMap<u64, Active>>,
     next_frontend: AtomicU64,
+    /// [`Fault::ErrThenClose`]: the next command of any frontend gets ERR 2013 and a close.
+    pub err_pending: AtomicBool,
 }
 
 impl Lab {
@@ -171,6 +258,11 @@ impl Lab {
                 "--fault dirty-ssl needs frontend TLS (--cert and --key)".into(),
             ));
         }
+        if cfg.faults.contains(&Fault::PlaintextQuit) && backend_tls.is_none() {
+            return Err(LabError::Config(
+                "--fault plaintext-quit needs backend TLS (--backend-tls)".into(),
+            ));
+        }
         Ok(Lab {
             truth: Truth::create(cfg.ground_truth.as_deref())?,
             cfg,
@@ -179,6 +271,7 @@ impl Lab {
             backend_tls,
             active: Mutex::new(HashMap::new()),
             next_frontend: AtomicU64::new(1),
+            err_pending: AtomicBool::new(false),
         })
     }
 
@@ -269,6 +362,12 @@ pub async fn run(cfg: Config) -> Result<(), LabError> {
         "proxyscope lab: listening on {addr}, backend {}",
         lab.cfg.backend
     );
+    let injector = lab
+        .cfg
+        .faults
+        .iter()
+        .any(|f| f.periodic())
+        .then(|| tokio::spawn(faults::injector(Arc::clone(&lab))));
     let stop = stop_signal(lab.cfg.duration);
     tokio::pin!(stop);
     loop {
@@ -282,6 +381,9 @@ pub async fn run(cfg: Config) -> Result<(), LabError> {
             },
             () = &mut stop => break,
         }
+    }
+    if let Some(h) = injector {
+        h.abort();
     }
     for mut b in lab.pool.drain() {
         session::close_backend(&lab, &mut b, true, "lab stopping").await;

@@ -2,6 +2,7 @@
 //! backends, with faults carried out where the lab's configuration asks for them.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use super::backend::{self, Backend};
 use super::stream::Stream;
 use super::truth::now_ns;
 use super::wire::{self, Packet, CLIENT_SSL, FRONTEND_CAPS, SERVER_STATUS_IN_TRANS};
-use super::{Active, Lab, LabError, Order};
+use super::{faults, Active, Fault, Lab, LabError, Order};
 use crate::mysql::framer::Framer;
 use crate::mysql::{Decoder, Phase};
 use crate::tcp::At;
@@ -34,6 +35,7 @@ enum Outcome {
     Broken {
         backend: Backend,
         error: String,
+        how: &'static str,
         relayed: u64,
     },
     /// The client went away while its response was relayed; the backend finished its response.
@@ -44,8 +46,23 @@ enum Outcome {
 enum Stop {
     /// A fault order arrived.
     Order(Order),
-    /// The backend failed.
-    Broken(String),
+    /// The backend failed: what happened, and `fin`, `rst` or `error`.
+    Broken(String, &'static str),
+}
+
+/// How a backend read or write failure shows on the wire: `rst` (reset, broken pipe), `fin` (end
+/// of stream, with or without close_notify) or `error`.
+fn how_of(e: &std::io::Error) -> &'static str {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        ConnectionReset | BrokenPipe | ConnectionAborted => "rst",
+        UnexpectedEof => "fin",
+        _ => "error",
+    }
+}
+
+fn broken(e: std::io::Error) -> Stop {
+    Stop::Broken(e.to_string(), how_of(&e))
 }
 
 /// Serves one frontend connection to its end.
@@ -93,7 +110,35 @@ async fn session(lab: &Arc<Lab>, tcp: TcpStream, id: u64, who: &Value) -> Result
             &wire::greeting(VERSION, thread_id, &scramble, caps),
         ))
         .await?;
-    let Some(mut login) = read_or_record(lab, &mut front, who, "login").await else {
+    let first = if lab.fault(Fault::ConnectTimeout) {
+        let limit = lab.cfg.connect_timeout;
+        match tokio::time::timeout(limit, read_or_record(lab, &mut front, who, "login")).await {
+            Ok(p) => p,
+            Err(_) => {
+                // ProxySQL's mysql-connect_timeout_client: FIN, nothing else.
+                let t0 = now_ns();
+                let _ = front.tcp_mut().shutdown().await;
+                lab.truth.now(
+                    "frontend_closed",
+                    with(
+                        who,
+                        json!({"by": "proxy", "how": "fin", "err": false, "quit": false,
+                               "state": "login", "fault": Fault::ConnectTimeout.name(),
+                               "timeout_ms": limit.as_millis() as u64,
+                               "close_after_ns": t0, "close_before_ns": now_ns()}),
+                    ),
+                );
+                eprintln!(
+                    "[WARNING] Connect timeout on 127.0.0.1 : exceeded by {}ms",
+                    limit.as_millis()
+                );
+                return Ok(());
+            }
+        }
+    } else {
+        read_or_record(lab, &mut front, who, "login").await
+    };
+    let Some(mut login) = first else {
         return Ok(());
     };
     let client_caps = u32::from_le_bytes(
@@ -212,6 +257,13 @@ async fn commands(
             );
             break;
         }
+        if lab.fault(Fault::ErrThenClose) && lab.err_pending.swap(false, Ordering::Relaxed) {
+            err_then_close(lab, front, who).await;
+            if let Some(mut b) = pinned {
+                close_backend(lab, &mut b, true, "frontend closed inside a transaction").await;
+            }
+            return Ok(());
+        }
         let b = match pinned.take().or_else(|| lab.pool.take()) {
             Some(b) => b,
             None => match backend::connect(lab).await {
@@ -224,10 +276,60 @@ async fn commands(
                 }
             },
         };
-        match request(lab, b, &cmd, &mut front, id).await {
+        let mut outcome = request(lab, b, &cmd, &mut front, id).await;
+        let mut gone = 0;
+        while lab.fault(Fault::WaitTimeout) {
+            let Outcome::Broken {
+                backend,
+                error,
+                how,
+                relayed: 0,
+            } = outcome
+            else {
+                break;
+            };
+            gone += 1;
+            gone_away(lab, backend, &error, how, user, id, gone).await;
+            // One retry on another backend, as ProxySQL; then the frontend goes, without an ERR.
+            let next = match (gone < 2).then(|| lab.pool.take()) {
+                Some(Some(b)) => Some(b),
+                Some(None) => backend::connect(lab).await.ok(),
+                None => None,
+            };
+            let Some(b) = next else {
+                let t0 = now_ns();
+                let _ = front.tcp_mut().shutdown().await;
+                lab.truth.now(
+                    "frontend_closed",
+                    with(
+                        who,
+                        json!({"by": "proxy", "how": "fin", "err": false, "quit": false,
+                               "close_notify": false, "state": "request",
+                               "fault": Fault::WaitTimeout.name(), "attempts": gone,
+                               "close_after_ns": t0, "close_before_ns": now_ns()}),
+                    ),
+                );
+                return Ok(());
+            };
+            lab.truth.now(
+                "backend_retry",
+                with(who, json!({"backend": b.id, "attempt": gone + 1})),
+            );
+            outcome = request(lab, b, &cmd, &mut front, id).await;
+        }
+        match outcome {
             Outcome::Done(b, status) => {
                 if status & SERVER_STATUS_IN_TRANS != 0 {
                     pinned = Some(b);
+                } else if lab.fault(Fault::MaxAge) && b.opened.elapsed() >= lab.cfg.backend_max_age
+                {
+                    let max = lab.cfg.backend_max_age.as_millis() as u64;
+                    let mut f = b.ident();
+                    f["fault"] = json!(Fault::MaxAge.name());
+                    f["max_age_ms"] = json!(max);
+                    lab.truth.now("fault", f);
+                    faults::close_without_quit(lab, b, Fault::MaxAge, json!({"max_age_ms": max}))
+                        .await;
                 } else {
                     lab.pool.put(b);
                 }
@@ -255,13 +357,14 @@ async fn commands(
             Outcome::Broken {
                 mut backend,
                 error,
+                how,
                 relayed,
             } => {
                 log_broken(lab, &backend, user);
                 let ts = now_ns();
                 let mut f = backend.ident();
                 f["by"] = json!("server");
-                f["how"] = json!("eof");
+                f["how"] = json!(how);
                 f["quit"] = json!(false);
                 f["reason"] = json!(error);
                 f["frontend"] = json!(id);
@@ -318,10 +421,7 @@ async fn request(lab: &Lab, mut b: Backend, cmd: &Packet, front: &mut Stream, id
     let mut client_ok = true;
     let mut buf = vec![0u8; 64 << 10];
     let result: Result<(), Stop> = async {
-        b.stream
-            .write_all(&cmd.raw)
-            .await
-            .map_err(|e| Stop::Broken(e.to_string()))?;
+        b.stream.write_all(&cmd.raw).await.map_err(broken)?;
         while dec.facts.in_flight.is_some() {
             let n = tokio::select! {
                 biased;
@@ -329,10 +429,10 @@ async fn request(lab: &Lab, mut b: Backend, cmd: &Packet, front: &mut Stream, id
                     Ok(o) => return Err(Stop::Order(o)),
                     Err(_) => continue,
                 },
-                r = b.stream.read(&mut buf) => r.map_err(|e| Stop::Broken(e.to_string()))?,
+                r = b.stream.read(&mut buf) => r.map_err(broken)?,
             };
             if n == 0 {
-                return Err(Stop::Broken("server closed the connection".into()));
+                return Err(Stop::Broken("server closed the connection".into(), "fin"));
             }
             let data = buf.get(..n).unwrap_or_default();
             events.clear();
@@ -374,9 +474,10 @@ async fn request(lab: &Lab, mut b: Backend, cmd: &Packet, front: &mut Stream, id
         },
         Ok(()) => finish(b, status, client_ok),
         Err(Stop::Order(o)) => Outcome::Fault(b, o, true),
-        Err(Stop::Broken(error)) => Outcome::Broken {
+        Err(Stop::Broken(error, how)) => Outcome::Broken {
             backend: b,
             error,
+            how,
             relayed,
         },
     }
@@ -399,6 +500,75 @@ fn log_broken(lab: &Lab, b: &Backend, user: &str) {
     );
 }
 
+/// sysown/proxysql#1600: a request found its pooled backend dead (the server's `wait_timeout`
+/// killed it while it was idle). Logs ProxySQL's line with 2006 and records the server's close,
+/// which happened on the wire between `close_after_ns` (idle since + wait_timeout) and now.
+async fn gone_away(
+    lab: &Lab,
+    mut b: Backend,
+    error: &str,
+    how: &str,
+    user: &str,
+    frontend: u64,
+    attempt: u32,
+) {
+    let idle = b.last_used.elapsed();
+    eprintln!(
+        "[ERROR] Detected a broken connection while running query on {} , user {user} , last_used {}ms ago : 2006, MySQL server has gone away",
+        lab.backend_tuple(b.thread_id),
+        idle.as_millis()
+    );
+    let _ = b.stream.tcp_mut().shutdown().await;
+    let ts = now_ns();
+    let wait = i64::from(lab.cfg.wait_timeout().unwrap_or(0));
+    let mut f = b.ident();
+    f["by"] = json!("server");
+    f["how"] = json!(how);
+    f["quit"] = json!(false);
+    f["reason"] = json!(error);
+    f["fault"] = json!(Fault::WaitTimeout.name());
+    f["frontend"] = json!(frontend);
+    f["attempt"] = json!(attempt);
+    f["idle_ms"] = json!(idle.as_millis() as u64);
+    f["wait_timeout"] = json!(wait);
+    f["close_after_ns"] = json!(b.last_used_ns + wait * 1_000_000_000);
+    f["close_before_ns"] = json!(ts);
+    lab.truth.record(ts, "backend_closed", f);
+}
+
+/// The well-behaved close: ERR 2013 for the command just read, then close_notify (on TLS) and FIN.
+async fn err_then_close(lab: &Lab, mut front: Stream, who: &Value) {
+    let err = wire::err(
+        2013,
+        "HY000",
+        "Lost connection to MySQL server during query",
+    );
+    lab.truth.now(
+        "fault",
+        with(who, json!({"fault": Fault::ErrThenClose.name()})),
+    );
+    // Corked: ERR, close_notify and FIN leave together, before the client can react to the ERR
+    // by closing first.
+    let _ = socket2::SockRef::from(front.tcp()).set_tcp_cork(true);
+    let t0 = now_ns();
+    let _ = front.write_all(&wire::frame(1, &err)).await;
+    let _ = front.flush().await;
+    let tls = front.is_tls();
+    let _ = front.shutdown().await;
+    lab.truth
+        .record(t0, "frontend_err", with(who, json!({"code": 2013})));
+    lab.truth.now(
+        "frontend_closed",
+        with(
+            who,
+            json!({"by": "proxy", "how": "fin", "err": true, "quit": false, "close_notify": tls,
+                   "state": "request", "fault": Fault::ErrThenClose.name(),
+                   "close_after_ns": t0, "close_before_ns": now_ns()}),
+        ),
+    );
+    drop(front);
+}
+
 /// The #4500 pattern: the backend closed by the proxy (FIN, no COM_QUIT), the ProxySQL log
 /// line, then ~0.1 ms later the frontend (FIN, no ERR, no close_notify).
 async fn dirty_ssl_break(
@@ -411,10 +581,13 @@ async fn dirty_ssl_break(
     in_flight: bool,
 ) {
     let Order::DirtySsl { trigger, delay_ms } = order;
+    let t0 = now_ns();
     let _ = b.stream.tcp_mut().shutdown().await;
     let ts = now_ns();
     let closed = std::time::Instant::now();
     let mut f = b.ident();
+    f["close_after_ns"] = json!(t0);
+    f["close_before_ns"] = json!(ts);
     f["by"] = json!("proxy");
     f["how"] = json!("fin");
     f["quit"] = json!(false);
@@ -432,6 +605,7 @@ async fn dirty_ssl_break(
         std::hint::spin_loop();
     }
     let mut front = front;
+    let t0 = now_ns();
     let _ = front.tcp_mut().shutdown().await;
     let ts = now_ns();
     lab.truth.record(
@@ -441,6 +615,7 @@ async fn dirty_ssl_break(
             who,
             json!({"by": "proxy", "how": "fin", "err": false, "quit": false, "close_notify": false,
                    "fault": "dirty-ssl", "trigger_frontend": trigger, "in_flight": in_flight,
+                   "close_after_ns": t0, "close_before_ns": ts,
                    "state": if in_flight { "request" } else { "idle" }}),
         ),
     );
