@@ -635,8 +635,46 @@ async fn close_front(lab: &Lab, mut front: Stream, who: &Value, reason: &str) {
     drop(front);
 }
 
-/// Closes a backend from the proxy side, with or without a COM_QUIT first.
+/// `fin` or `rst` if the server has closed an idle backend (a peek without waiting), else None.
+fn closed_by_peer(b: &Backend) -> Option<&'static str> {
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+    match socket2::SockRef::from(b.stream.tcp()).peek(&mut buf) {
+        Ok(0) => Some("fin"),
+        Ok(_) => None,
+        Err(e) => match how_of(&e) {
+            "rst" => Some("rst"),
+            _ => None,
+        },
+    }
+}
+
+/// Closes a backend from the proxy side, with or without a COM_QUIT first (unless the server
+/// has closed it already: then that is recorded).
 pub async fn close_backend(lab: &Lab, b: &mut Backend, quit: bool, reason: &str) {
+    if let Some(how) = closed_by_peer(b) {
+        // The server closed it while it sat in the pool (its wait_timeout, most likely): record
+        // that, not a close the lab never got to make.
+        let _ = b.stream.tcp_mut().shutdown().await;
+        let ts = now_ns();
+        let mut f = b.ident();
+        f["by"] = json!("server");
+        f["how"] = json!(how);
+        f["quit"] = json!(false);
+        f["reason"] = json!("found closed by the server in the pool");
+        f["idle_ms"] = json!(b.last_used.elapsed().as_millis() as u64);
+        if let Some(wait) = lab
+            .cfg
+            .wait_timeout()
+            .filter(|_| lab.fault(Fault::WaitTimeout))
+        {
+            f["fault"] = json!(Fault::WaitTimeout.name());
+            f["wait_timeout"] = json!(wait);
+            f["close_after_ns"] = json!(b.last_used_ns + i64::from(wait) * 1_000_000_000);
+            f["close_before_ns"] = json!(ts);
+        }
+        lab.truth.record(ts, "backend_closed", f);
+        return;
+    }
     if quit {
         let _ = b.stream.write_all(&wire::COM_QUIT_PACKET).await;
         let _ = b.stream.flush().await;
