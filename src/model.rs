@@ -218,6 +218,8 @@ pub struct Summary {
     pub events: Vec<EventOut>,
     /// Events between the first and last kept ones, counted only.
     pub events_dropped: u64,
+    /// The verdict on the close.
+    pub verdict: Option<crate::diagnose::Verdict>,
 }
 
 /// TLS facts by role.
@@ -370,7 +372,7 @@ impl Summary {
             still_open: matches!(how, CloseKind::Open | CloseKind::HalfClose),
             idle_expired: c.idle_expired,
         };
-        Summary {
+        let mut summary = Summary {
             id: c.id,
             vlan: (!c.vlans.is_empty()).then(|| c.vlans.to_string()),
             client: c.client_ep(),
@@ -456,6 +458,9 @@ impl Summary {
                 })
                 .collect(),
             events_dropped: app.events.dropped,
-        }
+            verdict: None,
+        };
+        summary.verdict = Some(crate::diagnose::verdict(&summary));
+        summary
     }
 }

@@ -232,6 +232,23 @@ fn detail(c: &Summary) -> String {
 fn protocol_line(c: &Summary) -> Option<String> {
     use crate::event::Layer;
     let mut parts: Vec<String> = Vec::new();
+    if let Some(v) = &c.verdict {
+        let mut s = format!("verdict {}", v.label.as_str());
+        if let Some(by) = v.closed_by {
+            s.push_str(&format!(": {} {}", by.as_str(), v.how));
+        }
+        if !matches!(v.state, crate::diagnose::State::Unknown) {
+            s.push_str(&format!(
+                " ({})",
+                serde_json::to_value(v.state)
+                    .ok()
+                    .and_then(|x| x.as_str().map(str::to_string))
+                    .unwrap_or_default()
+                    .replace('_', " ")
+            ));
+        }
+        parts.push(s);
+    }
     if let Some(m) = &c.mysql {
         let mut s = String::from("mysql");
         if let Some(v) = &m.server_version {
@@ -264,16 +281,32 @@ fn protocol_line(c: &Summary) -> Option<String> {
         }
         parts.push(s);
     }
-    if let Some(f) = c.mysql.as_ref().and_then(|m| m.in_flight.as_ref()) {
-        let mut s = format!("in flight: {}", f.command.to_uppercase());
+    if let Some(f) = c.verdict.as_ref().and_then(|v| v.in_flight.as_ref()) {
+        let mut s = format!(
+            "in flight: {}",
+            f.command
+                .as_deref()
+                .map_or("a request".to_string(), str::to_uppercase)
+        );
         if let Some(t) = &f.text {
             s.push_str(&format!(" {t:?}"));
         }
-        s.push_str(&format!(" (frame {})", f.frame));
+        s.push_str(&format!(
+            " (frame {}{})",
+            f.frame,
+            if f.inferred {
+                ", inferred from TLS record order"
+            } else {
+                ""
+            }
+        ));
         parts.push(s);
     }
-    if parts.is_empty() {
-        return None;
+    if parts.len() <= 1 && c.carries != crate::dissect::Carries::Mysql && c.tls.is_none() {
+        // Not MySQL or TLS: the verdict alone, only when it says something.
+        if !c.verdict.as_ref().is_some_and(|v| v.label.is_problem()) {
+            return None;
+        }
     }
     let last: Vec<String> = c
         .events
