@@ -36,6 +36,8 @@ pub struct RunSummary {
     pub gap_bytes: u64,
     /// Per-file facts, including where a file broke off.
     pub files: Vec<FileInfo>,
+    /// Proxies found by pairing requests across connections (frontend endpoint → backend).
+    pub proxies: Vec<crate::diagnose::legs::ProxyPair>,
 }
 
 fn ser_opt_ts<S: serde::Serializer>(ts: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
@@ -158,6 +160,13 @@ impl<W: Write> Report for TextReport<W> {
                 .collect();
             writeln!(o, "frames without TCP: {}", parts.join(", "))?;
         }
+        for p in &run.proxies {
+            writeln!(
+                o,
+                "proxy: {} relays to {} ({} requests paired)",
+                p.frontend, p.backend, p.paired_requests
+            )?;
+        }
         for f in &run.files {
             let lts: Vec<String> = f
                 .linktypes
@@ -232,6 +241,9 @@ fn detail(c: &Summary) -> String {
 fn protocol_line(c: &Summary) -> Option<String> {
     use crate::event::Layer;
     let mut parts: Vec<String> = Vec::new();
+    if c.leg != crate::diagnose::legs::Leg::Unknown && c.leg != crate::diagnose::legs::Leg::Direct {
+        parts.push(format!("{:?} leg", c.leg).to_lowercase());
+    }
     if let Some(v) = &c.verdict {
         let mut s = format!("verdict {}", v.label.as_str());
         if let Some(by) = v.closed_by {

@@ -7,6 +7,8 @@
 //! first FIN alone is kept as a separate fact because a clean MySQL close sends both FINs in
 //! either order. Proxy legs, pairing across the proxy and incidents are the next step (issue 5).
 
+pub mod legs;
+
 use serde::Serialize;
 
 use crate::dissect::Carries;
@@ -30,6 +32,10 @@ pub enum Label {
     ServerKill,
     /// The server sent an ERR and closed.
     ServerError,
+    /// The proxy closed a backend connection without COM_QUIT (FIN or RST).
+    ProxyResetBackend,
+    /// The proxy closed a frontend connection without an ERR first.
+    ProxyClosedFrontend,
     /// A fatal TLS alert started the close.
     TlsFatalAlert,
     /// The close came before the MySQL login or the TLS handshake finished.
@@ -130,8 +136,39 @@ fn mark_of(e: &EventOut) -> Mark {
     }
 }
 
-/// The verdict for a finished connection.
+/// The verdict for a finished connection, with its leg (the proxy's side of a frontend or
+/// backend connection is named `proxy`).
 pub fn verdict(s: &Summary) -> Verdict {
+    let mut v = direct_verdict(s);
+    let proxy_side = match s.leg {
+        legs::Leg::Frontend => Some(Role::Server),
+        legs::Leg::Backend => Some(Role::Client),
+        _ => None,
+    };
+    if let (Some(side), Some(by)) = (proxy_side, v.closed_by) {
+        if side == by {
+            v.closed_by = Some(Role::Proxy);
+            v.label = match (s.leg, v.label) {
+                (_, Label::CleanQuit | Label::PlaintextInTls | Label::ServerError) => v.label,
+                (legs::Leg::Backend, _) => Label::ProxyResetBackend,
+                (legs::Leg::Frontend, Label::HandshakeFailed) => Label::HandshakeFailed,
+                (legs::Leg::Frontend, _) => Label::ProxyClosedFrontend,
+                _ => v.label,
+            };
+            if v.client_sees.is_none() && s.leg == legs::Leg::Frontend {
+                v.client_sees = Some(if s.tls.is_some() {
+                    "(2026, 'TLS/SSL error: unexpected eof while reading') with OpenSSL 3, \
+                     'Success (0)' with OpenSSL 1.1: the FIN came with no close_notify"
+                } else {
+                    "2013, Lost connection to server during query"
+                });
+            }
+        }
+    }
+    v
+}
+
+fn direct_verdict(s: &Summary) -> Verdict {
     let close = &s.close;
     let mut starts: Vec<Start> = Vec::new();
     let teardown_at = close.at.map(|m| order(&m.at));
@@ -370,6 +407,8 @@ impl Label {
             Label::ServerIdleTimeout => "server_idle_timeout",
             Label::ServerKill => "server_kill",
             Label::ServerError => "server_error",
+            Label::ProxyResetBackend => "proxy_reset_backend",
+            Label::ProxyClosedFrontend => "proxy_closed_frontend",
             Label::TlsFatalAlert => "tls_fatal_alert",
             Label::HandshakeFailed => "handshake_failed",
             Label::PlaintextInTls => "plaintext_in_tls",
