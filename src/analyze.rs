@@ -55,6 +55,8 @@ const PROGRESS_EVERY: u64 = 1 << 16;
 
 struct Collector {
     dissector: Dissector,
+    incidents: crate::diagnose::incidents::Incidents,
+    verdicts: BTreeMap<&'static str, u64>,
     legs: crate::diagnose::legs::Legs,
     origin: Timestamp,
     pending: BTreeMap<u64, Summary>,
@@ -73,6 +75,10 @@ impl StreamSink for Collector {
         let app = self.dissector.finish(&conn);
         let mut s = Summary::of(&conn, self.origin, app);
         s.set_leg(&self.legs);
+        self.incidents.add(&s);
+        if let Some(v) = &s.verdict {
+            *self.verdicts.entry(v.label.as_str()).or_default() += 1;
+        }
         *self.closes.entry(s.close.how.as_str()).or_default() += 1;
         self.retransmissions += s.retransmissions.c2s + s.retransmissions.s2c;
         self.gaps += s.gaps.c2s.count + s.gaps.s2c.count;
@@ -107,6 +113,8 @@ pub fn run(
     let mut tracker = Tracker::new(opts.tcp);
     let mut col = Collector {
         dissector: Dissector::new(opts.keep_events),
+        incidents: Default::default(),
+        verdicts: BTreeMap::new(),
         legs: opts.legs.clone(),
         origin: Timestamp::default(),
         pending: BTreeMap::new(),
@@ -184,6 +192,8 @@ pub fn run(
         gap_bytes: col.gap_bytes,
         files: sources.files().iter().map(|f| f.info.clone()).collect(),
         proxies: col.dissector.pairing.pairs(),
+        incidents: col.incidents.build(),
+        verdicts: col.verdicts,
     };
     report.finish(&run)?;
     Ok(run)

@@ -102,6 +102,9 @@ struct AnalyzeArgs {
     /// Out-of-order bytes buffered per direction before the missing bytes are declared a gap.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
     max_buffer: usize,
+    /// List only connections whose close is a problem (clean ones are counted).
+    #[arg(long)]
+    only_problems: bool,
     /// Server port of frontend connections (application → proxy); repeatable.
     #[arg(long, value_name = "PORT")]
     frontend_port: Vec<u16>,
@@ -271,7 +274,7 @@ fn analyze_cmd(args: AnalyzeArgs) -> Result<ExitCode> {
         Box::new(io::BufWriter::with_capacity(1 << 16, io::stdout().lock()))
     };
     let mut report: Box<dyn Report> = match args.format {
-        Format::Text => Box::new(TextReport::new(out)),
+        Format::Text => Box::new(TextReport::new(out).only_problems(args.only_problems)),
         Format::Json => Box::new(JsonReport::new(out)),
     };
     // As the design says: progress only where a person watches both streams.

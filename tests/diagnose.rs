@@ -139,6 +139,7 @@ fn direct_captures_have_no_proxy() {
         for p in captures_in(&dir) {
             let (sums, run) = analyze_two_pass(&p, None);
             assert!(run.proxies.is_empty(), "{}: {:?}", p.display(), run.proxies);
+            assert!(run.incidents.is_empty(), "{}", p.display());
             assert!(
                 sums.iter()
                     .all(|s| s.leg == Leg::Direct || s.leg == Leg::Unknown),

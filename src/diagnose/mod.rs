@@ -7,6 +7,7 @@
 //! first FIN alone is kept as a separate fact because a clean MySQL close sends both FINs in
 //! either order. Proxy legs, pairing across the proxy and incidents are the next step (issue 5).
 
+pub mod incidents;
 pub mod legs;
 
 use serde::Serialize;
