@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Build proxyscope and analyse a bundled capture (or the files given).
 #
-#   scripts/run.sh [FILE...]      default: captures/server-kill-query-tls.pcap
+#   scripts/run.sh [ARGS...]      default: the proxy lab's sysown/proxysql#4500 capture, decrypted
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 cargo build --release --locked --quiet
 if (($# == 0)); then
-  set -- captures/server-kill-query-tls.pcap
+  set -- --keylog captures/lab/dirty-ssl.keylog captures/lab/dirty-ssl.pcap.gz
 fi
 exec ./target/release/proxyscope analyze "$@"

@@ -20,6 +20,8 @@ pub struct Options {
     pub keep_events: usize,
     /// TLS secrets (key log files); pcapng Decryption Secrets Blocks are added as they are read.
     pub keylog: Option<crate::tls::decrypt::KeyLog>,
+    /// Legs around a proxy (flags and pairs found by an earlier pass).
+    pub legs: crate::diagnose::legs::Legs,
 }
 
 impl Default for Options {
@@ -28,6 +30,7 @@ impl Default for Options {
             tcp: tcp::Config::default(),
             keep_events: crate::dissect::KEEP_EVENTS,
             keylog: None,
+            legs: Default::default(),
         }
     }
 }
@@ -52,6 +55,9 @@ const PROGRESS_EVERY: u64 = 1 << 16;
 
 struct Collector {
     dissector: Dissector,
+    incidents: crate::diagnose::incidents::Incidents,
+    verdicts: BTreeMap<&'static str, u64>,
+    legs: crate::diagnose::legs::Legs,
     origin: Timestamp,
     pending: BTreeMap<u64, Summary>,
     closes: BTreeMap<&'static str, u64>,
@@ -67,7 +73,12 @@ impl StreamSink for Collector {
 
     fn close(&mut self, conn: Connection) {
         let app = self.dissector.finish(&conn);
-        let s = Summary::of(&conn, self.origin, app);
+        let mut s = Summary::of(&conn, self.origin, app);
+        s.set_leg(&self.legs);
+        self.incidents.add(&s);
+        if let Some(v) = &s.verdict {
+            *self.verdicts.entry(v.label.as_str()).or_default() += 1;
+        }
         *self.closes.entry(s.close.how.as_str()).or_default() += 1;
         self.retransmissions += s.retransmissions.c2s + s.retransmissions.s2c;
         self.gaps += s.gaps.c2s.count + s.gaps.s2c.count;
@@ -102,6 +113,9 @@ pub fn run(
     let mut tracker = Tracker::new(opts.tcp);
     let mut col = Collector {
         dissector: Dissector::new(opts.keep_events),
+        incidents: Default::default(),
+        verdicts: BTreeMap::new(),
+        legs: opts.legs.clone(),
         origin: Timestamp::default(),
         pending: BTreeMap::new(),
         closes: BTreeMap::new(),
@@ -177,6 +191,9 @@ pub fn run(
         gaps: col.gaps,
         gap_bytes: col.gap_bytes,
         files: sources.files().iter().map(|f| f.info.clone()).collect(),
+        proxies: col.dissector.pairing.pairs(),
+        incidents: col.incidents.build(),
+        verdicts: col.verdicts,
     };
     report.finish(&run)?;
     Ok(run)

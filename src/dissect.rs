@@ -98,6 +98,8 @@ pub struct Dissector {
     keylog: Option<Arc<tls::decrypt::KeyLog>>,
     /// Events in order as they are decoded, for a streaming consumer (timeline, live).
     pub on_event: Option<EventHook>,
+    /// Requests paired across connections, to find proxies.
+    pub pairing: crate::diagnose::legs::Pairing,
 }
 
 impl Default for Dissector {
@@ -115,6 +117,7 @@ impl Dissector {
             keep,
             keylog: None,
             on_event: None,
+            pairing: Default::default(),
         }
     }
 
@@ -179,6 +182,22 @@ impl Dissector {
         for e in out.drain(..) {
             if let Some(f) = self.on_event.as_mut() {
                 f(conn.id, &e);
+            }
+            if conn.is_client(e.side) && st.carries == Carries::Mysql {
+                // A request: a command, or a client TLS record that carries one.
+                let size = match &e.kind {
+                    Kind::Command { len, .. } => Some(u64::from(*len)),
+                    Kind::AppData { len }
+                        if st.mysql.as_ref().is_some_and(|m| m.facts.user.is_none()) =>
+                    {
+                        Some(u64::from(*len))
+                    }
+                    _ => None,
+                };
+                if let Some(size) = size {
+                    self.pairing
+                        .request(e.at.ts, conn.client_ep(), conn.server_ep(), size);
+                }
             }
             st.kept.push(e);
         }

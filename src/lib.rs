@@ -11,6 +11,7 @@
 pub mod analyze;
 pub mod bytes;
 pub mod decode;
+pub mod diagnose;
 pub mod dissect;
 pub mod event;
 pub mod lab;

@@ -9,6 +9,9 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use proxyscope::analyze::{self, Options, Progress};
+use proxyscope::diagnose::legs::{LegFlags, Legs};
+use proxyscope::model::Summary;
+use proxyscope::report::RunSummary;
 use proxyscope::report::{JsonReport, Report, TextReport};
 use proxyscope::source::{CaptureFile, Sources};
 use proxyscope::tcp;
@@ -112,6 +115,18 @@ struct AnalyzeArgs {
     /// Out-of-order bytes buffered per direction before the missing bytes are declared a gap.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
     max_buffer: usize,
+    /// List only connections whose close is a problem (clean ones are counted).
+    #[arg(long)]
+    only_problems: bool,
+    /// Server port of frontend connections (application → proxy); repeatable.
+    #[arg(long, value_name = "PORT")]
+    frontend_port: Vec<u16>,
+    /// Server port of backend connections (proxy → MySQL); repeatable.
+    #[arg(long, value_name = "PORT")]
+    backend_port: Vec<u16>,
+    /// The proxy's address: connections to it are frontend, from it backend.
+    #[arg(long, value_name = "IP")]
+    proxy: Option<std::net::IpAddr>,
     /// TLS key log (NSS SSLKEYLOGFILE format) to decrypt sessions with; repeatable. Secrets in
     /// pcapng Decryption Secrets Blocks are used too.
     #[arg(long, value_name = "FILE")]
@@ -184,6 +199,18 @@ fn lab_cmd(args: LabArgs) -> Result<()> {
     Ok(())
 }
 
+/// A report that writes nothing (the first pass).
+struct NullReport;
+
+impl Report for NullReport {
+    fn connection(&mut self, _: &Summary) -> io::Result<()> {
+        Ok(())
+    }
+    fn finish(&mut self, _: &RunSummary) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Reads the key log files named on the command line (None when there are none).
 fn read_keylogs(paths: &[String]) -> Result<Option<KeyLog>> {
     if paths.is_empty() {
@@ -220,7 +247,12 @@ fn analyze_cmd(args: AnalyzeArgs) -> Result<ExitCode> {
     if files.is_empty() {
         return Ok(ExitCode::from(1));
     }
-    let opts = Options {
+    let flags = LegFlags {
+        frontend_ports: args.frontend_port.clone(),
+        backend_ports: args.backend_port.clone(),
+        proxy: args.proxy,
+    };
+    let mut opts = Options {
         tcp: tcp::Config {
             max_buffer: args.max_buffer,
             idle_timeout: args
@@ -230,7 +262,25 @@ fn analyze_cmd(args: AnalyzeArgs) -> Result<ExitCode> {
         },
         keep_events: args.events,
         keylog: read_keylogs(&args.keylog)?,
+        legs: Legs::new(flags.clone(), Vec::new()),
     };
+    let given = !flags.frontend_ports.is_empty()
+        || !flags.backend_ports.is_empty()
+        || flags.proxy.is_some();
+    if !given && !args.files.iter().any(|f| f == "-") {
+        // A first pass finds proxies by pairing requests across connections, so that every
+        // verdict of the second pass already knows its leg. Standard input cannot be read twice:
+        // there, give the legs on the command line.
+        let again: Vec<CaptureFile> = args
+            .files
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| CaptureFile::open(p, i).ok())
+            .collect();
+        let mut first = Sources::new(again);
+        let found = analyze::run(&mut first, &opts, &mut NullReport, &mut |_| {})?;
+        opts.legs = Legs::new(flags, found.proxies);
+    }
     let mut sources = Sources::new(files);
     // On a terminal, stdout stays line-buffered so that whole rows overwrite the progress line;
     // otherwise a large buffer.
@@ -241,7 +291,7 @@ fn analyze_cmd(args: AnalyzeArgs) -> Result<ExitCode> {
         Box::new(io::BufWriter::with_capacity(1 << 16, io::stdout().lock()))
     };
     let mut report: Box<dyn Report> = match args.format {
-        Format::Text => Box::new(TextReport::new(out)),
+        Format::Text => Box::new(TextReport::new(out).only_problems(args.only_problems)),
         Format::Json => Box::new(JsonReport::new(out)),
     };
     // As the design says: progress only where a person watches both streams.

@@ -18,6 +18,9 @@ pub enum Role {
     Client,
     /// The side that accepted.
     Server,
+    /// The proxy: the server of a frontend connection or the client of a backend one (verdicts
+    /// only).
+    Proxy,
 }
 
 impl Role {
@@ -26,6 +29,7 @@ impl Role {
         match self {
             Role::Client => "client",
             Role::Server => "server",
+            Role::Proxy => "proxy",
         }
     }
 }
@@ -218,6 +222,12 @@ pub struct Summary {
     pub events: Vec<EventOut>,
     /// Events between the first and last kept ones, counted only.
     pub events_dropped: u64,
+    /// The leg around a proxy.
+    pub leg: crate::diagnose::legs::Leg,
+    /// How the leg was decided.
+    pub leg_basis: String,
+    /// The verdict on the close.
+    pub verdict: Option<crate::diagnose::Verdict>,
 }
 
 /// TLS facts by role.
@@ -370,7 +380,7 @@ impl Summary {
             still_open: matches!(how, CloseKind::Open | CloseKind::HalfClose),
             idle_expired: c.idle_expired,
         };
-        Summary {
+        let mut summary = Summary {
             id: c.id,
             vlan: (!c.vlans.is_empty()).then(|| c.vlans.to_string()),
             client: c.client_ep(),
@@ -456,6 +466,22 @@ impl Summary {
                 })
                 .collect(),
             events_dropped: app.events.dropped,
+            leg: crate::diagnose::legs::Leg::Unknown,
+            leg_basis: String::new(),
+            verdict: None,
+        };
+        summary.verdict = Some(crate::diagnose::verdict(&summary));
+        summary
+    }
+
+    /// Sets the leg (for MySQL connections) and recomputes the verdict with it.
+    pub fn set_leg(&mut self, legs: &crate::diagnose::legs::Legs) {
+        if self.carries != Carries::Mysql {
+            return;
         }
+        let (leg, basis) = legs.leg(self.client, self.server);
+        self.leg = leg;
+        self.leg_basis = basis;
+        self.verdict = Some(crate::diagnose::verdict(self));
     }
 }

@@ -36,6 +36,12 @@ pub struct RunSummary {
     pub gap_bytes: u64,
     /// Per-file facts, including where a file broke off.
     pub files: Vec<FileInfo>,
+    /// Proxies found by pairing requests across connections (frontend endpoint → backend).
+    pub proxies: Vec<crate::diagnose::legs::ProxyPair>,
+    /// Linked closes across the proxy, with matched signatures.
+    pub incidents: Vec<crate::diagnose::incidents::Incident>,
+    /// Connections by verdict label.
+    pub verdicts: BTreeMap<&'static str, u64>,
 }
 
 fn ser_opt_ts<S: serde::Serializer>(ts: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
@@ -53,10 +59,19 @@ pub trait Report {
     fn finish(&mut self, run: &RunSummary) -> io::Result<()>;
 }
 
-/// Human-readable table, one row per connection, then the summary.
+/// Rows kept for the text report (beyond: counted, and the JSON has them all).
+const MAX_ROWS: usize = 200_000;
+
+/// Human-readable report: incidents first, then the problem closes, then the clean ones (unless
+/// `only_problems`), then the summary. Rows wait until the end so that incidents — which need
+/// the whole capture — can lead; their number is capped.
 pub struct TextReport<W: Write> {
     out: W,
-    header_done: bool,
+    only_problems: bool,
+    problems: Vec<String>,
+    clean: Vec<String>,
+    clean_count: u64,
+    unlisted: u64,
 }
 
 impl<W: Write> TextReport<W> {
@@ -64,35 +79,52 @@ impl<W: Write> TextReport<W> {
     pub fn new(out: W) -> Self {
         TextReport {
             out,
-            header_done: false,
+            only_problems: false,
+            problems: Vec::new(),
+            clean: Vec::new(),
+            clean_count: 0,
+            unlisted: 0,
         }
     }
 
+    /// Lists only connections whose close is a problem (clean ones are counted).
+    pub fn only_problems(mut self, yes: bool) -> Self {
+        self.only_problems = yes;
+        self
+    }
+
     fn header(&mut self) -> io::Result<()> {
-        if !self.header_done {
-            self.header_done = true;
-            writeln!(
-                self.out,
-                "{:>5}  {:<46}  {:>10}  {:>10}  {:>10}  {:>10}  {:<6}  {:<10}  {:>10}  {:>7}  then",
-                "id",
-                "client -> server",
-                "start",
-                "duration",
-                "bytes c>s",
-                "bytes s>c",
-                "closer",
-                "how",
-                "at",
-                "frame",
-            )?;
-        }
+        writeln!(
+            self.out,
+            "{:>5}  {:<46}  {:>10}  {:>10}  {:>10}  {:>10}  {:<6}  {:<10}  {:>10}  {:>7}  then",
+            "id",
+            "client -> server",
+            "start",
+            "duration",
+            "bytes c>s",
+            "bytes s>c",
+            "closer",
+            "how",
+            "at",
+            "frame",
+        )?;
         Ok(())
     }
 }
 
 impl<W: Write> Report for TextReport<W> {
     fn connection(&mut self, c: &Summary) -> io::Result<()> {
-        self.header()?;
+        let problem = c.verdict.as_ref().is_some_and(|v| v.label.is_problem());
+        if !problem {
+            self.clean_count += 1;
+            if self.only_problems {
+                return Ok(());
+            }
+        }
+        if self.problems.len() + self.clean.len() >= MAX_ROWS {
+            self.unlisted += 1;
+            return Ok(());
+        }
         let mut pair = format!("{} -> {}", c.client, c.server);
         if let Some(v) = &c.vlan {
             pair.push_str(&format!(" ({v})"));
@@ -120,19 +152,75 @@ impl<W: Write> Report for TextReport<W> {
             frame,
             detail(c)
         );
-        writeln!(self.out, "{}", row.trim_end())?;
+        let mut text = row.trim_end().to_string();
         if let Some(line) = protocol_line(c) {
-            writeln!(self.out, "       {line}")?;
+            text.push_str("\n       ");
+            text.push_str(&line);
+        }
+        if problem {
+            self.problems.push(text);
+        } else {
+            self.clean.push(text);
         }
         Ok(())
     }
 
     fn finish(&mut self, run: &RunSummary) -> io::Result<()> {
-        let o = &mut self.out;
-        if !self.header_done {
-            writeln!(o, "no TCP connections")?;
+        for (n, inc) in run.incidents.iter().enumerate() {
+            let o = &mut self.out;
+            match &inc.signature {
+                Some(sig) => writeln!(
+                    o,
+                    "incident {}: {}\n  cause: {}\n  see {}; fix: {}; workaround: {}",
+                    n + 1,
+                    sig.id,
+                    sig.cause,
+                    sig.references.join(", "),
+                    sig.fix,
+                    sig.workaround
+                )?,
+                None => writeln!(o, "incident {}:", n + 1)?,
+            }
+            for st in &inc.steps {
+                writeln!(
+                    o,
+                    "  {:>+9.3} ms  t={:.6} frame {:>6}  {}",
+                    st.after_ms,
+                    st.at.t,
+                    frame_ref(st.at.file, st.at.frame),
+                    st.text
+                )?;
+            }
         }
+        if !run.incidents.is_empty() {
+            writeln!(self.out)?;
+        }
+        if self.problems.is_empty() && self.clean.is_empty() {
+            writeln!(self.out, "no TCP connections listed")?;
+        } else {
+            self.header()?;
+            let rows = std::mem::take(&mut self.problems);
+            let clean = std::mem::take(&mut self.clean);
+            for r in rows.iter().chain(clean.iter()) {
+                writeln!(self.out, "{r}")?;
+            }
+        }
+        let o = &mut self.out;
         writeln!(o)?;
+        if self.only_problems && self.clean_count > 0 {
+            writeln!(
+                o,
+                "{} clean closes not listed (--only-problems)",
+                self.clean_count
+            )?;
+        }
+        if self.unlisted > 0 {
+            writeln!(
+                o,
+                "{} more connections not listed (--format json has them all)",
+                self.unlisted
+            )?;
+        }
         let start = run
             .capture_start
             .map_or("-".to_string(), |t| t.rfc3339().to_string());
@@ -144,6 +232,14 @@ impl<W: Write> Report for TextReport<W> {
         if !run.closes.is_empty() {
             let parts: Vec<String> = run.closes.iter().map(|(k, v)| format!("{v} {k}")).collect();
             writeln!(o, "closes: {}", parts.join(", "))?;
+        }
+        if !run.verdicts.is_empty() {
+            let parts: Vec<String> = run
+                .verdicts
+                .iter()
+                .map(|(k, v)| format!("{v} {k}"))
+                .collect();
+            writeln!(o, "verdicts: {}", parts.join(", "))?;
         }
         writeln!(
             o,
@@ -157,6 +253,13 @@ impl<W: Write> Report for TextReport<W> {
                 .map(|(k, v)| format!("{v} {k}"))
                 .collect();
             writeln!(o, "frames without TCP: {}", parts.join(", "))?;
+        }
+        for p in &run.proxies {
+            writeln!(
+                o,
+                "proxy: {} relays to {} ({} requests paired)",
+                p.frontend, p.backend, p.paired_requests
+            )?;
         }
         for f in &run.files {
             let lts: Vec<String> = f
@@ -232,6 +335,26 @@ fn detail(c: &Summary) -> String {
 fn protocol_line(c: &Summary) -> Option<String> {
     use crate::event::Layer;
     let mut parts: Vec<String> = Vec::new();
+    if c.leg != crate::diagnose::legs::Leg::Unknown && c.leg != crate::diagnose::legs::Leg::Direct {
+        parts.push(format!("{:?} leg", c.leg).to_lowercase());
+    }
+    if let Some(v) = &c.verdict {
+        let mut s = format!("verdict {}", v.label.as_str());
+        if let Some(by) = v.closed_by {
+            s.push_str(&format!(": {} {}", by.as_str(), v.how));
+        }
+        if !matches!(v.state, crate::diagnose::State::Unknown) {
+            s.push_str(&format!(
+                " ({})",
+                serde_json::to_value(v.state)
+                    .ok()
+                    .and_then(|x| x.as_str().map(str::to_string))
+                    .unwrap_or_default()
+                    .replace('_', " ")
+            ));
+        }
+        parts.push(s);
+    }
     if let Some(m) = &c.mysql {
         let mut s = String::from("mysql");
         if let Some(v) = &m.server_version {
@@ -264,16 +387,32 @@ fn protocol_line(c: &Summary) -> Option<String> {
         }
         parts.push(s);
     }
-    if let Some(f) = c.mysql.as_ref().and_then(|m| m.in_flight.as_ref()) {
-        let mut s = format!("in flight: {}", f.command.to_uppercase());
+    if let Some(f) = c.verdict.as_ref().and_then(|v| v.in_flight.as_ref()) {
+        let mut s = format!(
+            "in flight: {}",
+            f.command
+                .as_deref()
+                .map_or("a request".to_string(), str::to_uppercase)
+        );
         if let Some(t) = &f.text {
             s.push_str(&format!(" {t:?}"));
         }
-        s.push_str(&format!(" (frame {})", f.frame));
+        s.push_str(&format!(
+            " (frame {}{})",
+            f.frame,
+            if f.inferred {
+                ", inferred from TLS record order"
+            } else {
+                ""
+            }
+        ));
         parts.push(s);
     }
-    if parts.is_empty() {
-        return None;
+    if parts.len() <= 1 && c.carries != crate::dissect::Carries::Mysql && c.tls.is_none() {
+        // Not MySQL or TLS: the verdict alone, only when it says something.
+        if !c.verdict.as_ref().is_some_and(|v| v.label.is_problem()) {
+            return None;
+        }
     }
     let last: Vec<String> = c
         .events

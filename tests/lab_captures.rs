@@ -193,10 +193,40 @@ fn check_mysql(dir: &Path) -> Vec<String> {
     bad
 }
 
+/// Verdicts per connection against `captures/expected-verdicts.tsv`.
+fn check_verdicts(dir: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(repo().join("captures/expected-verdicts.tsv")).unwrap();
+    let mut bad = Vec::new();
+    for line in text.lines().skip(1).filter(|l| !l.trim().is_empty()) {
+        let f: Vec<&str> = line.split('\t').collect();
+        let (sums, _) = analyze_file(&dir.join(f[0]));
+        let s = &sums[f[1].parse::<usize>().unwrap()];
+        let v = s.verdict.as_ref().expect("every connection has a verdict");
+        let state = serde_json::to_value(v.state).unwrap();
+        let got = (
+            v.label.as_str(),
+            v.closed_by.map(Role::as_str).unwrap_or("none"),
+            state.as_str().unwrap_or(""),
+        );
+        eprintln!(
+            "{} #{}: {:?} (expected {} {} {})",
+            f[0], f[1], got, f[2], f[3], f[4]
+        );
+        if got != (f[2], f[3], f[4]) {
+            bad.push(format!(
+                "{} #{}: verdict {:?}, expected {} {} {}",
+                f[0], f[1], got, f[2], f[3], f[4]
+            ));
+        }
+    }
+    bad
+}
+
 #[test]
 fn committed_captures_match_ground_truth() {
     let mut bad = check_dir(&repo().join("captures"));
     bad.extend(check_mysql(&repo().join("captures")));
+    bad.extend(check_verdicts(&repo().join("captures")));
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
 
@@ -221,6 +251,7 @@ fn freshly_captured_scenarios_match_ground_truth() {
     );
     let mut bad = check_dir(&dir);
     bad.extend(check_mysql(&dir));
+    bad.extend(check_verdicts(&dir));
     assert!(bad.is_empty(), "{}", bad.join("\n"));
     let _ = std::fs::remove_dir_all(&dir);
 }

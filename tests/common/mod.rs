@@ -91,3 +91,26 @@ pub fn have(cmd: &str) -> bool {
         .map(|s| s.success())
         .unwrap_or(false)
 }
+
+/// Two passes, as the CLI does: the first finds proxies, the second knows every leg.
+pub fn analyze_two_pass(path: &Path, keylog: Option<&Path>) -> (Vec<Summary>, RunSummary) {
+    let (_, first) = analyze_with_keys(path, keylog);
+    let legs = proxyscope::diagnose::legs::Legs::new(Default::default(), first.proxies.clone());
+    let f = CaptureFile::open(path.to_str().expect("utf-8 path"), 0).expect("opens");
+    let mut sources = Sources::new(vec![f]);
+    let mut c = Collect::default();
+    let keylog = keylog.map(|k| {
+        let mut log = proxyscope::tls::decrypt::KeyLog::default();
+        log.add_text(&std::fs::read_to_string(k).expect("key log readable"));
+        log
+    });
+    let opts = Options {
+        keep_events: 10_000,
+        keylog,
+        legs,
+        ..Options::default()
+    };
+    let mut run = analyze::run(&mut sources, &opts, &mut c, &mut |_| {}).expect("run");
+    run.proxies = first.proxies;
+    (c.0, run)
+}

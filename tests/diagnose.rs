@@ -1,0 +1,151 @@
+//! Verdicts and legs against the proxy lab's ground truth: every close the lab injected is
+//! found on the right leg with the right closer and label, the proxy is found by pairing
+//! requests (with and without the key log), and no direct capture grows a proxy.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use proxyscope::diagnose::legs::Leg;
+use proxyscope::diagnose::Label;
+use proxyscope::model::{Role, Summary};
+
+fn lab_captures() -> Vec<(PathBuf, PathBuf)> {
+    let dir = repo().join("captures/lab");
+    let mut v: Vec<(PathBuf, PathBuf)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.to_string_lossy().ends_with(".truth.jsonl"))
+        .filter_map(|t| {
+            let stem = t.file_name()?.to_string_lossy().replace(".truth.jsonl", "");
+            let pcap = dir.join(format!("{stem}.pcap.gz"));
+            pcap.is_file().then_some((pcap, t))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// The label a faulted close must get, from the lab's own record of it.
+fn expected(rec: &serde_json::Value) -> Option<(&'static str, Leg, Label)> {
+    let fault = rec["fault"].as_str()?;
+    let by_proxy = rec["by"] == "proxy";
+    match rec["event"].as_str()? {
+        "backend_closed" if fault == "plaintext-quit" => {
+            Some(("backend", Leg::Backend, Label::PlaintextInTls))
+        }
+        "backend_closed" if by_proxy && rec["quit"] != true => {
+            Some(("backend", Leg::Backend, Label::ProxyResetBackend))
+        }
+        "frontend_closed" if by_proxy && rec["err"].is_number() => {
+            Some(("frontend", Leg::Frontend, Label::ServerError))
+        }
+        "frontend_closed" if by_proxy && fault == "dirty-ssl" => {
+            Some(("frontend", Leg::Frontend, Label::ProxyClosedFrontend))
+        }
+        _ => None,
+    }
+}
+
+fn find<'a>(sums: &'a [Summary], rec: &serde_json::Value, which: &str) -> Option<&'a Summary> {
+    if which == "backend" {
+        let port = rec["local_port"].as_u64()? as u16;
+        sums.iter()
+            .find(|s| s.client.port == port && s.leg == Leg::Backend)
+    } else {
+        let client = rec["client"].as_str()?;
+        sums.iter().find(|s| s.client.to_string() == client)
+    }
+}
+
+fn check(pcap: &Path, truth: &Path, keylog: Option<&Path>) -> usize {
+    let (sums, run) = analyze_two_pass(pcap, keylog);
+    assert!(
+        !run.proxies.is_empty(),
+        "{}: no proxy found by pairing",
+        pcap.display()
+    );
+    let mut checked = 0;
+    for line in std::fs::read_to_string(truth).unwrap().lines() {
+        let rec: serde_json::Value = serde_json::from_str(line).unwrap();
+        let Some((which, leg, label)) = expected(&rec) else {
+            continue;
+        };
+        let s = find(&sums, &rec, which)
+            .unwrap_or_else(|| panic!("{}: no connection for {rec}", pcap.display()));
+        let v = s.verdict.as_ref().unwrap();
+        assert_eq!(
+            s.leg,
+            leg,
+            "{}: {rec}: leg ({})",
+            pcap.display(),
+            s.leg_basis
+        );
+        assert_eq!(v.label, label, "{}: {rec}: verdict {v:?}", pcap.display());
+        assert_eq!(v.closed_by, Some(Role::Proxy), "{}: {rec}", pcap.display());
+        checked += 1;
+    }
+    // Nothing else on the proxy's legs is blamed on the proxy.
+    let blamed = sums
+        .iter()
+        .filter(|s| {
+            matches!(
+                s.verdict.as_ref().map(|v| v.label),
+                Some(Label::ProxyResetBackend | Label::ProxyClosedFrontend)
+            )
+        })
+        .count();
+    assert!(
+        blamed <= checked,
+        "{}: {blamed} proxy closes, {checked} injected",
+        pcap.display()
+    );
+    checked
+}
+
+#[test]
+fn lab_faults_get_the_right_leg_closer_and_label() {
+    let caps = lab_captures();
+    assert!(!caps.is_empty(), "no lab captures");
+    let mut total = 0;
+    for (pcap, truth) in &caps {
+        let keylog = PathBuf::from(pcap.to_string_lossy().replace(".pcap.gz", ".keylog"));
+        let keys = keylog.is_file().then_some(keylog.as_path());
+        let with = check(pcap, truth, keys);
+        let without = check(pcap, truth, None);
+        assert_eq!(
+            with,
+            without,
+            "{}: keys change what is found",
+            pcap.display()
+        );
+        eprintln!(
+            "{}: {with} injected closes found with their verdicts",
+            pcap.display()
+        );
+        total += with;
+    }
+    assert!(total > 0);
+}
+
+#[test]
+fn direct_captures_have_no_proxy() {
+    let mut dirs = vec![repo().join("captures")];
+    if let Some(d) = shared_captures() {
+        dirs.push(d);
+    }
+    for dir in dirs {
+        for p in captures_in(&dir) {
+            let (sums, run) = analyze_two_pass(&p, None);
+            assert!(run.proxies.is_empty(), "{}: {:?}", p.display(), run.proxies);
+            assert!(run.incidents.is_empty(), "{}", p.display());
+            assert!(
+                sums.iter()
+                    .all(|s| s.leg == Leg::Direct || s.leg == Leg::Unknown),
+                "{}",
+                p.display()
+            );
+        }
+    }
+}
