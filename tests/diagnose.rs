@@ -27,25 +27,34 @@ fn lab_captures() -> Vec<(PathBuf, PathBuf)> {
     v
 }
 
-/// The label a faulted close must get, from the lab's own record of it.
-fn expected(rec: &serde_json::Value) -> Option<(&'static str, Leg, Label)> {
+/// The leg, label and closer a faulted close must get, from the lab's own record of it.
+/// `keys`: the TLS was decrypted (an ERR inside TLS is only visible then).
+fn expected(rec: &serde_json::Value, keys: bool) -> Option<(&'static str, Leg, Label, Role)> {
     let fault = rec["fault"].as_str()?;
     let by_proxy = rec["by"] == "proxy";
-    match rec["event"].as_str()? {
-        "backend_closed" if fault == "plaintext-quit" => {
-            Some(("backend", Leg::Backend, Label::PlaintextInTls))
+    let p = Role::Proxy;
+    Some(match rec["event"].as_str()? {
+        "backend_closed" if fault == "plaintext-quit" && by_proxy => {
+            ("backend", Leg::Backend, Label::PlaintextInTls, p)
         }
         "backend_closed" if by_proxy && rec["quit"] != true => {
-            Some(("backend", Leg::Backend, Label::ProxyResetBackend))
+            ("backend", Leg::Backend, Label::ProxyResetBackend, p)
         }
-        "frontend_closed" if by_proxy && rec["err"].is_number() => {
-            Some(("frontend", Leg::Frontend, Label::ServerError))
+        "backend_closed" if rec["by"] == "server" && rec["how"] == "rst" => (
+            "backend",
+            Leg::Backend,
+            Label::ServerIdleTimeout,
+            Role::Server,
+        ),
+        "frontend_closed" if by_proxy && rec["err"] == true && keys => {
+            ("frontend", Leg::Frontend, Label::ServerError, p)
         }
-        "frontend_closed" if by_proxy && fault == "dirty-ssl" => {
-            Some(("frontend", Leg::Frontend, Label::ProxyClosedFrontend))
+        "frontend_closed" if by_proxy && fault == "connect-timeout" => {
+            ("frontend", Leg::Frontend, Label::HandshakeFailed, p)
         }
-        _ => None,
-    }
+        "frontend_closed" if by_proxy => ("frontend", Leg::Frontend, Label::ProxyClosedFrontend, p),
+        _ => return None,
+    })
 }
 
 fn find<'a>(sums: &'a [Summary], rec: &serde_json::Value, which: &str) -> Option<&'a Summary> {
@@ -69,7 +78,7 @@ fn check(pcap: &Path, truth: &Path, keylog: Option<&Path>) -> usize {
     let mut checked = 0;
     for line in std::fs::read_to_string(truth).unwrap().lines() {
         let rec: serde_json::Value = serde_json::from_str(line).unwrap();
-        let Some((which, leg, label)) = expected(&rec) else {
+        let Some((which, leg, label, role)) = expected(&rec, keylog.is_some()) else {
             continue;
         };
         let s = find(&sums, &rec, which)
@@ -83,7 +92,7 @@ fn check(pcap: &Path, truth: &Path, keylog: Option<&Path>) -> usize {
             s.leg_basis
         );
         assert_eq!(v.label, label, "{}: {rec}: verdict {v:?}", pcap.display());
-        assert_eq!(v.closed_by, Some(Role::Proxy), "{}: {rec}", pcap.display());
+        assert_eq!(v.closed_by, Some(role), "{}: {rec}", pcap.display());
         checked += 1;
     }
     // Nothing else on the proxy's legs is blamed on the proxy.

@@ -174,11 +174,13 @@ fn direct_verdict(s: &Summary) -> Verdict {
     let mut starts: Vec<Start> = Vec::new();
     let teardown_at = close.at.map(|m| order(&m.at));
     // Only what came before the end of the connection's kept events matters; all kept events are.
+    // "An ERR followed by its close": the server's last MySQL packet (the client may still
+    // have sent something after it).
     let last_mysql = s
         .events
         .iter()
         .rev()
-        .find(|e| matches!(e.event.kind.layer(), crate::event::Layer::Mysql));
+        .find(|e| e.dir == "s2c" && matches!(e.event.kind.layer(), crate::event::Layer::Mysql));
     for e in &s.events {
         let (cause, how, code) = match &e.event.kind {
             Kind::Command { cmd: 0x01, .. } => (Cause::Quit, "COM_QUIT".to_string(), None),
