@@ -110,6 +110,72 @@ fn check(pcap: &Path, truth: &Path, keylog: Option<&Path>) -> usize {
         "{}: {blamed} proxy closes, {checked} injected",
         pcap.display()
     );
+    // The scenario's signature, once per injected fault where each fault is one incident.
+    let truth_text = std::fs::read_to_string(truth).unwrap();
+    let count = |pat: &[&str]| {
+        truth_text
+            .lines()
+            .filter(|l| pat.iter().all(|p| l.contains(p)))
+            .count()
+    };
+    let name = pcap.file_name().unwrap().to_string_lossy().to_string();
+    let sig = |id: &str| {
+        run.incidents
+            .iter()
+            .filter(|i| i.signature.is_some_and(|s| s.id == id))
+            .count()
+    };
+    let want: Option<(&str, usize)> = match name.split('.').next().unwrap_or("") {
+        "dirty-ssl" => Some((
+            "proxysql-dirty-ssl-error-queue",
+            count(&["\"event\":\"fault\"", "dirty-ssl"]),
+        )),
+        "plaintext-quit" => Some((
+            "proxysql-plaintext-quit-in-tls",
+            count(&["\"event\":\"backend_closed\"", "plaintext-quit"]),
+        )),
+        "wait-timeout" => Some((
+            "server-wait-timeout",
+            count(&[
+                "\"event\":\"frontend_closed\"",
+                "\"by\":\"proxy\"",
+                "wait-timeout",
+            ]),
+        )),
+        "connect-timeout" => Some((
+            "client-connect-timeout",
+            count(&["\"event\":\"frontend_closed\"", "connect-timeout"]),
+        )),
+        _ => None,
+    };
+    if let Some((id, n)) = want {
+        assert!(n > 0, "{name}: no faults in the ground truth");
+        assert_eq!(sig(id), n, "{name}: {:#?}", run.incidents);
+    }
+    if name.starts_with("max-age") {
+        assert!(sig("proxy-close-without-quit") >= 1, "{name}");
+    }
+    if name.starts_with("drop-burst") || name.starts_with("err-then-close") {
+        // Not a known bug's pattern: no signature may be claimed.
+        assert!(
+            run.incidents.iter().all(|i| i.signature.is_none()),
+            "{name}: {:#?}",
+            run.incidents
+        );
+    }
+    if name.starts_with("dirty-ssl") {
+        for inc in run.incidents.iter().filter(|i| i.signature.is_some()) {
+            assert_eq!(inc.steps[0].label, Label::ClientAbort);
+            assert!(inc
+                .steps
+                .iter()
+                .any(|s| s.label == Label::ProxyResetBackend));
+            assert!(inc
+                .steps
+                .iter()
+                .any(|s| s.label == Label::ProxyClosedFrontend));
+        }
+    }
     checked
 }
 

@@ -16,6 +16,8 @@ const BURST_NS: i64 = 5_000_000;
 /// #4500: the aborted frontend TLS handshake comes 10–40 ms before the backend break; a margin.
 const TRIGGER_MIN_NS: i64 = 5_000_000;
 const TRIGGER_MAX_NS: i64 = 80_000_000;
+/// A backend retired by age is closed within this long after its last response.
+const AGE_RETURN_MS: f64 = 5.0;
 /// Problem closes kept for incident building (beyond it, the oldest are dropped).
 const MAX_KEPT: usize = 100_000;
 
@@ -42,9 +44,10 @@ pub const DIRTY_SSL: Signature = Signature {
     shows: "a frontend aborts its TLS handshake; 10-40 ms later the proxy closes a busy backend \
             with no COM_QUIT, then the frontend whose request rode on it with FIN, no ERR, no \
             close_notify",
-    cause: "ProxySQL 2.5.x-2.6.3 with mysql-have_ssl=true: the failed SSL_shutdown() of the \
-            aborted frontend leaves an OpenSSL error on the worker thread and an unrelated \
-            backend TLS read then fails with 2013",
+    cause: "ProxySQL 2.5.x-2.6.3 with mysql-have_ssl=true (2.6.3 also without it when a client \
+            sends an SSLRequest): the failed SSL_shutdown() of the aborted frontend leaves an \
+            OpenSSL error on the worker thread and an unrelated backend TLS read then fails \
+            with 2013",
     references: &[
         "sysown/proxysql#4500",
         "sysown/proxysql#4556",
@@ -54,6 +57,61 @@ pub const DIRTY_SSL: Signature = Signature {
     fix: "upgrade to ProxySQL 2.6.4",
     workaround: "turn frontend TLS off (mysql-have_ssl=false)",
 };
+
+/// A plaintext COM_QUIT written inside a TLS backend connection.
+pub const PLAINTEXT_QUIT: Signature = Signature {
+    id: "proxysql-plaintext-quit-in-tls",
+    shows: "on a TLS backend leg the proxy writes 01 00 00 00 01 (a plaintext COM_QUIT, not a \
+            TLS record) and then FIN",
+    cause: "ProxySQL closing backend TLS connections; the server logs 'Aborted connection ... \
+            error reading communication packets'",
+    references: &["sysown/proxysql#2800"],
+    fix: "harmless for clients; the server-side log noise goes away when ProxySQL sends the \
+          COM_QUIT through TLS",
+    workaround: "ignore the server's aborted-connection warnings for these",
+};
+
+/// The server's wait_timeout shorter than the proxy's pool idle time.
+pub const WAIT_TIMEOUT: Signature = Signature {
+    id: "server-wait-timeout",
+    shows: "idle pooled backends reset by the server (MariaDB: RST only; MySQL 8.0.24+: ERR \
+            4031 then FIN); later a client request lands on a dead backend and the proxy \
+            closes that frontend with FIN and no ERR",
+    cause: "backend wait_timeout shorter than the time the proxy keeps idle connections pooled",
+    references: &["sysown/proxysql#1600"],
+    fix: "raise the server's wait_timeout above the pool's idle time",
+    workaround: "make the pool ping or retire connections sooner \
+                 (mysql-ping_interval_server_msec, mysql-connection_max_age_ms)",
+};
+
+/// Backends closed without COM_QUIT at a connection-age boundary.
+pub const MAX_AGE: Signature = Signature {
+    id: "proxy-close-without-quit",
+    shows: "the proxy closes idle backends with FIN and no COM_QUIT, each at about the same age",
+    cause: "ProxySQL connection_max_age_ms in 1.4.x",
+    references: &["sysown/proxysql#1861"],
+    fix: "upgrade ProxySQL (later versions send COM_QUIT, 2.6 resets in place)",
+    workaround: "none needed for clients; the server logs aborted connections",
+};
+
+/// A client that never finishes its handshake is timed out by the proxy.
+pub const CONNECT_TIMEOUT: Signature = Signature {
+    id: "client-connect-timeout",
+    shows: "greeting, no handshake response from the client, then the proxy's FIN",
+    cause: "mysql-connect_timeout_client expired",
+    references: &["sysown/proxysql#3089"],
+    fix: "find why the client stalls after the greeting (TLS setup, DNS, a health check)",
+    workaround: "raise mysql-connect_timeout_client",
+};
+
+/// Every signature, for `explain` and documentation.
+pub const SIGNATURES: &[Signature] = &[
+    DIRTY_SSL,
+    PLAINTEXT_QUIT,
+    WAIT_TIMEOUT,
+    MAX_AGE,
+    CONNECT_TIMEOUT,
+];
 
 /// One close in an incident.
 #[derive(Clone, Debug, Serialize)]
@@ -90,6 +148,12 @@ struct Brief {
     at: Point,
     ts: Timestamp,
     text: String,
+    /// Connection age at the close, ms.
+    age_ms: f64,
+    /// The client sent nothing at all.
+    client_silent: bool,
+    /// Milliseconds since the server last sent data.
+    server_idle_ms: f64,
 }
 
 /// Collects problem closes as connections finish and builds incidents at the end.
@@ -121,10 +185,32 @@ fn sentence(s: &Summary) -> Option<(Brief, Label)> {
             flight.unwrap_or_default()
         ),
         Label::ProxyClosedFrontend => format!(
-            "{who} closed by the proxy with {}, no ERR, no close_notify{}",
+            "{who} closed by the proxy with {}, {}{}",
             v.how,
+            if s.tls.as_ref().is_some_and(|t| t.decryption != Some("keys")) {
+                "no ERR or close_notify visible (TLS not decrypted)"
+            } else {
+                "no ERR, no close_notify"
+            },
             flight.unwrap_or_default()
         ),
+        Label::PlaintextInTls => format!(
+            "{who}: the proxy wrote a plaintext COM_QUIT inside TLS, then {}",
+            match s.close.how {
+                crate::model::CloseKind::Fin => "FIN",
+                _ => "FIN/RST",
+            }
+        ),
+        Label::ServerIdleTimeout => format!(
+            "{who} reset by the server while idle in the pool ({})",
+            v.how
+        ),
+        Label::HandshakeFailed if s.bytes.c2s == 0 => {
+            format!(
+                "{who}: greeting sent, the client sent nothing, closed by the proxy with {}",
+                v.how
+            )
+        }
         Label::ClientAbort if v.state == State::TlsHandshake => {
             format!(
                 "{who} sent an SSLRequest and left before its TLS handshake finished ({})",
@@ -147,6 +233,9 @@ fn sentence(s: &Summary) -> Option<(Brief, Label)> {
             at: at.at,
             ts: at.at.ts,
             text,
+            age_ms: at.at.ts.nanos_since(s.start.ts) as f64 / 1e6,
+            client_silent: s.bytes.c2s == 0,
+            server_idle_ms: v.idle_ms.s2c.unwrap_or(f64::MAX),
         },
         v.label,
     ))
@@ -174,10 +263,72 @@ impl Incidents {
     pub fn build(&self) -> Vec<Incident> {
         let mut briefs = self.kept.clone();
         briefs.sort_by_key(|b| b.ts);
+        let mut out = self.resets(&briefs);
+        let linked: Vec<u64> = out
+            .iter()
+            .flat_map(|i| i.steps.iter().map(|s| s.conn))
+            .collect();
+        let single = |sig: Option<Signature>, steps: Vec<&Brief>| {
+            let start = steps.first().map_or(Timestamp(0), |b| b.ts);
+            Incident {
+                signature: sig,
+                steps: steps
+                    .into_iter()
+                    .map(|b| Step {
+                        conn: b.conn,
+                        leg: b.leg,
+                        label: b.label,
+                        at: b.at,
+                        after_ms: b.ts.nanos_since(start) as f64 / 1e6,
+                        text: b.text.clone(),
+                    })
+                    .collect(),
+            }
+        };
+        for b in &briefs {
+            if b.leg == Leg::Backend && b.label == Label::PlaintextInTls {
+                out.push(single(Some(PLAINTEXT_QUIT), vec![b]));
+            }
+            if b.leg == Leg::Frontend && b.label == Label::HandshakeFailed && b.client_silent {
+                out.push(single(Some(CONNECT_TIMEOUT), vec![b]));
+            }
+            if b.leg == Leg::Frontend
+                && b.label == Label::ProxyClosedFrontend
+                && !linked.contains(&b.conn)
+            {
+                // A request that landed on a dead pooled backend: the server reset it earlier.
+                let dead: Vec<&Brief> = briefs
+                    .iter()
+                    .filter(|r| {
+                        r.leg == Leg::Backend && r.label == Label::ServerIdleTimeout && r.ts < b.ts
+                    })
+                    .collect();
+                if !dead.is_empty() {
+                    let mut steps: Vec<&Brief> = dead.iter().rev().take(3).rev().copied().collect();
+                    steps.push(b);
+                    out.push(single(Some(WAIT_TIMEOUT), steps));
+                }
+            }
+        }
+        out.sort_by_key(|i| i.steps.first().map(|s| (s.at.file, s.at.frame)));
+        out
+    }
+
+    fn resets(&self, briefs: &[Brief]) -> Vec<Incident> {
         let resets: Vec<&Brief> = briefs
             .iter()
             .filter(|b| b.label == Label::ProxyResetBackend)
             .collect();
+        // Idle resets at about the same connection age: the proxy retires by age.
+        let idle_ages: Vec<f64> = resets
+            .iter()
+            .filter(|b| b.state == State::Idle)
+            .map(|b| b.age_ms)
+            .collect();
+        let (lo, hi) = idle_ages
+            .iter()
+            .fold((f64::MAX, 0.0f64), |(lo, hi), a| (lo.min(*a), hi.max(*a)));
+        let by_age = idle_ages.len() >= 2 && lo > 100.0 && hi <= lo * 1.3;
         let mut out = Vec::new();
         let mut i = 0;
         while i < resets.len() {
@@ -204,8 +355,17 @@ impl Incidents {
             steps.extend(burst.iter().copied());
             steps.extend(fronts);
             let start = steps.first().map_or(first, |b| b.ts);
+            // Retired by age: idle, closed just as it came back from a response (a pool sweep
+            // closes connections that have sat idle), at about the same age as the others.
+            let idle = burst
+                .iter()
+                .all(|b| b.state == State::Idle && b.server_idle_ms < AGE_RETURN_MS);
             out.push(Incident {
-                signature: trigger.map(|_| DIRTY_SSL),
+                signature: match trigger {
+                    Some(_) => Some(DIRTY_SSL),
+                    None if idle && by_age => Some(MAX_AGE),
+                    None => None,
+                },
                 steps: steps
                     .into_iter()
                     .map(|b| Step {

@@ -181,6 +181,16 @@ fn direct_verdict(s: &Summary) -> Verdict {
         .iter()
         .rev()
         .find(|e| e.dir == "s2c" && matches!(e.event.kind.layer(), crate::event::Layer::Mysql));
+    // An ERR is followed by its close only if the client sent no command between the ERR and
+    // the first FIN/RST (an ERR answered by the client's COM_QUIT is an ordinary reply).
+    let client_spoke_after = |err: &EventOut| {
+        s.events.iter().any(|c| {
+            c.dir == "c2s"
+                && matches!(c.event.kind, Kind::Command { .. })
+                && order(&c.at) > order(&err.at)
+                && teardown_at.is_none_or(|t| order(&c.at) <= t)
+        })
+    };
     for e in &s.events {
         let (cause, how, code) = match &e.event.kind {
             Kind::Command { cmd: 0x01, .. } => (Cause::Quit, "COM_QUIT".to_string(), None),
@@ -192,7 +202,7 @@ fn direct_verdict(s: &Summary) -> Verdict {
                 None,
             ),
             Kind::Err { code, .. } | Kind::GreetingErr { code, .. }
-                if last_mysql.is_some_and(|l| std::ptr::eq(l, e)) =>
+                if last_mysql.is_some_and(|l| std::ptr::eq(l, e)) && !client_spoke_after(e) =>
             {
                 (Cause::Err, format!("ERR {code}"), Some(*code))
             }
@@ -364,10 +374,22 @@ fn direct_verdict(s: &Summary) -> Verdict {
         }
         _ => None,
     };
+    // Silence before the teardown (not before the end: the peer often writes after a FIN).
     let start_ts = start.as_ref().map(|st| st.mark.at.ts);
-    let idle = |p: &Option<Point>| match (p, start_ts) {
-        (Some(p), Some(t)) => Some(t.nanos_since(p.ts) as f64 / 1e6),
-        _ => None,
+    let idle = |dir: &str| {
+        let t = start_ts?;
+        let last = s
+            .events
+            .iter()
+            .filter(before)
+            .filter(|e| e.event.kind.layer() != crate::event::Layer::Tcp)
+            .filter(|e| {
+                start
+                    .as_ref()
+                    .is_none_or(|st| order(&e.at) < order(&st.mark.at))
+            })
+            .rfind(|e| e.dir == dir)?;
+        Some(t.nanos_since(last.at.ts) as f64 / 1e6)
     };
     let mut evidence: Vec<u64> = Vec::new();
     let mut add = |f: Option<u64>| {
@@ -392,8 +414,8 @@ fn direct_verdict(s: &Summary) -> Verdict {
         state,
         in_flight,
         idle_ms: crate::model::Dirs {
-            c2s: idle(&s.last_data.c2s),
-            s2c: idle(&s.last_data.s2c),
+            c2s: idle("c2s"),
+            s2c: idle("s2c"),
         },
         client_sees,
         evidence,
