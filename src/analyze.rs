@@ -22,6 +22,8 @@ pub struct Options {
     pub keylog: Option<crate::tls::decrypt::KeyLog>,
     /// Legs around a proxy (flags and pairs found by an earlier pass).
     pub legs: crate::diagnose::legs::Legs,
+    /// "Detected a broken connection" lines of a ProxySQL log, to match to backends.
+    pub proxysql_log: Vec<crate::diagnose::proxysql_log::BrokenLine>,
 }
 
 impl Default for Options {
@@ -31,6 +33,7 @@ impl Default for Options {
             keep_events: crate::dissect::KEEP_EVENTS,
             keylog: None,
             legs: Default::default(),
+            proxysql_log: Vec::new(),
         }
     }
 }
@@ -57,6 +60,7 @@ struct Collector {
     dissector: Dissector,
     incidents: crate::diagnose::incidents::Incidents,
     verdicts: BTreeMap<&'static str, u64>,
+    log: Vec<crate::diagnose::proxysql_log::LogMatch>,
     legs: crate::diagnose::legs::Legs,
     origin: Timestamp,
     pending: BTreeMap<u64, Summary>,
@@ -78,6 +82,25 @@ impl StreamSink for Collector {
         self.incidents.add(&s);
         if let Some(v) = &s.verdict {
             *self.verdicts.entry(v.label.as_str()).or_default() += 1;
+            let thread = s.mysql.as_ref().and_then(|m| m.thread_id);
+            for m in self.log.iter_mut().filter(|m| m.conn.is_none()) {
+                if Some(m.log.thread_id) == thread && m.log.port == s.server.port {
+                    m.conn = Some(s.id);
+                    m.capture_says = format!(
+                        "connection {} ({} -> {}): {} by {} with {}{}",
+                        s.id,
+                        s.client,
+                        s.server,
+                        v.label.as_str(),
+                        v.closed_by.map_or("nobody", |r| r.as_str()),
+                        v.how,
+                        match v.closed_by {
+                            Some(crate::model::Role::Server) => "",
+                            _ => " (the MySQL server did not close it)",
+                        }
+                    );
+                }
+            }
         }
         *self.closes.entry(s.close.how.as_str()).or_default() += 1;
         self.retransmissions += s.retransmissions.c2s + s.retransmissions.s2c;
@@ -115,6 +138,16 @@ pub fn run(
         dissector: Dissector::new(opts.keep_events),
         incidents: Default::default(),
         verdicts: BTreeMap::new(),
+        log: opts
+            .proxysql_log
+            .iter()
+            .map(|l| crate::diagnose::proxysql_log::LogMatch {
+                log: l.clone(),
+                conn: None,
+                capture_says: "no backend connection with this thread id and port in the capture"
+                    .into(),
+            })
+            .collect(),
         legs: opts.legs.clone(),
         origin: Timestamp::default(),
         pending: BTreeMap::new(),
@@ -194,6 +227,7 @@ pub fn run(
         proxies: col.dissector.pairing.pairs(),
         incidents: col.incidents.build(),
         verdicts: col.verdicts,
+        proxysql_log: col.log,
     };
     report.finish(&run)?;
     Ok(run)

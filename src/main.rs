@@ -35,6 +35,11 @@ struct Cli {
 enum Command {
     /// Analyse capture files (pcap, pcapng, gzip-compressed, or - for stdin).
     Analyze(AnalyzeArgs),
+    /// Say what a client's error text means on the wire and which verdicts produce it.
+    Explain {
+        /// The error text, e.g. "(2026, 'TLS/SSL error: Success (0)')".
+        text: String,
+    },
     /// Run the proxy lab: a small ProxySQL-like MySQL proxy that can inject known faults and
     /// writes the ground truth of what it did.
     Lab(Box<LabArgs>),
@@ -115,6 +120,10 @@ struct AnalyzeArgs {
     /// Out-of-order bytes buffered per direction before the missing bytes are declared a gap.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
     max_buffer: usize,
+    /// A ProxySQL error log: its "Detected a broken connection ... (HG,HOST,PORT,THREAD_ID)"
+    /// lines are matched to the backend connections whose greeting carried that thread id.
+    #[arg(long, value_name = "FILE")]
+    proxysql_log: Vec<String>,
     /// List only connections whose close is a problem (clean ones are counted).
     #[arg(long)]
     only_problems: bool,
@@ -162,6 +171,20 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Explain { text } => {
+            let found = proxyscope::diagnose::explain::explain(&text);
+            if found.is_empty() {
+                println!("no known client error in that text");
+                return ExitCode::from(1);
+            }
+            for e in found {
+                println!("{}", e.pattern);
+                println!("  reported by:  {}", e.reported_by);
+                println!("  on the wire:  {}", e.on_the_wire);
+                println!("  verdicts:     {}", e.verdicts.join(", "));
+            }
+            ExitCode::SUCCESS
+        }
         Command::Analyze(args) => match analyze_cmd(args) {
             Ok(code) => code,
             Err(e) => {
@@ -263,6 +286,15 @@ fn analyze_cmd(args: AnalyzeArgs) -> Result<ExitCode> {
         keep_events: args.events,
         keylog: read_keylogs(&args.keylog)?,
         legs: Legs::new(flags.clone(), Vec::new()),
+        proxysql_log: {
+            let mut v = Vec::new();
+            for p in &args.proxysql_log {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("{p}: cannot read the ProxySQL log"))?;
+                v.extend(proxyscope::diagnose::proxysql_log::parse(&text));
+            }
+            v
+        },
     };
     let given = !flags.frontend_ports.is_empty()
         || !flags.backend_ports.is_empty()

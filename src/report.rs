@@ -42,6 +42,8 @@ pub struct RunSummary {
     pub incidents: Vec<crate::diagnose::incidents::Incident>,
     /// Connections by verdict label.
     pub verdicts: BTreeMap<&'static str, u64>,
+    /// ProxySQL log lines set against the capture.
+    pub proxysql_log: Vec<crate::diagnose::proxysql_log::LogMatch>,
 }
 
 fn ser_opt_ts<S: serde::Serializer>(ts: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
@@ -193,6 +195,16 @@ impl<W: Write> Report for TextReport<W> {
             }
         }
         if !run.incidents.is_empty() {
+            writeln!(self.out)?;
+        }
+        for m in &run.proxysql_log {
+            writeln!(
+                self.out,
+                "proxysql log line {} (thread {}, {}:{}): {}",
+                m.log.line, m.log.thread_id, m.log.host, m.log.port, m.capture_says
+            )?;
+        }
+        if !run.proxysql_log.is_empty() {
             writeln!(self.out)?;
         }
         if self.problems.is_empty() && self.clean.is_empty() {

@@ -323,3 +323,40 @@ fn key_log_from_a_file_or_a_pcapng_secrets_block_decrypts() {
     assert_eq!(from_dsb["connections"][0]["mysql"]["user"], "app");
     assert_eq!(from_dsb["summary"]["files"][0]["secrets_blocks"], 1);
 }
+
+#[test]
+fn explain_says_what_a_client_error_means() {
+    let out = run(&[
+        "explain",
+        "OperationalError: (2026, 'TLS/SSL error: Success (0)')",
+    ]);
+    assert!(out.status.success());
+    let t = text(&out.stdout);
+    assert!(
+        t.contains("no TLS close_notify") && t.contains("proxy_closed_frontend"),
+        "{t}"
+    );
+    let out = run(&["explain", "something else"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn proxysql_log_lines_are_set_against_the_capture() {
+    let lab = repo().join("captures/lab");
+    let out = run(&[
+        "analyze",
+        "--proxysql-log",
+        lab.join("dirty-ssl.lab.log").to_str().unwrap(),
+        lab.join("dirty-ssl.pcap.gz").to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let t = text(&out.stdout);
+    assert!(
+        t.starts_with("incident 1: proxysql-dirty-ssl-error-queue"),
+        "{t}"
+    );
+    assert!(
+        t.contains("proxysql log line") && t.contains("the MySQL server did not close it"),
+        "{t}"
+    );
+}

@@ -224,3 +224,42 @@ fn direct_captures_have_no_proxy() {
         }
     }
 }
+
+#[test]
+fn proxysql_log_lines_are_matched_to_backends() {
+    let mut matched = 0;
+    for (pcap, _) in lab_captures() {
+        let log = PathBuf::from(pcap.to_string_lossy().replace(".pcap.gz", ".lab.log"));
+        let Ok(text) = std::fs::read_to_string(&log) else {
+            continue;
+        };
+        let lines = proxyscope::diagnose::proxysql_log::parse(&text);
+        let (_, first) = analyze_with_keys(&pcap, None);
+        let f = proxyscope::source::CaptureFile::open(pcap.to_str().unwrap(), 0).unwrap();
+        let mut sources = proxyscope::source::Sources::new(vec![f]);
+        let opts = proxyscope::analyze::Options {
+            legs: proxyscope::diagnose::legs::Legs::new(Default::default(), first.proxies),
+            proxysql_log: lines.clone(),
+            ..Default::default()
+        };
+        let mut c = Collect::default();
+        let run = proxyscope::analyze::run(&mut sources, &opts, &mut c, &mut |_| {}).unwrap();
+        for m in &run.proxysql_log {
+            let id = m
+                .conn
+                .unwrap_or_else(|| panic!("{}: unmatched {:?}", log.display(), m.log));
+            let s = c.0.iter().find(|s| s.id == id).unwrap();
+            assert_eq!(s.leg, Leg::Backend, "{}", m.capture_says);
+            // The log blames the server ("Lost connection"); the capture shows who closed.
+            assert!(m
+                .capture_says
+                .contains(s.verdict.as_ref().unwrap().label.as_str()));
+            matched += 1;
+        }
+    }
+    assert!(
+        matched > 0,
+        "no ProxySQL-style log lines in the lab captures"
+    );
+    eprintln!("{matched} log lines matched");
+}

@@ -79,7 +79,7 @@ fn mutated_captures_never_panic() {
         },
         keep_events: 4,
         keylog: None,
-        legs: Default::default(),
+        ..Options::default()
     };
     let mut runs = 0;
     for path in all_captures() {

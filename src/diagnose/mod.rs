@@ -7,8 +7,10 @@
 //! first FIN alone is kept as a separate fact because a clean MySQL close sends both FINs in
 //! either order. Proxy legs, pairing across the proxy and incidents are the next step (issue 5).
 
+pub mod explain;
 pub mod incidents;
 pub mod legs;
+pub mod proxysql_log;
 
 use serde::Serialize;
 
