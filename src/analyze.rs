@@ -78,6 +78,7 @@ impl StreamSink for Collector {
     fn close(&mut self, conn: Connection) {
         let app = self.dissector.finish(&conn);
         let mut s = Summary::of(&conn, self.origin, app);
+        s.relayed = self.dissector.pairing.take_links(conn.id);
         s.set_leg(&self.legs);
         self.incidents.add(&s);
         if let Some(v) = &s.verdict {

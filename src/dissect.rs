@@ -195,8 +195,13 @@ impl Dissector {
                     _ => None,
                 };
                 if let Some(size) = size {
-                    self.pairing
-                        .request(e.at.ts, conn.client_ep(), conn.server_ep(), size);
+                    self.pairing.request(
+                        e.at.ts,
+                        conn.id,
+                        conn.client_ep(),
+                        conn.server_ep(),
+                        size,
+                    );
                 }
             }
             st.kept.push(e);

@@ -226,6 +226,9 @@ pub struct Summary {
     pub leg: crate::diagnose::legs::Leg,
     /// How the leg was decided.
     pub leg_basis: String,
+    /// Connections on the other leg that carried this one's requests (or whose requests this
+    /// one carried), with the number of requests paired: `[id, requests]`.
+    pub relayed: Vec<(u64, u32)>,
     /// The verdict on the close.
     pub verdict: Option<crate::diagnose::Verdict>,
 }
@@ -468,6 +471,7 @@ impl Summary {
             events_dropped: app.events.dropped,
             leg: crate::diagnose::legs::Leg::Unknown,
             leg_basis: String::new(),
+            relayed: Vec::new(),
             verdict: None,
         };
         summary.verdict = Some(crate::diagnose::verdict(&summary));

@@ -348,8 +348,14 @@ fn protocol_line(c: &Summary) -> Option<String> {
     use crate::event::Layer;
     let mut parts: Vec<String> = Vec::new();
     if c.leg != crate::diagnose::legs::Leg::Unknown && c.leg != crate::diagnose::legs::Leg::Direct {
-        parts.push(format!("{:?} leg", c.leg).to_lowercase());
+        let mut leg = format!("{:?} leg", c.leg).to_lowercase();
+        if !c.relayed.is_empty() {
+            let ids: Vec<String> = c.relayed.iter().map(|(id, _)| id.to_string()).collect();
+            leg.push_str(&format!(" (requests paired with {})", ids.join(", ")));
+        }
+        parts.push(leg);
     }
+
     if let Some(v) = &c.verdict {
         let mut s = format!("verdict {}", v.label.as_str());
         if let Some(by) = v.closed_by {

@@ -165,6 +165,25 @@ fn check(pcap: &Path, truth: &Path, keylog: Option<&Path>) -> usize {
     }
     if name.starts_with("dirty-ssl") {
         for inc in run.incidents.iter().filter(|i| i.signature.is_some()) {
+            // The frontend's requests were paired with the backend that broke under it.
+            let back = inc
+                .steps
+                .iter()
+                .find(|s| s.label == Label::ProxyResetBackend)
+                .unwrap();
+            let front = inc
+                .steps
+                .iter()
+                .find(|s| s.label == Label::ProxyClosedFrontend)
+                .unwrap();
+            let f = sums.iter().find(|s| s.id == front.conn).unwrap();
+            assert!(
+                f.relayed.iter().any(|(id, _)| *id == back.conn),
+                "{name}: frontend {} not paired with backend {}: {:?}",
+                front.conn,
+                back.conn,
+                f.relayed
+            );
             assert_eq!(inc.steps[0].label, Label::ClientAbort);
             assert!(inc
                 .steps

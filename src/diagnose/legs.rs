@@ -5,7 +5,7 @@
 //! again, means A is a proxy in front of B. On one host (loopback) the addresses are all alike,
 //! which is why pairing looks at requests, not only at addresses.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::IpAddr;
 
 use serde::Serialize;
@@ -122,13 +122,26 @@ const DOMINANCE: u64 = 3;
 /// Watches requests on MySQL connections and counts relayed-looking pairs.
 #[derive(Default)]
 pub struct Pairing {
-    recent: VecDeque<(Timestamp, Endpoint, IpAddr, u64)>,
+    recent: VecDeque<(Timestamp, Endpoint, IpAddr, u64, u64)>,
     scores: HashMap<(Endpoint, Endpoint), u64, ahash::RandomState>,
+    /// Per connection: the connections its requests were relayed over (or came from), with
+    /// how many requests; bounded, and taken when the connection is finished.
+    links: HashMap<u64, BTreeMap<u64, u32>, ahash::RandomState>,
 }
 
+/// Connections linked to one connection per relayed request.
+const MAX_LINKS: usize = 64;
+
 impl Pairing {
-    /// A request of `size` bytes from `client` to `server` at `ts`.
-    pub fn request(&mut self, ts: Timestamp, client: Endpoint, server: Endpoint, size: u64) {
+    /// A request of `size` bytes on connection `conn` from `client` to `server` at `ts`.
+    pub fn request(
+        &mut self,
+        ts: Timestamp,
+        conn: u64,
+        client: Endpoint,
+        server: Endpoint,
+        size: u64,
+    ) {
         while self
             .recent
             .front()
@@ -136,17 +149,36 @@ impl Pairing {
         {
             self.recent.pop_front();
         }
-        for (_, front, _, sz) in &self.recent {
+        let mut matched = None;
+        for (_, front, _, sz, fconn) in self.recent.iter().rev() {
             // The relayed copy comes from the proxy's host, to another server, same size.
             if *sz == size && *front != server && client.ip == front.ip {
                 *self.scores.entry((*front, server)).or_default() += 1;
+                // The latest such request is the one this relays.
+                matched.get_or_insert(*fconn);
+            }
+        }
+        if let Some(front_conn) = matched {
+            for (a, b) in [(front_conn, conn), (conn, front_conn)] {
+                let m = self.links.entry(a).or_default();
+                if m.len() < MAX_LINKS || m.contains_key(&b) {
+                    *m.entry(b).or_default() += 1;
+                }
             }
         }
         // Bounded: a flood of requests within the window keeps only the newest.
         if self.recent.len() >= 4096 {
             self.recent.pop_front();
         }
-        self.recent.push_back((ts, server, client.ip, size));
+        self.recent.push_back((ts, server, client.ip, size, conn));
+    }
+
+    /// The links of a finished connection: (other connection id, requests), removed.
+    pub fn take_links(&mut self, conn: u64) -> Vec<(u64, u32)> {
+        self.links
+            .remove(&conn)
+            .map(|m| m.into_iter().collect())
+            .unwrap_or_default()
     }
 
     /// The proxy pairs the requests support.
