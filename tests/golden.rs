@@ -65,6 +65,16 @@ fn bundled_scenarios() {
 }
 
 #[test]
+fn lab_captures() {
+    for f in captures_in(&repo().join("captures/lab")) {
+        check(&format!(
+            "captures/lab/{}",
+            f.file_name().unwrap().to_string_lossy()
+        ));
+    }
+}
+
+#[test]
 fn public_captures() {
     if shared_captures().is_none() {
         return;
