@@ -24,6 +24,8 @@ pub struct Options {
     pub legs: crate::diagnose::legs::Legs,
     /// "Detected a broken connection" lines of a ProxySQL log, to match to backends.
     pub proxysql_log: Vec<crate::diagnose::proxysql_log::BrokenLine>,
+    /// Closes on the two legs of a proxy this close in time are linked into one incident (ns).
+    pub link_window_ns: i64,
 }
 
 impl Default for Options {
@@ -34,6 +36,7 @@ impl Default for Options {
             keylog: None,
             legs: Default::default(),
             proxysql_log: Vec::new(),
+            link_window_ns: crate::diagnose::incidents::LINK_WINDOW_NS,
         }
     }
 }
@@ -137,7 +140,7 @@ pub fn run(
     let mut tracker = Tracker::new(opts.tcp);
     let mut col = Collector {
         dissector: Dissector::new(opts.keep_events),
-        incidents: Default::default(),
+        incidents: crate::diagnose::incidents::Incidents::new(opts.link_window_ns),
         verdicts: BTreeMap::new(),
         log: opts
             .proxysql_log

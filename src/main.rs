@@ -124,6 +124,9 @@ struct AnalyzeArgs {
     /// lines are matched to the backend connections whose greeting carried that thread id.
     #[arg(long, value_name = "FILE")]
     proxysql_log: Vec<String>,
+    /// Closes on the two legs of a proxy within this many milliseconds are one incident.
+    #[arg(long, value_name = "MS", default_value_t = 5.0)]
+    link_window_ms: f64,
     /// List only connections whose close is a problem (clean ones are counted).
     #[arg(long)]
     only_problems: bool,
@@ -286,6 +289,7 @@ fn analyze_cmd(args: AnalyzeArgs) -> Result<ExitCode> {
         keep_events: args.events,
         keylog: read_keylogs(&args.keylog)?,
         legs: Legs::new(flags.clone(), Vec::new()),
+        link_window_ns: (args.link_window_ms * 1e6).clamp(0.0, 1e12) as i64,
         proxysql_log: {
             let mut v = Vec::new();
             for p in &args.proxysql_log {

@@ -373,6 +373,14 @@ fn protocol_line(c: &Summary) -> Option<String> {
         }
         parts.push(s);
     }
+    if let Some(seen) = c
+        .verdict
+        .as_ref()
+        .filter(|v| v.label.is_problem() && c.leg != crate::diagnose::legs::Leg::Backend)
+        .and_then(|v| v.client_sees)
+    {
+        parts.push(format!("the client likely saw {seen}"));
+    }
     if let Some(m) = &c.mysql {
         let mut s = String::from("mysql");
         if let Some(v) = &m.server_version {

@@ -9,7 +9,7 @@ use super::{Label, State};
 use crate::model::{Point, Summary};
 use crate::time::Timestamp;
 
-/// Closes on the two legs within this window are linked.
+/// Closes on the two legs within this window are linked, by default (`--link-window-ms`).
 pub const LINK_WINDOW_NS: i64 = 5_000_000;
 /// Backend resets this close to each other are one burst.
 const BURST_NS: i64 = 5_000_000;
@@ -157,9 +157,15 @@ struct Brief {
 }
 
 /// Collects problem closes as connections finish and builds incidents at the end.
-#[derive(Default)]
 pub struct Incidents {
     kept: Vec<Brief>,
+    window_ns: i64,
+}
+
+impl Default for Incidents {
+    fn default() -> Self {
+        Incidents::new(LINK_WINDOW_NS)
+    }
 }
 
 fn sentence(s: &Summary) -> Option<(Brief, Label)> {
@@ -242,6 +248,14 @@ fn sentence(s: &Summary) -> Option<(Brief, Label)> {
 }
 
 impl Incidents {
+    /// Links closes on the two legs that happen within `window_ns` of each other.
+    pub fn new(window_ns: i64) -> Self {
+        Incidents {
+            kept: Vec::new(),
+            window_ns,
+        }
+    }
+
     /// A finished connection.
     pub fn add(&mut self, s: &Summary) {
         if !matches!(s.leg, Leg::Frontend | Leg::Backend) {
@@ -343,7 +357,7 @@ impl Incidents {
             let fronts = briefs.iter().filter(|b| {
                 b.label == Label::ProxyClosedFrontend
                     && b.ts.nanos_since(first) >= 0
-                    && b.ts.nanos_since(last) <= LINK_WINDOW_NS
+                    && b.ts.nanos_since(last) <= self.window_ns
             });
             let trigger = briefs.iter().rfind(|b| {
                 b.leg == Leg::Frontend

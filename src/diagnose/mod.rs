@@ -372,7 +372,16 @@ fn direct_verdict(s: &Summary) -> Verdict {
             })
         }
         Label::ServerError | Label::HandshakeFailed if server_started => {
-            Some("the ERR's own code and message")
+            Some(match start.as_ref().map(|st| st.cause) {
+                Some(Cause::Err) => "the ERR's own code and message",
+                _ if state == State::TlsHandshake => {
+                    "a TLS error (2026): the connection closed during the TLS handshake"
+                }
+                _ => {
+                    "2013, Lost connection to server at 'handshake' (the server closed before \
+                      the login finished)"
+                }
+            })
         }
         _ => None,
     };
