@@ -1,5 +1,6 @@
 //! Record framing and the handshake on hand-made records; real handshakes are checked against
 //! tshark on the captures.
+//! Compiled only under #[cfg(test)] (declared so in the parent module).
 
 use super::*;
 use crate::time::Timestamp;

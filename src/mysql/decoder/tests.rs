@@ -1,5 +1,6 @@
 //! The decoder on packet sequences built from the protocol documentation; the captures in
 //! `captures/` test it against tshark.
+//! Compiled only under #[cfg(test)] (declared so in the parent module).
 
 use super::*;
 use crate::time::Timestamp;
