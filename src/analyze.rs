@@ -26,6 +26,8 @@ pub struct Options {
     pub proxysql_log: Vec<crate::diagnose::proxysql_log::BrokenLine>,
     /// Closes on the two legs of a proxy this close in time are linked into one incident (ns).
     pub link_window_ns: i64,
+    /// Stop after this many frames (a quick first pass that only looks for proxies).
+    pub max_frames: Option<u64>,
 }
 
 impl Default for Options {
@@ -37,6 +39,7 @@ impl Default for Options {
             legs: Default::default(),
             proxysql_log: Vec::new(),
             link_window_ns: crate::diagnose::incidents::LINK_WINDOW_NS,
+            max_frames: None,
         }
     }
 }
@@ -179,6 +182,9 @@ pub fn run(
             secrets_seen = secrets;
             col.dissector
                 .set_keylog(Some(std::sync::Arc::new(log.clone())));
+        }
+        if opts.max_frames.is_some_and(|m| frames >= m) {
+            break;
         }
         let Some(frame) = sources.next_frame() else {
             break;

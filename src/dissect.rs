@@ -49,6 +49,10 @@ pub struct Kept {
 
 impl Kept {
     fn push(&mut self, e: Event) {
+        if self.keep == 0 {
+            self.dropped += 1;
+            return;
+        }
         if self.first.len() < self.keep {
             self.first.push(e);
             return;

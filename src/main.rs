@@ -225,6 +225,9 @@ fn lab_cmd(args: LabArgs) -> Result<()> {
     Ok(())
 }
 
+/// Frames the first pass reads to find proxies (a few seconds of a busy proxy).
+const FIRST_PASS_FRAMES: u64 = 100_000;
+
 /// A report that writes nothing (the first pass).
 struct NullReport;
 
@@ -290,6 +293,7 @@ fn analyze_cmd(args: AnalyzeArgs) -> Result<ExitCode> {
         keylog: read_keylogs(&args.keylog)?,
         legs: Legs::new(flags.clone(), Vec::new()),
         link_window_ns: (args.link_window_ms * 1e6).clamp(0.0, 1e12) as i64,
+        max_frames: None,
         proxysql_log: {
             let mut v = Vec::new();
             for p in &args.proxysql_log {
@@ -314,7 +318,14 @@ fn analyze_cmd(args: AnalyzeArgs) -> Result<ExitCode> {
             .filter_map(|(i, p)| CaptureFile::open(p, i).ok())
             .collect();
         let mut first = Sources::new(again);
-        let found = analyze::run(&mut first, &opts, &mut NullReport, &mut |_| {})?;
+        // Pairing needs no kept events, and a proxy shows within the first requests: the first
+        // pass is light and reads at most FIRST_PASS_FRAMES frames.
+        let light = Options {
+            keep_events: 0,
+            max_frames: Some(FIRST_PASS_FRAMES),
+            ..opts.clone()
+        };
+        let found = analyze::run(&mut first, &light, &mut NullReport, &mut |_| {})?;
         opts.legs = Legs::new(flags, found.proxies);
     }
     let mut sources = Sources::new(files);

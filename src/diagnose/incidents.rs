@@ -156,6 +156,25 @@ struct Brief {
     server_idle_ms: f64,
 }
 
+/// An incident from its steps, times relative to the first.
+fn incident(signature: Option<Signature>, steps: Vec<&Brief>) -> Incident {
+    let start = steps.first().map_or(Timestamp(0), |b| b.ts);
+    Incident {
+        signature,
+        steps: steps
+            .into_iter()
+            .map(|b| Step {
+                conn: b.conn,
+                leg: b.leg,
+                label: b.label,
+                at: b.at,
+                after_ms: b.ts.nanos_since(start) as f64 / 1e6,
+                text: b.text.clone(),
+            })
+            .collect(),
+    }
+}
+
 /// Collects problem closes as connections finish and builds incidents at the end.
 pub struct Incidents {
     kept: Vec<Brief>,
@@ -282,29 +301,12 @@ impl Incidents {
             .iter()
             .flat_map(|i| i.steps.iter().map(|s| s.conn))
             .collect();
-        let single = |sig: Option<Signature>, steps: Vec<&Brief>| {
-            let start = steps.first().map_or(Timestamp(0), |b| b.ts);
-            Incident {
-                signature: sig,
-                steps: steps
-                    .into_iter()
-                    .map(|b| Step {
-                        conn: b.conn,
-                        leg: b.leg,
-                        label: b.label,
-                        at: b.at,
-                        after_ms: b.ts.nanos_since(start) as f64 / 1e6,
-                        text: b.text.clone(),
-                    })
-                    .collect(),
-            }
-        };
         for b in &briefs {
             if b.leg == Leg::Backend && b.label == Label::PlaintextInTls {
-                out.push(single(Some(PLAINTEXT_QUIT), vec![b]));
+                out.push(incident(Some(PLAINTEXT_QUIT), vec![b]));
             }
             if b.leg == Leg::Frontend && b.label == Label::HandshakeFailed && b.client_silent {
-                out.push(single(Some(CONNECT_TIMEOUT), vec![b]));
+                out.push(incident(Some(CONNECT_TIMEOUT), vec![b]));
             }
             if b.leg == Leg::Frontend
                 && b.label == Label::ProxyClosedFrontend
@@ -320,7 +322,7 @@ impl Incidents {
                 if !dead.is_empty() {
                     let mut steps: Vec<&Brief> = dead.iter().rev().take(3).rev().copied().collect();
                     steps.push(b);
-                    out.push(single(Some(WAIT_TIMEOUT), steps));
+                    out.push(incident(Some(WAIT_TIMEOUT), steps));
                 }
             }
         }
@@ -368,30 +370,17 @@ impl Incidents {
             let mut steps: Vec<&Brief> = trigger.into_iter().collect();
             steps.extend(burst.iter().copied());
             steps.extend(fronts);
-            let start = steps.first().map_or(first, |b| b.ts);
             // Retired by age: idle, closed just as it came back from a response (a pool sweep
             // closes connections that have sat idle), at about the same age as the others.
             let idle = burst
                 .iter()
                 .all(|b| b.state == State::Idle && b.server_idle_ms < AGE_RETURN_MS);
-            out.push(Incident {
-                signature: match trigger {
-                    Some(_) => Some(DIRTY_SSL),
-                    None if idle && by_age => Some(MAX_AGE),
-                    None => None,
-                },
-                steps: steps
-                    .into_iter()
-                    .map(|b| Step {
-                        conn: b.conn,
-                        leg: b.leg,
-                        label: b.label,
-                        at: b.at,
-                        after_ms: b.ts.nanos_since(start) as f64 / 1e6,
-                        text: b.text.clone(),
-                    })
-                    .collect(),
-            });
+            let signature = match trigger {
+                Some(_) => Some(DIRTY_SSL),
+                None if idle && by_age => Some(MAX_AGE),
+                None => None,
+            };
+            out.push(incident(signature, steps));
             i = j;
         }
         out
