@@ -38,6 +38,18 @@ impl Backend {
     pub fn ident(&self) -> serde_json::Value {
         json!({"backend": self.id, "local_port": self.local_port, "thread_id": self.thread_id})
     }
+
+    /// The ground-truth record of a close the proxy made with FIN (between `t0` and `ts` on
+    /// the wall clock), with or without a (plaintext) COM_QUIT first.
+    pub fn closed_by_proxy(&self, t0: i64, ts: i64, quit: bool) -> serde_json::Value {
+        let mut f = self.ident();
+        f["close_after_ns"] = json!(t0);
+        f["close_before_ns"] = json!(ts);
+        f["by"] = json!("proxy");
+        f["how"] = json!("fin");
+        f["quit"] = json!(quit);
+        f
+    }
 }
 
 static NEXT_BACKEND: AtomicU64 = AtomicU64::new(1);

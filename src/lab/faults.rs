@@ -68,12 +68,7 @@ pub async fn plaintext_quit(lab: &Lab, mut b: Backend) {
     let t0 = now_ns();
     let _ = tcp.shutdown().await;
     let ts = now_ns();
-    let mut f = b.ident();
-    f["close_after_ns"] = json!(t0);
-    f["close_before_ns"] = json!(ts);
-    f["by"] = json!("proxy");
-    f["how"] = json!("fin");
-    f["quit"] = json!(true);
+    let mut f = b.closed_by_proxy(t0, ts, true);
     f["quit_plaintext"] = json!(wrote);
     f["close_notify"] = json!(false);
     f["fault"] = json!(Fault::PlaintextQuit.name());
@@ -87,12 +82,7 @@ pub async fn close_without_quit(lab: &Lab, mut b: Backend, fault: Fault, extra: 
     let t0 = now_ns();
     let _ = b.stream.tcp_mut().shutdown().await;
     let ts = now_ns();
-    let mut f = b.ident();
-    f["close_after_ns"] = json!(t0);
-    f["close_before_ns"] = json!(ts);
-    f["by"] = json!("proxy");
-    f["how"] = json!("fin");
-    f["quit"] = json!(false);
+    let mut f = b.closed_by_proxy(t0, ts, false);
     f["close_notify"] = json!(false);
     f["fault"] = json!(fault.name());
     f["age_ms"] = json!(b.opened.elapsed().as_millis() as u64);

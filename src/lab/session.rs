@@ -585,12 +585,7 @@ async fn dirty_ssl_break(
     let _ = b.stream.tcp_mut().shutdown().await;
     let ts = now_ns();
     let closed = std::time::Instant::now();
-    let mut f = b.ident();
-    f["close_after_ns"] = json!(t0);
-    f["close_before_ns"] = json!(ts);
-    f["by"] = json!("proxy");
-    f["how"] = json!("fin");
-    f["quit"] = json!(false);
+    let mut f = b.closed_by_proxy(t0, ts, false);
     f["fault"] = json!("dirty-ssl");
     f["trigger_frontend"] = json!(trigger);
     f["delay_ms"] = json!(delay_ms);

@@ -30,20 +30,29 @@ pub fn analyze_file(path: &Path) -> (Vec<Summary>, RunSummary) {
 
 /// The same, decrypting with a key log file.
 pub fn analyze_with_keys(path: &Path, keylog: Option<&Path>) -> (Vec<Summary>, RunSummary) {
+    run_file(
+        path,
+        Options {
+            keep_events: 10_000,
+            keylog: load_keylog(keylog),
+            ..Options::default()
+        },
+    )
+}
+
+fn load_keylog(keylog: Option<&Path>) -> Option<proxyscope::tls::decrypt::KeyLog> {
+    keylog.map(|k| {
+        let mut log = proxyscope::tls::decrypt::KeyLog::default();
+        log.add_text(&std::fs::read_to_string(k).expect("key log readable"));
+        log
+    })
+}
+
+fn run_file(path: &Path, opts: Options) -> (Vec<Summary>, RunSummary) {
     let f = CaptureFile::open(path.to_str().expect("utf-8 path"), 0)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut sources = Sources::new(vec![f]);
     let mut c = Collect::default();
-    let keylog = keylog.map(|k| {
-        let mut log = proxyscope::tls::decrypt::KeyLog::default();
-        log.add_text(&std::fs::read_to_string(k).expect("key log readable"));
-        log
-    });
-    let opts = Options {
-        keep_events: 10_000,
-        keylog,
-        ..Options::default()
-    };
     let run = analyze::run(&mut sources, &opts, &mut c, &mut |_| {}).expect("run");
     (c.0, run)
 }
@@ -95,22 +104,15 @@ pub fn have(cmd: &str) -> bool {
 /// Two passes, as the CLI does: the first finds proxies, the second knows every leg.
 pub fn analyze_two_pass(path: &Path, keylog: Option<&Path>) -> (Vec<Summary>, RunSummary) {
     let (_, first) = analyze_with_keys(path, keylog);
-    let legs = proxyscope::diagnose::legs::Legs::new(Default::default(), first.proxies.clone());
-    let f = CaptureFile::open(path.to_str().expect("utf-8 path"), 0).expect("opens");
-    let mut sources = Sources::new(vec![f]);
-    let mut c = Collect::default();
-    let keylog = keylog.map(|k| {
-        let mut log = proxyscope::tls::decrypt::KeyLog::default();
-        log.add_text(&std::fs::read_to_string(k).expect("key log readable"));
-        log
-    });
-    let opts = Options {
-        keep_events: 10_000,
-        keylog,
-        legs,
-        ..Options::default()
-    };
-    let mut run = analyze::run(&mut sources, &opts, &mut c, &mut |_| {}).expect("run");
+    let (sums, mut run) = run_file(
+        path,
+        Options {
+            keep_events: 10_000,
+            keylog: load_keylog(keylog),
+            legs: proxyscope::diagnose::legs::Legs::new(Default::default(), first.proxies.clone()),
+            ..Options::default()
+        },
+    );
     run.proxies = first.proxies;
-    (c.0, run)
+    (sums, run)
 }
