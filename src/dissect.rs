@@ -91,8 +91,9 @@ struct State {
     kept: Kept,
 }
 
-/// A consumer of every event as it is decoded: (connection id, event).
-pub type EventHook = Box<dyn FnMut(u64, &Event) + Send>;
+/// A consumer of every event as it is decoded: the connection, what it carries so far, and the
+/// event.
+pub type EventHook = Box<dyn FnMut(&Connection, Carries, &Event) + Send>;
 
 /// The dissector: per-connection protocol state, keyed by connection id.
 pub struct Dissector {
@@ -185,7 +186,7 @@ impl Dissector {
         }
         for e in out.drain(..) {
             if let Some(f) = self.on_event.as_mut() {
-                f(conn.id, &e);
+                f(conn, st.carries, &e);
             }
             if conn.is_client(e.side) && st.carries == Carries::Mysql {
                 // A request: a command, or a client TLS record that carries one.

@@ -290,8 +290,49 @@ pub struct EventOut {
     pub event: Event,
 }
 
+impl EventOut {
+    /// An event of connection `c`, times relative to `origin`.
+    pub fn of(c: &Connection, e: &Event, origin: Timestamp) -> EventOut {
+        EventOut {
+            at: Point::of(e.at, origin),
+            dir: if c.is_client(e.side) { "c2s" } else { "s2c" },
+            from: c.ep[e.side & 1],
+            to: c.ep[(e.side ^ 1) & 1],
+            event: e.clone(),
+        }
+    }
+}
+
+/// One line of the JSON Lines event stream (DESIGN's output contract): an event with its
+/// connection id and leg.
+#[derive(Clone, Debug)]
+pub struct EventLine {
+    /// Connection id.
+    pub conn: u64,
+    /// Leg of the connection (as known when the event was written).
+    pub leg: crate::diagnose::legs::Leg,
+    /// The event.
+    pub event: EventOut,
+}
+
+impl Serialize for EventLine {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.event.serialize_with(s, Some((self.conn, self.leg)))
+    }
+}
+
 impl Serialize for EventOut {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.serialize_with(s, None)
+    }
+}
+
+impl EventOut {
+    fn serialize_with<S: serde::Serializer>(
+        &self,
+        s: S,
+        conn: Option<(u64, crate::diagnose::legs::Leg)>,
+    ) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut m = s.serialize_map(None)?;
         m.serialize_entry("ts", &self.at.ts.rfc3339().to_string())?;
@@ -299,6 +340,10 @@ impl Serialize for EventOut {
         m.serialize_entry("frame", &self.at.frame)?;
         if self.at.file != 0 {
             m.serialize_entry("file", &self.at.file)?;
+        }
+        if let Some((conn, leg)) = conn {
+            m.serialize_entry("conn", &conn)?;
+            m.serialize_entry("leg", &leg)?;
         }
         m.serialize_entry("dir", self.dir)?;
         m.serialize_entry("from", &self.from.to_string())?;
@@ -460,13 +505,7 @@ impl Summary {
             events: app
                 .events
                 .iter()
-                .map(|e| EventOut {
-                    at: Point::of(e.at, origin),
-                    dir: if c.is_client(e.side) { "c2s" } else { "s2c" },
-                    from: c.ep[e.side & 1],
-                    to: c.ep[(e.side ^ 1) & 1],
-                    event: e.clone(),
-                })
+                .map(|e| EventOut::of(c, e, origin))
                 .collect(),
             events_dropped: app.events.dropped,
             leg: crate::diagnose::legs::Leg::Unknown,
