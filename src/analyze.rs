@@ -7,7 +7,7 @@ use crate::decode::{self, Skip};
 use crate::dissect::Dissector;
 use crate::model::Summary;
 use crate::report::{Report, RunSummary};
-use crate::source::Sources;
+use crate::source::{Frame, Sources};
 use crate::tcp::{self, At, Connection, StreamEvent, StreamSink, Tracker};
 use crate::time::Timestamp;
 
@@ -132,6 +132,185 @@ impl Collector {
     }
 }
 
+/// The pipeline fed one frame at a time: the offline run and the live capture both drive it.
+pub struct Engine {
+    tracker: Tracker,
+    col: Collector,
+    keylog: Option<crate::tls::decrypt::KeyLog>,
+    skipped: BTreeMap<Skip, u64>,
+    frames: u64,
+    start: Option<Timestamp>,
+    in_order: bool,
+}
+
+impl Engine {
+    /// A new engine with `opts` (`max_frames` is the driver's business).
+    pub fn new(opts: &Options) -> Engine {
+        let mut col = Collector {
+            dissector: Dissector::new(opts.keep_events),
+            incidents: crate::diagnose::incidents::Incidents::new(opts.link_window_ns),
+            verdicts: BTreeMap::new(),
+            log: opts
+                .proxysql_log
+                .iter()
+                .map(|l| crate::diagnose::proxysql_log::LogMatch {
+                    log: l.clone(),
+                    conn: None,
+                    capture_says:
+                        "no backend connection with this thread id and port in the capture".into(),
+                })
+                .collect(),
+            legs: opts.legs.clone(),
+            origin: Timestamp::default(),
+            pending: BTreeMap::new(),
+            closes: BTreeMap::new(),
+            retransmissions: 0,
+            gaps: 0,
+            gap_bytes: 0,
+        };
+        col.dissector
+            .set_keylog(opts.keylog.clone().map(std::sync::Arc::new));
+        Engine {
+            tracker: Tracker::new(opts.tcp),
+            col,
+            keylog: opts.keylog.clone(),
+            skipped: BTreeMap::new(),
+            frames: 0,
+            start: None,
+            in_order: true,
+        }
+    }
+
+    /// Report connections as soon as they finish, not in id order (live: nothing waits).
+    pub fn report_as_finished(&mut self) {
+        self.in_order = false;
+    }
+
+    /// Adds TLS secrets (key log text) from now on; keys are needed from the ServerHello on.
+    pub fn add_secrets<'a>(&mut self, texts: impl Iterator<Item = &'a [u8]>) {
+        let log = self.keylog.get_or_insert_with(Default::default);
+        for text in texts {
+            log.add_text(&String::from_utf8_lossy(text));
+        }
+        self.col
+            .dissector
+            .set_keylog(Some(std::sync::Arc::new(log.clone())));
+    }
+
+    /// Sets a consumer of every decoded event, in stream order.
+    pub fn on_event(&mut self, hook: crate::dissect::EventHook) {
+        self.col.dissector.on_event = Some(hook);
+    }
+
+    /// Frames fed so far.
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    /// Connections in the flow table.
+    pub fn open_connections(&self) -> usize {
+        self.tracker.open_connections()
+    }
+
+    /// The legs connections are given when they finish.
+    pub fn legs(&self) -> &crate::diagnose::legs::Legs {
+        &self.col.legs
+    }
+
+    /// Replaces the legs (live: as request pairing finds the proxy).
+    pub fn set_legs(&mut self, legs: crate::diagnose::legs::Legs) {
+        self.col.legs = legs;
+    }
+
+    /// The proxies request pairing supports so far.
+    pub fn proxies(&self) -> Vec<crate::diagnose::legs::ProxyPair> {
+        self.col.dissector.pairing.pairs()
+    }
+
+    /// Feeds one frame; finished connections go to `report`.
+    pub fn push(&mut self, frame: &Frame<'_>, report: &mut dyn Report) -> io::Result<()> {
+        self.frames += 1;
+        if self.start.is_none() {
+            self.start = Some(frame.ts);
+            self.col.origin = frame.ts;
+        }
+        match decode::decode(frame) {
+            Ok(seg) => {
+                let before = self.tracker.stats.connections;
+                self.tracker.process(&seg, &mut self.col);
+                if !self.col.pending.is_empty() || self.tracker.stats.connections != before {
+                    self.release(report)?;
+                }
+            }
+            Err(reason) => *self.skipped.entry(reason).or_default() += 1,
+        }
+        Ok(())
+    }
+
+    /// Expires lingering and idle connections as of `now` (live: on a timer).
+    pub fn tick(&mut self, now: Timestamp, report: &mut dyn Report) -> io::Result<()> {
+        if self.start.is_some() {
+            self.tracker.expire(now, &mut self.col);
+            self.release(report)?;
+        }
+        Ok(())
+    }
+
+    /// Incidents settled by `now` and not handed out yet (see [`Incidents::ready`]).
+    ///
+    /// [`Incidents::ready`]: crate::diagnose::incidents::Incidents::ready
+    pub fn ready_incidents(
+        &mut self,
+        now: Timestamp,
+        settle_ns: i64,
+    ) -> Vec<crate::diagnose::incidents::Incident> {
+        const HORIZON_NS: i64 = 600_000_000_000;
+        self.col.incidents.ready(now, settle_ns, HORIZON_NS)
+    }
+
+    fn release(&mut self, report: &mut dyn Report) -> io::Result<()> {
+        let oldest = if self.in_order {
+            self.tracker.oldest_open()
+        } else {
+            None
+        };
+        self.col.release(oldest, report)
+    }
+
+    /// Finishes every connection still open and writes the run summary; `files` describes
+    /// the inputs (none for a live capture).
+    pub fn finish(
+        mut self,
+        files: Vec<crate::source::FileInfo>,
+        report: &mut dyn Report,
+    ) -> io::Result<RunSummary> {
+        self.tracker.finish_all(&mut self.col);
+        self.col.release(None, report)?;
+        let col = self.col;
+        let run = RunSummary {
+            capture_start: self.start,
+            frames: self.frames,
+            closes: col.closes,
+            skipped: self
+                .skipped
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            tcp: self.tracker.stats.clone(),
+            retransmissions: col.retransmissions,
+            gaps: col.gaps,
+            gap_bytes: col.gap_bytes,
+            files,
+            proxies: col.dissector.pairing.pairs(),
+            incidents: col.incidents.build(),
+            verdicts: col.verdicts,
+            proxysql_log: col.log,
+        };
+        report.finish(&run)?;
+        Ok(run)
+    }
+}
+
 /// Runs the whole pipeline over `sources`, writing to `report`. Errors are only those of
 /// writing the report; bad input is counted in the returned summary instead.
 pub fn run(
@@ -140,105 +319,38 @@ pub fn run(
     report: &mut dyn Report,
     progress: &mut dyn FnMut(Progress),
 ) -> io::Result<RunSummary> {
-    let mut tracker = Tracker::new(opts.tcp);
-    let mut col = Collector {
-        dissector: Dissector::new(opts.keep_events),
-        incidents: crate::diagnose::incidents::Incidents::new(opts.link_window_ns),
-        verdicts: BTreeMap::new(),
-        log: opts
-            .proxysql_log
-            .iter()
-            .map(|l| crate::diagnose::proxysql_log::LogMatch {
-                log: l.clone(),
-                conn: None,
-                capture_says: "no backend connection with this thread id and port in the capture"
-                    .into(),
-            })
-            .collect(),
-        legs: opts.legs.clone(),
-        origin: Timestamp::default(),
-        pending: BTreeMap::new(),
-        closes: BTreeMap::new(),
-        retransmissions: 0,
-        gaps: 0,
-        gap_bytes: 0,
-    };
-    let mut keylog = opts.keylog.clone();
-    col.dissector
-        .set_keylog(keylog.clone().map(std::sync::Arc::new));
+    let mut engine = Engine::new(opts);
     let mut secrets_seen = 0;
-    let mut skipped: BTreeMap<Skip, u64> = BTreeMap::new();
-    let mut frames = 0u64;
-    let mut start: Option<Timestamp> = None;
     loop {
         let secrets = sources.secrets_count();
         if secrets != secrets_seen {
             // A pcapng Decryption Secrets Block (TLS key log) was read with the last frame;
             // keys are needed from the ServerHello on, never for the packet that brought them.
-            let log = keylog.get_or_insert_with(Default::default);
-            for text in sources.tls_secrets().skip(secrets_seen) {
-                log.add_text(&String::from_utf8_lossy(text));
-            }
+            engine.add_secrets(sources.tls_secrets().skip(secrets_seen));
             secrets_seen = secrets;
-            col.dissector
-                .set_keylog(Some(std::sync::Arc::new(log.clone())));
         }
-        if opts.max_frames.is_some_and(|m| frames >= m) {
+        if opts.max_frames.is_some_and(|m| engine.frames >= m) {
             break;
         }
         let Some(frame) = sources.next_frame() else {
             break;
         };
-        frames += 1;
-        if start.is_none() {
-            start = Some(frame.ts);
-            col.origin = frame.ts;
-        }
-        match decode::decode(&frame) {
-            Ok(seg) => {
-                let before = tracker.stats.connections;
-                tracker.process(&seg, &mut col);
-                if !col.pending.is_empty() || tracker.stats.connections != before {
-                    col.release(tracker.oldest_open(), report)?;
-                }
-            }
-            Err(reason) => *skipped.entry(reason).or_default() += 1,
-        }
-        if frames % PROGRESS_EVERY == 0 {
+        engine.push(&frame, report)?;
+        if engine.frames % PROGRESS_EVERY == 0 {
             progress(Progress {
-                frames,
+                frames: engine.frames,
                 bytes: sources.consumed(),
-                open: tracker.open_connections(),
+                open: engine.open_connections(),
                 done: false,
             });
         }
     }
     progress(Progress {
-        frames,
+        frames: engine.frames,
         bytes: sources.consumed(),
-        open: tracker.open_connections(),
+        open: engine.open_connections(),
         done: true,
     });
-    tracker.finish_all(&mut col);
-    col.release(None, report)?;
-    let run = RunSummary {
-        capture_start: start,
-        frames,
-        closes: col.closes,
-        skipped: skipped
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
-        tcp: tracker.stats.clone(),
-        retransmissions: col.retransmissions,
-        gaps: col.gaps,
-        gap_bytes: col.gap_bytes,
-        files: sources.files().iter().map(|f| f.info.clone()).collect(),
-        proxies: col.dissector.pairing.pairs(),
-        incidents: col.incidents.build(),
-        verdicts: col.verdicts,
-        proxysql_log: col.log,
-    };
-    report.finish(&run)?;
-    Ok(run)
+    let files = sources.files().iter().map(|f| f.info.clone()).collect();
+    engine.finish(files, report)
 }

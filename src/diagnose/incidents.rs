@@ -177,8 +177,16 @@ fn incident(signature: Option<Signature>, steps: Vec<&Brief>) -> Incident {
 
 /// Collects problem closes as connections finish and builds incidents at the end.
 pub struct Incidents {
-    kept: Vec<Brief>,
+    kept: std::collections::VecDeque<Brief>,
     window_ns: i64,
+    /// Streaming ([`Incidents::ready`]): incidents already handed out, by their first and
+    /// last connection, with the time of their first step (for pruning).
+    emitted: std::collections::HashSet<(u64, u64, i64), ahash::RandomState>,
+    /// The latest close time kept, and the `now` of the last streaming build.
+    latest: Option<Timestamp>,
+    built_at: Option<Timestamp>,
+    /// A close was kept since the last streaming build.
+    dirty: bool,
 }
 
 impl Default for Incidents {
@@ -270,8 +278,12 @@ impl Incidents {
     /// Links closes on the two legs that happen within `window_ns` of each other.
     pub fn new(window_ns: i64) -> Self {
         Incidents {
-            kept: Vec::new(),
+            kept: Default::default(),
             window_ns,
+            emitted: Default::default(),
+            latest: None,
+            built_at: None,
+            dirty: false,
         }
     }
 
@@ -286,22 +298,72 @@ impl Incidents {
         let keep = label.is_problem() || (b.leg == Leg::Frontend && b.state == State::TlsHandshake);
         if keep {
             if self.kept.len() >= MAX_KEPT {
-                self.kept.remove(0);
+                self.kept.pop_front();
             }
-            self.kept.push(b);
+            self.latest = Some(self.latest.map_or(b.ts, |l| l.max(b.ts)));
+            self.kept.push_back(b);
+            self.dirty = true;
         }
     }
 
     /// The incidents, in time order.
     pub fn build(&self) -> Vec<Incident> {
-        let mut briefs = self.kept.clone();
+        let mut briefs: Vec<Brief> = self.kept.iter().cloned().collect();
         briefs.sort_by_key(|b| b.ts);
-        let mut out = self.resets(&briefs);
+        self.build_from(&briefs)
+    }
+
+    /// Streaming: the incidents that can no longer change at capture time `now` and were not
+    /// handed out before. An incident is settled when its last close is `settle_ns` in the
+    /// past (closes reach here only when their connection is finished, so `settle_ns` must
+    /// cover the tracker's linger too). Only closes within `horizon_ns` of `now` are looked at,
+    /// so the work per call stays bounded over hours.
+    pub fn ready(&mut self, now: Timestamp, settle_ns: i64, horizon_ns: i64) -> Vec<Incident> {
+        let Some(latest) = self.latest else {
+            return Vec::new();
+        };
+        // Nothing kept since the last build, which came after everything had settled.
+        if !self.dirty
+            && self
+                .built_at
+                .is_some_and(|b| b.nanos_since(latest) > settle_ns)
+        {
+            return Vec::new();
+        }
+        let mut briefs: Vec<Brief> = self
+            .kept
+            .iter()
+            .filter(|b| now.nanos_since(b.ts) <= horizon_ns)
+            .cloned()
+            .collect();
+        briefs.sort_by_key(|b| b.ts);
+        let mut out = Vec::new();
+        for i in self.build_from(&briefs) {
+            let (Some(first), Some(last)) = (i.steps.first(), i.steps.last()) else {
+                continue;
+            };
+            let last_ts = i.steps.iter().map(|s| s.at.ts).max().unwrap_or(last.at.ts);
+            if now.nanos_since(last_ts) < settle_ns {
+                continue;
+            }
+            if self.emitted.insert((first.conn, last.conn, first.at.ts.0)) {
+                out.push(i);
+            }
+        }
+        self.built_at = Some(now);
+        self.dirty = false;
+        self.emitted
+            .retain(|&(_, _, ts)| now.nanos_since(Timestamp(ts)) <= 2 * horizon_ns);
+        out
+    }
+
+    fn build_from(&self, briefs: &[Brief]) -> Vec<Incident> {
+        let mut out = self.resets(briefs);
         let linked: Vec<u64> = out
             .iter()
             .flat_map(|i| i.steps.iter().map(|s| s.conn))
             .collect();
-        for b in &briefs {
+        for b in briefs {
             if b.leg == Leg::Backend && b.label == Label::PlaintextInTls {
                 out.push(incident(Some(PLAINTEXT_QUIT), vec![b]));
             }

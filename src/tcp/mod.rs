@@ -340,6 +340,13 @@ impl Tracker {
         if now.nanos_since(last).abs() < SWEEP_EVERY_NS {
             return;
         }
+        self.expire(now, sink);
+    }
+
+    /// Finishes connections that lingered long enough after their close, or were idle past
+    /// the idle timeout, as of `now` (capture time). Packets trigger this once a second; a
+    /// live capture also calls it on a timer, for when no packets come.
+    pub fn expire(&mut self, now: Timestamp, sink: &mut impl StreamSink) {
         self.last_sweep = Some(now);
         let cfg = self.cfg;
         let mut done: Vec<Key> = Vec::new();
