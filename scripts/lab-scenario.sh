@@ -31,6 +31,10 @@
 #
 # The lab binary: $PROXYSCOPE_BIN if set, else target/release/proxyscope (built here with cargo build --release).
 # Needs root (tcpdump) and the Debian packages of scripts/ensure-packages.sh.
+#
+# LAB_CAPTURE=live captures with `proxyscope live -i lo --write SCENARIO.pcap --format jsonl --verdicts-only`
+# (legs given by port) instead of tcpdump: its streamed verdicts go to SCENARIO.live.jsonl (the last line is the
+# live.summary with libpcap's counters), its stderr to SCENARIO.live.log.
 # shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 
@@ -118,7 +122,27 @@ back_pcap=$outdir/$scenario.back.pcap
 clients=$outdir/$scenario.clients.txt
 rm -f "$pcap" "$pcap.gz" "$front_pcap" "$front_pcap.gz" "$back_pcap" "$back_pcap.gz" "$truth" "$lablog" "$clients"
 
-lab_capture_start "$pcap" "tcp port $front_port or tcp port $LAB_PORT"
+filter="tcp port $front_port or tcp port $LAB_PORT"
+live_pid=
+if [[ ${LAB_CAPTURE:-tcpdump} == live ]]; then
+  live_log=$outdir/$scenario.live.log
+  : >"$live_log"
+  "$bin" live -i lo --bpf "$filter" --write "$pcap" --format jsonl --verdicts-only \
+    --frontend-port "$front_port" --backend-port "$LAB_PORT" >"$outdir/$scenario.live.jsonl" 2>"$live_log" &
+  live_pid=$!
+  lab_track_pid "$live_pid"
+  for ((i = 0; i < 200; i++)); do
+    grep -q 'listening on' "$live_log" && break
+    kill -0 "$live_pid" 2>/dev/null || {
+      cat "$live_log" >&2
+      lab_die "proxyscope live exited at start"
+    }
+    sleep 0.05
+  done
+  grep -q 'listening on' "$live_log" || lab_die "proxyscope live did not start listening"
+else
+  lab_capture_start "$pcap" "$filter"
+fi
 : >"$lablog" # before the lab starts, so the wait below never greps a missing file
 
 "$bin" lab --listen "127.0.0.1:$front_port" \
@@ -146,7 +170,14 @@ kill -TERM "$lab_pid"
 lab_reap "$lab_pid" 10 || lab_die "the lab exited with an error: $(tail -n 3 "$lablog")"
 # Let late RSTs (the server answering writes to backends the lab closed) reach the capture.
 sleep 0.3
-lab_capture_stop
+if [[ -n $live_pid ]]; then
+  # Let the last packets be read, then SIGINT: it flushes the file and prints its summary line.
+  sleep 0.2
+  kill -INT "$live_pid"
+  lab_reap "$live_pid" 20 || lab_die "proxyscope live exited with an error: $(tail -n 3 "$live_log")"
+else
+  lab_capture_stop
+fi
 
 # One file per leg, split from the capture of both.
 tshark -r "$pcap" -Y "tcp.port==$front_port" -w "$front_pcap" 2>/dev/null

@@ -277,6 +277,13 @@ impl Engine {
         self.col.release(oldest, report)
     }
 
+    /// Finishes every connection still open (the end of a live capture: before the last
+    /// incidents are taken).
+    pub fn finish_open(&mut self, report: &mut dyn Report) -> io::Result<()> {
+        self.tracker.finish_all(&mut self.col);
+        self.col.release(None, report)
+    }
+
     /// Finishes every connection still open and writes the run summary; `files` describes
     /// the inputs (none for a live capture).
     pub fn finish(

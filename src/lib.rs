@@ -4,7 +4,7 @@
 //! The pipeline, one module per stage, plain data between them:
 //! [`source`] (frames) → [`decode`] (TCP segments) → [`tcp`] (reassembled streams, closes)
 //! → [`dissect`] ([`mysql`] and [`tls`] decoders, [`event`]s) → [`model`] (connection
-//! summaries) → [`report`] (text, JSON). [`analyze`] drives it.
+//! summaries) → [`report`] (text, JSON). [`analyze`] drives it over files, [`live`] over a live capture.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -15,6 +15,7 @@ pub mod diagnose;
 pub mod dissect;
 pub mod event;
 pub mod lab;
+pub mod live;
 pub mod model;
 pub mod mysql;
 pub mod report;

@@ -40,6 +40,10 @@ enum Command {
         /// The error text, e.g. "(2026, 'TLS/SSL error: Success (0)')".
         text: String,
     },
+    /// Capture live from an interface (libpcap) and print each close verdict as it happens.
+    Live(Box<LiveArgs>),
+    /// List the interfaces a live capture can use (like tcpdump -D).
+    Interfaces,
     /// Run the proxy lab: a small ProxySQL-like MySQL proxy that can inject known faults and
     /// writes the ground truth of what it did.
     Lab(Box<LabArgs>),
@@ -98,6 +102,109 @@ struct LabArgs {
     duration: Option<f64>,
 }
 
+/// Which MySQL connections are frontend or backend legs of a proxy.
+#[derive(clap::Args, Clone)]
+struct LegArgs {
+    /// Server port of frontend connections (application → proxy); repeatable.
+    #[arg(long, value_name = "PORT")]
+    frontend_port: Vec<u16>,
+    /// Server port of backend connections (proxy → MySQL); repeatable.
+    #[arg(long, value_name = "PORT")]
+    backend_port: Vec<u16>,
+    /// The proxy's address: connections to it are frontend, from it backend.
+    #[arg(long, value_name = "IP")]
+    proxy: Option<std::net::IpAddr>,
+}
+
+impl LegArgs {
+    fn flags(&self) -> LegFlags {
+        LegFlags {
+            frontend_ports: self.frontend_port.clone(),
+            backend_ports: self.backend_port.clone(),
+            proxy: self.proxy,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LiveFormat {
+    /// A row per close as it happens, incident blocks, a summary at the end.
+    Text,
+    /// JSON Lines: every event, a verdict.close line per close, verdict.incident lines, and a
+    /// live.summary line at the end.
+    Jsonl,
+}
+
+#[derive(clap::Args)]
+struct LiveArgs {
+    /// Interface to capture on (`any` for all; `proxyscope interfaces` lists them).
+    #[arg(short = 'i', long, value_name = "IFACE")]
+    interface: String,
+    /// BPF capture filter (tcpdump syntax).
+    #[arg(long, value_name = "EXPR", default_value = "tcp")]
+    bpf: String,
+    /// Bytes kept of each packet (the default keeps whole TLS records and loopback segments).
+    #[arg(long, value_name = "BYTES", default_value_t = 262_144)]
+    snaplen: i32,
+    /// Kernel capture buffer, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    buffer_size: i32,
+    /// Put the interface in promiscuous mode (off by default: the proxy host's own traffic is
+    /// what matters).
+    #[arg(long)]
+    promisc: bool,
+    /// Save the packets seen to this pcap file (nanosecond timestamps), to open in Wireshark or
+    /// re-analyse offline with identical results.
+    #[arg(short = 'w', long, value_name = "FILE")]
+    write: Option<std::path::PathBuf>,
+    /// Start a new file when the current one reaches this many MB (like tcpdump -C): FILE,
+    /// then FILE's name with .1, .2, ... before its extension.
+    #[arg(short = 'C', long, value_name = "MB")]
+    rotate_size: Option<u64>,
+    /// Start a new file every this many seconds of packets (like tcpdump -G).
+    #[arg(short = 'G', long, value_name = "SECS")]
+    rotate_seconds: Option<u64>,
+    /// With rotation, keep at most this many files, overwriting the oldest (like tcpdump -W).
+    #[arg(short = 'W', long, value_name = "N")]
+    rotate_count: Option<u32>,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// Stop after this many packets.
+    #[arg(short = 'c', long, value_name = "N")]
+    count: Option<u64>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: LiveFormat,
+    /// Text: list only connections whose close is a problem.
+    #[arg(long)]
+    only_problems: bool,
+    /// JSON Lines: only verdict, incident and summary lines, no per-event lines.
+    #[arg(long)]
+    verdicts_only: bool,
+    /// Expire connections silent for this many seconds (bounded memory over hours).
+    #[arg(long, value_name = "SECS", default_value_t = 900.0)]
+    idle_timeout: f64,
+    /// Keep a closed connection this many seconds for late packets before its verdict is
+    /// printed.
+    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+    linger: f64,
+    /// Out-of-order bytes buffered per direction before the missing bytes are declared a gap.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    max_buffer: usize,
+    /// Closes on the two legs of a proxy within this many milliseconds are one incident.
+    #[arg(long, value_name = "MS", default_value_t = 5.0)]
+    link_window_ms: f64,
+    /// TLS key log (NSS SSLKEYLOGFILE format) to decrypt sessions with; repeatable.
+    #[arg(long, value_name = "FILE")]
+    keylog: Vec<String>,
+    #[command(flatten)]
+    legs: LegArgs,
+    /// Keep the process's capabilities after opening the device (by default all are dropped).
+    #[arg(long)]
+    keep_privileges: bool,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Format {
     /// A table, one row per connection, then a summary.
@@ -130,15 +237,8 @@ struct AnalyzeArgs {
     /// List only connections whose close is a problem (clean ones are counted).
     #[arg(long)]
     only_problems: bool,
-    /// Server port of frontend connections (application → proxy); repeatable.
-    #[arg(long, value_name = "PORT")]
-    frontend_port: Vec<u16>,
-    /// Server port of backend connections (proxy → MySQL); repeatable.
-    #[arg(long, value_name = "PORT")]
-    backend_port: Vec<u16>,
-    /// The proxy's address: connections to it are frontend, from it backend.
-    #[arg(long, value_name = "IP")]
-    proxy: Option<std::net::IpAddr>,
+    #[command(flatten)]
+    legs: LegArgs,
     /// TLS key log (NSS SSLKEYLOGFILE format) to decrypt sessions with; repeatable. Secrets in
     /// pcapng Decryption Secrets Blocks are used too.
     #[arg(long, value_name = "FILE")]
@@ -174,6 +274,33 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Live(args) => match live_cmd(*args) {
+            Ok(code) => code,
+            Err(e) => {
+                if is_broken_pipe(&e) {
+                    return ExitCode::SUCCESS;
+                }
+                eprintln!("proxyscope live: {e:#}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Interfaces => match proxyscope::live::interfaces() {
+            Ok(list) => {
+                for (n, d) in list.iter().enumerate() {
+                    let desc = d
+                        .desc
+                        .as_ref()
+                        .map(|s| format!(" ({s})"))
+                        .unwrap_or_default();
+                    println!("{}.{}{desc} [{}]", n + 1, d.name, d.flags.join(", "));
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("proxyscope interfaces: {e}");
+                ExitCode::from(1)
+            }
+        },
         Command::Explain { text } => {
             let found = proxyscope::diagnose::explain::explain(&text);
             if found.is_empty() {
@@ -199,6 +326,63 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+fn secs_to_ns(s: f64) -> i64 {
+    (s * 1e9).clamp(0.0, i64::MAX as f64) as i64
+}
+
+fn live_cmd(args: LiveArgs) -> Result<ExitCode> {
+    use proxyscope::live::{self, DeviceOptions, LiveOptions, Rotation};
+    let opts = LiveOptions {
+        device: DeviceOptions {
+            iface: args.interface.clone(),
+            snaplen: args.snaplen.max(96),
+            buffer_size: args.buffer_size.clamp(1, 2047).saturating_mul(1 << 20),
+            promisc: args.promisc,
+            bpf: args.bpf.clone(),
+        },
+        analysis: Options {
+            tcp: tcp::Config {
+                max_buffer: args.max_buffer,
+                idle_timeout: Some(secs_to_ns(args.idle_timeout)),
+                linger: secs_to_ns(args.linger),
+            },
+            keylog: read_keylogs(&args.keylog)?,
+            link_window_ns: (args.link_window_ms * 1e6).clamp(0.0, 1e12) as i64,
+            ..Options::default()
+        },
+        leg_flags: args.legs.flags(),
+        format: match args.format {
+            LiveFormat::Text => live::LiveFormat::Text,
+            LiveFormat::Jsonl => live::LiveFormat::Jsonl,
+        },
+        only_problems: args.only_problems,
+        verdicts_only: args.verdicts_only,
+        write: args.write.clone(),
+        rotation: Rotation {
+            size: args.rotate_size.map(|mb| mb.saturating_mul(1_000_000)),
+            seconds: args.rotate_seconds,
+            count: args.rotate_count,
+        },
+        duration: args
+            .duration
+            .map(|s| Duration::from_secs_f64(s.clamp(0.0, 1e9))),
+        count: args.count,
+        drop_privileges: !args.keep_privileges,
+    };
+    let mut out = io::stdout().lock();
+    let summary = live::run_blocking(&opts, &mut out)?;
+    if let Some(c) = summary.capture {
+        if c.dropped > 0 || c.if_dropped > 0 {
+            eprintln!(
+                "proxyscope live: {} packets dropped by the kernel, {} by the interface: \
+                 verdicts may lack evidence (a larger --buffer-size or a narrower --bpf helps)",
+                c.dropped, c.if_dropped
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn lab_cmd(args: LabArgs) -> Result<()> {
@@ -276,11 +460,7 @@ fn analyze_cmd(args: AnalyzeArgs) -> Result<ExitCode> {
     if files.is_empty() {
         return Ok(ExitCode::from(1));
     }
-    let flags = LegFlags {
-        frontend_ports: args.frontend_port.clone(),
-        backend_ports: args.backend_port.clone(),
-        proxy: args.proxy,
-    };
+    let flags = args.legs.flags();
     let mut opts = Options {
         tcp: tcp::Config {
             max_buffer: args.max_buffer,

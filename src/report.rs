@@ -96,21 +96,7 @@ impl<W: Write> TextReport<W> {
     }
 
     fn header(&mut self) -> io::Result<()> {
-        writeln!(
-            self.out,
-            "{:>5}  {:<46}  {:>10}  {:>10}  {:>10}  {:>10}  {:<6}  {:<10}  {:>10}  {:>7}  then",
-            "id",
-            "client -> server",
-            "start",
-            "duration",
-            "bytes c>s",
-            "bytes s>c",
-            "closer",
-            "how",
-            "at",
-            "frame",
-        )?;
-        Ok(())
+        write_header(&mut self.out)
     }
 }
 
@@ -127,38 +113,7 @@ impl<W: Write> Report for TextReport<W> {
             self.unlisted += 1;
             return Ok(());
         }
-        let mut pair = format!("{} -> {}", c.client, c.server);
-        if let Some(v) = &c.vlan {
-            pair.push_str(&format!(" ({v})"));
-        }
-        let closer = c.close.closed_by.map_or("-", |r| r.as_str());
-        let (at, frame) = match &c.close.at {
-            Some(m) => (format!("{:.6}", m.at.t), frame_ref(m.at.file, m.at.frame)),
-            None => ("-".into(), "-".into()),
-        };
-        let mut how = c.close.how.as_str().to_string();
-        if c.close.idle_expired {
-            how.push_str("(idle)");
-        }
-        let row = format!(
-            "{:>5}  {:<46}  {:>10.6}  {:>10.6}  {:>10}  {:>10}  {:<6}  {:<10}  {:>10}  {:>7}  {}",
-            c.id,
-            pair,
-            c.start.t,
-            c.duration_s,
-            c.bytes.c2s,
-            c.bytes.s2c,
-            closer,
-            how,
-            at,
-            frame,
-            detail(c)
-        );
-        let mut text = row.trim_end().to_string();
-        if let Some(line) = protocol_line(c) {
-            text.push_str("\n       ");
-            text.push_str(&line);
-        }
+        let text = connection_row(c);
         if problem {
             self.problems.push(text);
         } else {
@@ -169,30 +124,7 @@ impl<W: Write> Report for TextReport<W> {
 
     fn finish(&mut self, run: &RunSummary) -> io::Result<()> {
         for (n, inc) in run.incidents.iter().enumerate() {
-            let o = &mut self.out;
-            match &inc.signature {
-                Some(sig) => writeln!(
-                    o,
-                    "incident {}: {}\n  cause: {}\n  see {}; fix: {}; workaround: {}",
-                    n + 1,
-                    sig.id,
-                    sig.cause,
-                    sig.references.join(", "),
-                    sig.fix,
-                    sig.workaround
-                )?,
-                None => writeln!(o, "incident {}:", n + 1)?,
-            }
-            for st in &inc.steps {
-                writeln!(
-                    o,
-                    "  {:>+9.3} ms  t={:.6} frame {:>6}  {}",
-                    st.after_ms,
-                    st.at.t,
-                    frame_ref(st.at.file, st.at.frame),
-                    st.text
-                )?;
-            }
+            write_incident(&mut self.out, n + 1, inc)?;
         }
         if !run.incidents.is_empty() {
             writeln!(self.out)?;
@@ -233,68 +165,161 @@ impl<W: Write> Report for TextReport<W> {
                 self.unlisted
             )?;
         }
-        let start = run
-            .capture_start
-            .map_or("-".to_string(), |t| t.rfc3339().to_string());
-        writeln!(
-            o,
-            "capture start {start}; {} frames, {} TCP segments, {} connections",
-            run.frames, run.tcp.segments, run.tcp.connections
-        )?;
-        if !run.closes.is_empty() {
-            let parts: Vec<String> = run.closes.iter().map(|(k, v)| format!("{v} {k}")).collect();
-            writeln!(o, "closes: {}", parts.join(", "))?;
-        }
-        if !run.verdicts.is_empty() {
-            let parts: Vec<String> = run
-                .verdicts
-                .iter()
-                .map(|(k, v)| format!("{v} {k}"))
-                .collect();
-            writeln!(o, "verdicts: {}", parts.join(", "))?;
-        }
-        writeln!(
-            o,
-            "tcp: {} retransmissions, {} gaps ({} bytes never captured), {} reused 4-tuples, {} idle-expired",
-            run.retransmissions, run.gaps, run.gap_bytes, run.tcp.reused_tuples, run.tcp.idle_expired
-        )?;
-        if !run.skipped.is_empty() {
-            let parts: Vec<String> = run
-                .skipped
-                .iter()
-                .map(|(k, v)| format!("{v} {k}"))
-                .collect();
-            writeln!(o, "frames without TCP: {}", parts.join(", "))?;
-        }
-        for p in &run.proxies {
-            writeln!(
-                o,
-                "proxy: {} relays to {} ({} requests paired)",
-                p.frontend, p.backend, p.paired_requests
-            )?;
-        }
-        for f in &run.files {
-            let lts: Vec<String> = f
-                .linktypes
-                .iter()
-                .map(|l| crate::source::Linktype(*l).name())
-                .collect();
-            write!(
-                o,
-                "file {}: {}{}, link {}, {} frames",
-                f.path,
-                f.format,
-                if f.gzip { " (gzip)" } else { "" },
-                lts.join("/"),
-                f.frames
-            )?;
-            if let Some(stop) = &f.stop {
-                write!(o, ", {stop}")?;
-            }
-            writeln!(o)?;
-        }
+        write_totals(o, run)?;
         o.flush()
     }
+}
+
+/// The closing lines of a text report: capture start, counts by close and verdict, TCP
+/// trouble, skipped frames, proxies found, files read.
+pub fn write_totals(o: &mut dyn Write, run: &RunSummary) -> io::Result<()> {
+    let start = run
+        .capture_start
+        .map_or("-".to_string(), |t| t.rfc3339().to_string());
+    writeln!(
+        o,
+        "capture start {start}; {} frames, {} TCP segments, {} connections",
+        run.frames, run.tcp.segments, run.tcp.connections
+    )?;
+    if !run.closes.is_empty() {
+        let parts: Vec<String> = run.closes.iter().map(|(k, v)| format!("{v} {k}")).collect();
+        writeln!(o, "closes: {}", parts.join(", "))?;
+    }
+    if !run.verdicts.is_empty() {
+        let parts: Vec<String> = run
+            .verdicts
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect();
+        writeln!(o, "verdicts: {}", parts.join(", "))?;
+    }
+    writeln!(
+        o,
+        "tcp: {} retransmissions, {} gaps ({} bytes never captured), {} reused 4-tuples, {} idle-expired",
+        run.retransmissions, run.gaps, run.gap_bytes, run.tcp.reused_tuples, run.tcp.idle_expired
+    )?;
+    if !run.skipped.is_empty() {
+        let parts: Vec<String> = run
+            .skipped
+            .iter()
+            .map(|(k, v)| format!("{v} {k}"))
+            .collect();
+        writeln!(o, "frames without TCP: {}", parts.join(", "))?;
+    }
+    for p in &run.proxies {
+        writeln!(
+            o,
+            "proxy: {} relays to {} ({} requests paired)",
+            p.frontend, p.backend, p.paired_requests
+        )?;
+    }
+    for f in &run.files {
+        let lts: Vec<String> = f
+            .linktypes
+            .iter()
+            .map(|l| crate::source::Linktype(*l).name())
+            .collect();
+        write!(
+            o,
+            "file {}: {}{}, link {}, {} frames",
+            f.path,
+            f.format,
+            if f.gzip { " (gzip)" } else { "" },
+            lts.join("/"),
+            f.frames
+        )?;
+        if let Some(stop) = &f.stop {
+            write!(o, ", {stop}")?;
+        }
+        writeln!(o)?;
+    }
+    Ok(())
+}
+
+/// One incident as the text report shows it, numbered `n`.
+pub fn write_incident(
+    o: &mut dyn Write,
+    n: usize,
+    inc: &crate::diagnose::incidents::Incident,
+) -> io::Result<()> {
+    match &inc.signature {
+        Some(sig) => writeln!(
+            o,
+            "incident {n}: {}\n  cause: {}\n  see {}; fix: {}; workaround: {}",
+            sig.id,
+            sig.cause,
+            sig.references.join(", "),
+            sig.fix,
+            sig.workaround
+        )?,
+        None => writeln!(o, "incident {n}:")?,
+    }
+    for st in &inc.steps {
+        writeln!(
+            o,
+            "  {:>+9.3} ms  t={:.6} frame {:>6}  {}",
+            st.after_ms,
+            st.at.t,
+            frame_ref(st.at.file, st.at.frame),
+            st.text
+        )?;
+    }
+    Ok(())
+}
+
+/// The column header above [`connection_row`]s.
+pub fn write_header(o: &mut dyn Write) -> io::Result<()> {
+    writeln!(
+        o,
+        "{:>5}  {:<46}  {:>10}  {:>10}  {:>10}  {:>10}  {:<6}  {:<10}  {:>10}  {:>7}  then",
+        "id",
+        "client -> server",
+        "start",
+        "duration",
+        "bytes c>s",
+        "bytes s>c",
+        "closer",
+        "how",
+        "at",
+        "frame",
+    )
+}
+
+/// One connection as the text report lists it: the row, then its protocol line.
+pub fn connection_row(c: &Summary) -> String {
+    let mut pair = format!("{} -> {}", c.client, c.server);
+    if let Some(v) = &c.vlan {
+        pair.push_str(&format!(" ({v})"));
+    }
+    let closer = c.close.closed_by.map_or("-", |r| r.as_str());
+    let (at, frame) = match &c.close.at {
+        Some(m) => (format!("{:.6}", m.at.t), frame_ref(m.at.file, m.at.frame)),
+        None => ("-".into(), "-".into()),
+    };
+    let mut how = c.close.how.as_str().to_string();
+    if c.close.idle_expired {
+        how.push_str("(idle)");
+    }
+    let row = format!(
+        "{:>5}  {:<46}  {:>10.6}  {:>10.6}  {:>10}  {:>10}  {:<6}  {:<10}  {:>10}  {:>7}  {}",
+        c.id,
+        pair,
+        c.start.t,
+        c.duration_s,
+        c.bytes.c2s,
+        c.bytes.s2c,
+        closer,
+        how,
+        at,
+        frame,
+        detail(c)
+    );
+    let mut text = row.trim_end().to_string();
+    if let Some(line) = protocol_line(c) {
+        text.push_str("\n       ");
+        text.push_str(&line);
+    }
+    text
 }
 
 /// What followed the first FIN/RST, in capture order, and anything else a reader should not

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use common::*;
 use proxyscope::diagnose::legs::Leg;
 use proxyscope::diagnose::Label;
-use proxyscope::model::{Role, Summary};
+use proxyscope::model::Summary;
 
 fn lab_captures() -> Vec<(PathBuf, PathBuf)> {
     let dir = repo().join("captures/lab");
@@ -25,36 +25,6 @@ fn lab_captures() -> Vec<(PathBuf, PathBuf)> {
         .collect();
     v.sort();
     v
-}
-
-/// The leg, label and closer a faulted close must get, from the lab's own record of it.
-/// `keys`: the TLS was decrypted (an ERR inside TLS is only visible then).
-fn expected(rec: &serde_json::Value, keys: bool) -> Option<(&'static str, Leg, Label, Role)> {
-    let fault = rec["fault"].as_str()?;
-    let by_proxy = rec["by"] == "proxy";
-    let p = Role::Proxy;
-    Some(match rec["event"].as_str()? {
-        "backend_closed" if fault == "plaintext-quit" && by_proxy => {
-            ("backend", Leg::Backend, Label::PlaintextInTls, p)
-        }
-        "backend_closed" if by_proxy && rec["quit"] != true => {
-            ("backend", Leg::Backend, Label::ProxyResetBackend, p)
-        }
-        "backend_closed" if rec["by"] == "server" && rec["how"] == "rst" => (
-            "backend",
-            Leg::Backend,
-            Label::ServerIdleTimeout,
-            Role::Server,
-        ),
-        "frontend_closed" if by_proxy && rec["err"] == true && keys => {
-            ("frontend", Leg::Frontend, Label::ServerError, p)
-        }
-        "frontend_closed" if by_proxy && fault == "connect-timeout" => {
-            ("frontend", Leg::Frontend, Label::HandshakeFailed, p)
-        }
-        "frontend_closed" if by_proxy => ("frontend", Leg::Frontend, Label::ProxyClosedFrontend, p),
-        _ => return None,
-    })
 }
 
 fn find<'a>(sums: &'a [Summary], rec: &serde_json::Value, which: &str) -> Option<&'a Summary> {

@@ -7,7 +7,10 @@
 //!
 //! (a) always: every committed `captures/lab/SCENARIO.pcap.gz` with its `SCENARIO.truth.jsonl`;
 //! (b) with `PROXYSCOPE_LAB=1` (scripts/test.sh sets it): `scripts/lab-scenario.sh` runs
-//! dirty-ssl and wait-timeout afresh (MariaDB, the lab, real clients, tcpdump) into a temp dir.
+//! dirty-ssl and wait-timeout afresh (MariaDB, the lab, real clients) into a temp dir, captured by
+//! `proxyscope live -i lo --write` (`LAB_CAPTURE=live`): the written file must hold every faulted
+//! close as (a) does, the verdicts live streamed must match the ground truth and equal those of
+//! `proxyscope analyze` on the written file, and libpcap must report no drops.
 
 mod common;
 
@@ -241,6 +244,123 @@ fn check(dir: &Path, scenario: &str, ext: &str) -> usize {
     closes
 }
 
+/// What `proxyscope live` streamed for a lab scenario (`SCENARIO.live.jsonl`) against the
+/// lab's ground truth, against `proxyscope analyze` of the file live wrote, and its counters.
+fn check_live(dir: &Path, scenario: &str) {
+    let lines: Vec<Value> = truth(&dir.join(format!("{scenario}.live.jsonl")));
+    let records = truth(&dir.join(format!("{scenario}.truth.jsonl")));
+    let started = records
+        .iter()
+        .find(|r| r["event"] == "lab_started")
+        .expect("a lab_started record");
+    let front_port = port_of(started["listen"].as_str().unwrap());
+    let back_port = port_of(started["backend"].as_str().unwrap());
+
+    // (c) libpcap's counters: everything the kernel saw was read, and all of it was written.
+    let summary = lines.last().expect("live wrote lines");
+    assert_eq!(summary["kind"], "live.summary", "last line: {summary}");
+    let live = &summary["detail"]["live"];
+    eprintln!("{scenario}: live summary {live}");
+    assert_eq!(live["stopped_by"], "interrupted");
+    assert!(live["capture"]["received"].as_u64().unwrap() > 0);
+    assert_eq!(live["capture"]["dropped"], 0, "kernel drops: {live}");
+    assert_eq!(live["capture"]["if_dropped"], 0, "interface drops: {live}");
+    assert!(live["packets"].as_u64().unwrap() > 0);
+    assert_eq!(live["packets_written"], live["packets"]);
+
+    // (a) every faulted close, streamed with the right leg, label and closer.
+    let verdicts: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["kind"] == "verdict.close")
+        .collect();
+    let mut checked = 0;
+    for rec in &records {
+        let Some((which, leg, label, role)) = expected(rec, false) else {
+            continue;
+        };
+        let found: Vec<&&Value> = verdicts
+            .iter()
+            .filter(|v| {
+                let d = &v["detail"];
+                if which == "backend" {
+                    port_of(d["client"].as_str().unwrap()) as u64 == rec["local_port"]
+                        && port_of(d["server"].as_str().unwrap()) == back_port
+                } else {
+                    d["client"] == rec["client"]
+                        && port_of(d["server"].as_str().unwrap()) == front_port
+                }
+            })
+            .collect();
+        let [v] = found.as_slice() else {
+            panic!("{scenario}: {} streamed verdicts for {rec}", found.len());
+        };
+        assert_eq!(v["leg"], serde_json::to_value(leg).unwrap(), "{rec}: {v}");
+        assert_eq!(
+            v["detail"]["verdict"]["label"],
+            label.as_str(),
+            "{rec}: {v}"
+        );
+        assert_eq!(
+            v["detail"]["verdict"]["closed_by"],
+            role.as_str(),
+            "{rec}: {v}"
+        );
+        checked += 1;
+    }
+    assert!(checked > 0, "{scenario}: no faulted close to check");
+
+    // (b) the written file, analysed offline with the same legs, gives the same verdicts.
+    let out = Command::new(env!("CARGO_BIN_EXE_proxyscope"))
+        .args(["analyze", "--format", "json", "-q"])
+        .args(["--frontend-port", &front_port.to_string()])
+        .args(["--backend-port", &back_port.to_string()])
+        .arg(dir.join(format!("{scenario}.pcap")))
+        .output()
+        .expect("run proxyscope analyze");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let offline: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let conns = offline["connections"].as_array().unwrap();
+    assert_eq!(conns.len(), verdicts.len(), "connections offline vs live");
+    for c in conns {
+        let v = verdicts
+            .iter()
+            .find(|v| v["detail"]["client"] == c["client"] && v["detail"]["server"] == c["server"])
+            .unwrap_or_else(|| panic!("no live verdict for {} -> {}", c["client"], c["server"]));
+        assert_eq!(v["conn"], c["id"], "connection ids");
+        assert_eq!(v["leg"], c["leg"]);
+        assert_eq!(
+            v["detail"]["verdict"], c["verdict"],
+            "{} -> {}: live and offline verdicts differ",
+            c["client"], c["server"]
+        );
+    }
+    let live_incidents: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["kind"] == "verdict.incident")
+        .map(|l| &l["detail"])
+        .collect();
+    let offline_incidents = offline["summary"]["incidents"].as_array().unwrap();
+    assert_eq!(
+        live_incidents.len(),
+        offline_incidents.len(),
+        "incidents live vs offline"
+    );
+    for (a, b) in live_incidents.iter().zip(offline_incidents) {
+        assert_eq!(a["steps"], b["steps"], "incident steps");
+        assert_eq!(a["signature"]["id"], b["signature"]["id"]);
+    }
+    eprintln!(
+        "{scenario}: live streamed {} verdicts ({checked} faulted closes checked) and {} incidents, \
+         equal to analyze of the written file",
+        verdicts.len(),
+        live_incidents.len()
+    );
+}
+
 /// Committed scenarios and the least number of faulted closes each must hold.
 const COMMITTED: [(&str, usize); 7] = [
     ("dirty-ssl", 4),
@@ -284,12 +404,14 @@ fn fresh_lab_scenarios_match_their_ground_truth() {
             .arg(scenario)
             .arg(&out)
             .env("PROXYSCOPE_BIN", env!("CARGO_BIN_EXE_proxyscope"))
+            .env("LAB_CAPTURE", "live")
             .status()
             .expect("run scripts/lab-scenario.sh");
         assert!(
             status.success(),
             "scripts/lab-scenario.sh {scenario} failed: {status}"
         );
+        check_live(&out, scenario);
         let n = check(&out, scenario, "pcap");
         let clients = std::fs::read_to_string(out.join(format!("{scenario}.clients.txt"))).unwrap();
         eprintln!("{scenario}: {n} faulted closes; clients saw:\n{clients}");

@@ -1,0 +1,528 @@
+//! Live capture: the same pipeline as `analyze` ([`crate::analyze::Engine`]), fed from a
+//! libpcap capture (the `pcap` crate's tokio stream), printing each close verdict as its
+//! connection finishes and each incident once it has settled, saving the packets on request,
+//! and stopping cleanly on Ctrl-C, SIGTERM, `--duration` or `--count`.
+//!
+//! Memory stays bounded over hours: connections idle past `--idle-timeout` are expired, closed
+//! ones leave the flow table after a short linger, and incident building looks back a bounded
+//! horizon.
+
+pub mod device;
+pub mod writer;
+
+use std::cell::RefCell;
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use pcap::{Packet, PacketCodec};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::analyze::{Engine, Options};
+use crate::diagnose::incidents::Incident;
+use crate::diagnose::legs::{Leg, LegFlags, Legs};
+use crate::dissect::Carries;
+use crate::model::{EventLine, EventOut, Summary};
+use crate::report::{Report, RunSummary};
+use crate::source::{Frame, Linktype};
+use crate::time::Timestamp;
+
+pub use device::{interfaces, DeviceOptions, Interface, LiveError};
+pub use writer::Rotation;
+
+/// Output of a live run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LiveFormat {
+    /// A row per close as it happens, incident blocks, a summary at the end.
+    Text,
+    /// JSON Lines: every event, a `verdict.close` line per close, a `verdict.incident` line
+    /// per incident, a `live.summary` line at the end.
+    Jsonl,
+}
+
+/// Settings of a live run.
+#[derive(Clone, Debug)]
+pub struct LiveOptions {
+    /// The device and filter.
+    pub device: DeviceOptions,
+    /// The pipeline's settings (TCP idle timeout and linger, key log, link window).
+    pub analysis: Options,
+    /// Legs given on the command line; inferred proxies are added as they are found.
+    pub leg_flags: LegFlags,
+    /// Output format.
+    pub format: LiveFormat,
+    /// Text: list only problem closes.
+    pub only_problems: bool,
+    /// JSON Lines: no per-event lines, only verdicts, incidents and the summary.
+    pub verdicts_only: bool,
+    /// Save the packets here.
+    pub write: Option<PathBuf>,
+    /// Rotation of the saved files.
+    pub rotation: Rotation,
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+    /// Stop after this many packets.
+    pub count: Option<u64>,
+    /// Give up capabilities once the device (and the first file) is open.
+    pub drop_privileges: bool,
+}
+
+/// libpcap's counters at the end of the run.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct CaptureStats {
+    /// Packets that passed the filter.
+    pub received: u32,
+    /// Packets dropped for lack of buffer space (the kernel's count).
+    pub dropped: u32,
+    /// Packets dropped by the interface or its driver.
+    pub if_dropped: u32,
+}
+
+/// What a live run did.
+#[derive(Clone, Debug, Serialize)]
+pub struct LiveSummary {
+    /// Why it stopped: `interrupted`, `terminated`, `duration`, `count`, `end of capture`.
+    pub stopped_by: &'static str,
+    /// libpcap's counters (None if it could not give them).
+    pub capture: Option<CaptureStats>,
+    /// Packets handed to the pipeline.
+    pub packets: u64,
+    /// Files written (`--write`).
+    pub files: Vec<PathBuf>,
+    /// Packets written to them.
+    pub packets_written: u64,
+    /// Wall-clock seconds the capture ran.
+    pub seconds: f64,
+    /// The pipeline's summary.
+    #[serde(skip)]
+    pub run: RunSummary,
+}
+
+/// Lines waiting for standard output: the event hook and the report both append here, so that
+/// a connection's events come out before its verdict.
+struct Shared {
+    buf: Vec<u8>,
+    legs: Legs,
+    origin: Option<Timestamp>,
+}
+
+type SharedRef = Arc<Mutex<Shared>>;
+
+fn lock(s: &SharedRef) -> std::sync::MutexGuard<'_, Shared> {
+    // A panic elsewhere cannot leave the buffer half-written in a way that matters.
+    s.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The `verdict.close` line of a finished connection (the event contract, layer `verdict`).
+pub fn verdict_line(s: &Summary) -> serde_json::Value {
+    let v = s.verdict.as_ref();
+    let mark = v.and_then(|v| v.at.as_ref());
+    let at = mark.map_or(&s.end, |m| &m.at);
+    let from_client = !matches!(
+        mark.map(|m| m.by),
+        Some(crate::model::Role::Server | crate::model::Role::Proxy)
+    ) || mark.is_some_and(|m| m.from == s.client);
+    let (from, to) = if from_client {
+        (s.client, s.server)
+    } else {
+        (s.server, s.client)
+    };
+    json!({
+        "ts": at.ts.rfc3339().to_string(),
+        "t": at.t,
+        "frame": at.frame,
+        "conn": s.id,
+        "leg": s.leg,
+        "dir": if from_client { "c2s" } else { "s2c" },
+        "from": from.to_string(),
+        "to": to.to_string(),
+        "layer": "verdict",
+        "kind": "verdict.close",
+        "detail": {
+            "client": s.client.to_string(),
+            "server": s.server.to_string(),
+            "verdict": v,
+            "close": &s.close,
+            "leg_basis": &s.leg_basis,
+            "relayed": &s.relayed,
+            "thread_id": s.mysql.as_ref().and_then(|m| m.thread_id),
+        },
+    })
+}
+
+/// The `verdict.incident` line of an incident.
+pub fn incident_line(inc: &Incident) -> serde_json::Value {
+    let first = inc.steps.first();
+    json!({
+        "ts": first.map(|s| s.at.ts.rfc3339().to_string()),
+        "t": first.map(|s| s.at.t),
+        "frame": first.map(|s| s.at.frame),
+        "conn": first.map(|s| s.conn),
+        "leg": first.map(|s| s.leg),
+        "layer": "verdict",
+        "kind": "verdict.incident",
+        "detail": inc,
+    })
+}
+
+/// The report side of a live run: rows or verdict lines into the shared buffer.
+struct LineReport {
+    shared: SharedRef,
+    format: LiveFormat,
+    only_problems: bool,
+    incidents: usize,
+}
+
+impl Report for LineReport {
+    fn connection(&mut self, c: &Summary) -> io::Result<()> {
+        let mut sh = lock(&self.shared);
+        match self.format {
+            LiveFormat::Jsonl => {
+                serde_json::to_writer(&mut sh.buf, &verdict_line(c))?;
+                sh.buf.push(b'\n');
+            }
+            LiveFormat::Text => {
+                let problem = c.verdict.as_ref().is_some_and(|v| v.label.is_problem());
+                if problem || !self.only_problems {
+                    writeln!(sh.buf, "{}", crate::report::connection_row(c))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, _: &RunSummary) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LineReport {
+    fn incident(&mut self, inc: &Incident) -> io::Result<()> {
+        self.incidents += 1;
+        let mut sh = lock(&self.shared);
+        match self.format {
+            LiveFormat::Jsonl => {
+                serde_json::to_writer(&mut sh.buf, &incident_line(inc))?;
+                sh.buf.push(b'\n');
+            }
+            LiveFormat::Text => {
+                crate::report::write_incident(&mut sh.buf, self.incidents, inc)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Everything the packet callback touches.
+struct Feed {
+    engine: Option<Engine>,
+    report: LineReport,
+    writer: Option<writer::Writer>,
+    linktype: Linktype,
+    packets: u64,
+    count: Option<u64>,
+    error: Option<io::Error>,
+}
+
+impl Feed {
+    fn packet(&mut self, p: &Packet<'_>) {
+        if let Some(w) = self.writer.as_mut() {
+            w.write(p);
+        }
+        self.packets += 1;
+        let ts = writer::ts_of(p.header);
+        let frame = Frame {
+            ts,
+            frame_no: self.packets,
+            file: 0,
+            interface: 0,
+            linktype: self.linktype,
+            data: p.data,
+            orig_len: p.header.len,
+        };
+        if self.packets == 1 {
+            lock(&self.report.shared).origin = Some(ts);
+        }
+        if let Some(e) = self.engine.as_mut() {
+            if let Err(err) = e.push(&frame, &mut self.report) {
+                self.error.get_or_insert(err);
+            }
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.count.is_some_and(|c| self.packets >= c) || self.error.is_some()
+    }
+}
+
+/// Hands every captured packet to the feed as it is read: no copy.
+struct Codec(Rc<RefCell<Feed>>);
+
+impl PacketCodec for Codec {
+    type Item = ();
+
+    fn decode(&mut self, packet: Packet<'_>) {
+        self.0.borrow_mut().packet(&packet);
+    }
+}
+
+fn now() -> Timestamp {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp::from_parts(d.as_secs() as i64, i64::from(d.subsec_nanos()))
+}
+
+/// How often verdicts are flushed, connections expired and incidents looked for.
+const TICK: Duration = Duration::from_millis(250);
+/// Incidents are printed once their last close is this much older than the tracker's linger.
+const SETTLE_MARGIN_NS: i64 = 1_000_000_000;
+
+/// Runs a live capture until it is stopped, writing to `out`. Blocks; runs its own
+/// single-threaded tokio runtime.
+pub fn run_blocking(opts: &LiveOptions, out: &mut dyn Write) -> Result<LiveSummary, LiveError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(run(opts, out))
+}
+
+fn drain(shared: &SharedRef, out: &mut dyn Write) -> io::Result<()> {
+    let buf = std::mem::take(&mut lock(shared).buf);
+    if !buf.is_empty() {
+        out.write_all(&buf)?;
+        out.flush()?;
+        // Keep the allocation for the next batch.
+        let mut sh = lock(shared);
+        if sh.buf.is_empty() {
+            sh.buf = buf;
+            sh.buf.clear();
+        }
+    }
+    Ok(())
+}
+
+async fn run(opts: &LiveOptions, out: &mut dyn Write) -> Result<LiveSummary, LiveError> {
+    let cap = device::open(&opts.device)?;
+    let linktype = Linktype(cap.get_datalink().0 as u32);
+    // As tcpdump does: scripts wait for this line before they start the traffic.
+    eprintln!(
+        "proxyscope live: listening on {}, link-type {}, snapshot length {} bytes, filter {:?}",
+        opts.device.iface,
+        linktype.name(),
+        opts.device.snaplen,
+        opts.device.bpf
+    );
+    let mut writer = opts
+        .write
+        .as_ref()
+        .map(|p| writer::Writer::new(p.clone(), opts.rotation));
+    if let Some(w) = writer.as_mut() {
+        w.open_next(&cap)?;
+    }
+    if opts.drop_privileges {
+        tracing::info!("{}", device::drop_privileges());
+    }
+    let shared: SharedRef = Arc::new(Mutex::new(Shared {
+        buf: Vec::with_capacity(1 << 16),
+        legs: Legs::new(opts.leg_flags.clone(), Vec::new()),
+        origin: None,
+    }));
+    let mut engine = Engine::new(&Options {
+        legs: Legs::new(opts.leg_flags.clone(), Vec::new()),
+        ..opts.analysis.clone()
+    });
+    engine.report_as_finished();
+    if opts.format == LiveFormat::Jsonl && !opts.verdicts_only {
+        let hook_shared = shared.clone();
+        engine.on_event(Box::new(move |conn, carries, ev| {
+            let mut sh = lock(&hook_shared);
+            let origin = sh.origin.unwrap_or(ev.at.ts);
+            let leg = if carries == Carries::Mysql {
+                sh.legs.leg(conn.client_ep(), conn.server_ep()).0
+            } else {
+                Leg::Unknown
+            };
+            let line = EventLine {
+                conn: conn.id,
+                leg,
+                event: EventOut::of(conn, ev, origin),
+            };
+            if serde_json::to_writer(&mut sh.buf, &line).is_ok() {
+                sh.buf.push(b'\n');
+            }
+        }));
+    }
+    let report = LineReport {
+        shared: shared.clone(),
+        format: opts.format,
+        only_problems: opts.only_problems,
+        incidents: 0,
+    };
+    if opts.format == LiveFormat::Text {
+        crate::report::write_header(&mut lock(&shared).buf)?;
+    }
+    let feed = Rc::new(RefCell::new(Feed {
+        engine: Some(engine),
+        report,
+        writer,
+        linktype,
+        packets: 0,
+        count: opts.count,
+        error: None,
+    }));
+    let mut stream = cap
+        .stream(Codec(feed.clone()))
+        .map_err(|e| LiveError::Pcap {
+            what: "starting the capture stream".into(),
+            detail: e.to_string(),
+        })?;
+    let settle = opts.analysis.tcp.linger + SETTLE_MARGIN_NS;
+    let started = Instant::now();
+    let deadline = opts.duration.map(|d| started + d);
+    let mut ticker = tokio::time::interval(TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut ticks = 0u64;
+    let stopped_by = loop {
+        tokio::select! {
+            item = stream.next() => {
+                match item {
+                    Some(Ok(())) => {}
+                    Some(Err(e)) => {
+                        tracing::warn!("capture stopped: {e}");
+                        break "capture error";
+                    }
+                    None => break "end of capture",
+                }
+                let mut f = feed.borrow_mut();
+                if let Some(w) = f.writer.as_mut().filter(|w| w.wants_next()) {
+                    w.open_next(stream.capture_mut())?;
+                }
+                if f.done() {
+                    break if f.error.is_some() { "output error" } else { "count" };
+                }
+                drop(f);
+                if lock(&shared).buf.len() >= 1 << 16 {
+                    drain(&shared, out)?;
+                }
+            }
+            _ = ticker.tick() => {
+                ticks += 1;
+                let mut f = feed.borrow_mut();
+                let f = &mut *f;
+                if let Some(e) = f.engine.as_mut() {
+                    let t = now();
+                    e.tick(t, &mut f.report)?;
+                    if ticks % 4 == 0 {
+                        let legs = Legs::new(opts.leg_flags.clone(), e.proxies());
+                        lock(&shared).legs = legs.clone();
+                        e.set_legs(legs);
+                    }
+                    for inc in e.ready_incidents(t, settle) {
+                        f.report.incident(&inc)?;
+                    }
+                }
+                drain(&shared, out)?;
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    break "duration";
+                }
+            }
+            _ = &mut ctrl_c => break "interrupted",
+            _ = term.recv() => break "terminated",
+        }
+    };
+    let capture = stream.capture_mut().stats().ok().map(|s| CaptureStats {
+        received: s.received,
+        dropped: s.dropped,
+        if_dropped: s.if_dropped,
+    });
+    drop(stream);
+    let mut f = feed.borrow_mut();
+    let f = &mut *f;
+    if let Some(w) = f.writer.as_mut() {
+        w.close()?;
+    }
+    if let Some(err) = f.error.take() {
+        return Err(err.into());
+    }
+    let Some(mut engine) = f.engine.take() else {
+        return Err(io::Error::other("the pipeline is gone").into());
+    };
+    engine.finish_open(&mut f.report)?;
+    for inc in engine.ready_incidents(Timestamp(now().0.saturating_add(1_000_000_000)), 0) {
+        f.report.incident(&inc)?;
+    }
+    let run = engine.finish(Vec::new(), &mut f.report)?;
+    let summary = LiveSummary {
+        stopped_by,
+        capture,
+        packets: f.packets,
+        files: f
+            .writer
+            .as_ref()
+            .map(|w| w.files.clone())
+            .unwrap_or_default(),
+        packets_written: f.writer.as_ref().map_or(0, |w| w.packets),
+        seconds: started.elapsed().as_secs_f64(),
+        run,
+    };
+    {
+        let mut sh = lock(&shared);
+        match opts.format {
+            LiveFormat::Jsonl => {
+                let line = json!({
+                    "ts": now().rfc3339().to_string(),
+                    "layer": "summary",
+                    "kind": "live.summary",
+                    "detail": {
+                        "live": &summary,
+                        "run": &summary.run,
+                    },
+                });
+                serde_json::to_writer(&mut sh.buf, &line).map_err(io::Error::other)?;
+                sh.buf.push(b'\n');
+            }
+            LiveFormat::Text => {
+                writeln!(sh.buf)?;
+                crate::report::write_totals(&mut sh.buf, &summary.run)?;
+                write_capture_line(&mut sh.buf, &summary)?;
+            }
+        }
+    }
+    drain(&shared, out)?;
+    Ok(summary)
+}
+
+/// The last line of a live text report: why it stopped, libpcap's counters, files written.
+pub fn write_capture_line(o: &mut dyn Write, s: &LiveSummary) -> io::Result<()> {
+    write!(
+        o,
+        "live: stopped ({}) after {:.1} s; ",
+        s.stopped_by, s.seconds
+    )?;
+    match s.capture {
+        Some(c) => write!(
+            o,
+            "{} packets received by filter, {} dropped by kernel, {} dropped by interface",
+            c.received, c.dropped, c.if_dropped
+        )?,
+        None => write!(o, "libpcap gave no counters")?,
+    }
+    if !s.files.is_empty() {
+        let names: Vec<String> = s.files.iter().map(|p| p.display().to_string()).collect();
+        write!(
+            o,
+            "; {} packets written to {}",
+            s.packets_written,
+            names.join(", ")
+        )?;
+    }
+    writeln!(o)
+}
