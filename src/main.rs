@@ -147,7 +147,7 @@ struct LiveArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 262_144)]
     snaplen: i32,
     /// Kernel capture buffer, in MiB.
-    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    #[arg(long, value_name = "MIB", default_value_t = 32)]
     buffer_size: i32,
     /// Put the interface in promiscuous mode (off by default: the proxy host's own traffic is
     /// what matters).

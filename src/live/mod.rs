@@ -309,14 +309,6 @@ fn drain(shared: &SharedRef, out: &mut dyn Write) -> io::Result<()> {
 async fn run(opts: &LiveOptions, out: &mut dyn Write) -> Result<LiveSummary, LiveError> {
     let cap = device::open(&opts.device)?;
     let linktype = Linktype(cap.get_datalink().0 as u32);
-    // As tcpdump does: scripts wait for this line before they start the traffic.
-    eprintln!(
-        "proxyscope live: listening on {}, link-type {}, snapshot length {} bytes, filter {:?}",
-        opts.device.iface,
-        linktype.name(),
-        opts.device.snaplen,
-        opts.device.bpf
-    );
     let mut writer = opts
         .write
         .as_ref()
@@ -325,8 +317,18 @@ async fn run(opts: &LiveOptions, out: &mut dyn Write) -> Result<LiveSummary, Liv
         w.open_next(&cap)?;
     }
     if opts.drop_privileges {
-        tracing::info!("{}", device::drop_privileges());
+        // Not inside the macro: tracing skips its arguments when the level is off.
+        let done = device::drop_privileges();
+        tracing::info!("{done}");
     }
+    // As tcpdump does: scripts wait for this line before they start the traffic.
+    eprintln!(
+        "proxyscope live: listening on {}, link-type {}, snapshot length {} bytes, filter {:?}",
+        opts.device.iface,
+        linktype.name(),
+        opts.device.snaplen,
+        opts.device.bpf
+    );
     let shared: SharedRef = Arc::new(Mutex::new(Shared {
         buf: Vec::with_capacity(1 << 16),
         legs: Legs::new(opts.leg_flags.clone(), Vec::new()),

@@ -50,7 +50,7 @@ fn load_keylog(keylog: Option<&Path>) -> Option<proxyscope::tls::decrypt::KeyLog
     })
 }
 
-fn run_file(path: &Path, opts: Options) -> (Vec<Summary>, RunSummary) {
+pub fn run_file(path: &Path, opts: Options) -> (Vec<Summary>, RunSummary) {
     let f = CaptureFile::open(path.to_str().expect("utf-8 path"), 0)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut sources = Sources::new(vec![f]);

@@ -1,0 +1,454 @@
+//! Live capture: streaming (the engine hands out verdicts and incidents while the capture goes
+//! on, as live feeds it), and `proxyscope live` itself on loopback (root only): rotation of the
+//! written files, `--count`, dropped capabilities, and the one-line message without them.
+//! The end-to-end test against the proxy lab's ground truth is in tests/lab_proxy.rs.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use common::*;
+use proxyscope::analyze::{Engine, Options};
+use proxyscope::model::Summary;
+use proxyscope::report::{Report, RunSummary};
+use proxyscope::source::{CaptureFile, Sources};
+use proxyscope::time::Timestamp;
+use serde_json::Value;
+
+/// Summaries with the capture time at which they reached the report.
+struct Timed {
+    now: Timestamp,
+    got: Vec<(Timestamp, Summary)>,
+}
+
+impl Report for Timed {
+    fn connection(&mut self, c: &Summary) -> std::io::Result<()> {
+        self.got.push((self.now, c.clone()));
+        Ok(())
+    }
+    fn finish(&mut self, _: &RunSummary) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+const LINGER_NS: i64 = 500_000_000;
+const TICK_NS: i64 = 250_000_000;
+const SETTLE_NS: i64 = LINGER_NS + 1_000_000_000;
+
+#[test]
+fn the_engine_streams_verdicts_and_incidents_while_the_capture_goes_on() {
+    // The #4500 lab capture, fed as `live` feeds packets, with a timer tick every 250 ms of
+    // capture time: each verdict must come within the linger (+ one tick) of its close, each
+    // incident within the settle time of its last close — not at the end — and everything
+    // must equal the offline run.
+    let path = repo().join("captures/lab/dirty-ssl.pcap.gz");
+    let opts = Options {
+        tcp: proxyscope::tcp::Config {
+            linger: LINGER_NS,
+            idle_timeout: Some(900_000_000_000),
+            ..Default::default()
+        },
+        ..Options::default()
+    };
+    let (offline, first) = analyze_file(&path);
+    let legs = proxyscope::diagnose::legs::Legs::new(Default::default(), first.proxies.clone());
+    let mut engine = Engine::new(&Options {
+        legs: legs.clone(),
+        ..opts.clone()
+    });
+    engine.report_as_finished();
+    let mut sources = Sources::new(vec![CaptureFile::open(path.to_str().unwrap(), 0).unwrap()]);
+    let mut rep = Timed {
+        now: Timestamp(0),
+        got: Vec::new(),
+    };
+    let mut incidents = Vec::new();
+    let mut next_tick: Option<Timestamp> = None;
+    let mut end = Timestamp(0);
+    while let Some(frame) = sources.next_frame() {
+        let ts = frame.ts;
+        while let Some(t) = next_tick.filter(|t| *t <= ts) {
+            rep.now = t;
+            engine.tick(t, &mut rep).unwrap();
+            incidents.extend(
+                engine
+                    .ready_incidents(t, SETTLE_NS)
+                    .into_iter()
+                    .map(|i| (t, i)),
+            );
+            next_tick = Some(Timestamp(t.0 + TICK_NS));
+        }
+        next_tick.get_or_insert(Timestamp(ts.0 + TICK_NS));
+        rep.now = ts;
+        end = ts;
+        engine.push(&frame, &mut rep).unwrap();
+    }
+    let streamed = rep.got.len();
+    rep.now = end;
+    engine.finish_open(&mut rep).unwrap();
+    let late: Vec<_> = engine
+        .ready_incidents(Timestamp(end.0 + 1), 0)
+        .into_iter()
+        .map(|i| (end, i))
+        .collect();
+    let streamed_incidents = incidents.len();
+    incidents.extend(late);
+    assert!(
+        streamed > 0 && streamed < rep.got.len(),
+        "{streamed} of {} verdicts came before the end",
+        rep.got.len()
+    );
+    assert!(streamed_incidents > 0, "no incident came before the end");
+    eprintln!(
+        "{streamed} of {} verdicts and {streamed_incidents} of {} incidents came before the end",
+        rep.got.len(),
+        incidents.len()
+    );
+
+    // Each verdict came within the linger and one tick of its close.
+    for (at, s) in &rep.got {
+        let Some(close) = s.close.at else { continue };
+        let due = close.at.ts.0 + LINGER_NS + TICK_NS;
+        if due < end.0 {
+            assert!(
+                at.0 <= due,
+                "connection {}: closed at {}, reported {} ms after its close",
+                s.id,
+                close.at.t,
+                (at.0 - close.at.ts.0) / 1_000_000
+            );
+        }
+    }
+    // Each incident within the settle time and one tick of its last close.
+    for (at, inc) in &incidents {
+        let last = inc.steps.iter().map(|s| s.at.ts.0).max().unwrap();
+        if last + SETTLE_NS + TICK_NS < end.0 {
+            assert!(
+                at.0 <= last + SETTLE_NS + TICK_NS,
+                "incident at t={} came {} ms late",
+                inc.steps[0].at.t,
+                (at.0 - last) / 1_000_000
+            );
+        }
+    }
+
+    // The same verdicts and incidents as the offline run with the same legs.
+    let (offline_legs, offline_run) = run_file(
+        &path,
+        Options {
+            legs,
+            ..Options::default()
+        },
+    );
+    assert_eq!(offline_legs.len(), offline.len());
+    let mut live: Vec<&Summary> = rep.got.iter().map(|(_, s)| s).collect();
+    live.sort_by_key(|s| s.id);
+    assert_eq!(live.len(), offline_legs.len());
+    for (a, b) in live.iter().zip(&offline_legs) {
+        assert_eq!(a.id, b.id);
+        assert_eq!(
+            serde_json::to_value(&a.verdict).unwrap(),
+            serde_json::to_value(&b.verdict).unwrap(),
+            "connection {}",
+            a.id
+        );
+    }
+    let mut got: Vec<Value> = incidents
+        .iter()
+        .map(|(_, i)| serde_json::to_value(i).unwrap())
+        .collect();
+    got.sort_by_key(|i| i["steps"][0]["at"]["frame"].as_u64());
+    let want: Vec<Value> = offline_run
+        .incidents
+        .iter()
+        .map(|i| serde_json::to_value(i).unwrap())
+        .collect();
+    assert_eq!(got, want);
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+fn skip_unless_root(what: &str) -> bool {
+    if is_root() {
+        return false;
+    }
+    eprintln!("SKIPPED: {what} needs root (a live capture on lo); CI runs as root");
+    true
+}
+
+/// Starts `proxyscope live ARGS` and waits until it listens; stdout is piped.
+fn start_live(args: &[&str]) -> Child {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_proxyscope"))
+        .arg("live")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start proxyscope live");
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = err.read_line(&mut line).unwrap();
+        assert!(n > 0, "proxyscope live exited before listening");
+        if line.contains("listening on") {
+            break;
+        }
+    }
+    // Keep draining stderr so the child never blocks on it.
+    std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = err.read_to_string(&mut rest);
+        if !rest.is_empty() {
+            eprintln!("live stderr: {rest}");
+        }
+    });
+    child
+}
+
+fn finish(child: Child) -> Vec<Value> {
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "live exited with {}", out.status);
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+/// Sends `bytes` over a fresh loopback connection to `listener` and closes it.
+fn send(listener: TcpListener, bytes: usize) {
+    let port = listener.local_addr().unwrap().port();
+    let reader = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut sink = Vec::new();
+        s.read_to_end(&mut sink).unwrap();
+        sink.len()
+    });
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let chunk = vec![0x5au8; 64 * 1024];
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        c.write_all(&chunk[..n]).unwrap();
+        left -= n;
+    }
+    drop(c);
+    assert_eq!(reader.join().unwrap(), bytes);
+}
+
+fn listener() -> (TcpListener, u16) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    (l, port)
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("proxyscope-live-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn written_files_rotate_by_size_and_analyse_back_to_the_same_connection() {
+    if skip_unless_root("live --write -C") {
+        return;
+    }
+    let dir = temp_dir("rotate");
+    let base = dir.join("r.pcap");
+    let (l, port) = listener();
+    let bpf = format!("tcp port {port}");
+    let child = start_live(&[
+        "-i",
+        "lo",
+        "--bpf",
+        &bpf,
+        "--write",
+        base.to_str().unwrap(),
+        "-C",
+        "1",
+        "--duration",
+        "3",
+        "--format",
+        "jsonl",
+        "--verdicts-only",
+        "--linger",
+        "0.5",
+    ]);
+    const BYTES: usize = 3_500_000;
+    send(l, BYTES);
+    let lines = finish(child);
+    let summary = &lines.last().unwrap()["detail"]["live"];
+    let files: Vec<PathBuf> = summary["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| PathBuf::from(f.as_str().unwrap()))
+        .collect();
+    eprintln!("files: {files:?}, summary {summary}");
+    assert!(files.len() >= 4, "3.5 MB in 1 MB files: {files:?}");
+    assert_eq!(files[0], base);
+    assert_eq!(files[1], dir.join("r.1.pcap"));
+    for f in &files[..files.len() - 1] {
+        // A file is closed at the first packet past 1 MB: at most one loopback segment more.
+        let len = std::fs::metadata(f).unwrap().len();
+        assert!(
+            (1_000_000..1_000_000 + 70_000).contains(&len),
+            "{f:?}: {len} bytes"
+        );
+    }
+    assert_eq!(summary["capture"]["dropped"], 0);
+    assert_eq!(summary["packets_written"], summary["packets"]);
+    // The files, merged back, hold the one connection whole, closed as live said.
+    let paths: Vec<&str> = files.iter().map(|f| f.to_str().unwrap()).collect();
+    let caps: Vec<CaptureFile> = paths
+        .iter()
+        .enumerate()
+        .map(|(i, p)| CaptureFile::open(p, i).unwrap())
+        .collect();
+    let mut col = Collect::default();
+    let run = proxyscope::analyze::run(
+        &mut Sources::new(caps),
+        &Options::default(),
+        &mut col,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(run.tcp.connections, 1);
+    let s = &col.0[0];
+    assert_eq!(s.bytes.c2s, BYTES as u64);
+    assert_eq!(s.gaps.c2s.count + s.gaps.s2c.count, 0);
+    let live_close = lines
+        .iter()
+        .find(|l| l["kind"] == "verdict.close")
+        .expect("a verdict line");
+    assert_eq!(
+        live_close["detail"]["verdict"]["label"],
+        s.verdict.as_ref().unwrap().label.as_str()
+    );
+    assert_eq!(live_close["detail"]["client"], s.client.to_string());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn count_stops_the_capture_and_capabilities_are_dropped() {
+    if skip_unless_root("live --count") {
+        return;
+    }
+    let (l, port) = listener();
+    let bpf = format!("tcp port {port}");
+    let child = start_live(&[
+        "-i", "lo", "--bpf", &bpf, "--count", "5", "--format", "jsonl",
+    ]);
+    // Once the device is open, the process holds no capability any more.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let eff = status
+        .lines()
+        .find(|l| l.starts_with("CapEff:"))
+        .unwrap()
+        .to_string();
+    assert!(eff.ends_with("0000000000000000"), "{eff}");
+    send(l, 200_000);
+    let lines = finish(child);
+    let summary = &lines.last().unwrap()["detail"]["live"];
+    assert_eq!(summary["stopped_by"], "count", "{summary}");
+    assert_eq!(summary["packets"], 5);
+    // Every event line follows the event contract.
+    let events: Vec<&Value> = lines.iter().filter(|l| l["layer"] == "tcp").collect();
+    assert!(!events.is_empty());
+    for e in events {
+        for k in [
+            "ts", "t", "frame", "conn", "leg", "dir", "from", "to", "kind", "detail",
+        ] {
+            assert!(e.get(k).is_some(), "{k} missing in {e}");
+        }
+    }
+}
+
+#[test]
+fn without_the_capability_one_line_says_what_is_missing() {
+    if skip_unless_root("dropping to nobody") || !have("setpriv") {
+        return;
+    }
+    // The binary must be reachable by nobody: copy it to a world-readable place.
+    let dir = temp_dir("noperm");
+    let bin = dir.join("proxyscope");
+    std::fs::copy(env!("CARGO_BIN_EXE_proxyscope"), &bin).unwrap();
+    set_mode(&dir, 0o755);
+    set_mode(&bin, 0o755);
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(&bin)
+        .args(["live", "-i", "lo", "--duration", "1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{err}");
+    assert_eq!(out.status.code(), Some(1));
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "one line: {err}");
+    assert!(err.contains("CAP_NET_RAW") && err.contains("setcap cap_net_raw"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn set_mode(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn interfaces_lists_loopback() {
+    let out = Command::new(env!("CARGO_BIN_EXE_proxyscope"))
+        .arg("interfaces")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.contains(".lo ") && l.contains("Loopback")),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_engine_expires_idle_connections() {
+    // Bounded memory over hours: a connection silent past the idle timeout leaves the table.
+    let path = repo().join("captures/lab/wait-timeout.pcap.gz");
+    let mut engine = Engine::new(&Options {
+        tcp: proxyscope::tcp::Config {
+            idle_timeout: Some(100_000_000),
+            ..Default::default()
+        },
+        ..Options::default()
+    });
+    engine.report_as_finished();
+    let mut sources = Sources::new(vec![CaptureFile::open(path.to_str().unwrap(), 0).unwrap()]);
+    let mut col = Collect::default();
+    let mut last = Timestamp(0);
+    while let Some(frame) = sources.next_frame() {
+        last = frame.ts;
+        engine.push(&frame, &mut col).unwrap();
+    }
+    assert!(engine.open_connections() > 0);
+    engine
+        .tick(Timestamp(last.0 + 1_000_000_000), &mut col)
+        .unwrap();
+    assert_eq!(engine.open_connections(), 0);
+    let run = engine.finish(Vec::new(), &mut col).unwrap();
+    assert!(run.tcp.idle_expired > 0);
+}
