@@ -330,12 +330,10 @@ impl Incidents {
         {
             return Vec::new();
         }
-        let mut briefs: Vec<Brief> = self
-            .kept
-            .iter()
-            .filter(|b| now.nanos_since(b.ts) <= horizon_ns)
-            .cloned()
-            .collect();
+        // Closes past the horizon can no longer join an incident: streaming drops them, so that
+        // memory stays flat over hours (the end-of-run `build` then covers the horizon only).
+        self.kept.retain(|b| now.nanos_since(b.ts) <= horizon_ns);
+        let mut briefs: Vec<Brief> = self.kept.iter().cloned().collect();
         briefs.sort_by_key(|b| b.ts);
         let mut out = Vec::new();
         for i in self.build_from(&briefs) {
