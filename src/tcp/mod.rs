@@ -219,7 +219,8 @@ pub struct Config {
     pub max_buffer: usize,
     /// Connections silent this long are finished (None: never, until the capture ends).
     pub idle_timeout: Option<i64>,
-    /// How long a closed connection stays in the table to collect late packets (ns).
+    /// How long a closed connection stays in the table after its last packet, to collect late
+    /// ones (ns).
     pub linger: i64,
 }
 
@@ -351,9 +352,9 @@ impl Tracker {
         let cfg = self.cfg;
         let mut done: Vec<Key> = Vec::new();
         for (k, c) in &self.table {
-            let lingered = c
-                .closed_at
-                .is_some_and(|t| now.nanos_since(t) >= cfg.linger);
+            // Quiet for the linger since its last packet, once closed: a half-closed connection
+            // whose other side still talks is not cut off.
+            let lingered = c.closed_at.is_some() && now.nanos_since(c.last.ts) >= cfg.linger;
             let idle = cfg
                 .idle_timeout
                 .is_some_and(|t| now.nanos_since(c.last.ts) >= t);
