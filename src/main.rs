@@ -372,7 +372,14 @@ fn live_cmd(args: LiveArgs) -> Result<ExitCode> {
         drop_privileges: !args.keep_privileges,
     };
     let mut out = io::stdout().lock();
-    let summary = live::run_blocking(&opts, &mut out)?;
+    let summary = match live::run_blocking(&opts, &mut out) {
+        Ok(s) => s,
+        // The reader went away (`| head`): a normal way to stop.
+        Err(live::LiveError::Io(e)) if e.kind() == io::ErrorKind::BrokenPipe => {
+            return Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => return Err(e.into()),
+    };
     if let Some(c) = summary.capture {
         if c.dropped > 0 || c.if_dropped > 0 {
             eprintln!(
