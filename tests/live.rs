@@ -454,3 +454,38 @@ fn the_engine_expires_idle_connections() {
     let run = engine.finish(Vec::new(), &mut col).unwrap();
     assert!(run.tcp.idle_expired > 0);
 }
+
+#[test]
+fn sigterm_stops_cleanly_with_a_summary() {
+    if skip_unless_root("live and SIGTERM") {
+        return;
+    }
+    let dir = temp_dir("term");
+    let file = dir.join("t.pcap");
+    let (l, port) = listener();
+    let bpf = format!("tcp port {port}");
+    let child = start_live(&["-i", "lo", "--bpf", &bpf, "--write", file.to_str().unwrap()]);
+    send(l, 100_000);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", out.status);
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}");
+    // The connection's row (still lingering when stopped: finished at the stop), the totals, and
+    // libpcap's counters; the file is complete.
+    assert!(text.contains(&format!(":{port}")), "{text}");
+    let last = text.lines().last().unwrap();
+    assert!(
+        last.starts_with("live: stopped (terminated)") && last.contains("0 dropped by kernel"),
+        "{last}"
+    );
+    let (sums, _) = analyze_file(&file);
+    assert_eq!(sums.len(), 1);
+    assert_eq!(sums[0].bytes.c2s, 100_000);
+    let _ = std::fs::remove_dir_all(&dir);
+}
