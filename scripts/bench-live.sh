@@ -31,30 +31,12 @@ threads=("$@")
 
 # shellcheck source=lib-mariadb.sh
 source "$here/lib-mariadb.sh"
-lab_init
-lab_make_certs
-lab_install_db
-lab_start_server tls
-lab_create_app_user
-lab_sql "CREATE DATABASE sbtest"
-sb=(sysbench oltp_read_only --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$LAB_PORT"
-  --mysql-user="$LAB_APP_USER" --mysql-password="$LAB_APP_PASSWORD" --mysql-db=sbtest
-  --tables=2 --table-size=20000)
-"${sb[@]}" prepare >"$LAB_DIR/prepare.log" 2>&1
+lab_setup_tls_server
+lab_sysbench_prepare
 
 # load THREADS: sysbench for $seconds plus connection churn; prints sysbench's transactions per second
 load() {
-  local t=$1 churn
-  (
-    end=$((SECONDS + seconds))
-    while ((SECONDS < end)); do
-      mariadb --no-defaults -h127.0.0.1 -P"$LAB_PORT" -u"$LAB_APP_USER" -p"$LAB_APP_PASSWORD" \
-        --skip-ssl -e 'SELECT 1' >/dev/null 2>&1 || true
-    done
-  ) &
-  churn=$!
-  "${sb[@]}" --threads="$t" --time="$seconds" run >"$LAB_DIR/run.log" 2>&1
-  wait "$churn"
+  lab_sysbench_load "$1" "$seconds" "$LAB_DIR/run.log"
   awk '/transactions:/ {gsub(/[()]/, "", $3); print $3}' "$LAB_DIR/run.log"
 }
 

@@ -39,28 +39,13 @@ lab_make_certs
 lab_install_db
 lab_start_server tls
 lab_create_app_user
-lab_sql "CREATE DATABASE sbtest"
-
-sb=(sysbench oltp_read_only --db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$LAB_PORT"
-  --mysql-user="$LAB_APP_USER" --mysql-password="$LAB_APP_PASSWORD" --mysql-db=sbtest
-  --tables=2 --table-size=20000)
-"${sb[@]}" prepare >"$LAB_DIR/prepare.log" 2>&1
+lab_sysbench_prepare
 
 files=()
 for d in "${durations[@]}"; do
   f=$LAB_DIR/bench-${d}s.pcap
   lab_capture_start "$f" "tcp port $LAB_PORT"
-  # Connection churn beside the steady load: many short sessions, each a full open/query/close.
-  (
-    end=$((SECONDS + d))
-    while ((SECONDS < end)); do
-      mariadb --no-defaults -h127.0.0.1 -P"$LAB_PORT" -u"$LAB_APP_USER" -p"$LAB_APP_PASSWORD" \
-        --skip-ssl -e 'SELECT 1' >/dev/null 2>&1 || true
-    done
-  ) &
-  churn=$!
-  "${sb[@]}" --threads=4 --time="$d" run >"$LAB_DIR/run-$d.log" 2>&1
-  wait "$churn"
+  lab_sysbench_load 4 "$d" "$LAB_DIR/run-$d.log"
   lab_capture_stop
   files+=("$f")
 done

@@ -107,11 +107,7 @@ fi
 
 # shellcheck source=lib-mariadb.sh
 source "$here/lib-mariadb.sh"
-lab_init
-lab_make_certs
-lab_install_db
-lab_start_server tls
-lab_create_app_user
+lab_setup_tls_server
 
 front_port=$(lab_free_port)
 pcap=$outdir/$scenario.pcap
@@ -131,15 +127,7 @@ if [[ ${LAB_CAPTURE:-tcpdump} == live ]]; then
     --frontend-port "$front_port" --backend-port "$LAB_PORT" >"$outdir/$scenario.live.jsonl" 2>"$live_log" &
   live_pid=$!
   lab_track_pid "$live_pid"
-  for ((i = 0; i < 200; i++)); do
-    grep -q 'listening on' "$live_log" && break
-    kill -0 "$live_pid" 2>/dev/null || {
-      cat "$live_log" >&2
-      lab_die "proxyscope live exited at start"
-    }
-    sleep 0.05
-  done
-  grep -q 'listening on' "$live_log" || lab_die "proxyscope live did not start listening"
+  lab_wait_listening "$live_pid" "$live_log" "proxyscope live"
 else
   lab_capture_start "$pcap" "$filter"
 fi
@@ -151,15 +139,7 @@ fi
   --keylog "$outdir/$scenario.keylog" --ground-truth "$truth" "${lab_flags[@]}" 2>"$lablog" &
 lab_pid=$!
 lab_track_pid "$lab_pid"
-for ((i = 0; i < 200; i++)); do
-  grep -q 'listening on' "$lablog" && break
-  kill -0 "$lab_pid" 2>/dev/null || {
-    cat "$lablog" >&2
-    lab_die "the lab exited at start"
-  }
-  sleep 0.05
-done
-grep -q 'listening on' "$lablog" || lab_die "the lab did not start listening"
+lab_wait_listening "$lab_pid" "$lablog" "the lab"
 lab_log "lab $lab_pid on 127.0.0.1:$front_port -> MariaDB 127.0.0.1:$LAB_PORT"
 
 "$py" "$here/lab_clients.py" run --port "$front_port" --user "$LAB_APP_USER" --password "$LAB_APP_PASSWORD" \

@@ -255,6 +255,60 @@ lab_stop_server() {
   LAB_SERVER_PID=""
 }
 
+# lab_wait_listening PID LOGFILE WHAT
+# Wait (up to 10 s) until LOGFILE says "listening on"; die, showing the log, if PID exits first or it never does.
+lab_wait_listening() {
+  local pid=$1 file=$2 what=$3 i
+  for ((i = 0; i < 200; i++)); do
+    grep -q 'listening on' "$file" 2>/dev/null && return 0
+    kill -0 "$pid" 2>/dev/null || {
+      cat "$file" >&2
+      lab_die "$what exited at start"
+    }
+    sleep 0.05
+  done
+  cat "$file" >&2
+  lab_die "$what did not start listening within 10 s"
+}
+
+# lab_sysbench_load THREADS SECONDS LOG
+# Benchmark load on the server: sysbench oltp_read_only (database sbtest, prepared by lab_sysbench_prepare) with
+# THREADS threads for SECONDS, and beside it connection churn: short `mariadb` sessions, each a full
+# open/query/close, one after the other. sysbench's output goes to LOG.
+lab_sysbench_load() {
+  local threads=$1 secs=$2 log=$3 churn
+  (
+    end=$((SECONDS + secs))
+    while ((SECONDS < end)); do
+      mariadb --no-defaults -h127.0.0.1 -P"$LAB_PORT" -u"$LAB_APP_USER" -p"$LAB_APP_PASSWORD" \
+        --skip-ssl -e 'SELECT 1' >/dev/null 2>&1 || true
+    done
+  ) &
+  churn=$!
+  sysbench oltp_read_only "${LAB_SYSBENCH_ARGS[@]}" --threads="$threads" --time="$secs" run >"$log" 2>&1
+  wait "$churn"
+}
+
+# lab_sysbench_prepare
+# Create the sbtest database and sysbench's tables (2 x 20000 rows).
+lab_sysbench_prepare() {
+  LAB_SYSBENCH_ARGS=(--db-driver=mysql --mysql-host=127.0.0.1 --mysql-port="$LAB_PORT"
+    --mysql-user="$LAB_APP_USER" --mysql-password="$LAB_APP_PASSWORD" --mysql-db=sbtest
+    --tables=2 --table-size=20000)
+  lab_sql "CREATE DATABASE sbtest"
+  sysbench oltp_read_only "${LAB_SYSBENCH_ARGS[@]}" prepare >"$LAB_DIR/prepare.log" 2>&1
+}
+
+# lab_setup_tls_server
+# The usual start: private dir, certificates, a fresh data dir, MariaDB with TLS, and the app user.
+lab_setup_tls_server() {
+  lab_init
+  lab_make_certs
+  lab_install_db
+  lab_start_server tls
+  lab_create_app_user
+}
+
 # lab_capture_start FILE FILTER [IFACE]
 # Start tcpdump in the background and return once it says "listening on", so no packet of the traffic that
 # follows can be missed. `-Z root` keeps the file owned by the caller instead of Debian's tcpdump user.

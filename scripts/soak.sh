@@ -34,11 +34,7 @@ bin=$repo/target/release/proxyscope
 
 # shellcheck source=lib-mariadb.sh
 source "$here/lib-mariadb.sh"
-lab_init
-lab_make_certs
-lab_install_db
-lab_start_server tls
-lab_create_app_user
+lab_setup_tls_server
 
 front_port=$(lab_free_port)
 rm -f "$outdir"/soak*.pcap "$outdir"/{rss.csv,live.jsonl,live.log,clients.txt,lab.log}
@@ -48,11 +44,7 @@ rm -f "$outdir"/soak*.pcap "$outdir"/{rss.csv,live.jsonl,live.log,clients.txt,la
   --frontend-port "$front_port" --backend-port "$LAB_PORT" >"$outdir/live.jsonl" 2>"$outdir/live.log" &
 live_pid=$!
 lab_track_pid "$live_pid"
-for ((i = 0; i < 200; i++)); do
-  grep -q 'listening on' "$outdir/live.log" && break
-  sleep 0.05
-done
-grep -q 'listening on' "$outdir/live.log" || lab_die "proxyscope live did not start: $(cat "$outdir/live.log")"
+lab_wait_listening "$live_pid" "$outdir/live.log" "proxyscope live"
 
 : >"$outdir/lab.log"
 "$bin" lab --listen "127.0.0.1:$front_port" \
@@ -61,10 +53,7 @@ grep -q 'listening on' "$outdir/live.log" || lab_die "proxyscope live did not st
   --fault dirty-ssl --fault drop-burst --fault-interval-ms 10000 2>"$outdir/lab.log" &
 lab_pid=$!
 lab_track_pid "$lab_pid"
-for ((i = 0; i < 200; i++)); do
-  grep -q 'listening on' "$outdir/lab.log" && break
-  sleep 0.05
-done
+lab_wait_listening "$lab_pid" "$outdir/lab.log" "the lab"
 
 "$py" "$here/lab_clients.py" run --port "$front_port" --user "$LAB_APP_USER" --password "$LAB_APP_PASSWORD" \
   --ca "$LAB_CA" --clients 6 --seconds "$seconds" --abort-every 2 --query 'SELECT SLEEP(0.01)' --pause 0.02 \

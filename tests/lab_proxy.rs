@@ -34,6 +34,18 @@ fn truth(path: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// The lab's frontend and backend ports, from its `lab_started` record.
+fn lab_ports(records: &[Value]) -> (u16, u16) {
+    let started = records
+        .iter()
+        .find(|r| r["event"] == "lab_started")
+        .expect("a lab_started record");
+    (
+        port_of(started["listen"].as_str().unwrap()),
+        port_of(started["backend"].as_str().unwrap()),
+    )
+}
+
 fn port_of(addr: &str) -> u16 {
     addr.rsplit_once(':').unwrap().1.parse().unwrap()
 }
@@ -128,12 +140,7 @@ fn load(dir: &Path, scenario: &str, ext: &str) -> Captures {
 fn check(dir: &Path, scenario: &str, ext: &str) -> usize {
     let caps = load(dir, scenario, ext);
     let records = truth(&dir.join(format!("{scenario}.truth.jsonl")));
-    let started = records
-        .iter()
-        .find(|r| r["event"] == "lab_started")
-        .expect("a lab_started record");
-    let front_port = port_of(started["listen"].as_str().unwrap());
-    let back_port = port_of(started["backend"].as_str().unwrap());
+    let (front_port, back_port) = lab_ports(&records);
     let mut bad = Vec::new();
     let mut closes = 0;
     for r in &records {
@@ -249,12 +256,7 @@ fn check(dir: &Path, scenario: &str, ext: &str) -> usize {
 fn check_live(dir: &Path, scenario: &str) {
     let lines: Vec<Value> = truth(&dir.join(format!("{scenario}.live.jsonl")));
     let records = truth(&dir.join(format!("{scenario}.truth.jsonl")));
-    let started = records
-        .iter()
-        .find(|r| r["event"] == "lab_started")
-        .expect("a lab_started record");
-    let front_port = port_of(started["listen"].as_str().unwrap());
-    let back_port = port_of(started["backend"].as_str().unwrap());
+    let (front_port, back_port) = lab_ports(&records);
 
     // (c) libpcap's counters: everything the kernel saw was read, and all of it was written.
     let summary = lines.last().expect("live wrote lines");
