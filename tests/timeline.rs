@@ -474,6 +474,18 @@ fn perfetto_trace_has_a_track_per_connection() {
             .filter(|r| r["kind"] == "verdict.incident")
             .count()
     );
+    // A connection whose verdict has a request in flight ends with an unanswered request.
+    for r in recs.iter().filter(|r| r["kind"] == "verdict.close") {
+        if r["detail"]["state"] == "request_in_flight" {
+            let c = r["conn"].as_u64().unwrap();
+            assert!(
+                ev.iter().any(|e| e["cat"] == "request"
+                    && e["tid"] == c
+                    && e["args"]["unanswered"] == true),
+                "connection {c}: no unanswered request slice"
+            );
+        }
+    }
     // Every connection that sent a query has request slices.
     let queried: BTreeSet<u64> = recs
         .iter()
@@ -731,6 +743,23 @@ fn html_timeline_opens_in_headless_chromium() {
         "analysis vs ground truth: incidents"
     );
     assert_eq!(steps, parties, "analysis vs ground truth: incident steps");
+
+    // The page's data: every connection a lane, frontend lanes first, then backend lanes.
+    let page = std::fs::read_to_string(&html).unwrap();
+    let open = "<script type=\"application/json\" id=\"data\">";
+    let at = page.find(open).unwrap() + open.len();
+    let data: Value = serde_json::from_str(&page[at..at + page[at..].find("</script>").unwrap()])
+        .expect("the page's data is JSON");
+    let legs: Vec<&str> = data["lanes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["leg"].as_str().unwrap())
+        .collect();
+    assert_eq!(legs.len(), conns.len());
+    let first_back = legs.iter().position(|l| *l == "backend").unwrap();
+    assert!(legs[..first_back].iter().all(|l| *l == "frontend"));
+    assert!(legs[first_back..].iter().all(|l| *l == "backend"));
 
     let dom = String::from_utf8(run_chromium(chrome, &["--dump-dom".into(), url.clone()]).stdout)
         .unwrap();

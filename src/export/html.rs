@@ -12,8 +12,9 @@ use std::io::{self, Write};
 
 use serde_json::{json, Value};
 
-use super::{lane_order, leg_name, requests, Mark, Timeline};
+use super::{lane_order, leg_name, requests, JsonSeq, Mark, Timeline};
 use crate::diagnose::legs::Leg;
+use crate::model::Summary;
 
 const TEMPLATE: &str = include_str!("timeline.html");
 const DATA_MARK: &str = "/*DATA*/";
@@ -43,154 +44,186 @@ fn sender(leg: Leg, c2s: bool) -> u8 {
     }
 }
 
-fn r6(t: f64) -> f64 {
+/// Seconds rounded to the nanosecond (shorter JSON).
+fn r9(t: f64) -> f64 {
     (t * 1e9).round() / 1e9
 }
 
-/// The page's data: lanes, events, requests, incidents.
-pub fn data(tl: &Timeline, title: &str) -> Value {
+fn lane(s: &Summary) -> Value {
+    let v = s.verdict.as_ref();
+    let mut info = Vec::new();
+    if let Some(m) = &s.mysql {
+        if let Some(ver) = &m.server_version {
+            info.push(format!("mysql {ver}"));
+        }
+        if let Some(t) = m.thread_id {
+            info.push(format!("thread {t}"));
+        }
+        if let Some(u) = &m.user {
+            info.push(format!("user {u}"));
+        }
+    }
+    if let Some(t) = &s.tls {
+        info.push(format!(
+            "{} {}",
+            t.version.as_deref().unwrap_or("TLS"),
+            t.cipher_name.as_deref().unwrap_or("")
+        ));
+    }
+    json!({
+        "id": s.id,
+        "leg": leg_name(s.leg),
+        "client": s.client.to_string(),
+        "server": s.server.to_string(),
+        "vlan": s.vlan,
+        "t0": r9(s.start.t),
+        "t1": r9(s.end.t),
+        "label": v.map(|v| v.label.as_str()),
+        "problem": v.is_some_and(|v| v.label.is_problem()),
+        "closed_by": v.and_then(|v| v.closed_by).map(|r| r.as_str()),
+        "how": v.map(|v| v.how.clone()),
+        "state": v.map(|v| v.state),
+        "client_sees": v.and_then(|v| v.client_sees),
+        "close": s.close.how.as_str(),
+        "info": info.join(" · "),
+        "dropped": s.events_dropped,
+        "pairs": s.relayed.iter().map(|r| r.0).collect::<Vec<_>>(),
+    })
+}
+
+fn short(mut text: String) -> String {
+    if text.len() > 240 {
+        let cut = (0..=240)
+            .rev()
+            .find(|&n| text.is_char_boundary(n))
+            .unwrap_or(0);
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}
+
+/// Writes the page's data, one JSON object: lanes (in lane order), events as
+/// `[lane, t, marker, sender, frame, kind, text]` (kind indexes `kinds`), requests as
+/// `[lane, start, end, unanswered, name]`, incidents with the lane of each step.
+pub fn write_data(tl: &Timeline, title: &str, out: &mut dyn Write) -> io::Result<()> {
     let f = tl.filter();
-    let order = lane_order(&tl.conns);
-    let mut lane_of: HashMap<u64, usize> = HashMap::new();
-    let mut lanes = Vec::new();
-    let mut events = Vec::new();
-    let mut reqs = Vec::new();
+    let order: Vec<&Summary> = lane_order(&tl.conns)
+        .into_iter()
+        .filter_map(|i| tl.conns.get(i))
+        .collect();
+    let run = tl.run.as_ref();
+    let head = json!({
+        "schema": super::SCHEMA,
+        "title": title,
+        "start": run.and_then(|r| r.capture_start).map(|t| t.rfc3339().to_string()),
+        "frames": run.map(|r| r.frames),
+        "marks": MARKS.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
+        "omitted": order.iter().map(|s| s.events_dropped).sum::<u64>(),
+    });
+    let head = head.to_string();
+    out.write_all(head.strip_suffix('}').unwrap_or(&head).as_bytes())?;
+    let mut seq = JsonSeq::open(out, ",\"lanes\":")?;
+    for s in &order {
+        seq.push(&lane(s))?;
+    }
+    seq.close()?;
     let mut kinds: Vec<String> = Vec::new();
     let mut kind_ix: HashMap<String, usize> = HashMap::new();
-    let mut omitted = 0u64;
-    for (lane, &i) in order.iter().enumerate() {
-        let Some(s) = tl.conns.get(i) else { continue };
-        lane_of.insert(s.id, lane);
-        omitted += s.events_dropped;
-        let v = s.verdict.as_ref();
-        let mut info = Vec::new();
-        if let Some(m) = &s.mysql {
-            if let Some(ver) = &m.server_version {
-                info.push(format!("mysql {ver}"));
-            }
-            if let Some(t) = m.thread_id {
-                info.push(format!("thread {t}"));
-            }
-            if let Some(u) = &m.user {
-                info.push(format!("user {u}"));
-            }
-        }
-        if let Some(t) = &s.tls {
-            info.push(format!(
-                "{} {}",
-                t.version.as_deref().unwrap_or("TLS"),
-                t.cipher_name.as_deref().unwrap_or("")
-            ));
-        }
-        lanes.push(json!({
-            "id": s.id,
-            "leg": leg_name(s.leg),
-            "client": s.client.to_string(),
-            "server": s.server.to_string(),
-            "vlan": s.vlan,
-            "t0": r6(s.start.t),
-            "t1": r6(s.end.t),
-            "label": v.map(|v| v.label.as_str()),
-            "problem": v.is_some_and(|v| v.label.is_problem()),
-            "closed_by": v.and_then(|v| v.closed_by).map(|r| r.as_str()),
-            "how": v.map(|v| v.how.clone()),
-            "state": v.map(|v| v.state),
-            "client_sees": v.and_then(|v| v.client_sees),
-            "close": s.close.how.as_str(),
-            "info": info.join(" · "),
-            "dropped": s.events_dropped,
-            "pairs": s.relayed.iter().map(|r| r.0).collect::<Vec<_>>(),
-        }));
-        for e in &s.events {
-            if !f.time(e.at.t) {
-                continue;
-            }
+    let mut seq = JsonSeq::open(out, ",\"events\":")?;
+    for (n, s) in order.iter().enumerate() {
+        for e in s.events.iter().filter(|e| f.time(e.at.t)) {
             let name = e.event.kind.name();
             let k = *kind_ix.entry(name.clone()).or_insert_with(|| {
                 kinds.push(name);
                 kinds.len() - 1
             });
             let m = Mark::of(&e.event.kind);
-            let mut text = e.event.kind.brief();
-            if text.len() > 240 {
-                let cut = (0..=240)
-                    .rev()
-                    .find(|&n| text.is_char_boundary(n))
-                    .unwrap_or(0);
-                text.truncate(cut);
-                text.push('…');
-            }
-            events.push(json!([
-                lane,
-                r6(e.at.t),
+            seq.push(&(
+                n,
+                r9(e.at.t),
                 MARKS.iter().position(|x| *x == m).unwrap_or(0),
                 sender(s.leg, e.dir == "c2s"),
                 e.at.frame,
                 k,
-                text,
-            ]));
+                short(e.event.kind.brief()),
+            ))?;
         }
+    }
+    seq.close()?;
+    let mut seq = JsonSeq::open(out, ",\"requests\":")?;
+    for (n, s) in order.iter().enumerate() {
         for r in requests(s) {
             if f.time(r.start) || f.time(r.end) {
-                reqs.push(json!([
-                    lane,
-                    r6(r.start),
-                    r6(r.end),
+                seq.push(&(
+                    n,
+                    r9(r.start),
+                    r9(r.end),
                     u8::from(r.unanswered),
-                    r.name
-                ]));
+                    short(r.name),
+                ))?;
             }
         }
     }
-    let incidents: Vec<Value> = tl
-        .incidents
-        .iter()
-        .map(|(n, inc)| {
-            json!({
-                "n": n,
-                "sig": inc.signature.map(|s| s.id),
-                "cause": inc.signature.map(|s| s.cause),
-                "refs": inc.signature.map(|s| s.references),
-                "fix": inc.signature.map(|s| s.fix),
-                "steps": inc.steps.iter().map(|st| json!({
-                    "lane": lane_of.get(&st.conn),
-                    "conn": st.conn,
-                    "leg": leg_name(st.leg),
-                    "t": r6(st.at.t),
-                    "frame": st.at.frame,
-                    "label": st.label.as_str(),
-                    "after_ms": st.after_ms,
-                    "text": st.text,
-                })).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
-    let run = tl.run.as_ref();
-    json!({
-        "schema": super::SCHEMA,
-        "title": title,
-        "start": run.and_then(|r| r.capture_start).map(|t| t.rfc3339().to_string()),
-        "frames": run.map(|r| r.frames),
-        "marks": MARKS.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
-        "kinds": kinds,
-        "lanes": lanes,
-        "events": events,
-        "requests": reqs,
-        "incidents": incidents,
-        "omitted": omitted,
-    })
+    seq.close()?;
+    let mut seq = JsonSeq::open(out, ",\"kinds\":")?;
+    for k in &kinds {
+        seq.push(k)?;
+    }
+    seq.close()?;
+    let lane_of: HashMap<u64, usize> = order.iter().enumerate().map(|(n, s)| (s.id, n)).collect();
+    let mut seq = JsonSeq::open(out, ",\"incidents\":")?;
+    for (n, inc) in &tl.incidents {
+        seq.push(&json!({
+            "n": n,
+            "sig": inc.signature.map(|s| s.id),
+            "cause": inc.signature.map(|s| s.cause),
+            "refs": inc.signature.map(|s| s.references),
+            "fix": inc.signature.map(|s| s.fix),
+            "steps": inc.steps.iter().map(|st| json!({
+                "lane": lane_of.get(&st.conn),
+                "conn": st.conn,
+                "leg": leg_name(st.leg),
+                "t": r9(st.at.t),
+                "frame": st.at.frame,
+                "label": st.label.as_str(),
+                "after_ms": st.after_ms,
+                "text": st.text,
+            })).collect::<Vec<_>>(),
+        }))?;
+    }
+    seq.close()?;
+    out.write_all(b"}")
 }
 
-/// The JSON text of `v`, safe inside a `<script>` element.
-fn script_json(v: &Value) -> String {
-    v.to_string().replace('<', "\\u003c")
+/// Passes bytes on with every `<` written as `\u003c`: inside JSON a `<` can only be in a
+/// string, where the escape means the same, and no text from a capture can then close the
+/// `<script>` element that holds the data.
+struct NoLt<'a>(&'a mut dyn Write);
+
+impl Write for NoLt<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        for part in buf.split_inclusive(|&b| b == b'<') {
+            match part.split_last() {
+                Some((b'<', rest)) => {
+                    self.0.write_all(rest)?;
+                    self.0.write_all(b"\\u003c")?;
+                }
+                _ => self.0.write_all(part)?,
+            }
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
 }
 
 /// Writes the page.
 pub fn write(tl: &Timeline, title: &str, out: &mut dyn Write) -> io::Result<()> {
     let (head, tail) = TEMPLATE.split_once(DATA_MARK).unwrap_or((TEMPLATE, ""));
     out.write_all(head.as_bytes())?;
-    out.write_all(script_json(&data(tl, title)).as_bytes())?;
+    write_data(tl, title, &mut NoLt(out))?;
     out.write_all(tail.as_bytes())
 }
 
@@ -199,11 +232,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn script_json_cannot_close_the_element() {
-        let v = json!({"q": "SELECT '</script><script>alert(1)</script>'"});
-        let s = script_json(&v);
-        assert!(!s.contains("</"));
-        let back: Value = serde_json::from_str(&s).unwrap();
+    fn data_cannot_close_the_script_element() {
+        let v = json!({"q": "SELECT '</script><script>alert(1)</script>'", "<": "<<"});
+        let mut buf = Vec::new();
+        serde_json::to_writer(NoLt(&mut buf), &v).unwrap();
+        assert!(!buf.contains(&b'<'));
+        let back: Value = serde_json::from_slice(&buf).unwrap();
         assert_eq!(back, v);
     }
 

@@ -58,6 +58,36 @@ pub fn write(
     }
 }
 
+/// Writes a JSON array element by element, so that a large export is never one value in memory.
+pub struct JsonSeq<'a> {
+    out: &'a mut dyn io::Write,
+    first: bool,
+}
+
+impl<'a> JsonSeq<'a> {
+    /// Writes `prefix` (e.g. `"events":`) and opens the array.
+    pub fn open(out: &'a mut dyn io::Write, prefix: &str) -> io::Result<JsonSeq<'a>> {
+        out.write_all(prefix.as_bytes())?;
+        out.write_all(b"[")?;
+        Ok(JsonSeq { out, first: true })
+    }
+
+    /// Writes one element.
+    pub fn push<T: serde::Serialize + ?Sized>(&mut self, v: &T) -> io::Result<()> {
+        if !self.first {
+            self.out.write_all(b",")?;
+        }
+        self.first = false;
+        serde_json::to_writer(&mut *self.out, v)?;
+        Ok(())
+    }
+
+    /// Closes the array.
+    pub fn close(self) -> io::Result<()> {
+        self.out.write_all(b"]")
+    }
+}
+
 /// The first line of a JSON Lines event stream: `{"schema":"proxyscope.events/1"}`.
 pub fn schema_line() -> Value {
     json!({ "schema": SCHEMA })
@@ -82,12 +112,17 @@ fn point_fields(m: &mut Map<String, Value>, p: &Point) {
     }
 }
 
+/// The packet that started the teardown (the verdict's, else the first FIN or RST).
+fn teardown(s: &Summary) -> Option<crate::model::Mark> {
+    s.verdict.as_ref().and_then(|v| v.at).or(s.close.at)
+}
+
 /// The `verdict.close` record of a finished connection: where the teardown started (the
 /// verdict's packet; for a connection still open, its last packet with `dir` null), and in
 /// `detail` the verdict object plus the close record, endpoints, what it carried and the
 /// connections it was relayed with.
 pub fn verdict_line(s: &Summary) -> Value {
-    let mark = s.verdict.as_ref().and_then(|v| v.at).or(s.close.at);
+    let mark = teardown(s);
     let mut m = Map::new();
     point_fields(&mut m, &mark.map_or(s.end, |k| k.at));
     m.insert("conn".into(), json!(s.id));
@@ -221,34 +256,53 @@ impl Timeline {
 
     /// Every record in time order (ties: connection id, then capture order): the events of the
     /// kept connections, their `verdict.close` records and the incidents, all in the time range.
-    pub fn records(&self) -> Vec<Value> {
-        let mut out: Vec<(f64, u64, usize, Value)> = Vec::new();
-        for s in &self.conns {
-            for e in &s.events {
-                if !self.filter.time(e.at.t) {
-                    continue;
+    /// Only the order is held in memory; each record is made as the iterator reaches it.
+    pub fn records(&self) -> impl Iterator<Item = Value> + '_ {
+        enum Rec {
+            Event(usize, usize),
+            Verdict(usize),
+            Incident(usize),
+        }
+        let mut order: Vec<(f64, u64, Rec)> = Vec::new();
+        for (i, s) in self.conns.iter().enumerate() {
+            for (k, e) in s.events.iter().enumerate() {
+                if self.filter.time(e.at.t) {
+                    order.push((e.at.t, s.id, Rec::Event(i, k)));
                 }
+            }
+            let t = teardown(s).map_or(s.end.t, |m| m.at.t);
+            if self.filter.time(t) {
+                order.push((t, s.id, Rec::Verdict(i)));
+            }
+        }
+        for (i, (_, inc)) in self.incidents.iter().enumerate() {
+            if let Some(first) = inc.steps.first() {
+                order.push((first.at.t, first.conn, Rec::Incident(i)));
+            }
+        }
+        // Stable: events of one connection stay in capture order.
+        order.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        order.into_iter().map(move |(_, _, r)| match r {
+            Rec::Event(i, k) => {
+                let (Some(s), Some(e)) = (
+                    self.conns.get(i),
+                    self.conns.get(i).and_then(|s| s.events.get(k)),
+                ) else {
+                    return Value::Null;
+                };
                 let line = EventLine {
                     conn: s.id,
                     leg: s.leg,
                     event: e.clone(),
                 };
-                let v = serde_json::to_value(&line).unwrap_or(Value::Null);
-                out.push((e.at.t, s.id, out.len(), v));
+                serde_json::to_value(&line).unwrap_or(Value::Null)
             }
-            let v = verdict_line(s);
-            let t = v["t"].as_f64().unwrap_or(0.0);
-            if self.filter.time(t) {
-                out.push((t, s.id, out.len(), v));
-            }
-        }
-        for (n, inc) in &self.incidents {
-            let v = incident_line(*n, inc);
-            let t = v["t"].as_f64().unwrap_or(0.0);
-            out.push((t, v["conn"].as_u64().unwrap_or(0), out.len(), v));
-        }
-        out.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
-        out.into_iter().map(|r| r.3).collect()
+            Rec::Verdict(i) => self.conns.get(i).map_or(Value::Null, verdict_line),
+            Rec::Incident(i) => self
+                .incidents
+                .get(i)
+                .map_or(Value::Null, |(n, inc)| incident_line(*n, inc)),
+        })
     }
 }
 

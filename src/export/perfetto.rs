@@ -6,9 +6,9 @@
 
 use std::io::{self, Write};
 
-use serde_json::{json, Value};
+use serde_json::json;
 
-use super::{lane_order, leg_name, requests, Mark, Timeline};
+use super::{lane_order, leg_name, requests, JsonSeq, Mark, Timeline};
 use crate::diagnose::legs::Leg;
 
 /// The process id of a leg's tracks.
@@ -25,21 +25,23 @@ fn us(t: f64) -> f64 {
     (t * 1e6 * 1000.0).round() / 1000.0
 }
 
-/// The trace events of a timeline.
-pub fn trace(tl: &Timeline) -> Value {
+/// Writes the trace JSON, event by event.
+pub fn write(tl: &Timeline, out: &mut dyn Write) -> io::Result<()> {
     let f = tl.filter();
-    let mut ev: Vec<Value> = Vec::new();
+    let meta = json!({"schema": super::SCHEMA, "generator": "proxyscope"});
+    write!(out, "{{\"displayTimeUnit\":\"ms\",\"otherData\":{meta},")?;
+    let mut ev = JsonSeq::open(out, "\"traceEvents\":")?;
     for leg in [Leg::Frontend, Leg::Backend, Leg::Direct, Leg::Unknown] {
         if tl.conns.iter().any(|s| s.leg == leg) {
             let p = pid(leg);
             ev.push(
-                json!({"ph": "M", "pid": p, "tid": 0, "name": "process_name",
+                &json!({"ph": "M", "pid": p, "tid": 0, "name": "process_name",
                            "args": {"name": format!("{} leg", leg_name(leg))}}),
-            );
+            )?;
             ev.push(
-                json!({"ph": "M", "pid": p, "tid": 0, "name": "process_sort_index",
+                &json!({"ph": "M", "pid": p, "tid": 0, "name": "process_sort_index",
                            "args": {"sort_index": p}}),
-            );
+            )?;
         }
     }
     for (n, &i) in lane_order(&tl.conns).iter().enumerate() {
@@ -47,30 +49,32 @@ pub fn trace(tl: &Timeline) -> Value {
         let (p, tid) = (pid(s.leg), s.id);
         let label = s.verdict.as_ref().map_or("", |v| v.label.as_str());
         ev.push(
-            json!({"ph": "M", "pid": p, "tid": tid, "name": "thread_name",
+            &json!({"ph": "M", "pid": p, "tid": tid, "name": "thread_name",
                        "args": {"name": format!("#{} {} → {} {label}", s.id, s.client, s.server)}}),
-        );
+        )?;
         ev.push(
-            json!({"ph": "M", "pid": p, "tid": tid, "name": "thread_sort_index",
+            &json!({"ph": "M", "pid": p, "tid": tid, "name": "thread_sort_index",
                        "args": {"sort_index": n}}),
-        );
+        )?;
         let (a, b) = (
             f.since.map_or(s.start.t, |x| s.start.t.max(x)),
             f.until.map_or(s.end.t, |x| s.end.t.min(x)),
         );
-        ev.push(json!({"ph": "X", "pid": p, "tid": tid, "cat": "connection",
+        ev.push(
+            &json!({"ph": "X", "pid": p, "tid": tid, "cat": "connection",
                        "name": format!("conn #{} {label}", s.id), "ts": us(a), "dur": us(b - a),
                        "args": {"client": s.client.to_string(), "server": s.server.to_string(),
-                                "verdict": s.verdict, "relayed": s.relayed}}));
+                                "verdict": s.verdict, "relayed": s.relayed}}),
+        )?;
         for r in requests(s) {
             if !f.time(r.start) && !f.time(r.end) {
                 continue;
             }
             ev.push(
-                json!({"ph": "X", "pid": p, "tid": tid, "cat": "request", "name": r.name,
+                &json!({"ph": "X", "pid": p, "tid": tid, "cat": "request", "name": r.name,
                            "ts": us(r.start), "dur": us(r.end - r.start),
                            "args": {"frame": r.frame, "unanswered": r.unanswered}}),
-            );
+            )?;
         }
         for e in &s.events {
             let m = Mark::of(&e.event.kind);
@@ -82,11 +86,11 @@ pub fn trace(tl: &Timeline) -> Value {
                 continue;
             }
             ev.push(
-                json!({"ph": "i", "s": "t", "pid": p, "tid": tid, "cat": m.as_str(),
+                &json!({"ph": "i", "s": "t", "pid": p, "tid": tid, "cat": m.as_str(),
                            "name": format!("{} {}", e.event.kind.brief(), e.dir),
                            "ts": us(e.at.t),
                            "args": {"frame": e.at.frame, "from": e.from.to_string()}}),
-            );
+            )?;
         }
     }
     for (n, inc) in &tl.incidents {
@@ -96,10 +100,10 @@ pub fn trace(tl: &Timeline) -> Value {
         );
         if let Some(first) = inc.steps.first() {
             ev.push(
-                json!({"ph": "i", "s": "g", "pid": pid(first.leg), "tid": first.conn,
+                &json!({"ph": "i", "s": "g", "pid": pid(first.leg), "tid": first.conn,
                            "cat": "incident", "name": name, "ts": us(first.at.t),
                            "args": {"steps": inc.steps}}),
-            );
+            )?;
         }
         let last = inc.steps.len().saturating_sub(1);
         for (k, st) in inc.steps.iter().enumerate() {
@@ -112,17 +116,11 @@ pub fn trace(tl: &Timeline) -> Value {
                 _ => "t",
             };
             ev.push(
-                json!({"ph": ph, "id": n, "bp": "e", "pid": pid(st.leg), "tid": st.conn,
+                &json!({"ph": ph, "id": n, "bp": "e", "pid": pid(st.leg), "tid": st.conn,
                            "cat": "incident", "name": name, "ts": us(st.at.t)}),
-            );
+            )?;
         }
     }
-    json!({"traceEvents": ev, "displayTimeUnit": "ms",
-           "otherData": {"schema": super::SCHEMA, "generator": "proxyscope"}})
-}
-
-/// Writes the trace JSON.
-pub fn write(tl: &Timeline, out: &mut dyn Write) -> io::Result<()> {
-    serde_json::to_writer(&mut *out, &trace(tl))?;
-    out.write_all(b"\n")
+    ev.close()?;
+    out.write_all(b"}\n")
 }
