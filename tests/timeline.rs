@@ -787,6 +787,20 @@ fn html_timeline_opens_in_headless_chromium() {
     assert_eq!(dom.matches("class=\"incident\"").count(), faults.len());
     assert_eq!(dom.matches("class=\"step\"").count(), parties);
 
+    // The page driven as a person would: hover, zoom, pan, scroll, keys, the incident list.
+    let dom = String::from_utf8(
+        run_chromium(chrome, &["--dump-dom".into(), format!("{url}#selftest")]).stdout,
+    )
+    .unwrap();
+    let body = attrs(&dom, "<body");
+    assert_eq!(
+        body.get("data-errors").map(String::as_str),
+        Some("0"),
+        "{body:?}"
+    );
+    let status = attrs(&dom, "<div id=\"status\"");
+    assert_eq!(status.get("data-selftest").map(String::as_str), Some("ok"));
+
     let dir = repo().join("target/test-artifacts");
     std::fs::create_dir_all(&dir).unwrap();
     let png = dir.join("timeline-dirty-ssl.png");
