@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
+use proxyscope::diagnose::legs::Leg;
 use serde_json::Value;
 
 fn bin() -> Command {
@@ -819,4 +820,47 @@ fn html_timeline_opens_in_headless_chromium() {
         std::fs::create_dir_all(repo().join("docs")).unwrap();
         std::fs::copy(&png, repo().join("docs/timeline-dirty-ssl.png")).unwrap();
     }
+}
+
+#[test]
+fn requests_end_at_their_response_or_stay_in_flight() {
+    // MariaDB killed the query: the last request is the SLEEP, never answered.
+    let (sums, _) = analyze_file(&repo().join("captures/server-kill-query-plain.pcap"));
+    let s = &sums[0];
+    let reqs = proxyscope::export::requests(s);
+    let commands = s
+        .events
+        .iter()
+        .filter(|e| e.dir == "c2s" && e.event.kind.name().starts_with("mysql.com_"))
+        .count();
+    assert_eq!(reqs.len(), commands);
+    let last = reqs.last().unwrap();
+    assert!(
+        last.unanswered && last.name.contains("SLEEP(10)"),
+        "{last:?}"
+    );
+    assert!(reqs[..reqs.len() - 1]
+        .iter()
+        .all(|r| !r.unanswered && r.end >= r.start));
+}
+
+#[test]
+fn backend_lanes_follow_the_frontends_they_carried() {
+    let (sums, _) = analyze_two_pass(&dirty_ssl(), keylog_for(&dirty_ssl()).as_deref());
+    let order: Vec<&proxyscope::model::Summary> = proxyscope::export::lane_order(&sums)
+        .into_iter()
+        .map(|i| &sums[i])
+        .collect();
+    assert_eq!(order.len(), sums.len());
+    let place: BTreeMap<u64, usize> = order.iter().enumerate().map(|(n, s)| (s.id, n)).collect();
+    let (mut last, mut paired) = (0, 0);
+    for s in order.iter().filter(|s| s.leg == Leg::Backend) {
+        let first = s.relayed.iter().filter_map(|(id, _)| place.get(id)).min();
+        if let Some(&p) = first {
+            assert!(p >= last, "backend {} out of its frontends' order", s.id);
+            last = p;
+            paired += 1;
+        }
+    }
+    assert!(paired >= 3, "only {paired} backends paired with frontends");
 }
