@@ -487,6 +487,31 @@ fn perfetto_trace_has_a_track_per_connection() {
             );
         }
     }
+    // Slices nest: each request within its connection's slice, also when a time window cuts them.
+    for extra in [&[][..], &["--since", "0.5", "--until", "1.0"][..]] {
+        let t: Value = serde_json::from_slice(&timeline(&p, "perfetto", extra)).unwrap();
+        let t = t["traceEvents"].as_array().unwrap();
+        let conn: BTreeMap<u64, (f64, f64)> = t
+            .iter()
+            .filter(|e| e["cat"] == "connection")
+            .map(|e| {
+                let ts = e["ts"].as_f64().unwrap();
+                (
+                    e["tid"].as_u64().unwrap(),
+                    (ts, ts + e["dur"].as_f64().unwrap()),
+                )
+            })
+            .collect();
+        for e in t.iter().filter(|e| e["cat"] == "request") {
+            let (a, b) = conn[&e["tid"].as_u64().unwrap()];
+            let ts = e["ts"].as_f64().unwrap();
+            let end = ts + e["dur"].as_f64().unwrap();
+            assert!(
+                ts >= a && end <= b + 1e-6,
+                "{extra:?}: {e} outside [{a}, {b}]"
+            );
+        }
+    }
     // Every connection that sent a query has request slices.
     let queried: BTreeSet<u64> = recs
         .iter()

@@ -154,7 +154,7 @@ pub fn write_data(tl: &Timeline, title: &str, out: &mut dyn Write) -> io::Result
     let mut seq = JsonSeq::open(out, ",\"requests\":")?;
     for (n, s) in order.iter().enumerate() {
         for r in requests(s) {
-            if f.time(r.start) || f.time(r.end) {
+            if f.span(r.start, r.end) {
                 seq.push(&(
                     n,
                     r9(r.start),

@@ -220,9 +220,14 @@ impl Filter {
         self.since.is_none_or(|s| t >= s) && self.until.is_none_or(|u| t <= u)
     }
 
+    /// The interval from `a` to `b` (seconds) overlaps the time range.
+    pub fn span(&self, a: f64, b: f64) -> bool {
+        self.since.is_none_or(|x| b >= x) && self.until.is_none_or(|y| a <= y)
+    }
+
     /// The connection's life overlaps the time range.
     pub fn overlaps(&self, s: &Summary) -> bool {
-        self.since.is_none_or(|a| s.end.t >= a) && self.until.is_none_or(|b| s.start.t <= b)
+        self.span(s.start.t, s.end.t)
     }
 }
 
@@ -546,5 +551,6 @@ mod tests {
         };
         assert!(f.time(1.0) && f.time(2.0) && !f.time(0.999) && !f.time(2.001));
         assert!(Filter::default().time(-5.0));
+        assert!(f.span(0.0, 3.0) && f.span(1.5, 1.6) && !f.span(0.0, 0.9) && !f.span(2.1, 3.0));
     }
 }

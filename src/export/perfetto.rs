@@ -62,17 +62,19 @@ pub fn write(tl: &Timeline, out: &mut dyn Write) -> io::Result<()> {
         );
         ev.push(
             &json!({"ph": "X", "pid": p, "tid": tid, "cat": "connection",
-                       "name": format!("conn #{} {label}", s.id), "ts": us(a), "dur": us(b - a),
+                       "name": format!("conn #{} {label}", s.id), "ts": us(a), "dur": us(b) - us(a),
                        "args": {"client": s.client.to_string(), "server": s.server.to_string(),
                                 "verdict": s.verdict, "relayed": s.relayed}}),
         )?;
         for r in requests(s) {
-            if !f.time(r.start) && !f.time(r.end) {
+            if !f.span(r.start, r.end) {
                 continue;
             }
+            // Clipped to the connection's slice, so that slices nest.
+            let (ra, rb) = (r.start.clamp(a, b), r.end.clamp(a, b));
             ev.push(
                 &json!({"ph": "X", "pid": p, "tid": tid, "cat": "request", "name": r.name,
-                           "ts": us(r.start), "dur": us(r.end - r.start),
+                           "ts": us(ra), "dur": us(rb) - us(ra),
                            "args": {"frame": r.frame, "unanswered": r.unanswered}}),
             )?;
         }
