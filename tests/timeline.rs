@@ -534,24 +534,81 @@ fn tuple(a: &str, b: &str) -> (String, String) {
     }
 }
 
+/// The Ethernet capture `src` rewritten as Linux SLL (`tcpdump -i any`): each frame's
+/// 14-byte Ethernet header becomes a 16-byte SLL header with the same EtherType and source.
+fn as_sll(src: &Path, dst: &Path) {
+    // editcap (beside tshark) makes it a classic pcap first.
+    let plain = dst.with_extension("eth.pcap");
+    let ok = Command::new("editcap")
+        .args(["-F", "pcap"])
+        .arg(src)
+        .arg(&plain)
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let data = std::fs::read(&plain).unwrap();
+    assert_eq!(
+        &data[..4],
+        &[0xd4, 0xc3, 0xb2, 0xa1],
+        "little-endian µs pcap"
+    );
+    let mut out = data[..20].to_vec();
+    out.extend_from_slice(&113u32.to_le_bytes()); // LINKTYPE_LINUX_SLL
+    let mut off = 24;
+    while off + 16 <= data.len() {
+        let u = |o: usize| u32::from_le_bytes(data[o..o + 4].try_into().unwrap());
+        let (incl, orig) = (u(off + 8) as usize, u(off + 12));
+        let frame = &data[off + 16..off + 16 + incl];
+        out.extend_from_slice(&data[off..off + 8]);
+        out.extend_from_slice(&(incl as u32 + 2).to_le_bytes());
+        out.extend_from_slice(&(orig + 2).to_le_bytes());
+        out.extend_from_slice(&[0, 0, 0, 1, 0, 6]); // to us, ARPHRD_ETHER, 6-byte address
+        out.extend_from_slice(&frame[6..12]);
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&frame[12..]);
+        off += 16 + incl;
+    }
+    std::fs::write(dst, out).unwrap();
+}
+
 #[test]
 fn incident_pcaps_hold_exactly_the_incident_connections() {
     if !have("tshark") {
         eprintln!("SKIPPED: tshark not found; incident pcaps not checked");
         return;
     }
-    for name in ["dirty-ssl", "drop-burst", "plaintext-quit"] {
-        let p = repo().join(format!("captures/lab/{name}.pcap.gz"));
+    let lab = repo().join("captures/lab");
+    // The backend leg as `tcpdump -i any` would have it, merged with the Ethernet frontend leg:
+    // each incident then has frames of two link types, in two files.
+    let sll = tmp("dirty-ssl.back.sll.pcap");
+    as_sll(&lab.join("dirty-ssl.back.pcap.gz"), &sll);
+    let runs: Vec<(&str, Vec<PathBuf>, usize)> = vec![
+        ("dirty-ssl", vec![lab.join("dirty-ssl.pcap.gz")], 1),
+        ("drop-burst", vec![lab.join("drop-burst.pcap.gz")], 1),
+        (
+            "plaintext-quit",
+            vec![lab.join("plaintext-quit.pcap.gz")],
+            1,
+        ),
+        (
+            "dirty-ssl-two-links",
+            vec![lab.join("dirty-ssl.front.pcap.gz"), sll],
+            2,
+        ),
+    ];
+    for (name, inputs, links) in runs {
         let dir = tmp(&format!("incidents-{name}"));
         let _ = std::fs::remove_dir_all(&dir);
         let mut c = bin();
         c.arg("analyze")
-            .arg(&p)
-            .args(["--format", "json", "--write-incident"]);
-        c.arg(&dir);
-        if let Some(k) = keylog_for(&p) {
-            c.arg("--keylog").arg(k);
-        }
+            .args(&inputs)
+            .args(["--format", "json", "--write-incident"])
+            .arg(&dir)
+            .arg("--keylog")
+            .arg(lab.join(format!(
+                "{}.keylog",
+                name.split('-').take(2).collect::<Vec<_>>().join("-")
+            )));
         let out = c.output().unwrap();
         assert!(
             out.status.success(),
@@ -574,16 +631,22 @@ fn incident_pcaps_hold_exactly_the_incident_connections() {
         files.sort();
         assert_eq!(
             files.len(),
-            incidents.len(),
-            "{name}: one pcap per incident"
+            incidents.len() * links,
+            "{name}: {links} pcap(s) per incident"
         );
         for (n, inc) in incidents.iter().enumerate() {
-            let f = &files[n];
-            let fname = f.file_name().unwrap().to_str().unwrap();
-            assert!(
-                fname.starts_with(&format!("incident-{:03}-", n + 1)),
-                "{fname}"
-            );
+            let prefix = format!("incident-{:03}-", n + 1);
+            let mine: Vec<&PathBuf> = files
+                .iter()
+                .filter(|f| {
+                    f.file_name()
+                        .unwrap()
+                        .to_str()
+                        .unwrap()
+                        .starts_with(&prefix)
+                })
+                .collect();
+            assert_eq!(mine.len(), links, "{name}: {prefix}");
             let ids: BTreeSet<u64> = inc["steps"]
                 .as_array()
                 .unwrap()
@@ -604,42 +667,43 @@ fn incident_pcaps_hold_exactly_the_incident_connections() {
                     c["packets"]["c2s"].as_u64().unwrap() + c["packets"]["s2c"].as_u64().unwrap()
                 })
                 .sum();
-            let out = Command::new("tshark")
-                .arg("-r")
-                .arg(f)
-                .args(["-T", "fields", "-E", "separator=,"])
-                .args([
-                    "-e",
-                    "ip.src",
-                    "-e",
-                    "tcp.srcport",
-                    "-e",
-                    "ip.dst",
-                    "-e",
-                    "tcp.dstport",
-                ])
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let text = String::from_utf8(out.stdout).unwrap();
             let mut got = BTreeSet::new();
             let mut frames = 0;
-            for l in text.lines() {
-                let v: Vec<&str> = l.split(',').collect();
-                got.insert(tuple(
-                    &format!("{}:{}", v[0], v[1]),
-                    &format!("{}:{}", v[2], v[3]),
-                ));
-                frames += 1;
+            for f in mine {
+                let out = Command::new("tshark")
+                    .arg("-r")
+                    .arg(f)
+                    .args(["-T", "fields", "-E", "separator=,"])
+                    .args([
+                        "-e",
+                        "ip.src",
+                        "-e",
+                        "tcp.srcport",
+                        "-e",
+                        "ip.dst",
+                        "-e",
+                        "tcp.dstport",
+                    ])
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                for l in String::from_utf8(out.stdout).unwrap().lines() {
+                    let v: Vec<&str> = l.split(',').collect();
+                    got.insert(tuple(
+                        &format!("{}:{}", v[0], v[1]),
+                        &format!("{}:{}", v[2], v[3]),
+                    ));
+                    frames += 1;
+                }
             }
-            assert_eq!(got, want, "{fname}");
+            assert_eq!(got, want, "{name}: {prefix}");
             assert_eq!(
                 frames, packets,
-                "{fname}: every packet of those connections"
+                "{name}: {prefix}: every packet of those connections"
             );
         }
     }
