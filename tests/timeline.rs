@@ -893,21 +893,27 @@ fn html_timeline_opens_in_headless_chromium() {
 
     let dir = repo().join("target/test-artifacts");
     std::fs::create_dir_all(&dir).unwrap();
-    let png = dir.join("timeline-dirty-ssl.png");
-    let _ = std::fs::remove_file(&png);
-    run_chromium(
-        chrome,
-        &[
-            format!("--screenshot={}", png.display()),
-            format!("{url}#incident=1"),
-        ],
-    );
-    let bytes = std::fs::read(&png).expect("screenshot written");
-    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 20_000);
-    eprintln!("screenshot: {}", png.display());
-    if std::env::var_os("UPDATE_SCREENSHOT").is_some() {
-        std::fs::create_dir_all(repo().join("docs")).unwrap();
-        std::fs::copy(&png, repo().join("docs/timeline-dirty-ssl.png")).unwrap();
+    // The whole capture, and incident 1 (its lanes pinned on top).
+    for (file, fragment) in [
+        ("timeline-dirty-ssl.png", ""),
+        ("timeline-dirty-ssl-incident-1.png", "#incident=1"),
+    ] {
+        let png = dir.join(file);
+        let _ = std::fs::remove_file(&png);
+        run_chromium(
+            chrome,
+            &[
+                format!("--screenshot={}", png.display()),
+                format!("{url}{fragment}"),
+            ],
+        );
+        let bytes = std::fs::read(&png).expect("screenshot written");
+        assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 20_000);
+        eprintln!("screenshot: {}", png.display());
+        if std::env::var_os("UPDATE_SCREENSHOT").is_some() {
+            std::fs::create_dir_all(repo().join("docs")).unwrap();
+            std::fs::copy(&png, repo().join("docs").join(file)).unwrap();
+        }
     }
 }
 
