@@ -4,7 +4,8 @@
 //! The pipeline, one module per stage, plain data between them:
 //! [`source`] (frames) → [`decode`] (TCP segments) → [`tcp`] (reassembled streams, closes)
 //! → [`dissect`] ([`mysql`] and [`tls`] decoders, [`event`]s) → [`model`] (connection
-//! summaries) → [`report`] (text, JSON). [`analyze`] drives it over files, [`live`] over a live capture.
+//! summaries) → [`report`] (text, JSON) and [`export`] (timeline formats, incident pcaps).
+//! [`analyze`] drives it over files, [`live`] over a live capture.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -14,6 +15,7 @@ pub mod decode;
 pub mod diagnose;
 pub mod dissect;
 pub mod event;
+pub mod export;
 pub mod lab;
 pub mod live;
 pub mod model;

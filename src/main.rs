@@ -47,6 +47,58 @@ enum Command {
     /// Run the proxy lab: a small ProxySQL-like MySQL proxy that can inject known faults and
     /// writes the ground truth of what it did.
     Lab(Box<LabArgs>),
+    /// Export the events of capture files as JSON Lines, CSV, an HTML timeline or a Perfetto
+    /// trace.
+    Timeline(Box<TimelineArgs>),
+}
+
+#[derive(clap::Args)]
+struct TimelineArgs {
+    /// Capture files; several are merged in timestamp order.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum)]
+    format: proxyscope::export::Format,
+    /// Write here instead of to standard output.
+    #[arg(short, long, value_name = "OUT")]
+    output: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    filter: proxyscope::export::Filter,
+    #[command(flatten)]
+    legs: LegArgs,
+    /// Events kept per connection from its start, and as many from its end (the rest are
+    /// counted as omitted).
+    #[arg(long, value_name = "N", default_value_t = proxyscope::export::KEEP_EVENTS)]
+    events: usize,
+}
+
+/// Leg labels and TLS keys, shared by the commands that read captures.
+#[derive(clap::Args)]
+struct LegArgs {
+    /// Server port of frontend connections (application → proxy); repeatable.
+    #[arg(long, value_name = "PORT")]
+    frontend_port: Vec<u16>,
+    /// Server port of backend connections (proxy → MySQL); repeatable.
+    #[arg(long, value_name = "PORT")]
+    backend_port: Vec<u16>,
+    /// The proxy's address: connections to it are frontend, from it backend.
+    #[arg(long, value_name = "IP")]
+    proxy: Option<std::net::IpAddr>,
+    /// TLS key log (NSS SSLKEYLOGFILE format) to decrypt sessions with; repeatable. Secrets in
+    /// pcapng Decryption Secrets Blocks are used too.
+    #[arg(long, value_name = "FILE")]
+    keylog: Vec<String>,
+}
+
+impl LegArgs {
+    fn flags(&self) -> LegFlags {
+        LegFlags {
+            frontend_ports: self.frontend_port.clone(),
+            backend_ports: self.backend_port.clone(),
+            proxy: self.proxy,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -100,30 +152,6 @@ struct LabArgs {
     /// Stop after this many seconds (default: at SIGINT or SIGTERM).
     #[arg(long, value_name = "SECS")]
     duration: Option<f64>,
-}
-
-/// Which MySQL connections are frontend or backend legs of a proxy.
-#[derive(clap::Args, Clone)]
-struct LegArgs {
-    /// Server port of frontend connections (application → proxy); repeatable.
-    #[arg(long, value_name = "PORT")]
-    frontend_port: Vec<u16>,
-    /// Server port of backend connections (proxy → MySQL); repeatable.
-    #[arg(long, value_name = "PORT")]
-    backend_port: Vec<u16>,
-    /// The proxy's address: connections to it are frontend, from it backend.
-    #[arg(long, value_name = "IP")]
-    proxy: Option<std::net::IpAddr>,
-}
-
-impl LegArgs {
-    fn flags(&self) -> LegFlags {
-        LegFlags {
-            frontend_ports: self.frontend_port.clone(),
-            backend_ports: self.backend_port.clone(),
-            proxy: self.proxy,
-        }
-    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -195,9 +223,6 @@ struct LiveArgs {
     /// Closes on the two legs of a proxy within this many milliseconds are one incident.
     #[arg(long, value_name = "MS", default_value_t = 5.0)]
     link_window_ms: f64,
-    /// TLS key log (NSS SSLKEYLOGFILE format) to decrypt sessions with; repeatable.
-    #[arg(long, value_name = "FILE")]
-    keylog: Vec<String>,
     #[command(flatten)]
     legs: LegArgs,
     /// Keep the process's capabilities after opening the device (by default all are dropped).
@@ -239,10 +264,10 @@ struct AnalyzeArgs {
     only_problems: bool,
     #[command(flatten)]
     legs: LegArgs,
-    /// TLS key log (NSS SSLKEYLOGFILE format) to decrypt sessions with; repeatable. Secrets in
-    /// pcapng Decryption Secrets Blocks are used too.
-    #[arg(long, value_name = "FILE")]
-    keylog: Vec<String>,
+    /// Write, per incident, a pcap of the packets of the connections involved into this
+    /// directory (a second pass over the files).
+    #[arg(long, value_name = "DIR")]
+    write_incident: Option<std::path::PathBuf>,
     /// Events kept per connection from its start, and as many from its end (JSON `events`).
     #[arg(long, value_name = "N", default_value_t = proxyscope::dissect::KEEP_EVENTS)]
     events: usize,
@@ -315,16 +340,22 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Analyze(args) => match analyze_cmd(args) {
-            Ok(code) => code,
-            Err(e) => {
-                if is_broken_pipe(&e) {
-                    return ExitCode::SUCCESS;
-                }
-                eprintln!("proxyscope: {e:#}");
-                ExitCode::from(1)
+        Command::Analyze(args) => edge(analyze_cmd(args)),
+        Command::Timeline(args) => edge(timeline_cmd(*args)),
+    }
+}
+
+/// The exit code of a command's outcome; errors go to stderr (a closed pipe is not one).
+fn edge(r: Result<ExitCode>) -> ExitCode {
+    match r {
+        Ok(code) => code,
+        Err(e) => {
+            if is_broken_pipe(&e) {
+                return ExitCode::SUCCESS;
             }
-        },
+            eprintln!("proxyscope: {e:#}");
+            ExitCode::from(1)
+        }
     }
 }
 
@@ -348,7 +379,7 @@ fn live_cmd(args: LiveArgs) -> Result<ExitCode> {
                 idle_timeout: Some(secs_to_ns(args.idle_timeout)),
                 linger: secs_to_ns(args.linger),
             },
-            keylog: read_keylogs(&args.keylog)?,
+            keylog: read_keylogs(&args.legs.keylog)?,
             link_window_ns: (args.link_window_ms * 1e6).clamp(0.0, 1e12) as i64,
             ..Options::default()
         },
@@ -452,10 +483,12 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
         .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
 }
 
-fn analyze_cmd(args: AnalyzeArgs) -> Result<ExitCode> {
+/// Opens the capture files, saying on stderr which cannot be: the files, and whether any could
+/// not.
+fn open_all(paths: &[String]) -> (Vec<CaptureFile>, bool) {
     let mut files = Vec::new();
     let mut unreadable = false;
-    for (i, path) in args.files.iter().enumerate() {
+    for (i, path) in paths.iter().enumerate() {
         match CaptureFile::open(path, i) {
             Ok(f) => files.push(f),
             Err(e) => {
@@ -464,10 +497,77 @@ fn analyze_cmd(args: AnalyzeArgs) -> Result<ExitCode> {
             }
         }
     }
+    (files, unreadable)
+}
+
+/// The legs: from the flags when given; otherwise a light first pass finds proxies by pairing
+/// requests across connections, so that every verdict of the real pass already knows its leg.
+/// Standard input cannot be read twice: there, give the legs on the command line.
+fn find_legs(paths: &[String], flags: LegFlags, opts: &Options) -> Result<Legs> {
+    let given = !flags.frontend_ports.is_empty()
+        || !flags.backend_ports.is_empty()
+        || flags.proxy.is_some();
+    if given || paths.iter().any(|f| f == "-") {
+        return Ok(Legs::new(flags, Vec::new()));
+    }
+    let again: Vec<CaptureFile> = paths
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| CaptureFile::open(p, i).ok())
+        .collect();
+    let mut first = Sources::new(again);
+    // Pairing needs no kept events, and a proxy shows within the first requests: the first
+    // pass is light and reads at most FIRST_PASS_FRAMES frames.
+    let light = Options {
+        keep_events: 0,
+        max_frames: Some(FIRST_PASS_FRAMES),
+        ..opts.clone()
+    };
+    let found = analyze::run(&mut first, &light, &mut NullReport, &mut |_| {})?;
+    Ok(Legs::new(flags, found.proxies))
+}
+
+fn timeline_cmd(args: TimelineArgs) -> Result<ExitCode> {
+    let (files, unreadable) = open_all(&args.files);
     if files.is_empty() {
         return Ok(ExitCode::from(1));
     }
-    let flags = args.legs.flags();
+    let mut opts = Options {
+        keep_events: args.events,
+        keylog: read_keylogs(&args.legs.keylog)?,
+        ..Options::default()
+    };
+    opts.legs = find_legs(&args.files, args.legs.flags(), &opts)?;
+    let mut tl = proxyscope::export::Timeline::new(args.filter);
+    let run = analyze::run(&mut Sources::new(files), &opts, &mut tl, &mut |_| {})?;
+    let title: Vec<String> = args
+        .files
+        .iter()
+        .map(|f| {
+            let p = std::path::Path::new(f);
+            p.file_name()
+                .map_or(f.clone(), |n| n.to_string_lossy().into_owned())
+        })
+        .collect();
+    let mut out: Box<dyn Write> = match &args.output {
+        Some(p) => Box::new(io::BufWriter::new(
+            std::fs::File::create(p).with_context(|| format!("{}", p.display()))?,
+        )),
+        None => Box::new(io::BufWriter::new(io::stdout().lock())),
+    };
+    proxyscope::export::write(&tl, args.format, &title.join(", "), out.as_mut())?;
+    out.flush()?;
+    Ok(outcome(&run, unreadable))
+}
+
+fn analyze_cmd(args: AnalyzeArgs) -> Result<ExitCode> {
+    let (files, unreadable) = open_all(&args.files);
+    if files.is_empty() {
+        return Ok(ExitCode::from(1));
+    }
+    if args.write_incident.is_some() && args.files.iter().any(|f| f == "-") {
+        anyhow::bail!("--write-incident reads the files twice: it cannot read standard input");
+    }
     let mut opts = Options {
         tcp: tcp::Config {
             max_buffer: args.max_buffer,
@@ -477,8 +577,8 @@ fn analyze_cmd(args: AnalyzeArgs) -> Result<ExitCode> {
             ..tcp::Config::default()
         },
         keep_events: args.events,
-        keylog: read_keylogs(&args.keylog)?,
-        legs: Legs::new(flags.clone(), Vec::new()),
+        keylog: read_keylogs(&args.legs.keylog)?,
+        legs: Legs::default(),
         link_window_ns: (args.link_window_ms * 1e6).clamp(0.0, 1e12) as i64,
         max_frames: None,
         proxysql_log: {
@@ -491,30 +591,7 @@ fn analyze_cmd(args: AnalyzeArgs) -> Result<ExitCode> {
             v
         },
     };
-    let given = !flags.frontend_ports.is_empty()
-        || !flags.backend_ports.is_empty()
-        || flags.proxy.is_some();
-    if !given && !args.files.iter().any(|f| f == "-") {
-        // A first pass finds proxies by pairing requests across connections, so that every
-        // verdict of the second pass already knows its leg. Standard input cannot be read twice:
-        // there, give the legs on the command line.
-        let again: Vec<CaptureFile> = args
-            .files
-            .iter()
-            .enumerate()
-            .filter_map(|(i, p)| CaptureFile::open(p, i).ok())
-            .collect();
-        let mut first = Sources::new(again);
-        // Pairing needs no kept events, and a proxy shows within the first requests: the first
-        // pass is light and reads at most FIRST_PASS_FRAMES frames.
-        let light = Options {
-            keep_events: 0,
-            max_frames: Some(FIRST_PASS_FRAMES),
-            ..opts.clone()
-        };
-        let found = analyze::run(&mut first, &light, &mut NullReport, &mut |_| {})?;
-        opts.legs = Legs::new(flags, found.proxies);
-    }
+    opts.legs = find_legs(&args.files, args.legs.flags(), &opts)?;
     let mut sources = Sources::new(files);
     // On a terminal, stdout stays line-buffered so that whole rows overwrite the progress line;
     // otherwise a large buffer.
@@ -547,7 +624,35 @@ fn analyze_cmd(args: AnalyzeArgs) -> Result<ExitCode> {
             let _ = io::stderr().flush();
         }
     };
-    let run = analyze::run(&mut sources, &opts, report.as_mut(), &mut progress)?;
+    let mut keys = proxyscope::export::pcap::KeyRecorder {
+        inner: report.as_mut(),
+        keys: Default::default(),
+    };
+    let run = analyze::run(&mut sources, &opts, &mut keys, &mut progress)?;
+    if let Some(dir) = &args.write_incident {
+        let readable: Vec<String> = args
+            .files
+            .iter()
+            .filter(|p| CaptureFile::open(p, 0).is_ok())
+            .cloned()
+            .collect();
+        let written =
+            proxyscope::export::pcap::write_incidents(&readable, &run.incidents, &keys.keys, dir)?;
+        for w in &written {
+            eprintln!(
+                "proxyscope: incident {}: {} ({} frames)",
+                w.incident,
+                w.path.display(),
+                w.frames
+            );
+        }
+    }
+    Ok(outcome(&run, unreadable))
+}
+
+/// Says on stderr where input broke off or was skipped; the exit code: 1 when a file could
+/// not be read, 2 when one stopped early, else 0.
+fn outcome(run: &RunSummary, unreadable: bool) -> ExitCode {
     let mut partial = false;
     for f in &run.files {
         if let Some(stop) = &f.stop {
@@ -569,11 +674,11 @@ fn analyze_cmd(args: AnalyzeArgs) -> Result<ExitCode> {
             eprintln!("proxyscope: {n} frames skipped: {reason}");
         }
     }
-    Ok(if unreadable {
+    if unreadable {
         ExitCode::from(1)
     } else if partial {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
-    })
+    }
 }

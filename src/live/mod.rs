@@ -39,8 +39,9 @@ pub use writer::Rotation;
 pub enum LiveFormat {
     /// A row per close as it happens, incident blocks, a summary at the end.
     Text,
-    /// JSON Lines: every event, a `verdict.close` line per close, a `verdict.incident` line
-    /// per incident, a `live.summary` line at the end.
+    /// JSON Lines (`proxyscope.events/1`, as `timeline --format jsonl`): the schema line, every
+    /// event, a `verdict.close` line per close, a `verdict.incident` line per incident, and a
+    /// `live.summary` line at the end.
     Jsonl,
 }
 
@@ -117,58 +118,6 @@ fn lock(s: &SharedRef) -> std::sync::MutexGuard<'_, Shared> {
     s.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The `verdict.close` line of a finished connection (the event contract, layer `verdict`).
-pub fn verdict_line(s: &Summary) -> serde_json::Value {
-    let v = s.verdict.as_ref();
-    let mark = v.and_then(|v| v.at.as_ref());
-    let at = mark.map_or(&s.end, |m| &m.at);
-    let from_client = !matches!(
-        mark.map(|m| m.by),
-        Some(crate::model::Role::Server | crate::model::Role::Proxy)
-    ) || mark.is_some_and(|m| m.from == s.client);
-    let (from, to) = if from_client {
-        (s.client, s.server)
-    } else {
-        (s.server, s.client)
-    };
-    json!({
-        "ts": at.ts.rfc3339().to_string(),
-        "t": at.t,
-        "frame": at.frame,
-        "conn": s.id,
-        "leg": s.leg,
-        "dir": if from_client { "c2s" } else { "s2c" },
-        "from": from.to_string(),
-        "to": to.to_string(),
-        "layer": "verdict",
-        "kind": "verdict.close",
-        "detail": {
-            "client": s.client.to_string(),
-            "server": s.server.to_string(),
-            "verdict": v,
-            "close": &s.close,
-            "leg_basis": &s.leg_basis,
-            "relayed": &s.relayed,
-            "thread_id": s.mysql.as_ref().and_then(|m| m.thread_id),
-        },
-    })
-}
-
-/// The `verdict.incident` line of an incident.
-pub fn incident_line(inc: &Incident) -> serde_json::Value {
-    let first = inc.steps.first();
-    json!({
-        "ts": first.map(|s| s.at.ts.rfc3339().to_string()),
-        "t": first.map(|s| s.at.t),
-        "frame": first.map(|s| s.at.frame),
-        "conn": first.map(|s| s.conn),
-        "leg": first.map(|s| s.leg),
-        "layer": "verdict",
-        "kind": "verdict.incident",
-        "detail": inc,
-    })
-}
-
 /// The report side of a live run: rows or verdict lines into the shared buffer.
 struct LineReport {
     shared: SharedRef,
@@ -182,7 +131,7 @@ impl Report for LineReport {
         let mut sh = lock(&self.shared);
         match self.format {
             LiveFormat::Jsonl => {
-                serde_json::to_writer(&mut sh.buf, &verdict_line(c))?;
+                serde_json::to_writer(&mut sh.buf, &crate::export::verdict_line(c))?;
                 sh.buf.push(b'\n');
             }
             LiveFormat::Text => {
@@ -206,7 +155,10 @@ impl LineReport {
         let mut sh = lock(&self.shared);
         match self.format {
             LiveFormat::Jsonl => {
-                serde_json::to_writer(&mut sh.buf, &incident_line(inc))?;
+                serde_json::to_writer(
+                    &mut sh.buf,
+                    &crate::export::incident_line(self.incidents, inc),
+                )?;
                 sh.buf.push(b'\n');
             }
             LiveFormat::Text => {
@@ -365,8 +317,15 @@ async fn run(opts: &LiveOptions, out: &mut dyn Write) -> Result<LiveSummary, Liv
         only_problems: opts.only_problems,
         incidents: 0,
     };
-    if opts.format == LiveFormat::Text {
-        crate::report::write_header(&mut lock(&shared).buf)?;
+    match opts.format {
+        LiveFormat::Text => crate::report::write_header(&mut lock(&shared).buf)?,
+        LiveFormat::Jsonl => {
+            // The same stream as `timeline --format jsonl`: the schema line first.
+            let mut sh = lock(&shared);
+            serde_json::to_writer(&mut sh.buf, &crate::export::schema_line())
+                .map_err(io::Error::other)?;
+            sh.buf.push(b'\n');
+        }
     }
     let feed = Rc::new(RefCell::new(Feed {
         engine: Some(engine),

@@ -4,6 +4,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+pub mod schema;
+
 use proxyscope::analyze::{self, Options};
 use proxyscope::diagnose::legs::Leg;
 use proxyscope::diagnose::Label;

@@ -1,0 +1,128 @@
+//! Chrome Trace Event Format (`{"traceEvents":[...]}`), which ui.perfetto.dev and
+//! chrome://tracing open: one process per leg, one thread (track) per connection, the
+//! connection's life and its requests as complete slices (`X`), closes, alerts and errors as
+//! instant events (`i`), incidents as global instants with flow arrows across their steps.
+//! Times are microseconds from the capture's start.
+
+use std::io::{self, Write};
+
+use serde_json::json;
+
+use super::{lane_order, leg_name, requests, JsonSeq, Mark, Timeline};
+use crate::diagnose::legs::Leg;
+
+/// The process id of a leg's tracks.
+pub fn pid(leg: Leg) -> u32 {
+    match leg {
+        Leg::Frontend => 1,
+        Leg::Backend => 2,
+        Leg::Direct => 3,
+        Leg::Unknown => 4,
+    }
+}
+
+fn us(t: f64) -> f64 {
+    (t * 1e6 * 1000.0).round() / 1000.0
+}
+
+/// Writes the trace JSON, event by event.
+pub fn write(tl: &Timeline, out: &mut dyn Write) -> io::Result<()> {
+    let f = tl.filter();
+    let meta = json!({"schema": super::SCHEMA, "generator": "proxyscope"});
+    write!(out, "{{\"displayTimeUnit\":\"ms\",\"otherData\":{meta},")?;
+    let mut ev = JsonSeq::open(out, "\"traceEvents\":")?;
+    for leg in [Leg::Frontend, Leg::Backend, Leg::Direct, Leg::Unknown] {
+        if tl.conns.iter().any(|s| s.leg == leg) {
+            let p = pid(leg);
+            ev.push(
+                &json!({"ph": "M", "pid": p, "tid": 0, "name": "process_name",
+                           "args": {"name": format!("{} leg", leg_name(leg))}}),
+            )?;
+            ev.push(
+                &json!({"ph": "M", "pid": p, "tid": 0, "name": "process_sort_index",
+                           "args": {"sort_index": p}}),
+            )?;
+        }
+    }
+    for (n, &i) in lane_order(&tl.conns).iter().enumerate() {
+        let Some(s) = tl.conns.get(i) else { continue };
+        let (p, tid) = (pid(s.leg), s.id);
+        let label = s.verdict.as_ref().map_or("", |v| v.label.as_str());
+        ev.push(
+            &json!({"ph": "M", "pid": p, "tid": tid, "name": "thread_name",
+                       "args": {"name": format!("#{} {} → {} {label}", s.id, s.client, s.server)}}),
+        )?;
+        ev.push(
+            &json!({"ph": "M", "pid": p, "tid": tid, "name": "thread_sort_index",
+                       "args": {"sort_index": n}}),
+        )?;
+        let (a, b) = (
+            f.since.map_or(s.start.t, |x| s.start.t.max(x)),
+            f.until.map_or(s.end.t, |x| s.end.t.min(x)),
+        );
+        ev.push(
+            &json!({"ph": "X", "pid": p, "tid": tid, "cat": "connection",
+                       "name": format!("conn #{} {label}", s.id), "ts": us(a), "dur": us(b) - us(a),
+                       "args": {"client": s.client.to_string(), "server": s.server.to_string(),
+                                "verdict": s.verdict, "relayed": s.relayed}}),
+        )?;
+        for r in requests(s) {
+            if !f.span(r.start, r.end) {
+                continue;
+            }
+            // Clipped to the connection's slice, so that slices nest.
+            let (ra, rb) = (r.start.clamp(a, b), r.end.clamp(a, b));
+            ev.push(
+                &json!({"ph": "X", "pid": p, "tid": tid, "cat": "request", "name": r.name,
+                           "ts": us(ra), "dur": us(rb) - us(ra),
+                           "args": {"frame": r.frame, "unanswered": r.unanswered}}),
+            )?;
+        }
+        for e in &s.events {
+            let m = Mark::of(&e.event.kind);
+            if !matches!(
+                m,
+                Mark::Fin | Mark::Rst | Mark::Alert | Mark::Err | Mark::Syn
+            ) || !f.time(e.at.t)
+            {
+                continue;
+            }
+            ev.push(
+                &json!({"ph": "i", "s": "t", "pid": p, "tid": tid, "cat": m.as_str(),
+                           "name": format!("{} {}", e.event.kind.brief(), e.dir),
+                           "ts": us(e.at.t),
+                           "args": {"frame": e.at.frame, "from": e.from.to_string()}}),
+            )?;
+        }
+    }
+    for (n, inc) in &tl.incidents {
+        let name = format!(
+            "incident {n}: {}",
+            inc.signature.map_or("no known signature", |s| s.id)
+        );
+        if let Some(first) = inc.steps.first() {
+            ev.push(
+                &json!({"ph": "i", "s": "g", "pid": pid(first.leg), "tid": first.conn,
+                           "cat": "incident", "name": name, "ts": us(first.at.t),
+                           "args": {"steps": inc.steps}}),
+            )?;
+        }
+        let last = inc.steps.len().saturating_sub(1);
+        for (k, st) in inc.steps.iter().enumerate() {
+            if last == 0 {
+                break;
+            }
+            let ph = match k {
+                0 => "s",
+                k if k == last => "f",
+                _ => "t",
+            };
+            ev.push(
+                &json!({"ph": ph, "id": n, "bp": "e", "pid": pid(st.leg), "tid": st.conn,
+                           "cat": "incident", "name": name, "ts": us(st.at.t)}),
+            )?;
+        }
+    }
+    ev.close()?;
+    out.write_all(b"}\n")
+}
