@@ -69,48 +69,74 @@ impl Legs {
 
     /// The leg of a MySQL connection from `client` to `server`, and how it was decided.
     pub fn leg(&self, client: Endpoint, server: Endpoint) -> (Leg, String) {
+        let (leg, why) = self.classify(client, server);
+        let basis = match why {
+            Why::FrontendPort(p) => format!("--frontend-port {p}"),
+            Why::BackendPort(p) => format!("--backend-port {p}"),
+            Why::ProxyIsServer(p) => format!("--proxy {p} is the server"),
+            Why::ProxyIsClient(p) => format!("--proxy {p} is the client"),
+            Why::Relays(pair) => format!(
+                "inferred: {} relays requests to {} ({} paired)",
+                pair.frontend, pair.backend, pair.paired_requests
+            ),
+            Why::RelayedTo(pair) => format!(
+                "inferred: from the host of {}, which relays requests here ({} paired)",
+                pair.frontend, pair.paired_requests
+            ),
+            Why::NotProxy => "not to or from the proxy".into(),
+            Why::NoProxy => "no proxy seen".into(),
+        };
+        (leg, basis)
+    }
+
+    /// The leg alone, without building the sentence (per event, on the hot path).
+    pub fn leg_only(&self, client: Endpoint, server: Endpoint) -> Leg {
+        self.classify(client, server).0
+    }
+
+    fn classify(&self, client: Endpoint, server: Endpoint) -> (Leg, Why<'_>) {
         let f = &self.flags;
         if f.frontend_ports.contains(&server.port) {
-            return (Leg::Frontend, format!("--frontend-port {}", server.port));
+            return (Leg::Frontend, Why::FrontendPort(server.port));
         }
         if f.backend_ports.contains(&server.port) {
-            return (Leg::Backend, format!("--backend-port {}", server.port));
+            return (Leg::Backend, Why::BackendPort(server.port));
         }
         if let Some(p) = f.proxy {
             if server.ip == p {
-                return (Leg::Frontend, format!("--proxy {p} is the server"));
+                return (Leg::Frontend, Why::ProxyIsServer(p));
             }
             if client.ip == p {
-                return (Leg::Backend, format!("--proxy {p} is the client"));
+                return (Leg::Backend, Why::ProxyIsClient(p));
             }
         }
         for pair in &self.pairs {
             if server == pair.frontend {
-                return (
-                    Leg::Frontend,
-                    format!(
-                        "inferred: {} relays requests to {} ({} paired)",
-                        pair.frontend, pair.backend, pair.paired_requests
-                    ),
-                );
+                return (Leg::Frontend, Why::Relays(pair));
             }
             if server == pair.backend && client.ip == pair.frontend.ip {
-                return (
-                    Leg::Backend,
-                    format!(
-                        "inferred: from the host of {}, which relays requests here ({} paired)",
-                        pair.frontend, pair.paired_requests
-                    ),
-                );
+                return (Leg::Backend, Why::RelayedTo(pair));
             }
         }
         let any = !f.frontend_ports.is_empty() || !f.backend_ports.is_empty() || f.proxy.is_some();
         if any || !self.pairs.is_empty() {
-            (Leg::Direct, "not to or from the proxy".into())
+            (Leg::Direct, Why::NotProxy)
         } else {
-            (Leg::Direct, "no proxy seen".into())
+            (Leg::Direct, Why::NoProxy)
         }
     }
+}
+
+/// Why a connection got its leg.
+enum Why<'a> {
+    FrontendPort(u16),
+    BackendPort(u16),
+    ProxyIsServer(IpAddr),
+    ProxyIsClient(IpAddr),
+    Relays(&'a ProxyPair),
+    RelayedTo(&'a ProxyPair),
+    NotProxy,
+    NoProxy,
 }
 
 /// Requests closer than this are candidates for one relayed request.

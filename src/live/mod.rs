@@ -297,7 +297,7 @@ async fn run(opts: &LiveOptions, out: &mut dyn Write) -> Result<LiveSummary, Liv
             let mut sh = lock(&hook_shared);
             let origin = sh.origin.unwrap_or(ev.at.ts);
             let leg = if carries == Carries::Mysql {
-                sh.legs.leg(conn.client_ep(), conn.server_ep()).0
+                sh.legs.leg_only(conn.client_ep(), conn.server_ep())
             } else {
                 Leg::Unknown
             };
