@@ -8,8 +8,11 @@
 #   scripts/bench-live.sh [SECONDS [THREADS...]]     default: 10 s at 4 and 16 threads; results in
 #                                                    target/bench/live-results.txt
 #   BENCH_LIVE_WRITE=1 ...                           proxyscope also writes the packets (--write)
+#   BENCH_LIVE_BUFFER=MIB ...                        kernel buffer of both capturers (default 32)
+#   BENCH_LIVE_ARGS='--snaplen 65535' ...            more arguments for proxyscope live (word-split)
+#   BENCH_LIVE_TSHARK=0 ...                          proxyscope only
 #
-# Both capturers get the same kernel buffer (32 MiB). On lo the kernel counts each packet twice (out and in;
+# Both capturers get the same kernel buffer (32 MiB unless BENCH_LIVE_BUFFER). On lo the kernel counts each packet twice (out and in;
 # libpcap keeps one), so proxyscope's "received" is twice its "handled"; tshark reports packets it kept.
 # Needs root. Not part of CI (timings, not assertions).
 # shellcheck source-path=SCRIPTDIR
@@ -53,6 +56,7 @@ wait_listening() {
 }
 
 filter="tcp port $LAB_PORT"
+buffer=${BENCH_LIVE_BUFFER:-32}
 write=()
 [[ ${BENCH_LIVE_WRITE:-0} == 1 ]] && write=(--write "$LAB_DIR/live.pcap")
 {
@@ -64,8 +68,8 @@ write=()
   for t in "${threads[@]}"; do
     # proxyscope live
     : >"$LAB_DIR/live.err"
-    /usr/bin/time -f '%U %S %M' -o "$LAB_DIR/time" "$bin" live -i lo --bpf "$filter" --buffer-size 32 \
-      --format jsonl --verdicts-only "${write[@]}" >"$LAB_DIR/live.jsonl" 2>"$LAB_DIR/live.err" &
+    /usr/bin/time -f '%U %S %M' -o "$LAB_DIR/time" "$bin" live -i lo --bpf "$filter" --buffer-size "$buffer" \
+      --format jsonl --verdicts-only "${write[@]}" ${BENCH_LIVE_ARGS:-} >"$LAB_DIR/live.jsonl" 2>"$LAB_DIR/live.err" &
     pid=$!
     wait_listening "$LAB_DIR/live.err" "$pid"
     tps=$(load "$t")
@@ -81,7 +85,7 @@ lines = [json.loads(l) for l in open(path)]
 summ = lines[-1]["detail"]
 live, run = summ["live"], summ["run"]
 cap = live["capture"] or {}
-verdicts = sum(1 for l in lines if l["kind"] == "verdict.close")
+verdicts = sum(1 for l in lines if l.get("kind") == "verdict.close")
 received, dropped = cap.get("received", 0), cap.get("dropped", 0)
 pct = 100.0 * dropped / received if received else 0.0
 pps = live["packets"] / live["seconds"] if live["seconds"] else 0
@@ -89,9 +93,10 @@ print("%-10s %7s %8s %10d %9d %9d %9.0f %8.2f %8.1f %9d %8.3f%%" % (
     "proxyscope", t, tps, received, dropped, live["packets"], pps, float(u) + float(s), int(m) / 1024,
     verdicts, pct))
 EOF
+    [[ ${BENCH_LIVE_TSHARK:-1} == 0 ]] && continue
     # tshark live, same decoding as the offline benchmark
     : >"$LAB_DIR/tshark.err"
-    tshark -n -i lo -f "$filter" -B 32 -d "tcp.port==$LAB_PORT,mysql" -T fields \
+    tshark -n -i lo -f "$filter" -B "$buffer" -d "tcp.port==$LAB_PORT,mysql" -T fields \
       -e frame.number -e tcp.stream -e tcp.flags.fin -e tcp.flags.reset >"$LAB_DIR/tshark.out" \
       2>"$LAB_DIR/tshark.err" &
     tpid=$!

@@ -86,8 +86,8 @@ rows = list(csv.DictReader(open(f"{out}/rss.csv")))
 rss = [int(r["rss_kib"]) for r in rows if int(r["rss_kib"]) > 0]
 anon = [int(r["rss_anon_kib"]) for r in rows if int(r["rss_kib"]) > 0]
 lines = [json.loads(l) for l in open(f"{out}/live.jsonl")]
-kinds = collections.Counter(l["kind"] for l in lines)
-labels = collections.Counter(l["detail"]["verdict"]["label"] for l in lines if l["kind"] == "verdict.close")
+kinds = collections.Counter(l.get("kind", "schema") for l in lines)
+labels = collections.Counter(l["detail"]["label"] for l in lines if l.get("kind") == "verdict.close")
 summary = lines[-1]["detail"]["live"] if lines and lines[-1]["kind"] == "live.summary" else {}
 print(f"soak: {rows[-1]['elapsed_s'] if rows else 0} s, {len(rss)} RSS samples")
 if rss:

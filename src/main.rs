@@ -177,6 +177,11 @@ struct LiveArgs {
     /// Kernel capture buffer, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 32)]
     buffer_size: i32,
+    /// libpcap's immediate mode (each packet delivered at once). Off by default: on Linux it
+    /// gives one fixed-size ring slot per packet, and on loopback the kernel buffer then
+    /// overflows under load; buffered blocks come at most 100 ms late (see README).
+    #[arg(long)]
+    immediate: bool,
     /// Put the interface in promiscuous mode (off by default: the proxy host's own traffic is
     /// what matters).
     #[arg(long)]
@@ -372,6 +377,7 @@ fn live_cmd(args: LiveArgs) -> Result<ExitCode> {
             buffer_size: args.buffer_size.clamp(1, 2047).saturating_mul(1 << 20),
             promisc: args.promisc,
             bpf: args.bpf.clone(),
+            immediate: args.immediate,
         },
         analysis: Options {
             tcp: tcp::Config {

@@ -500,6 +500,14 @@ fn log_broken(lab: &Lab, b: &Backend, user: &str) {
     );
 }
 
+/// The earliest the server can end an idle backend for its `wait_timeout`: its idle clock
+/// starts when it has sent its last response, which the lab marks as "last used" a little
+/// later (a few ms under load), so the window opens `IDLE_CLOCK_SLACK_NS` earlier.
+fn idle_deadline_ns(last_used_ns: i64, wait_s: i64) -> i64 {
+    const IDLE_CLOCK_SLACK_NS: i64 = 50_000_000;
+    last_used_ns + wait_s * 1_000_000_000 - IDLE_CLOCK_SLACK_NS
+}
+
 /// sysown/proxysql#1600: a request found its pooled backend dead (the server's `wait_timeout`
 /// killed it while it was idle). Logs ProxySQL's line with 2006 and records the server's close,
 /// which happened on the wire between `close_after_ns` (idle since + wait_timeout) and now.
@@ -531,7 +539,7 @@ async fn gone_away(
     f["attempt"] = json!(attempt);
     f["idle_ms"] = json!(idle.as_millis() as u64);
     f["wait_timeout"] = json!(wait);
-    f["close_after_ns"] = json!(b.last_used_ns + wait * 1_000_000_000);
+    f["close_after_ns"] = json!(idle_deadline_ns(b.last_used_ns, wait));
     f["close_before_ns"] = json!(ts);
     lab.truth.record(ts, "backend_closed", f);
 }
@@ -664,7 +672,7 @@ pub async fn close_backend(lab: &Lab, b: &mut Backend, quit: bool, reason: &str)
         {
             f["fault"] = json!(Fault::WaitTimeout.name());
             f["wait_timeout"] = json!(wait);
-            f["close_after_ns"] = json!(b.last_used_ns + i64::from(wait) * 1_000_000_000);
+            f["close_after_ns"] = json!(idle_deadline_ns(b.last_used_ns, i64::from(wait)));
             f["close_before_ns"] = json!(ts);
         }
         lab.truth.record(ts, "backend_closed", f);

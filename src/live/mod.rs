@@ -231,6 +231,9 @@ fn now() -> Timestamp {
 
 /// How often verdicts are flushed, connections expired and incidents looked for.
 const TICK: Duration = Duration::from_millis(250);
+/// At a stop, packets are still read until none has come for this long (longer than
+/// libpcap's 100 ms read timeout, after which a partly filled block is handed over).
+const DRAIN_QUIET: Duration = Duration::from_millis(250);
 /// Incidents are printed once their last close is this much older than the tracker's linger.
 const SETTLE_MARGIN_NS: i64 = 1_000_000_000;
 
@@ -399,6 +402,19 @@ async fn run(opts: &LiveOptions, out: &mut dyn Write) -> Result<LiveSummary, Liv
             _ = term.recv() => break "terminated",
         }
     };
+    if matches!(stopped_by, "interrupted" | "terminated" | "duration") {
+        // Packets the kernel already holds (a block not yet handed over, in buffered mode) still
+        // belong to the capture: read until none comes for longer than the read timeout.
+        while let Ok(Some(Ok(()))) = tokio::time::timeout(DRAIN_QUIET, stream.next()).await {
+            let mut f = feed.borrow_mut();
+            if let Some(w) = f.writer.as_mut().filter(|w| w.wants_next()) {
+                w.open_next(stream.capture_mut())?;
+            }
+            if f.done() {
+                break;
+            }
+        }
+    }
     let capture = stream.capture_mut().stats().ok().map(|s| CaptureStats {
         received: s.received,
         dropped: s.dropped,
