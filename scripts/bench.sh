@@ -16,7 +16,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(dirname "$here")
 cd "$repo"
 
-scripts/ensure-packages.sh mariadb-server mariadb-client tcpdump tshark openssl sysbench
+scripts/ensure-packages.sh mariadb-server mariadb-client tcpdump tshark openssl sysbench libpcap-dev
 export PATH="$PATH:/usr/sbin"
 # The files are the benchmark's input, not a ground truth: a few kernel drops under full load are fine.
 export LAB_ALLOW_DROPS=1

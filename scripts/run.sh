@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# The binary links libpcap (live capture): its development package must be there to build.
+scripts/ensure-packages.sh libpcap-dev
 cargo build --release --locked --quiet
 if (($# == 0)); then
   set -- --keylog captures/lab/dirty-ssl.keylog captures/lab/dirty-ssl.pcap.gz
