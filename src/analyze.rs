@@ -3,8 +3,12 @@
 use std::collections::BTreeMap;
 use std::io;
 
+use std::hash::{Hash, Hasher};
+
 use crate::decode::{self, Skip};
-use crate::dissect::Dissector;
+use crate::diagnose::legs::{ConnFacts, Pairing, Request};
+use crate::dissect::{Carries, Dissector, EventHook};
+use crate::event::{Event, Kind};
 use crate::model::Summary;
 use crate::report::{Report, RunSummary};
 use crate::source::{Frame, Sources};
@@ -22,8 +26,9 @@ pub struct Options {
     pub keylog: Option<crate::tls::decrypt::KeyLog>,
     /// Legs around a proxy (flags and pairs found by an earlier pass).
     pub legs: crate::diagnose::legs::Legs,
-    /// "Detected a broken connection" lines of a ProxySQL log, to match to backends.
-    pub proxysql_log: Vec<crate::diagnose::proxysql_log::BrokenLine>,
+    /// A ProxySQL log: its "Detected a broken connection" lines are matched to backends, and
+    /// the connections it names decide legs.
+    pub proxysql_log: crate::diagnose::proxysql_log::ProxysqlLog,
     /// Closes on the two legs of a proxy this close in time are linked into one incident (ns).
     pub link_window_ns: i64,
     /// Stop after this many frames (a quick first pass that only looks for proxies).
@@ -37,7 +42,7 @@ impl Default for Options {
             keep_events: crate::dissect::KEEP_EVENTS,
             keylog: None,
             legs: Default::default(),
-            proxysql_log: Vec::new(),
+            proxysql_log: Default::default(),
             link_window_ns: crate::diagnose::incidents::LINK_WINDOW_NS,
             max_frames: None,
         }
@@ -62,8 +67,101 @@ pub struct Progress {
 const REORDER_LIMIT: usize = 1024;
 const PROGRESS_EVERY: u64 = 1 << 16;
 
+/// Per-connection facts the driver gathers from the event stream for pairing and legs.
+#[derive(Default)]
+struct Aux {
+    /// Client fingerprint: capabilities and the TLS ClientHello.
+    fp: Option<std::collections::hash_map::DefaultHasher>,
+    /// TLS 1.3 was negotiated (its client Finished is an application-data record).
+    tls13: bool,
+    /// Client application records so far, and whether the last record came from the client.
+    client_records: u32,
+    client_last: bool,
+}
+
+impl Aux {
+    fn mix(&mut self, v: impl Hash) {
+        v.hash(self.fp.get_or_insert_with(Default::default));
+    }
+}
+
+/// A stable hash (SipHash with fixed keys: the same in both passes).
+fn stable_hash(v: impl Hash) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    v.hash(&mut h);
+    h.finish()
+}
+
+/// COM_QUIT: never relayed.
+const COM_QUIT: u8 = 0x01;
+const TLS13: u16 = 0x0304;
+
+/// Feeds request pairing from one decoded event of a MySQL connection.
+fn pair_event(pairing: &mut Pairing, aux: &mut Aux, conn: &Connection, e: &Event) {
+    let from_client = conn.is_client(e.side);
+    let request = |size: Option<(u32, u32)>, text: Option<u64>| Request {
+        conn: conn.id,
+        client: conn.client_ep(),
+        server: conn.server_ep(),
+        at: e.at,
+        size,
+        text,
+    };
+    match &e.kind {
+        Kind::SslRequest { capabilities } | Kind::HandshakeResponse { capabilities, .. } => {
+            aux.mix(capabilities)
+        }
+        Kind::ClientHello {
+            versions,
+            ciphers,
+            alpn,
+            groups,
+            sni,
+            ..
+        } => aux.mix((versions, ciphers, alpn, groups, sni.is_some())),
+        Kind::ServerHello { version, .. } => aux.tls13 = *version == TLS13,
+        Kind::Command { cmd, text, len, .. } if from_client && *cmd != COM_QUIT => {
+            pairing.request(request(Some((*len, *len)), text.as_ref().map(stable_hash)));
+        }
+        Kind::AppData {
+            plain,
+            decrypted: false,
+            ..
+        } if from_client => {
+            aux.client_records += 1;
+            // A new request starts the client's turn; the handshake's own records (the TLS 1.3
+            // client Finished, the MySQL login inside TLS) are not requests.
+            let skip = if aux.tls13 { 2 } else { 1 };
+            if !aux.client_last && aux.client_records > skip {
+                let size = plain.map(|p| {
+                    (
+                        u32::from(p.lo.saturating_sub(4)),
+                        u32::from(p.hi.saturating_sub(4)),
+                    )
+                });
+                pairing.request(request(size, None));
+            }
+            aux.client_last = true;
+        }
+        Kind::Fin | Kind::Rst => {
+            if from_client {
+                pairing.client_closed(conn.id, e.at);
+            }
+            pairing.closed(conn.id);
+        }
+        k if !from_client && k.layer() != crate::event::Layer::Tcp => {
+            aux.client_last = false;
+            pairing.response(conn.id, e.at);
+        }
+        _ => {}
+    }
+}
+
 struct Collector {
     dissector: Dissector,
+    pairing: Pairing,
+    aux: std::collections::HashMap<u64, Aux, ahash::RandomState>,
+    hook: Option<EventHook>,
     incidents: crate::diagnose::incidents::Incidents,
     verdicts: BTreeMap<&'static str, u64>,
     log: Vec<crate::diagnose::proxysql_log::LogMatch>,
@@ -78,14 +176,54 @@ struct Collector {
 
 impl StreamSink for Collector {
     fn event(&mut self, conn: &Connection, side: usize, at: At, ev: StreamEvent<'_>) {
-        self.dissector.stream(conn, side, at, ev);
+        let Collector {
+            dissector,
+            pairing,
+            aux,
+            hook,
+            ..
+        } = self;
+        dissector.stream(conn, side, at, ev, &mut |conn, carries, e| {
+            if carries == Carries::Mysql {
+                pair_event(pairing, aux.entry(conn.id).or_default(), conn, e);
+            }
+            if let Some(h) = hook.as_mut() {
+                h(conn, carries, e);
+            }
+        });
     }
 
     fn close(&mut self, conn: Connection) {
         let app = self.dissector.finish(&conn);
+        let aux = self.aux.remove(&conn.id);
+        let rel = self.pairing.take(conn.id);
         let mut s = Summary::of(&conn, self.origin, app);
-        s.relayed = self.dissector.pairing.take_links(conn.id);
-        s.set_leg(&self.legs);
+        s.relayed = rel.peers;
+        s.cut = rel.cut;
+        if s.carries == Carries::Mysql {
+            let d = self.legs.decide(&ConnFacts {
+                client: Some(s.client),
+                server: Some(s.server),
+                relayed_others: rel.as_backend,
+                relayed_by_others: rel.as_frontend,
+                fingerprint: aux.and_then(|a| a.fp).map(|h| h.finish()),
+                thread_id: s.mysql.as_ref().and_then(|m| m.thread_id),
+            });
+            if self.legs.named_frontend(s.client) {
+                self.legs.add_listener(s.server);
+            }
+            s.leg = d.leg;
+            s.leg_basis = d.basis;
+            s.leg_confidence = d.confidence;
+        }
+        s.set_relays(rel.relays);
+        let v = crate::diagnose::verdict(
+            &s,
+            s.leg,
+            s.leg_confidence
+                .unwrap_or(crate::diagnose::Confidence::Certain),
+        );
+        s.verdict = Some(v);
         self.incidents.add(&s);
         if let Some(v) = &s.verdict {
             *self.verdicts.entry(v.label.as_str()).or_default() += 1;
@@ -148,10 +286,14 @@ impl Engine {
     pub fn new(opts: &Options) -> Engine {
         let mut col = Collector {
             dissector: Dissector::new(opts.keep_events),
+            pairing: Pairing::new(opts.keep_events.max(1)),
+            aux: Default::default(),
+            hook: None,
             incidents: crate::diagnose::incidents::Incidents::new(opts.link_window_ns),
             verdicts: BTreeMap::new(),
             log: opts
                 .proxysql_log
+                .broken
                 .iter()
                 .map(|l| crate::diagnose::proxysql_log::LogMatch {
                     log: l.clone(),
@@ -160,7 +302,7 @@ impl Engine {
                         "no backend connection with this thread id and port in the capture".into(),
                 })
                 .collect(),
-            legs: opts.legs.clone(),
+            legs: opts.legs.clone().with_log(opts.proxysql_log.names()),
             origin: Timestamp::default(),
             pending: BTreeMap::new(),
             closes: BTreeMap::new(),
@@ -199,7 +341,7 @@ impl Engine {
 
     /// Sets a consumer of every decoded event, in stream order.
     pub fn on_event(&mut self, hook: crate::dissect::EventHook) {
-        self.col.dissector.on_event = Some(hook);
+        self.col.hook = Some(hook);
     }
 
     /// Frames fed so far.
@@ -217,14 +359,15 @@ impl Engine {
         &self.col.legs
     }
 
-    /// Replaces the legs (live: as request pairing finds the proxy).
-    pub fn set_legs(&mut self, legs: crate::diagnose::legs::Legs) {
-        self.col.legs = legs;
+    /// Sets the proxies request pairing found (live: as it finds them), keeping the flags,
+    /// the log and the listeners.
+    pub fn set_proxies(&mut self, pairs: Vec<crate::diagnose::legs::ProxyPair>) {
+        self.col.legs.set_pairs(pairs);
     }
 
     /// The proxies request pairing supports so far.
     pub fn proxies(&self) -> Vec<crate::diagnose::legs::ProxyPair> {
-        self.col.dissector.pairing.pairs()
+        self.col.pairing.pairs()
     }
 
     /// Feeds one frame; finished connections go to `report`.
@@ -308,7 +451,8 @@ impl Engine {
             gaps: col.gaps,
             gap_bytes: col.gap_bytes,
             files,
-            proxies: col.dissector.pairing.pairs(),
+            proxies: col.pairing.pairs(),
+            listeners: col.legs.listeners().to_vec(),
             incidents: col.incidents.build(),
             verdicts: col.verdicts,
             proxysql_log: col.log,

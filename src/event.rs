@@ -340,6 +340,11 @@ pub enum Kind {
     AppData {
         /// Record length.
         len: u16,
+        /// The plaintext length its size implies (exact when decrypted or AEAD; a range for
+        /// CBC), once the version and cipher are known.
+        plain: Option<crate::tls::PlainLen>,
+        /// Decrypted with a key log (its MySQL is decoded from it).
+        decrypted: bool,
     },
     /// What the last record before a FIN most likely was (AEAD sizes), marked inferred.
     InferredClose {
@@ -454,7 +459,7 @@ impl Kind {
                 alert_name(*desc)
             ),
             EncryptedAlert { len } => format!("encrypted alert ({len} B)"),
-            AppData { len } => format!("app data {len} B"),
+            AppData { len, .. } => format!("app data {len} B"),
             InferredClose { what, inner_len } => format!("{what}? (inferred, {inner_len} B)"),
             other => other.name().split('.').nth(1).unwrap_or("").to_string(),
         }
@@ -611,8 +616,14 @@ impl Kind {
                 m.serialize_entry("type", msg)?;
                 m.serialize_entry("name", handshake_name(*msg))
             }
-            EncryptedHandshake { len } | EncryptedAlert { len } | AppData { len } => {
-                m.serialize_entry("len", len)
+            EncryptedHandshake { len } | EncryptedAlert { len } => m.serialize_entry("len", len),
+            AppData { len, plain, .. } => {
+                m.serialize_entry("len", len)?;
+                match plain {
+                    Some(p) if p.exact() => m.serialize_entry("plaintext_len", &p.lo),
+                    Some(p) => m.serialize_entry("plaintext_len", &[p.lo, p.hi]),
+                    None => Ok(()),
+                }
             }
             Alert { level, desc } => {
                 m.serialize_entry("level", if *level == 2 { "fatal" } else { "warning" })?;
@@ -634,13 +645,33 @@ pub fn cipher_name(id: u16) -> String {
         .map_or_else(|| format!("0x{id:04x}"), |c| c.name.to_string())
 }
 
-/// Serialises a kind's detail as a JSON object.
-pub struct Detail<'a>(pub &'a Kind);
+/// Serialises a kind's detail as a JSON object, with `relayed_as` on a relayed request.
+pub struct Detail<'a> {
+    /// The event.
+    pub kind: &'a Kind,
+    /// For a request: the requests on the other leg of a proxy it was relayed as, `(conn,
+    /// frame)` (written only when there are some).
+    pub relayed_as: &'a [(u64, u64)],
+}
+
+#[derive(Serialize)]
+struct RelayedAs {
+    conn: u64,
+    frame: u64,
+}
 
 impl Serialize for Detail<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(None)?;
-        self.0.detail(&mut m)?;
+        self.kind.detail(&mut m)?;
+        if !self.relayed_as.is_empty() {
+            let v: Vec<RelayedAs> = self
+                .relayed_as
+                .iter()
+                .map(|&(conn, frame)| RelayedAs { conn, frame })
+                .collect();
+            m.serialize_entry("relayed_as", &v)?;
+        }
         m.end()
     }
 }

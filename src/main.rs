@@ -530,7 +530,7 @@ fn find_legs(paths: &[String], flags: LegFlags, opts: &Options) -> Result<Legs> 
         ..opts.clone()
     };
     let found = analyze::run(&mut first, &light, &mut NullReport, &mut |_| {})?;
-    Ok(Legs::new(flags, found.proxies))
+    Ok(Legs::new(flags, found.proxies).with_listeners(found.listeners))
 }
 
 fn timeline_cmd(args: TimelineArgs) -> Result<ExitCode> {
@@ -588,13 +588,15 @@ fn analyze_cmd(args: AnalyzeArgs) -> Result<ExitCode> {
         link_window_ns: (args.link_window_ms * 1e6).clamp(0.0, 1e12) as i64,
         max_frames: None,
         proxysql_log: {
-            let mut v = Vec::new();
+            let mut log = proxyscope::diagnose::proxysql_log::ProxysqlLog::default();
             for p in &args.proxysql_log {
                 let text = std::fs::read_to_string(p)
                     .with_context(|| format!("{p}: cannot read the ProxySQL log"))?;
-                v.extend(proxyscope::diagnose::proxysql_log::parse(&text));
+                log.extend(proxyscope::diagnose::proxysql_log::ProxysqlLog::parse(
+                    &text,
+                ));
             }
-            v
+            log
         },
     };
     opts.legs = find_legs(&args.files, args.legs.flags(), &opts)?;

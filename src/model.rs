@@ -58,7 +58,8 @@ fn ser_ts<S: serde::Serializer>(ts: &Timestamp, s: S) -> Result<S::Ok, S::Error>
 }
 
 impl Point {
-    fn of(at: At, origin: Timestamp) -> Point {
+    /// `at`, with its time relative to `origin`.
+    pub fn of(at: At, origin: Timestamp) -> Point {
         Point {
             frame: at.frame,
             file: at.file,
@@ -222,15 +223,28 @@ pub struct Summary {
     pub events: Vec<EventOut>,
     /// Events between the first and last kept ones, counted only.
     pub events_dropped: u64,
+    /// The protocol state when the teardown started (what the verdict reads).
+    pub teardown: crate::dissect::teardown::Teardown,
     /// The leg around a proxy.
     pub leg: crate::diagnose::legs::Leg,
     /// How the leg was decided.
     pub leg_basis: String,
+    /// How sure the leg is (null when no proxy is involved).
+    pub leg_confidence: Option<crate::diagnose::Confidence>,
     /// Connections on the other leg that carried this one's requests (or whose requests this
     /// one carried), with the number of requests paired: `[id, requests]`.
     pub relayed: Vec<(u64, u32)>,
+    /// Per request, the request(s) on the other leg it was relayed as: the first and the last
+    /// `--events` of them (a pooled connection carries millions).
+    pub relays: Vec<crate::diagnose::legs::Relay>,
+    /// A backend the proxy closed while a frontend request it relayed was unanswered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cut: Option<crate::diagnose::legs::Cut>,
     /// The verdict on the close.
     pub verdict: Option<crate::diagnose::Verdict>,
+    /// The capture's start (times are relative to it).
+    #[serde(skip)]
+    pub origin: Timestamp,
 }
 
 /// TLS facts by role.
@@ -288,12 +302,16 @@ pub struct EventOut {
     pub to: Endpoint,
     /// The event.
     pub event: Event,
+    /// A request: the request(s) on the other leg of a proxy it was relayed as (or relays):
+    /// `(connection, frame)`.
+    pub relayed_as: Vec<(u64, u64)>,
 }
 
 impl EventOut {
     /// An event of connection `c`, times relative to `origin`.
     pub fn of(c: &Connection, e: &Event, origin: Timestamp) -> EventOut {
         EventOut {
+            relayed_as: Vec::new(),
             at: Point::of(e.at, origin),
             dir: if c.is_client(e.side) { "c2s" } else { "s2c" },
             from: c.ep[e.side & 1],
@@ -350,7 +368,13 @@ impl EventOut {
         m.serialize_entry("to", &self.to.to_string())?;
         m.serialize_entry("layer", &self.event.kind.layer())?;
         m.serialize_entry("kind", &self.event.kind.name())?;
-        m.serialize_entry("detail", &Detail(&self.event.kind))?;
+        m.serialize_entry(
+            "detail",
+            &Detail {
+                kind: &self.event.kind,
+                relayed_as: &self.relayed_as,
+            },
+        )?;
         m.end()
     }
 }
@@ -428,7 +452,7 @@ impl Summary {
             still_open: matches!(how, CloseKind::Open | CloseKind::HalfClose),
             idle_expired: c.idle_expired,
         };
-        let mut summary = Summary {
+        Summary {
             id: c.id,
             vlan: (!c.vlans.is_empty()).then(|| c.vlans.to_string()),
             client: c.client_ep(),
@@ -508,23 +532,41 @@ impl Summary {
                 .map(|e| EventOut::of(c, e, origin))
                 .collect(),
             events_dropped: app.events.dropped,
+            teardown: app.teardown,
             leg: crate::diagnose::legs::Leg::Unknown,
             leg_basis: String::new(),
+            leg_confidence: None,
             relayed: Vec::new(),
+            relays: Vec::new(),
+            cut: None,
             verdict: None,
-        };
-        summary.verdict = Some(crate::diagnose::verdict(&summary));
-        summary
+            origin,
+        }
     }
 
-    /// Sets the leg (for MySQL connections) and recomputes the verdict with it.
-    pub fn set_leg(&mut self, legs: &crate::diagnose::legs::Legs) {
-        if self.carries != Carries::Mysql {
-            return;
+    /// Sets the connection's relays and marks its request events with the requests on the
+    /// other leg they were relayed as.
+    pub fn set_relays(&mut self, relays: Vec<crate::diagnose::legs::Relay>) {
+        for e in &mut self.events {
+            let request = match e.event.kind {
+                crate::event::Kind::Command { .. } => e.dir == "c2s",
+                crate::event::Kind::AppData { .. } => e.dir == "c2s",
+                _ => false,
+            };
+            if !request {
+                continue;
+            }
+            e.relayed_as = relays
+                .iter()
+                .filter(|r| r.frame == e.at.frame && r.file == e.at.file)
+                .map(|r| (r.conn, r.peer_frame))
+                .collect();
         }
-        let (leg, basis) = legs.leg(self.client, self.server);
-        self.leg = leg;
-        self.leg_basis = basis;
-        self.verdict = Some(crate::diagnose::verdict(self));
+        self.relays = relays;
+    }
+
+    /// A point of this connection's capture, with its time relative to the capture start.
+    pub fn point(&self, at: At) -> Point {
+        Point::of(at, self.origin)
     }
 }

@@ -38,6 +38,9 @@ pub struct RunSummary {
     pub files: Vec<FileInfo>,
     /// Proxies found by pairing requests across connections (frontend endpoint → backend).
     pub proxies: Vec<crate::diagnose::legs::ProxyPair>,
+    /// Proxy listeners known from a ProxySQL log (the servers of the clients it names).
+    #[serde(skip)]
+    pub listeners: Vec<crate::decode::Endpoint>,
     /// Linked closes across the proxy, with matched signatures.
     pub incidents: Vec<crate::diagnose::incidents::Incident>,
     /// Connections by verdict label.
@@ -254,6 +257,12 @@ pub fn write_incident(
         )?,
         None => writeln!(o, "incident {n}:")?,
     }
+    if let Some(c) = inc.confidence {
+        writeln!(o, "  confidence: {}", c.as_str())?;
+    }
+    for e in &inc.evidence {
+        writeln!(o, "  evidence: {e}")?;
+    }
     for st in &inc.steps {
         writeln!(
             o,
@@ -385,6 +394,9 @@ fn protocol_line(c: &Summary) -> Option<String> {
         let mut s = format!("verdict {}", v.label.as_str());
         if let Some(by) = v.closed_by {
             s.push_str(&format!(": {} {}", by.as_str(), v.how));
+        }
+        if v.closed_by.is_some() && v.confidence != crate::diagnose::Confidence::Certain {
+            s.push_str(&format!(" [{}]", v.confidence.as_str()));
         }
         if !matches!(v.state, crate::diagnose::State::Unknown) {
             s.push_str(&format!(

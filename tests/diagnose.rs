@@ -222,13 +222,13 @@ fn proxysql_log_lines_are_matched_to_backends() {
         let Ok(text) = std::fs::read_to_string(&log) else {
             continue;
         };
-        let lines = proxyscope::diagnose::proxysql_log::parse(&text);
+        let lines = proxyscope::diagnose::proxysql_log::ProxysqlLog::parse(&text);
         let (_, first) = analyze_with_keys(&pcap, None);
         let f = proxyscope::source::CaptureFile::open(pcap.to_str().unwrap(), 0).unwrap();
         let mut sources = proxyscope::source::Sources::new(vec![f]);
         let opts = proxyscope::analyze::Options {
             legs: proxyscope::diagnose::legs::Legs::new(Default::default(), first.proxies),
-            proxysql_log: lines.clone(),
+            proxysql_log: lines,
             ..Default::default()
         };
         let mut c = Collect::default();

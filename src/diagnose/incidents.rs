@@ -15,7 +15,10 @@ pub const LINK_WINDOW_NS: i64 = 5_000_000;
 const BURST_NS: i64 = 5_000_000;
 /// #4500: the aborted frontend TLS handshake comes 10–40 ms before the backend break; a margin.
 const TRIGGER_MIN_NS: i64 = 5_000_000;
-const TRIGGER_MAX_NS: i64 = 80_000_000;
+const TRIGGER_MAX_NS: i64 = 100_000_000;
+/// Idle-pool form: the break comes at the next keep-alive ping, seconds after the trigger
+/// (ProxySQL pings idle backends every `mysql-ping_interval_server_msec`, 10 s by default).
+const PING_TRIGGER_MAX_NS: i64 = 30_000_000_000;
 /// A backend retired by age is closed within this long after its last response.
 const AGE_RETURN_MS: f64 = 5.0;
 /// Problem closes kept for incident building (beyond it, the oldest are dropped).
@@ -137,6 +140,10 @@ pub struct Incident {
     pub signature: Option<Signature>,
     /// The steps in time order (a trigger first, when there is one).
     pub steps: Vec<Step>,
+    /// How sure the signature is (None without one).
+    pub confidence: Option<super::Confidence>,
+    /// What set the confidence, in words.
+    pub evidence: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -154,13 +161,31 @@ struct Brief {
     client_silent: bool,
     /// Milliseconds since the server last sent data.
     server_idle_ms: f64,
+    /// A backend closed under an unanswered frontend request (pairing across the proxy).
+    cut: Option<super::legs::Cut>,
+    /// A backend closed right after the server answered its keep-alive ping.
+    ping: bool,
+    /// The relays of a backend that were retries of a frontend request: (frontend conn,
+    /// frontend frame, this frame).
+    retried: Vec<(u64, u64, u64)>,
+    /// How sure the verdict and leg are.
+    confidence: super::Confidence,
 }
 
 /// An incident from its steps, times relative to the first.
 fn incident(signature: Option<Signature>, steps: Vec<&Brief>) -> Incident {
     let start = steps.first().map_or(Timestamp(0), |b| b.ts);
+    let confidence = signature.map(|_| {
+        steps
+            .iter()
+            .map(|b| b.confidence)
+            .min()
+            .unwrap_or(super::Confidence::Possible)
+    });
     Incident {
         signature,
+        confidence,
+        evidence: Vec::new(),
         steps: steps
             .into_iter()
             .map(|b| Step {
@@ -187,6 +212,9 @@ pub struct Incidents {
     built_at: Option<Timestamp>,
     /// A close was kept since the last streaming build.
     dirty: bool,
+    /// Retries seen on backends that closed cleanly: (frontend conn, frontend frame) → (backend
+    /// conn, backend frame). Bounded.
+    retries: std::collections::HashMap<(u64, u64), (u64, u64), ahash::RandomState>,
 }
 
 impl Default for Incidents {
@@ -213,9 +241,21 @@ fn sentence(s: &Summary) -> Option<(Brief, Label)> {
     });
     let text = match v.label {
         Label::ProxyResetBackend => format!(
-            "{who} closed by the proxy with {}, no COM_QUIT{}",
+            "{who} closed by the proxy with {}, no COM_QUIT{}{}",
             v.how,
-            flight.unwrap_or_default()
+            match (s.cut, s.teardown.answered_ping()) {
+                (Some(c), _) => format!(
+                    ", while frontend {}'s request (frame {}) rode on it (frame {}), unanswered",
+                    c.conn, c.frame, c.relayed_frame
+                ),
+                (None, true) => ", right after the server answered its keep-alive ping".into(),
+                _ => flight.clone().unwrap_or_default(),
+            },
+            match v.idle_ms.s2c {
+                Some(ms) if ms < 5.0 && s.cut.is_some() =>
+                    format!(" (the server's last data {ms:.1} ms before)"),
+                _ => String::new(),
+            }
         ),
         Label::ProxyClosedFrontend => format!(
             "{who} closed by the proxy with {}, {}{}",
@@ -269,6 +309,15 @@ fn sentence(s: &Summary) -> Option<(Brief, Label)> {
             age_ms: at.at.ts.nanos_since(s.start.ts) as f64 / 1e6,
             client_silent: s.bytes.c2s == 0,
             server_idle_ms: v.idle_ms.s2c.unwrap_or(f64::MAX),
+            cut: s.cut,
+            ping: s.teardown.answered_ping(),
+            retried: s
+                .relays
+                .iter()
+                .filter(|r| r.retry && !r.frontend)
+                .map(|r| (r.conn, r.peer_frame, r.frame))
+                .collect(),
+            confidence: v.confidence,
         },
         v.label,
     ))
@@ -284,6 +333,7 @@ impl Incidents {
             latest: None,
             built_at: None,
             dirty: false,
+            retries: Default::default(),
         }
     }
 
@@ -291,6 +341,12 @@ impl Incidents {
     pub fn add(&mut self, s: &Summary) {
         if !matches!(s.leg, Leg::Frontend | Leg::Backend) {
             return;
+        }
+        for r in s.relays.iter().filter(|r| r.retry && !r.frontend) {
+            if self.retries.len() >= MAX_KEPT {
+                self.retries.clear();
+            }
+            self.retries.insert((r.conn, r.peer_frame), (s.id, r.frame));
         }
         let Some((b, label)) = sentence(s) else {
             return;
@@ -395,10 +451,18 @@ impl Incidents {
             .iter()
             .filter(|b| b.label == Label::ProxyResetBackend)
             .collect();
+        let triggers: Vec<&Brief> = briefs
+            .iter()
+            .filter(|b| {
+                b.leg == Leg::Frontend
+                    && b.label == Label::ClientAbort
+                    && b.state == State::TlsHandshake
+            })
+            .collect();
         // Idle resets at about the same connection age: the proxy retires by age.
         let idle_ages: Vec<f64> = resets
             .iter()
-            .filter(|b| b.state == State::Idle)
+            .filter(|b| b.state == State::Idle && b.cut.is_none() && !b.ping)
             .map(|b| b.age_ms)
             .collect();
         let (lo, hi) = idle_ages
@@ -414,35 +478,112 @@ impl Incidents {
                 j += 1;
             }
             let burst = &resets[i..j];
+            i = j;
             let first = burst[0].ts;
             let last = burst[burst.len() - 1].ts;
-            let fronts = briefs.iter().filter(|b| {
-                b.label == Label::ProxyClosedFrontend
-                    && b.ts.nanos_since(first) >= 0
-                    && b.ts.nanos_since(last) <= self.window_ns
+            // #4500's victim: a backend the proxy closed with no COM_QUIT while the server was
+            // answering a request it had relayed (busy), or right after the server answered
+            // its keep-alive ping (idle pool).
+            let busy = burst.iter().any(|b| {
+                b.cut.is_some() || matches!(b.state, State::RequestInFlight | State::Streaming)
             });
-            let trigger = briefs.iter().rfind(|b| {
-                b.leg == Leg::Frontend
-                    && b.label == Label::ClientAbort
-                    && b.state == State::TlsHandshake
-                    && (TRIGGER_MIN_NS..=TRIGGER_MAX_NS).contains(&first.nanos_since(b.ts))
+            let ping = burst.iter().any(|b| b.ping);
+            let trigger = triggers.iter().rev().copied().find(|t| {
+                let since = first.nanos_since(t.ts);
+                (busy && (TRIGGER_MIN_NS..=TRIGGER_MAX_NS).contains(&since))
+                    || (ping && (0..=PING_TRIGGER_MAX_NS).contains(&since))
             });
+            // The frontends whose requests rode on these backends, closed by the proxy soon
+            // after; failing pairing, any frontend the proxy closed in the window.
+            let carried: Vec<u64> = burst.iter().filter_map(|b| b.cut.map(|c| c.conn)).collect();
+            let fronts: Vec<&Brief> = briefs
+                .iter()
+                .filter(|b| {
+                    b.label == Label::ProxyClosedFrontend
+                        && b.ts.nanos_since(first) >= 0
+                        && b.ts.nanos_since(last) <= self.window_ns
+                        && (carried.is_empty() || carried.contains(&b.conn))
+                })
+                .collect();
             let mut steps: Vec<&Brief> = trigger.into_iter().collect();
             steps.extend(burst.iter().copied());
-            steps.extend(fronts);
+            steps.extend(fronts.iter().copied());
             // Retired by age: idle, closed just as it came back from a response (a pool sweep
             // closes connections that have sat idle), at about the same age as the others.
-            let idle = burst
-                .iter()
-                .all(|b| b.state == State::Idle && b.server_idle_ms < AGE_RETURN_MS);
+            let idle = burst.iter().all(|b| {
+                b.state == State::Idle
+                    && b.cut.is_none()
+                    && !b.ping
+                    && b.server_idle_ms < AGE_RETURN_MS
+            });
             let signature = match trigger {
                 Some(_) => Some(DIRTY_SSL),
+                None if busy || ping => Some(DIRTY_SSL),
                 None if idle && by_age => Some(MAX_AGE),
                 None => None,
             };
-            out.push(incident(signature, steps));
-            i = j;
+            let mut inc = incident(signature, steps);
+            if signature.is_some_and(|s| s.id == DIRTY_SSL.id) {
+                let mut ev = Vec::new();
+                let mut conf = inc.confidence.unwrap_or(super::Confidence::Possible);
+                match trigger {
+                    Some(t) => ev.push(format!(
+                        "trigger: frontend {} aborted its TLS handshake {:.1} ms before the first break",
+                        t.conn,
+                        first.nanos_since(t.ts) as f64 / 1e6
+                    )),
+                    None => {
+                        ev.push(
+                            "no aborted frontend TLS handshake in the capture before the break \
+                             (the trigger may be on another interface, or before the capture \
+                             started)"
+                                .into(),
+                        );
+                        conf = conf.min(super::Confidence::Possible);
+                    }
+                }
+                for b in burst {
+                    if let Some(c) = b.cut {
+                        ev.push(format!(
+                            "backend {} carried frontend {}'s request (frame {} relayed at frame {}), unanswered, when the proxy closed it",
+                            b.conn, c.conn, c.frame, c.relayed_frame
+                        ));
+                        match self.retry_of(briefs, c.conn, c.frame) {
+                            Some((bc, bf)) => ev.push(format!(
+                                "hidden break: the proxy re-sent frontend {}'s request on backend {bc} (frame {bf}); the client saw nothing",
+                                c.conn
+                            )),
+                            None if !fronts.iter().any(|f| f.conn == c.conn) => ev.push(format!(
+                                "frontend {} was not closed with it: a retry the capture may not show",
+                                c.conn
+                            )),
+                            None => {}
+                        }
+                    } else if b.ping {
+                        ev.push(format!(
+                            "backend {} was closed right after the server answered its keep-alive COM_PING (idle-pool form)",
+                            b.conn
+                        ));
+                    }
+                }
+                inc.confidence = Some(conf);
+                inc.evidence = ev;
+            }
+            out.push(inc);
         }
         out
+    }
+
+    /// The backend request that re-sent frontend `conn`'s request at `frame` (a retry).
+    fn retry_of(&self, briefs: &[Brief], conn: u64, frame: u64) -> Option<(u64, u64)> {
+        briefs
+            .iter()
+            .find_map(|b| {
+                b.retried
+                    .iter()
+                    .find(|(c, f, _)| *c == conn && *f == frame)
+                    .map(|&(_, _, mine)| (b.conn, mine))
+            })
+            .or_else(|| self.retries.get(&(conn, frame)).copied())
     }
 }

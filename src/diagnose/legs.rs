@@ -1,17 +1,28 @@
-//! Legs around a proxy: which MySQL connections are frontend (client → proxy), backend
-//! (proxy → server) or direct, from the command line (`--frontend-port`, `--backend-port`,
-//! `--proxy`) or inferred by pairing requests: a request to endpoint A followed within a few
-//! milliseconds by a request of the same size from A's host to another endpoint B, again and
-//! again, means A is a proxy in front of B. On one host (loopback) the addresses are all alike,
-//! which is why pairing looks at requests, not only at addresses.
+//! Legs around a proxy and per-statement pairing across it.
+//!
+//! A proxy is found from what it does, not from addresses: a request on one MySQL connection
+//! (to the proxy's listening endpoint P) is followed, before its response starts, by a request
+//! from P's host to another server S that is the same query — the same text where both are
+//! readable, else the same size once each leg's own TLS record overhead is taken off — and the
+//! proxy's response starts only after the server's ([`Pairing`]). Requests are matched one to
+//! one, first come first served, so multiplexing (one frontend's queries over many backends)
+//! pairs per statement; a frontend request relayed again after its backend broke is a retry.
+//!
+//! The legs then belong to connections, never to an address alone ([`Legs::decide`]): every
+//! connection to P is a frontend (P is a proxy's listener), but a connection from P's host to S
+//! is a backend only when its own requests relayed P's (or it is named by the proxy's log, or it
+//! carries the same client fingerprint as the proxy's paired backends); a backup job or an
+//! exporter talking to S directly stays `direct`. Memory is bounded: requests are kept for a
+//! window, scores in a capped table.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 
 use serde::Serialize;
 
+use super::Confidence;
 use crate::decode::Endpoint;
-use crate::time::Timestamp;
+use crate::tcp::At;
 
 /// The leg of a MySQL connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -27,15 +38,18 @@ pub enum Leg {
     Unknown,
 }
 
-/// How a proxy (or legs) were decided.
+/// A proxy: its listening endpoint and the server it relays to.
 #[derive(Clone, Debug, Serialize)]
 pub struct ProxyPair {
     /// The proxy's listening endpoint (server of the frontend leg).
     pub frontend: Endpoint,
     /// The server the proxy talks to (server of the backend leg).
     pub backend: Endpoint,
-    /// Requests paired (0 when given on the command line).
+    /// Requests relayed (0 when given on the command line or named by a log).
     pub paired_requests: u64,
+    /// Client fingerprints of the backend connections that relayed requests.
+    #[serde(skip)]
+    pub fingerprints: Vec<u64>,
 }
 
 /// Settings from the command line.
@@ -49,17 +63,97 @@ pub struct LegFlags {
     pub proxy: Option<IpAddr>,
 }
 
+/// What a ProxySQL log names: frontends it closed as unhealthy, backends it found broken.
+#[derive(Clone, Debug, Default)]
+pub struct LogNames {
+    /// Client endpoints of frontends (`Closing unhealthy client connection IP:PORT`).
+    pub frontend_clients: Vec<Endpoint>,
+    /// Backends by server endpoint and thread id (`Detected a broken connection ... on
+    /// (HG,HOST,PORT,THREAD)`; a host name that is not an address matches any address).
+    pub backends: Vec<(Option<IpAddr>, u16, u32)>,
+}
+
+/// What is known of one connection when its leg is decided.
+#[derive(Clone, Debug, Default)]
+pub struct ConnFacts {
+    /// Client endpoint.
+    pub client: Option<Endpoint>,
+    /// Server endpoint.
+    pub server: Option<Endpoint>,
+    /// Requests of this connection that relayed another connection's (it is a backend).
+    pub relayed_others: u32,
+    /// Requests of this connection that others relayed (it is a frontend).
+    pub relayed_by_others: u32,
+    /// Client fingerprint (capabilities and TLS ClientHello).
+    pub fingerprint: Option<u64>,
+    /// Thread id from the server's greeting.
+    pub thread_id: Option<u32>,
+}
+
+/// The leg of one connection, why, and how sure.
+#[derive(Clone, Debug)]
+pub struct LegDecision {
+    /// The leg.
+    pub leg: Leg,
+    /// Why, in words.
+    pub basis: String,
+    /// How sure (None for direct connections with no proxy in sight).
+    pub confidence: Option<Confidence>,
+}
+
 /// Decides legs.
 #[derive(Clone, Debug, Default)]
 pub struct Legs {
     flags: LegFlags,
     pairs: Vec<ProxyPair>,
+    log: LogNames,
+    /// Proxy listeners known from the log (the servers of the clients it names).
+    listeners: Vec<Endpoint>,
 }
 
 impl Legs {
     /// Legs from flags and inferred proxy pairs.
     pub fn new(flags: LegFlags, pairs: Vec<ProxyPair>) -> Legs {
-        Legs { flags, pairs }
+        Legs {
+            flags,
+            pairs,
+            log: LogNames::default(),
+            listeners: Vec::new(),
+        }
+    }
+
+    /// Proxy listeners known from the log (found by an earlier pass).
+    pub fn with_listeners(mut self, listeners: Vec<Endpoint>) -> Legs {
+        self.listeners = listeners;
+        self
+    }
+
+    /// The listeners known from the log.
+    pub fn listeners(&self) -> &[Endpoint] {
+        &self.listeners
+    }
+
+    /// Replaces the inferred proxy pairs.
+    pub fn set_pairs(&mut self, pairs: Vec<ProxyPair>) {
+        self.pairs = pairs;
+    }
+
+    /// The log names `client` as a frontend's client.
+    pub fn named_frontend(&self, client: Endpoint) -> bool {
+        self.log.frontend_clients.contains(&client)
+    }
+
+    /// A connection the log names as a frontend goes to `server`: a proxy listener.
+    pub fn add_listener(&mut self, server: Endpoint) {
+        if !self.listeners.contains(&server) && self.listeners.len() < 64 {
+            self.listeners.push(server);
+        }
+    }
+
+    /// Adds what a ProxySQL log names.
+    pub fn with_log(mut self, log: LogNames) -> Legs {
+        self.log = log;
+        self
     }
 
     /// The proxy pairs found or given.
@@ -67,162 +161,876 @@ impl Legs {
         &self.pairs
     }
 
-    /// The leg of a MySQL connection from `client` to `server`, and how it was decided.
-    pub fn leg(&self, client: Endpoint, server: Endpoint) -> (Leg, String) {
-        let (leg, why) = self.classify(client, server);
-        let basis = match why {
-            Why::FrontendPort(p) => format!("--frontend-port {p}"),
-            Why::BackendPort(p) => format!("--backend-port {p}"),
-            Why::ProxyIsServer(p) => format!("--proxy {p} is the server"),
-            Why::ProxyIsClient(p) => format!("--proxy {p} is the client"),
-            Why::Relays(pair) => format!(
-                "inferred: {} relays requests to {} ({} paired)",
-                pair.frontend, pair.backend, pair.paired_requests
-            ),
-            Why::RelayedTo(pair) => format!(
-                "inferred: from the host of {}, which relays requests here ({} paired)",
-                pair.frontend, pair.paired_requests
-            ),
-            Why::NotProxy => "not to or from the proxy".into(),
-            Why::NoProxy => "no proxy seen".into(),
+    fn flags_given(&self) -> bool {
+        let f = &self.flags;
+        !f.frontend_ports.is_empty() || !f.backend_ports.is_empty() || f.proxy.is_some()
+    }
+
+    /// The proxy listener that `server` is, if requests pairing found it.
+    fn listener(&self, server: Endpoint) -> Option<&ProxyPair> {
+        self.pairs.iter().find(|p| p.frontend == server)
+    }
+
+    /// The leg of a connection, from what it did.
+    pub fn decide(&self, c: &ConnFacts) -> LegDecision {
+        let (Some(client), Some(server)) = (c.client, c.server) else {
+            return LegDecision {
+                leg: Leg::Unknown,
+                basis: "endpoints unknown".into(),
+                confidence: None,
+            };
         };
-        (leg, basis)
-    }
-
-    /// The leg alone, without building the sentence (per event, on the hot path).
-    pub fn leg_only(&self, client: Endpoint, server: Endpoint) -> Leg {
-        self.classify(client, server).0
-    }
-
-    fn classify(&self, client: Endpoint, server: Endpoint) -> (Leg, Why<'_>) {
+        let d = |leg, basis: String, conf| LegDecision {
+            leg,
+            basis,
+            confidence: Some(conf),
+        };
         let f = &self.flags;
         if f.frontend_ports.contains(&server.port) {
-            return (Leg::Frontend, Why::FrontendPort(server.port));
+            return d(
+                Leg::Frontend,
+                format!("--frontend-port {}", server.port),
+                Confidence::Certain,
+            );
         }
         if f.backend_ports.contains(&server.port) {
-            return (Leg::Backend, Why::BackendPort(server.port));
+            return d(
+                Leg::Backend,
+                format!("--backend-port {}", server.port),
+                Confidence::Certain,
+            );
         }
         if let Some(p) = f.proxy {
             if server.ip == p {
-                return (Leg::Frontend, Why::ProxyIsServer(p));
+                return d(
+                    Leg::Frontend,
+                    format!("--proxy {p} is the server"),
+                    Confidence::Certain,
+                );
             }
             if client.ip == p {
-                return (Leg::Backend, Why::ProxyIsClient(p));
+                return d(
+                    Leg::Backend,
+                    format!("--proxy {p} is the client"),
+                    Confidence::Certain,
+                );
             }
         }
-        for pair in &self.pairs {
-            if server == pair.frontend {
-                return (Leg::Frontend, Why::Relays(pair));
-            }
-            if server == pair.backend && client.ip == pair.frontend.ip {
-                return (Leg::Backend, Why::RelayedTo(pair));
+        if self.log.frontend_clients.contains(&client) {
+            return d(
+                Leg::Frontend,
+                "the ProxySQL log closed it as an unhealthy client connection".into(),
+                Confidence::Certain,
+            );
+        }
+        if let Some(t) = c.thread_id {
+            let named = self.log.backends.iter().any(|(ip, port, thread)| {
+                *thread == t && *port == server.port && ip.is_none_or(|ip| ip == server.ip)
+            });
+            if named {
+                return d(
+                    Leg::Backend,
+                    format!(
+                        "the ProxySQL log names thread {t} on port {} as its backend",
+                        server.port
+                    ),
+                    Confidence::Certain,
+                );
             }
         }
-        let any = !f.frontend_ports.is_empty() || !f.backend_ports.is_empty() || f.proxy.is_some();
-        if any || !self.pairs.is_empty() {
-            (Leg::Direct, Why::NotProxy)
+        if let Some(p) = self.listener(server) {
+            return d(
+                Leg::Frontend,
+                format!(
+                    "to {}, a proxy listener: it relays requests to {} ({} paired)",
+                    p.frontend, p.backend, p.paired_requests
+                ),
+                Confidence::Probable,
+            );
+        }
+        if self.listeners.contains(&server) {
+            return d(
+                Leg::Frontend,
+                format!("to {server}, the listener of the clients the ProxySQL log closed"),
+                Confidence::Certain,
+            );
+        }
+        let log_backend = |server: Endpoint| {
+            self.log
+                .backends
+                .iter()
+                .any(|(ip, port, _)| *port == server.port && ip.is_none_or(|ip| ip == server.ip))
+        };
+        if c.relayed_others > 0
+            && self.listeners.iter().any(|l| l.ip == client.ip)
+            && log_backend(server)
+        {
+            return d(
+                Leg::Backend,
+                format!(
+                    "from the proxy's host to a server its log names; {} of its requests relayed frontend requests",
+                    c.relayed_others
+                ),
+                Confidence::Probable,
+            );
+        }
+        for p in &self.pairs {
+            if server != p.backend || client.ip != p.frontend.ip {
+                continue;
+            }
+            if c.relayed_others > 0 {
+                return d(
+                    Leg::Backend,
+                    format!(
+                        "from the proxy {}: {} of its requests relayed frontend requests",
+                        p.frontend, c.relayed_others
+                    ),
+                    Confidence::Probable,
+                );
+            }
+            if c.fingerprint.is_some_and(|fp| p.fingerprints.contains(&fp)) {
+                return d(
+                    Leg::Backend,
+                    format!(
+                        "from the proxy {}'s host with the client fingerprint of its backends",
+                        p.frontend
+                    ),
+                    Confidence::Possible,
+                );
+            }
+        }
+        if c.relayed_by_others > 0 {
+            // Its requests were relayed, but too few pairs made the proxy sure.
+            return LegDecision {
+                leg: Leg::Direct,
+                basis: "some requests look relayed, too few to call a proxy".into(),
+                confidence: None,
+            };
+        }
+        let basis = if self.flags_given() || !self.pairs.is_empty() {
+            "not to or from a proxy"
         } else {
-            (Leg::Direct, Why::NoProxy)
+            "no proxy seen"
+        };
+        LegDecision {
+            leg: Leg::Direct,
+            basis: basis.into(),
+            confidence: None,
         }
+    }
+
+    /// The leg of a connection from its endpoints alone, for a streamed event (before the
+    /// connection's own evidence is in): frontends by listener or flags; the rest wait for
+    /// the close.
+    pub fn leg_only(&self, client: Endpoint, server: Endpoint) -> Leg {
+        self.decide(&ConnFacts {
+            client: Some(client),
+            server: Some(server),
+            ..ConnFacts::default()
+        })
+        .leg
     }
 }
 
-/// Why a connection got its leg.
-enum Why<'a> {
-    FrontendPort(u16),
-    BackendPort(u16),
-    ProxyIsServer(IpAddr),
-    ProxyIsClient(IpAddr),
-    Relays(&'a ProxyPair),
-    RelayedTo(&'a ProxyPair),
-    NotProxy,
-    NoProxy,
+/// How two requests were matched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Match {
+    /// The same query text.
+    Text,
+    /// The same size, once each leg's TLS record overhead is taken off.
+    Size,
 }
 
-/// Requests closer than this are candidates for one relayed request.
-const PAIR_WINDOW_NS: i64 = 5_000_000;
-/// Pairs needed before a proxy is declared, and how much stronger than the reverse direction.
-const MIN_PAIRS: u64 = 3;
-const DOMINANCE: u64 = 3;
+/// One request relayed across the proxy, as one connection sees it.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Relay {
+    /// Frame of this connection's request.
+    pub frame: u64,
+    /// Its file (omitted for the first).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub file: usize,
+    /// The connection on the other leg.
+    pub conn: u64,
+    /// Frame of the request there.
+    pub peer_frame: u64,
+    /// Its file (omitted for the first).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub peer_file: usize,
+    /// How they were matched.
+    pub by: Match,
+    /// This connection is the frontend (its request was relayed as the peer's).
+    pub frontend: bool,
+    /// A second relay of one frontend request: the proxy retried it.
+    pub retry: bool,
+}
 
-/// Watches requests on MySQL connections and counts relayed-looking pairs.
+fn q_server(p: &Pairing, seq: u64) -> Option<Endpoint> {
+    p.get(seq).map(|q| q.r.server)
+}
+
+fn before_at(a: At, b: At) -> bool {
+    crate::dissect::teardown::before(a, b)
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// A request as pairing sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct Request {
+    /// Connection id.
+    pub conn: u64,
+    /// Client endpoint.
+    pub client: Endpoint,
+    /// Server endpoint.
+    pub server: Endpoint,
+    /// Where.
+    pub at: At,
+    /// MySQL payload length (without the 4-byte header): exact, or a range (CBC).
+    pub size: Option<(u32, u32)>,
+    /// Hash of the query text, when readable.
+    pub text: Option<u64>,
+}
+
+struct Req {
+    r: Request,
+    responded: Option<At>,
+    /// Backend requests that relayed this one (their sequence numbers), at most 4.
+    relays: Vec<u64>,
+    /// The frontend request this one relays.
+    relays_of: Option<u64>,
+}
+
 #[derive(Default)]
-pub struct Pairing {
-    recent: VecDeque<(Timestamp, Endpoint, IpAddr, u64, u64)>,
-    scores: HashMap<(Endpoint, Endpoint), u64, ahash::RandomState>,
-    /// Per connection: the connections its requests were relayed over (or came from), with
-    /// how many requests; bounded, and taken when the connection is finished.
-    links: HashMap<u64, BTreeMap<u64, u32>, ahash::RandomState>,
+struct Score {
+    relays: u64,
+    /// Frontend responses that started before their backend's: not a relay after all.
+    violations: u64,
+    fingerprints: Vec<u64>,
 }
 
-/// Connections linked to one connection per relayed request.
-const MAX_LINKS: usize = 64;
+/// Connections' relays kept per connection: the first and the last this many.
+pub const KEEP_RELAYS: usize = 64;
+
+#[derive(Default)]
+struct RelayList {
+    first: Vec<Relay>,
+    last: VecDeque<Relay>,
+    count: u32,
+    as_backend: u32,
+    as_frontend: u32,
+}
+
+impl RelayList {
+    fn push(&mut self, r: Relay, keep: usize) {
+        self.count += 1;
+        if r.frontend {
+            self.as_frontend += 1;
+        } else {
+            self.as_backend += 1;
+        }
+        if self.first.len() < keep {
+            self.first.push(r);
+            return;
+        }
+        if self.last.len() >= keep {
+            self.last.pop_front();
+        }
+        self.last.push_back(r);
+    }
+}
+
+/// What pairing learnt of one finished connection.
+#[derive(Debug, Default)]
+pub struct ConnRelays {
+    /// Its relays (bounded: the first and last [`KEEP_RELAYS`]).
+    pub relays: Vec<Relay>,
+    /// Requests of it that relayed others' (it is a backend).
+    pub as_backend: u32,
+    /// Requests of it that others relayed (it is a frontend).
+    pub as_frontend: u32,
+    /// Connections on the other leg with the number of requests paired with each.
+    pub peers: Vec<(u64, u32)>,
+    /// A backend its client (the proxy) closed while the frontend request it had relayed was
+    /// still unanswered: that frontend connection and request frame, and this one's frame.
+    pub cut: Option<Cut>,
+}
+
+/// A frontend request left unanswered when the proxy closed the backend carrying it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Cut {
+    /// The frontend connection.
+    pub conn: u64,
+    /// Its request's frame.
+    pub frame: u64,
+    /// The frame of the relayed copy on the backend.
+    pub relayed_frame: u64,
+}
+
+/// How long a frontend request waits for its relay (a new backend connection, TLS and login
+/// included; the bug captures show 22 ms on loopback).
+const RELAY_WINDOW_NS: i64 = 1_000_000_000;
+/// A retry follows the break of the backend that carried the request within this long.
+const RETRY_WINDOW_NS: i64 = 500_000_000;
+/// Requests kept at most (oldest dropped first) and for at most this long.
+const MAX_REQS: usize = 16_384;
+const HORIZON_NS: i64 = 120_000_000_000;
+/// Score table entries at most (the weakest dropped).
+const MAX_SCORES: usize = 4096;
+/// Relay pairs needed before a proxy is declared.
+const MIN_RELAYS: u64 = 3;
+/// Requests waiting for a relay at most (a flood of unanswered requests keeps the first).
+const MAX_WAITING: usize = 4096;
+/// Connections whose relay lists are kept at once (the oldest dropped).
+const MAX_CONNS: usize = 65_536;
+
+/// Matches requests across connections, one to one, and scores proxy candidates.
+pub struct Pairing {
+    reqs: VecDeque<Req>,
+    /// Sequence number of `reqs[0]`.
+    base: u64,
+    /// Per connection: its latest request (sequence number).
+    latest: HashMap<u64, u64, ahash::RandomState>,
+    scores: HashMap<(Endpoint, Endpoint), Score, ahash::RandomState>,
+    lists: HashMap<u64, RelayList, ahash::RandomState>,
+    fingerprints: HashMap<u64, u64, ahash::RandomState>,
+    /// Requests that may still be relayed: no response, not relayed, recent.
+    waiting: Vec<u64>,
+    /// Frontend requests whose backend broke before they were answered, with when it broke.
+    retry: Vec<(u64, At)>,
+    /// Backends closed by their client: the request they carried last (sequence number) and
+    /// when; resolved at `take` (pairing may still swap which frontend it carried).
+    cuts: HashMap<u64, (u64, At), ahash::RandomState>,
+    /// Per frontend connection: the backend connection its last request was relayed on.
+    last_peer: HashMap<u64, u64, ahash::RandomState>,
+    /// Connections that sent a FIN or RST (their requests are no longer relayed or retried).
+    gone: std::collections::HashSet<u64, ahash::RandomState>,
+    keep: usize,
+}
+
+impl Default for Pairing {
+    fn default() -> Self {
+        Pairing::new(KEEP_RELAYS)
+    }
+}
 
 impl Pairing {
-    /// A request of `size` bytes on connection `conn` from `client` to `server` at `ts`.
-    pub fn request(
-        &mut self,
-        ts: Timestamp,
-        conn: u64,
-        client: Endpoint,
-        server: Endpoint,
-        size: u64,
-    ) {
-        while self
-            .recent
-            .front()
-            .is_some_and(|(t, ..)| ts.nanos_since(*t) > PAIR_WINDOW_NS)
-        {
-            self.recent.pop_front();
+    /// Pairing that keeps the first and last `keep` relays of each connection.
+    pub fn new(keep: usize) -> Pairing {
+        Pairing {
+            reqs: VecDeque::new(),
+            base: 0,
+            latest: HashMap::default(),
+            scores: HashMap::default(),
+            lists: HashMap::default(),
+            fingerprints: HashMap::default(),
+            waiting: Vec::new(),
+            retry: Vec::new(),
+            cuts: HashMap::default(),
+            gone: Default::default(),
+            last_peer: HashMap::default(),
+            keep,
         }
-        let mut matched = None;
-        for (_, front, _, sz, fconn) in self.recent.iter().rev() {
-            // The relayed copy comes from the proxy's host, to another server, same size.
-            if *sz == size && *front != server && client.ip == front.ip {
-                *self.scores.entry((*front, server)).or_default() += 1;
-                // The latest such request is the one this relays.
-                matched.get_or_insert(*fconn);
-            }
+    }
+
+    fn get(&self, seq: u64) -> Option<&Req> {
+        self.reqs
+            .get(usize::try_from(seq.checked_sub(self.base)?).ok()?)
+    }
+
+    fn get_mut(&mut self, seq: u64) -> Option<&mut Req> {
+        let i = usize::try_from(seq.checked_sub(self.base)?).ok()?;
+        self.reqs.get_mut(i)
+    }
+
+    /// The client fingerprint of connection `conn`.
+    pub fn fingerprint(&mut self, conn: u64, fp: u64) {
+        if self.fingerprints.len() < MAX_CONNS {
+            self.fingerprints.insert(conn, fp);
         }
-        if let Some(front_conn) = matched {
-            for (a, b) in [(front_conn, conn), (conn, front_conn)] {
-                let m = self.links.entry(a).or_default();
-                if m.len() < MAX_LINKS || m.contains_key(&b) {
-                    *m.entry(b).or_default() += 1;
+    }
+
+    /// A request. A second call for the same connection and frame (the decrypted command
+    /// after its TLS record) refines the first instead of adding one.
+    pub fn request(&mut self, r: Request) {
+        if let Some(&seq) = self.latest.get(&r.conn) {
+            if let Some(q) = self.get_mut(seq) {
+                if q.r.at == r.at {
+                    if r.text.is_some() {
+                        q.r.text = r.text;
+                    }
+                    if r.size.is_some() {
+                        q.r.size = r.size;
+                    }
+                    return;
                 }
             }
         }
-        // Bounded: a flood of requests within the window keeps only the newest.
-        if self.recent.len() >= 4096 {
-            self.recent.pop_front();
+        self.expire(r.at);
+        let seq = self.base + self.reqs.len() as u64;
+        let relays_of = self.find_front(&r);
+        self.reqs.push_back(Req {
+            r,
+            responded: None,
+            relays: Vec::new(),
+            relays_of: relays_of.map(|(s, _, _)| s),
+        });
+        self.latest.insert(r.conn, seq);
+        if let Some((front, by, retry)) = relays_of {
+            self.link(front, seq, by, retry);
+            self.retry.retain(|&(s, _)| s != front);
+        } else if self.waiting.len() < MAX_WAITING {
+            self.waiting.push(seq);
         }
-        self.recent.push_back((ts, server, client.ip, size, conn));
     }
 
-    /// The links of a finished connection: (other connection id, requests), removed.
-    pub fn take_links(&mut self, conn: u64) -> Vec<(u64, u32)> {
-        self.links
-            .remove(&conn)
-            .map(|m| m.into_iter().collect())
-            .unwrap_or_default()
+    fn expire(&mut self, now: At) {
+        while let Some(front) = self.reqs.front() {
+            let old = now.ts.nanos_since(front.r.at.ts) > HORIZON_NS;
+            if !old && self.reqs.len() < MAX_REQS {
+                break;
+            }
+            self.reqs.pop_front();
+            self.base += 1;
+        }
     }
 
-    /// The proxy pairs the requests support.
+    /// The frontend request `b` relays, if any: (its sequence number, how, a retry). Only
+    /// requests still waiting (no response, not relayed yet) and those whose backend just broke
+    /// are looked at, so the work per request is bounded by the concurrency, not the rate.
+    fn find_front(&mut self, b: &Request) -> Option<(u64, Match, bool)> {
+        let now = b.at.ts;
+        // Drop what can no longer be relayed.
+        let mut waiting = std::mem::take(&mut self.waiting);
+        waiting.retain(|&seq| {
+            self.get(seq).is_some_and(|q| {
+                q.responded.is_none()
+                    && q.relays.is_empty()
+                    && q.relays_of.is_none()
+                    && now.nanos_since(q.r.at.ts) <= RELAY_WINDOW_NS
+            })
+        });
+        self.waiting = waiting;
+        self.retry.retain(|&(seq, broke)| {
+            now.nanos_since(broke.ts) <= RETRY_WINDOW_NS
+                && self
+                    .reqs
+                    .get((seq.wrapping_sub(self.base)) as usize)
+                    .is_some_and(|q| q.responded.is_none())
+        });
+        let candidates = self
+            .waiting
+            .iter()
+            .map(|&s| (s, false))
+            .chain(self.retry.iter().map(|&(s, _)| (s, true)));
+        let mut best: Option<(u64, Match, bool, bool)> = None;
+        for (seq, retry) in candidates {
+            let Some(f) = self.get(seq) else { continue };
+            if f.r.conn == b.conn
+                || self.gone.contains(&f.r.conn)
+                || f.r.server == b.server
+                || f.r.server.ip != b.client.ip
+                || before_at(b.at, f.r.at)
+                || (retry && f.relays.len() >= 4)
+            {
+                continue;
+            }
+            let by = match (f.r.text, b.text) {
+                (Some(x), Some(y)) if x == y => Match::Text,
+                (Some(_), Some(_)) => continue,
+                _ => match (f.r.size, b.size) {
+                    (Some((a0, a1)), Some((b0, b1))) if a0 <= b1 && b0 <= a1 => Match::Size,
+                    _ => continue,
+                },
+            };
+            // Text beats size; then the frontend that used this backend last (a session keeps
+            // its backend while it can); then first come, first served.
+            let sticky = self.last_peer.get(&f.r.conn) == Some(&b.conn);
+            let better = match best {
+                None => true,
+                Some((bs, bb, _, bsticky)) => {
+                    (by == Match::Text && bb == Match::Size)
+                        || (by == bb && sticky && !bsticky)
+                        || (by == bb && sticky == bsticky && seq < bs)
+                }
+            };
+            if better {
+                best = Some((seq, by, retry, sticky));
+            }
+        }
+        best.map(|(seq, by, retry, _)| (seq, by, retry))
+    }
+
+    fn link(&mut self, front: u64, back: u64, by: Match, retry: bool) {
+        let (Some(f), Some(b)) = (self.get(front), self.get(back)) else {
+            return;
+        };
+        let (fr, br) = (f.r, b.r);
+        if let Some(f) = self.get_mut(front) {
+            f.relays.push(back);
+        }
+        if self.last_peer.len() < MAX_CONNS || self.last_peer.contains_key(&fr.conn) {
+            self.last_peer.insert(fr.conn, br.conn);
+        }
+        let fp = self.fingerprints.get(&br.conn).copied();
+        if self.scores.len() < MAX_SCORES || self.scores.contains_key(&(fr.server, br.server)) {
+            let sc = self.scores.entry((fr.server, br.server)).or_default();
+            sc.relays += 1;
+            if let Some(fp) = fp {
+                if !sc.fingerprints.contains(&fp) && sc.fingerprints.len() < 16 {
+                    sc.fingerprints.push(fp);
+                }
+            }
+        }
+        let keep = self.keep;
+        for (conn, mine, peer, peer_conn, frontend) in [
+            (fr.conn, fr.at, br.at, br.conn, true),
+            (br.conn, br.at, fr.at, fr.conn, false),
+        ] {
+            if self.lists.len() >= MAX_CONNS && !self.lists.contains_key(&conn) {
+                continue;
+            }
+            self.lists.entry(conn).or_default().push(
+                Relay {
+                    frame: mine.frame,
+                    file: mine.file,
+                    conn: peer_conn,
+                    peer_frame: peer.frame,
+                    peer_file: peer.file,
+                    by,
+                    frontend,
+                    retry,
+                },
+                keep,
+            );
+        }
+    }
+
+    /// The first server message after connection `conn`'s latest request: its response started.
+    pub fn response(&mut self, conn: u64, at: At) {
+        let Some(&seq) = self.latest.get(&conn) else {
+            return;
+        };
+        let Some(q) = self.get_mut(seq) else { return };
+        if q.responded.is_some() {
+            return;
+        }
+        q.responded = Some(at);
+        let Some(&back) = q.relays.first() else {
+            return;
+        };
+        // The proxy answers after the server does: a frontend answered before the backend that
+        // was thought to carry it was carried by another one (two requests alike came in close
+        // together) — swap with a backend that has answered for a frontend still waiting.
+        if self.get(back).is_some_and(|b| b.responded.is_none()) && !self.swap(seq, back) {
+            let key = self.get(back).map(|b| (q_server(self, seq), b.r.server));
+            if let Some(Some(k)) = key.map(|(a, b)| a.map(|a| (a, b))) {
+                if let Some(sc) = self.scores.get_mut(&k) {
+                    sc.violations += 1;
+                }
+            }
+        }
+    }
+
+    /// Frontend `f` (answered) was linked to backend `b` (not answered): find a backend `b2`
+    /// that answered for a frontend `f2` still waiting, of sizes that fit, and swap.
+    fn swap(&mut self, f: u64, b: u64) -> bool {
+        let (Some(fr), Some(br)) = (self.get(f).map(|x| x.r), self.get(b).map(|x| x.r)) else {
+            return false;
+        };
+        let fits = |x: &Request, y: &Request| match (x.text, y.text) {
+            (Some(a), Some(b)) => a == b,
+            _ => {
+                matches!((x.size, y.size), (Some((a0, a1)), Some((b0, b1))) if a0 <= b1 && b0 <= a1)
+            }
+        };
+        let mut found = None;
+        for (i, q) in self.reqs.iter().enumerate().rev().take(512) {
+            let b2 = self.base + i as u64;
+            if b2 == b || q.responded.is_none() {
+                continue;
+            }
+            let Some(f2) = q.relays_of else { continue };
+            let Some(f2q) = self.get(f2) else { continue };
+            if f2 == f
+                || f2q.responded.is_some()
+                || f2q.relays.first() != Some(&b2)
+                || f2q.r.server != fr.server
+                || !fits(&fr, &q.r)
+                || !fits(&f2q.r, &br)
+            {
+                continue;
+            }
+            found = Some((b2, f2, q.r, f2q.r));
+            break;
+        }
+        let Some((b2, f2, b2r, f2r)) = found else {
+            return false;
+        };
+        if let Some(x) = self.get_mut(f) {
+            x.relays[0] = b2;
+        }
+        if let Some(x) = self.get_mut(f2) {
+            x.relays[0] = b;
+        }
+        if let Some(x) = self.get_mut(b) {
+            x.relays_of = Some(f2);
+        }
+        if let Some(x) = self.get_mut(b2) {
+            x.relays_of = Some(f);
+        }
+        self.last_peer.insert(fr.conn, b2r.conn);
+        self.last_peer.insert(f2r.conn, br.conn);
+        self.fix(fr.conn, fr.at, br, b2r);
+        self.fix(f2r.conn, f2r.at, b2r, br);
+        self.fix(br.conn, br.at, fr, f2r);
+        self.fix(b2r.conn, b2r.at, f2r, fr);
+        true
+    }
+
+    /// In `conn`'s relay list, the entry for its request at `at` that named `old` names `new`.
+    fn fix(&mut self, conn: u64, at: At, old: Request, new: Request) {
+        let Some(l) = self.lists.get_mut(&conn) else {
+            return;
+        };
+        for r in l.first.iter_mut().chain(l.last.iter_mut()) {
+            if r.frame == at.frame
+                && r.file == at.file
+                && r.conn == old.conn
+                && r.peer_frame == old.at.frame
+            {
+                r.conn = new.conn;
+                r.peer_frame = new.at.frame;
+                r.peer_file = new.at.file;
+                return;
+            }
+        }
+    }
+
+    /// The client side of connection `conn` sent its first FIN or RST (a proxy breaking a
+    /// backend, if it is one): the frontend request it was carrying, unanswered, may be retried.
+    pub fn client_closed(&mut self, conn: u64, at: At) {
+        if self.gone.contains(&conn) {
+            return;
+        }
+        let Some(&seq) = self.latest.get(&conn) else {
+            return;
+        };
+        let Some(b) = self.get(seq) else { return };
+        if b.responded.is_some() && b.relays_of.is_none() {
+            return;
+        }
+        if let Some(front) = b.relays_of {
+            let open = self
+                .get(front)
+                .is_some_and(|f| f.responded.is_none() && !self.gone.contains(&f.r.conn));
+            if open && self.retry.len() < MAX_WAITING {
+                self.retry.push((front, at));
+            }
+        }
+        if self.cuts.len() < MAX_CONNS {
+            self.cuts.insert(conn, (seq, at));
+        }
+    }
+
+    /// Connection `conn` sent its first FIN or RST (either side): its requests can no longer
+    /// be relayed or retried.
+    pub fn closed(&mut self, conn: u64) {
+        if self.gone.len() < MAX_CONNS {
+            self.gone.insert(conn);
+        }
+        let reqs = &self.reqs;
+        let base = self.base;
+        let of = |seq: u64| {
+            seq.checked_sub(base)
+                .and_then(|i| reqs.get(usize::try_from(i).ok()?))
+                .map(|q| q.r.conn)
+        };
+        self.retry.retain(|&(seq, _)| of(seq) != Some(conn));
+        self.waiting.retain(|&seq| of(seq) != Some(conn));
+    }
+
+    /// What pairing learnt of connection `conn`, which is finished (removed).
+    pub fn take(&mut self, conn: u64) -> ConnRelays {
+        self.latest.remove(&conn);
+        self.gone.remove(&conn);
+        self.last_peer.remove(&conn);
+        self.fingerprints.remove(&conn);
+        // The frontend request this backend carried when its client closed it, unanswered then.
+        let cut = self.cuts.remove(&conn).and_then(|(seq, at)| {
+            let b = self.get(seq)?;
+            let f = self.get(b.relays_of?)?;
+            let unanswered = f.responded.is_none_or(|r| before_at(at, r));
+            unanswered.then_some(Cut {
+                conn: f.r.conn,
+                frame: f.r.at.frame,
+                relayed_frame: b.r.at.frame,
+            })
+        });
+        let Some(l) = self.lists.remove(&conn) else {
+            return ConnRelays {
+                cut,
+                ..ConnRelays::default()
+            };
+        };
+        let relays: Vec<Relay> = l.first.into_iter().chain(l.last).collect();
+        let mut peers: Vec<(u64, u32)> = Vec::new();
+        for r in &relays {
+            match peers.iter_mut().find(|(c, _)| *c == r.conn) {
+                Some(p) => p.1 += 1,
+                None => peers.push((r.conn, 1)),
+            }
+        }
+        peers.sort_unstable();
+        ConnRelays {
+            relays,
+            as_backend: l.as_backend,
+            as_frontend: l.as_frontend,
+            peers,
+            cut,
+        }
+    }
+
+    /// The proxies the relays support: enough relays, few violations, and far more than the
+    /// reverse direction (two symmetric flows are not a proxy).
     pub fn pairs(&self) -> Vec<ProxyPair> {
         let mut out: Vec<ProxyPair> = self
             .scores
             .iter()
-            .filter(|((a, b), n)| {
-                let back = self.scores.get(&(*b, *a)).copied().unwrap_or(0);
-                **n >= MIN_PAIRS && **n >= DOMINANCE * back.max(1)
+            .filter(|((a, b), sc)| {
+                let good = sc.relays.saturating_sub(2 * sc.violations);
+                let back = self.scores.get(&(*b, *a)).map_or(0, |r| r.relays);
+                good >= MIN_RELAYS && good >= 3 * back
             })
-            .map(|((a, b), n)| ProxyPair {
+            .map(|((a, b), sc)| ProxyPair {
                 frontend: *a,
                 backend: *b,
-                paired_requests: *n,
+                paired_requests: sc.relays,
+                fingerprints: sc.fingerprints.clone(),
             })
             .collect();
         out.sort_by_key(|p| std::cmp::Reverse(p.paired_requests));
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::Timestamp;
+
+    fn ep(port: u16) -> Endpoint {
+        Endpoint {
+            ip: "127.0.0.1".parse().unwrap(),
+            port,
+        }
+    }
+
+    fn at(ms: f64, frame: u64) -> At {
+        At {
+            ts: Timestamp((ms * 1e6) as i64),
+            frame,
+            file: 0,
+        }
+    }
+
+    fn req(conn: u64, client: u16, server: u16, a: At, size: u32) -> Request {
+        Request {
+            conn,
+            client: ep(client),
+            server: ep(server),
+            at: a,
+            size: Some((size, size)),
+            text: None,
+        }
+    }
+
+    #[test]
+    fn pairs_a_relayed_request_by_size_and_finds_the_proxy() {
+        let mut p = Pairing::default();
+        for i in 0..4u64 {
+            let t = i as f64 * 100.0;
+            p.request(req(1, 5000, 6033, at(t, 10 * i + 1), 57));
+            p.request(req(2, 40000, 3306, at(t + 0.2, 10 * i + 2), 57));
+            p.response(2, at(t + 20.0, 10 * i + 3));
+            p.response(1, at(t + 20.1, 10 * i + 4));
+        }
+        let pairs = p.pairs();
+        assert_eq!(pairs.len(), 1);
+        assert_eq!(
+            (pairs[0].frontend.port, pairs[0].backend.port),
+            (6033, 3306)
+        );
+        let front = p.take(1);
+        assert_eq!(front.as_frontend, 4);
+        assert_eq!(front.relays[0].peer_frame, 2);
+        let back = p.take(2);
+        assert_eq!((back.as_backend, back.relays[0].peer_frame), (4, 1));
+    }
+
+    #[test]
+    fn different_sizes_or_an_earlier_response_do_not_pair() {
+        let mut p = Pairing::default();
+        for i in 0..4u64 {
+            let t = i as f64 * 100.0;
+            p.request(req(1, 5000, 6033, at(t, 10 * i + 1), 57));
+            p.request(req(2, 40000, 3306, at(t + 0.2, 10 * i + 2), 58));
+        }
+        assert!(p.pairs().is_empty());
+        let mut p = Pairing::default();
+        for i in 0..4u64 {
+            let t = i as f64 * 100.0;
+            p.request(req(1, 5000, 6033, at(t, 10 * i + 1), 57));
+            p.request(req(2, 40000, 3306, at(t + 0.2, 10 * i + 2), 57));
+            // The "frontend" answered before the "backend": unrelated flows.
+            p.response(1, at(t + 1.0, 10 * i + 3));
+            p.response(2, at(t + 20.0, 10 * i + 4));
+        }
+        assert!(p.pairs().is_empty());
+    }
+
+    #[test]
+    fn a_retry_after_the_backend_broke_is_a_second_relay() {
+        let mut p = Pairing::default();
+        p.request(req(1, 5000, 6033, at(0.0, 1), 57));
+        p.request(req(2, 40000, 3306, at(0.2, 2), 57));
+        p.response(2, at(5.0, 3));
+        p.client_closed(2, at(900.0, 4));
+        p.request(req(3, 40002, 3306, at(921.0, 5), 57));
+        let f = p.take(1);
+        assert_eq!(f.relays.len(), 2);
+        assert!(f.relays[1].retry);
+        assert_eq!(f.relays[1].conn, 3);
+        // Without the break, a later same-size request is not a retry.
+        let mut p = Pairing::default();
+        p.request(req(1, 5000, 6033, at(0.0, 1), 57));
+        p.request(req(2, 40000, 3306, at(0.2, 2), 57));
+        p.request(req(3, 40002, 3306, at(21.0, 5), 57));
+        assert_eq!(p.take(1).relays.len(), 1);
+    }
+
+    #[test]
+    fn a_direct_client_of_the_backend_server_stays_direct() {
+        let mut p = Pairing::default();
+        for i in 0..4u64 {
+            let t = i as f64 * 100.0;
+            p.request(req(1, 5000, 6033, at(t, 10 * i + 1), 57));
+            p.request(req(2, 40000, 3306, at(t + 0.2, 10 * i + 2), 57));
+            p.response(2, at(t + 20.0, 10 * i + 3));
+            p.response(1, at(t + 20.1, 10 * i + 4));
+        }
+        let legs = Legs::new(LegFlags::default(), p.pairs());
+        let facts = |client: u16, server: u16, relayed: u32| ConnFacts {
+            client: Some(ep(client)),
+            server: Some(ep(server)),
+            relayed_others: relayed,
+            ..ConnFacts::default()
+        };
+        assert_eq!(legs.decide(&facts(5000, 6033, 0)).leg, Leg::Frontend);
+        assert_eq!(legs.decide(&facts(40000, 3306, 4)).leg, Leg::Backend);
+        // A backup job on the proxy host, talking to the same server, relayed nothing.
+        assert_eq!(legs.decide(&facts(41000, 3306, 0)).leg, Leg::Direct);
     }
 }

@@ -14,9 +14,11 @@ pub mod proxysql_log;
 
 use serde::Serialize;
 
+use crate::dissect::teardown::{self, QuitBasis, Teardown};
 use crate::dissect::Carries;
-use crate::event::Kind;
-use crate::model::{CloseKind, EventOut, Mark, Point, Role, Summary};
+use crate::model::{CloseKind, Mark, Role, Summary};
+use crate::mysql::Phase;
+use legs::Leg;
 
 /// What kind of close it was.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -84,6 +86,29 @@ pub struct Pending {
     pub inferred: bool,
 }
 
+/// How sure a verdict, a leg or a signature is, and why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Confidence {
+    /// Inferred from indirect evidence (timing, a size that fits more than one thing).
+    Possible,
+    /// Inferred from evidence that rarely misleads (AEAD record sizes, request pairing).
+    Probable,
+    /// Read from the packets.
+    Certain,
+}
+
+impl Confidence {
+    /// The name used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Confidence::Possible => "possible",
+            Confidence::Probable => "probable",
+            Confidence::Certain => "certain",
+        }
+    }
+}
+
 /// The verdict on one close.
 #[derive(Clone, Debug, Serialize)]
 pub struct Verdict {
@@ -91,7 +116,8 @@ pub struct Verdict {
     pub label: Label,
     /// Role that started the teardown (None while still open).
     pub closed_by: Option<Role>,
-    /// What started it, in words (e.g. `COM_QUIT`, `FIN`, `ERR 4031`, `fatal alert decode_error`).
+    /// What started it, in words (e.g. `COM_QUIT`, `FIN`, `ERR 4031`, `fatal alert decode_error`);
+    /// `-` while still open.
     pub how: String,
     /// The packet that started it.
     pub at: Option<Mark>,
@@ -99,337 +125,510 @@ pub struct Verdict {
     pub state: State,
     /// The request in flight, if any.
     pub in_flight: Option<Pending>,
-    /// Milliseconds each side had been silent (no new payload) when the teardown started.
+    /// Milliseconds each side had been silent (no MySQL or TLS message) when the teardown
+    /// started.
     pub idle_ms: crate::model::Dirs<Option<f64>>,
     /// What the client application most likely reported.
     pub client_sees: Option<&'static str>,
     /// Frames that show it: the starter, the first FIN and RST, the peer's FIN, the request.
     pub evidence: Vec<u64>,
+    /// How sure the verdict is.
+    pub confidence: Confidence,
+    /// What set the confidence.
+    pub basis: String,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Cause {
+/// What started a teardown, in order of precedence when two come in the same packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Cause {
+    /// The client's COM_QUIT.
     Quit,
+    /// The server's ERR (followed by its close, or one that ends the session).
     Err,
+    /// A close_notify or fatal alert.
     Alert,
+    /// Bytes that are not TLS inside TLS.
     Plaintext,
+    /// The first FIN or RST.
     Teardown,
 }
 
-struct Start {
-    cause: Cause,
-    how: String,
-    mark: Mark,
-    code: Option<u16>,
+/// The packet that started a teardown and why.
+#[derive(Clone, Debug)]
+pub struct Start {
+    /// What kind of start.
+    pub cause: Cause,
+    /// In words.
+    pub how: String,
+    /// Side index of the sender.
+    pub side: usize,
+    /// Where.
+    pub at: crate::tcp::At,
+    /// ERR code, or 0 for a close_notify.
+    pub code: Option<u16>,
+    /// How sure.
+    pub confidence: Confidence,
+    /// Why that sure.
+    pub basis: &'static str,
 }
 
-fn order(p: &Point) -> (usize, u64) {
-    (p.file, p.frame)
+/// ERR codes after which the server ends the session whoever sends the first FIN: connection
+/// and login refusals, kills, shutdown, timeouts, network errors.
+pub fn err_ends_session(code: u16) -> bool {
+    matches!(
+        code,
+        1040 | 1043
+            | 1045
+            | 1049
+            | 1053
+            | 1077
+            | 1129
+            | 1130
+            | 1152
+            | 1153
+            | 1154
+            | 1155
+            | 1156
+            | 1157
+            | 1158
+            | 1159
+            | 1160
+            | 1161
+            | 1184
+            | 1251
+            | 1927
+            | 3159
+            | 3169
+            | 4031
+    )
 }
 
-fn mark_of(e: &EventOut) -> Mark {
-    Mark {
-        by: if e.dir == "c2s" {
-            Role::Client
-        } else {
-            Role::Server
-        },
-        from: e.from,
-        at: e.at,
-    }
+fn key(at: crate::tcp::At) -> (usize, u64, i64) {
+    (at.file, at.frame, at.ts.0)
 }
 
-/// The verdict for a finished connection, with its leg (the proxy's side of a frontend or
-/// backend connection is named `proxy`).
-pub fn verdict(s: &Summary) -> Verdict {
-    let mut v = direct_verdict(s);
-    let proxy_side = match s.leg {
-        legs::Leg::Frontend => Some(Role::Server),
-        legs::Leg::Backend => Some(Role::Client),
-        _ => None,
-    };
-    if let (Some(side), Some(by)) = (proxy_side, v.closed_by) {
-        if side == by {
-            v.closed_by = Some(Role::Proxy);
-            v.label = match (s.leg, v.label) {
-                (_, Label::CleanQuit | Label::PlaintextInTls | Label::ServerError) => v.label,
-                (legs::Leg::Backend, _) => Label::ProxyResetBackend,
-                (legs::Leg::Frontend, Label::HandshakeFailed) => Label::HandshakeFailed,
-                (legs::Leg::Frontend, _) => Label::ProxyClosedFrontend,
-                _ => v.label,
-            };
-            if v.client_sees.is_none() && s.leg == legs::Leg::Frontend {
-                v.client_sees = Some(if s.tls.is_some() {
-                    "(2026, 'TLS/SSL error: unexpected eof while reading') with OpenSSL 3, \
-                     'Success (0)' with OpenSSL 1.1: the FIN came with no close_notify"
-                } else {
-                    "2013, Lost connection to server during query"
-                });
-            }
-        }
-    }
-    v
+fn not_after(a: crate::tcp::At, first: Option<&teardown::First>) -> bool {
+    first.is_none_or(|f| !teardown::before(f.seen.at, a))
 }
 
-fn direct_verdict(s: &Summary) -> Verdict {
-    let close = &s.close;
-    let mut starts: Vec<Start> = Vec::new();
-    let teardown_at = close.at.map(|m| order(&m.at));
-    // Only what came before the end of the connection's kept events matters; all kept events are.
-    // "An ERR followed by its close": the server's last MySQL packet (the client may still
-    // have sent something after it).
-    let last_mysql = s
-        .events
-        .iter()
-        .rev()
-        .find(|e| e.dir == "s2c" && matches!(e.event.kind.layer(), crate::event::Layer::Mysql));
-    // An ERR is followed by its close only if the client sent no command between the ERR and
-    // the first FIN/RST (an ERR answered by the client's COM_QUIT is an ordinary reply).
-    let client_spoke_after = |err: &EventOut| {
-        s.events.iter().any(|c| {
-            c.dir == "c2s"
-                && matches!(c.event.kind, Kind::Command { .. })
-                && order(&c.at) > order(&err.at)
-                && teardown_at.is_none_or(|t| order(&c.at) <= t)
-        })
-    };
-    for e in &s.events {
-        let (cause, how, code) = match &e.event.kind {
-            Kind::Command { cmd: 0x01, .. } => (Cause::Quit, "COM_QUIT".to_string(), None),
-            Kind::InferredClose {
-                what: "com_quit", ..
-            } => (
+/// Rule 1: what started the teardown — the earliest of the client's COM_QUIT, a server ERR that
+/// ends the session (or is followed by the server's own close), a close_notify or fatal alert,
+/// plaintext inside TLS, and the first FIN or RST; in one packet, in that order. Nothing after
+/// the first FIN/RST counts: it is a reaction.
+///
+/// On MySQL connections an alert known only from its record (encrypted) does not start a close:
+/// MySQL stacks close TLS quietly, so a 2-byte record before a FIN says little about intent
+/// (rule 5 still uses it for what the client saw).
+pub fn starter(t: &Teardown, mysql: bool) -> Option<Start> {
+    let first = t.first.as_ref();
+    let server_first = first.is_some_and(|f| f.seen.side != t.client);
+    let mut c: Vec<Start> = Vec::new();
+    if let Some(q) = t.quit.filter(|q| not_after(q.seen.at, first)) {
+        let (cause, how, confidence, basis) = match q.basis {
+            QuitBasis::Read => (Cause::Quit, "COM_QUIT".to_string(), Confidence::Certain, "COM_QUIT read"),
+            QuitBasis::PlaintextInTls => (
+                Cause::Plaintext,
+                "plaintext COM_QUIT inside TLS".to_string(),
+                Confidence::Certain,
+                "plaintext COM_QUIT bytes read inside the TLS stream",
+            ),
+            QuitBasis::RecordSize if q.plaintext_len.is_some_and(|p| p.exact()) => (
                 Cause::Quit,
                 "COM_QUIT (inferred from the record size)".to_string(),
-                None,
+                Confidence::Probable,
+                "the client's last TLS record holds exactly 5 bytes (a 1-byte command) and the server sent nothing after it",
             ),
-            Kind::Err { code, .. } | Kind::GreetingErr { code, .. }
-                if last_mysql.is_some_and(|l| std::ptr::eq(l, e)) && !client_spoke_after(e) =>
-            {
-                (Cause::Err, format!("ERR {code}"), Some(*code))
-            }
-            Kind::Alert { level: 2, desc } => (
-                Cause::Alert,
-                format!("fatal alert {}", crate::event::alert_name(*desc)),
-                None,
+            QuitBasis::RecordSize => (
+                Cause::Quit,
+                "COM_QUIT (possibly: the record size fits it)".to_string(),
+                Confidence::Possible,
+                "the client's last TLS record is small enough for a 1-byte command (CBC padding hides the exact size) and the server sent nothing after it",
             ),
-            Kind::Alert { desc: 0, .. } => (Cause::Alert, "close_notify".to_string(), Some(0)),
-            Kind::PlaintextInTls { mysql, .. } => (
-                Cause::Plaintext,
-                match mysql {
-                    Some(m) => format!("plaintext {} inside TLS", m.to_uppercase()),
-                    None => "plaintext bytes inside TLS".to_string(),
-                },
-                None,
-            ),
-            _ => continue,
         };
-        // A reaction after the first FIN/RST does not start anything.
-        if teardown_at.is_some_and(|t| order(&e.at) > t) {
-            continue;
-        }
-        starts.push(Start {
+        c.push(Start {
             cause,
             how,
-            mark: mark_of(e),
-            code,
-        });
-    }
-    if let Some(m) = close.at {
-        let first_is_rst = close
-            .first_rst
-            .is_some_and(|r| order(&r.at) == order(&m.at));
-        starts.push(Start {
-            cause: Cause::Teardown,
-            how: if first_is_rst { "RST" } else { "FIN" }.to_string(),
-            mark: m,
+            side: q.seen.side,
+            at: q.seen.at,
             code: None,
+            confidence,
+            basis,
         });
     }
-    let start = starts
-        .into_iter()
-        .min_by_key(|st| (order(&st.mark.at), st.cause));
-
-    let mysql = s.mysql.as_ref();
-    let tls = s.tls.as_ref();
-    // In flight at the teardown (not at the end: a server may still answer after the client's
-    // FIN): the last request before the starter with no complete response before it; without
-    // decrypted MySQL, inferred from which side sent the last TLS record.
-    let upto = start.as_ref().map(|st| order(&st.mark.at));
-    let before = |e: &&EventOut| upto.is_none_or(|u| order(&e.at) <= u);
-    let is_mysql = s.carries == Carries::Mysql;
-    let mut in_flight = None;
-    let mut streaming = false;
-    let last_cmd = s
-        .events
-        .iter()
-        .filter(before)
-        .rfind(|e| matches!(e.event.kind, Kind::Command { .. }));
-    if let Some(c) = last_cmd {
-        if let Kind::Command { cmd, text, .. } = &c.event.kind {
-            // COM_QUIT, COM_STMT_CLOSE and COM_STMT_SEND_LONG_DATA get no response.
-            let answered = matches!(cmd, 0x01 | 0x18 | 0x19)
-                || s.events.iter().filter(before).any(|e| {
-                    order(&e.at) > order(&c.at)
-                        && matches!(
-                            e.event.kind,
-                            Kind::ResultSet { more: false, .. }
-                                | Kind::Ok { login: false, .. }
-                                | Kind::Err { .. }
-                                | Kind::StmtPrepared { .. }
-                        )
-                });
-            if !answered {
-                streaming = s.events.iter().filter(before).any(|e| {
-                    order(&e.at) > order(&c.at)
-                        && e.dir == "s2c"
-                        && e.event.kind.layer() != crate::event::Layer::Tcp
-                });
-                in_flight = Some(Pending {
-                    command: Some(crate::event::command_name(*cmd).to_string()),
-                    text: text.clone(),
-                    frame: c.at.frame,
-                    inferred: false,
-                });
-            }
-        }
-    } else if is_mysql && tls.is_some() {
-        let last_app = |dir: &str| {
-            s.events
-                .iter()
-                .filter(before)
-                .rfind(|e| e.dir == dir && matches!(e.event.kind, Kind::AppData { .. }))
-        };
-        if let (Some(c), s2c) = (last_app("c2s"), last_app("s2c")) {
-            let quit = start.as_ref().is_some_and(|st| st.cause == Cause::Quit);
-            if !quit && s2c.is_none_or(|r| order(&r.at) < order(&c.at)) {
-                in_flight = Some(Pending {
-                    command: None,
-                    text: None,
-                    frame: c.at.frame,
-                    inferred: true,
-                });
-            }
+    if let Some(e) = t.err.as_ref().filter(|e| not_after(e.seen.at, first)) {
+        let ends = e.login || err_ends_session(e.code);
+        if ends || (server_first && !e.client_spoke_after) {
+            c.push(Start {
+                cause: Cause::Err,
+                how: format!("ERR {}", e.code),
+                side: e.seen.side,
+                at: e.seen.at,
+                code: Some(e.code),
+                confidence: Confidence::Certain,
+                basis: if ends {
+                    "an ERR that ends the session, read"
+                } else {
+                    "an ERR read, then the server's own close"
+                },
+            });
         }
     }
-    let tls_unfinished = tls.is_some_and(|t| t.version.is_none() || t.records.c2s.app_records == 0);
-    let state = match mysql.and_then(|m| m.phase) {
-        _ if close.how == CloseKind::Open => State::Unknown,
-        Some(
-            crate::mysql::Phase::Greeting | crate::mysql::Phase::Login | crate::mysql::Phase::Auth,
-        ) if mysql.is_some_and(|m| m.login_ok != Some(true)) => State::Handshake,
-        Some(crate::mysql::Phase::Tls) if tls_unfinished => State::TlsHandshake,
-        None if !is_mysql && tls.is_none() => State::Unknown,
-        _ if in_flight.is_some() && streaming => State::Streaming,
-        _ if in_flight.is_some() => State::RequestInFlight,
-        _ => State::Idle,
-    };
+    if let Some(a) = t
+        .alert
+        .filter(|a| not_after(a.seen.at, first) && !(mysql && a.inferred))
+    {
+        let (how, code) = match (a.level, a.desc) {
+            (_, Some(0)) => ("close_notify".to_string(), Some(0)),
+            (_, Some(d)) => (
+                format!("fatal alert {}", crate::event::alert_name(d)),
+                Some(u16::from(d)),
+            ),
+            _ => (
+                "an encrypted alert (close_notify or fatal)".to_string(),
+                None,
+            ),
+        };
+        c.push(Start {
+            cause: Cause::Alert,
+            how,
+            side: a.seen.side,
+            at: a.seen.at,
+            code,
+            confidence: if a.inferred {
+                Confidence::Probable
+            } else {
+                Confidence::Certain
+            },
+            basis: if a.inferred {
+                "an alert record, known by its type or its 2-byte plaintext size, not read"
+            } else {
+                "the alert read"
+            },
+        });
+    }
+    if let Some(p) = t
+        .plaintext
+        .filter(|p| not_after(p.seen.at, first) && p.mysql != Some("com_quit"))
+    {
+        c.push(Start {
+            cause: Cause::Plaintext,
+            how: "plaintext bytes inside TLS".to_string(),
+            side: p.seen.side,
+            at: p.seen.at,
+            code: None,
+            confidence: Confidence::Certain,
+            basis: "bytes that are not a TLS record, read",
+        });
+    }
+    if let Some(f) = first {
+        c.push(Start {
+            cause: Cause::Teardown,
+            how: if f.rst { "RST" } else { "FIN" }.to_string(),
+            side: f.seen.side,
+            at: f.seen.at,
+            code: None,
+            confidence: Confidence::Certain,
+            basis: "the first FIN/RST",
+        });
+    }
+    c.into_iter().min_by_key(|s| (key(s.at), s.cause))
+}
 
-    let closed_by = start.as_ref().map(|st| st.mark.by);
-    let label = match (&start, close.how) {
+/// Rule 2: where the protocol stood at the teardown.
+pub fn state(s: &Summary) -> State {
+    let t = &s.teardown;
+    if t.first.is_none() {
+        return State::Unknown;
+    }
+    let is_mysql = s.carries == Carries::Mysql;
+    match t.phase {
+        Some(Phase::Greeting | Phase::Login | Phase::Auth) if !t.logged_in => State::Handshake,
+        Some(Phase::Tls) if !t.tls_negotiated || (!t.decrypted && t.client_records == 0) => {
+            State::TlsHandshake
+        }
+        // TLS not decrypted: the login happened inside it, unseen.
+        _ if t.in_flight.as_ref().is_some_and(|f| f.streaming) => State::Streaming,
+        _ if t.in_flight.is_some() => State::RequestInFlight,
+        _ if is_mysql && !t.decrypted && t.request_by_record_order().is_some() => {
+            State::RequestInFlight
+        }
+        None if !is_mysql && s.tls.is_none() => State::Unknown,
+        // MySQL, but nothing of it had arrived yet: before the greeting.
+        None if is_mysql => State::Handshake,
+        _ => State::Idle,
+    }
+}
+
+/// Rule 3: the label of a close on no proxy leg, from its start and state.
+pub fn direct_label(s: &Summary, start: Option<&Start>, state: State) -> Label {
+    let is_mysql = s.carries == Carries::Mysql;
+    let client = s.teardown.client;
+    match (start, s.close.how) {
         (_, CloseKind::Open) => Label::StillOpen,
         (_, CloseKind::Refused) => Label::Refused,
         (None, _) => Label::Unknown,
-        (Some(st), _) => match st.cause {
-            Cause::Quit => Label::CleanQuit,
-            Cause::Err => match st.code {
-                Some(4031) => Label::ServerIdleTimeout,
-                Some(1053 | 1927 | 3169) => Label::ServerKill,
-                _ if state == State::Handshake => Label::HandshakeFailed,
-                _ => Label::ServerError,
-            },
-            Cause::Alert if st.code == Some(0) => Label::CleanClose,
-            Cause::Alert => Label::TlsFatalAlert,
-            Cause::Plaintext => Label::PlaintextInTls,
-            Cause::Teardown => match (state, st.mark.by) {
-                // A client that leaves mid-handshake aborted it; a server that does failed it.
-                (State::Handshake | State::TlsHandshake, Role::Client) => Label::ClientAbort,
-                (State::Handshake | State::TlsHandshake, Role::Server) => Label::HandshakeFailed,
-                (_, Role::Client) if is_mysql => Label::ClientAbort,
-                (_, Role::Client) if close.how == CloseKind::Fin => Label::CleanClose,
-                (_, Role::Client) => Label::ClientAbort,
-                (State::RequestInFlight | State::Streaming, Role::Server) => Label::ServerKill,
-                (State::Idle, Role::Server) if is_mysql => Label::ServerIdleTimeout,
-                (_, Role::Server) if close.how == CloseKind::Fin => Label::CleanClose,
-                _ => Label::Unknown,
-            },
-        },
-    };
-    let server_started = closed_by == Some(Role::Server);
-    let rst = start.as_ref().is_some_and(|st| st.how == "RST");
-    let client_sees = match label {
-        Label::ServerKill | Label::ServerIdleTimeout | Label::Unknown if server_started => {
-            Some(match (tls.is_some(), rst, state) {
-                (_, true, _) => "Connection reset by peer (104), or 2013/2006 at the next read",
-                (true, false, _) => {
-                    "(2026, 'TLS/SSL error: unexpected eof while reading') with OpenSSL 3, \
-                     'Success (0)' with OpenSSL 1.1: the FIN came with no close_notify"
+        (Some(st), _) => {
+            let by_client = st.side == client;
+            match st.cause {
+                Cause::Quit => Label::CleanQuit,
+                Cause::Err => match st.code {
+                    Some(4031) => Label::ServerIdleTimeout,
+                    Some(1053 | 1927 | 3169) => Label::ServerKill,
+                    _ if matches!(state, State::Handshake | State::TlsHandshake) => {
+                        Label::HandshakeFailed
+                    }
+                    _ if s.teardown.err.as_ref().is_some_and(|e| e.login) => Label::HandshakeFailed,
+                    _ => Label::ServerError,
+                },
+                Cause::Alert if st.code == Some(0) => Label::CleanClose,
+                Cause::Alert if st.code.is_none() && state == State::TlsHandshake => {
+                    Label::HandshakeFailed
                 }
+                Cause::Alert if st.code.is_none() => Label::CleanClose,
+                Cause::Alert => Label::TlsFatalAlert,
+                Cause::Plaintext => Label::PlaintextInTls,
+                Cause::Teardown => match (state, by_client) {
+                    // A client that leaves mid-handshake aborted it; a server that does failed it.
+                    (State::Handshake | State::TlsHandshake, true) => Label::ClientAbort,
+                    (State::Handshake | State::TlsHandshake, false) => Label::HandshakeFailed,
+                    (_, true) if is_mysql => Label::ClientAbort,
+                    (_, true) if s.close.how == CloseKind::Fin => Label::CleanClose,
+                    (_, true) => Label::ClientAbort,
+                    (State::RequestInFlight | State::Streaming, false) => Label::ServerKill,
+                    (State::Idle, false) if is_mysql => Label::ServerIdleTimeout,
+                    (_, false) if s.close.how == CloseKind::Fin => Label::CleanClose,
+                    _ => Label::Unknown,
+                },
+            }
+        }
+    }
+}
+
+/// Rule 4: on a proxy leg, a close the proxy started is named for it.
+pub fn leg_label(leg: Leg, label: Label, proxy_started: bool) -> Label {
+    if !proxy_started {
+        return label;
+    }
+    match (leg, label) {
+        (_, Label::CleanQuit | Label::CleanClose | Label::PlaintextInTls | Label::ServerError) => {
+            label
+        }
+        (_, Label::TlsFatalAlert | Label::StillOpen | Label::Refused) => label,
+        (Leg::Backend, _) => Label::ProxyResetBackend,
+        (Leg::Frontend, Label::HandshakeFailed) => Label::HandshakeFailed,
+        (Leg::Frontend, _) => Label::ProxyClosedFrontend,
+        _ => label,
+    }
+}
+
+const TLS_EOF: &str = "(2026, 'TLS/SSL error: unexpected eof while reading') with OpenSSL 3, \
+                       'Success (0)' with OpenSSL 1.1: the FIN came with no close_notify";
+
+const ALERT_EOF: &str = "a TLS alert came with the close (a close_notify or a fatal alert, \
+                         encrypted): an SSL error, or 2013 Lost connection";
+
+/// The server side sent an alert record (read or encrypted) right before its FIN.
+fn alert_before_close(s: &Summary) -> bool {
+    let t = &s.teardown;
+    match (t.alert, t.first) {
+        (Some(a), Some(f)) => a.seen.side == f.seen.side && !teardown::before(f.seen.at, a.seen.at),
+        _ => false,
+    }
+}
+
+/// Rule 5: what the client application most likely reported.
+pub fn client_sees(
+    s: &Summary,
+    label: Label,
+    start: Option<&Start>,
+    state: State,
+) -> Option<&'static str> {
+    let st = start?;
+    let by_server_role = st.side != s.teardown.client;
+    if !by_server_role {
+        return None;
+    }
+    let tls = s.tls.is_some();
+    let rst = st.cause == Cause::Teardown && st.how == "RST";
+    match label {
+        Label::ProxyClosedFrontend if st.cause == Cause::Teardown => Some(match (tls, rst) {
+            (_, true) => "Connection reset by peer (104), or 2013 at the next read",
+            (true, false) if alert_before_close(s) => ALERT_EOF,
+            (true, false) => TLS_EOF,
+            (false, false) => "2013, Lost connection to server during query",
+        }),
+        Label::ServerKill | Label::ServerIdleTimeout | Label::Unknown => {
+            Some(match (tls, rst, state) {
+                (_, true, _) => "Connection reset by peer (104), or 2013/2006 at the next read",
+                (true, false, _) if st.cause == Cause::Teardown && alert_before_close(s) => {
+                    ALERT_EOF
+                }
+                (true, false, _) if st.cause == Cause::Teardown => TLS_EOF,
+                (true, false, _) => "an error for the close, no TLS error",
                 (false, false, State::RequestInFlight | State::Streaming) => {
                     "2013, Lost connection to server during query"
                 }
                 (false, false, _) => "2006, Server has gone away (at the next query)",
             })
         }
-        Label::ServerError | Label::HandshakeFailed if server_started => {
-            Some(match start.as_ref().map(|st| st.cause) {
-                Some(Cause::Err) => "the ERR's own code and message",
-                _ if state == State::TlsHandshake => {
-                    "a TLS error (2026): the connection closed during the TLS handshake"
-                }
-                _ => {
-                    "2013, Lost connection to server at 'handshake' (the server closed before \
-                      the login finished)"
-                }
-            })
+        Label::ServerError | Label::HandshakeFailed => Some(match st.cause {
+            Cause::Err => "the ERR's own code and message",
+            _ if state == State::TlsHandshake => {
+                "a TLS error (2026): the connection closed during the TLS handshake"
+            }
+            _ => {
+                "2013, Lost connection to server at 'handshake' (the server closed before the \
+                 login finished)"
+            }
+        }),
+        _ => None,
+    }
+}
+
+/// The request in flight at the teardown: read, or (undecrypted TLS) judged by record order.
+pub fn pending(s: &Summary, start: Option<&Start>) -> Option<Pending> {
+    let t = &s.teardown;
+    if let Some(f) = &t.in_flight {
+        return Some(Pending {
+            command: Some(f.command.to_string()),
+            text: f.text.clone(),
+            frame: f.frame,
+            inferred: false,
+        });
+    }
+    if start.is_some_and(|st| st.cause == Cause::Quit) || s.carries != Carries::Mysql {
+        return None;
+    }
+    if t.decrypted || !t.logged_in && t.phase != Some(Phase::Tls) {
+        return None;
+    }
+    t.request_by_record_order().map(|r| Pending {
+        command: None,
+        text: None,
+        frame: r.seen.frame,
+        inferred: true,
+    })
+}
+
+/// The verdict for a finished connection on `leg` (with the leg's own confidence): the proxy's
+/// side of a frontend or backend connection is named `proxy`. A function of the recorded
+/// teardown state alone.
+pub fn verdict(s: &Summary, leg: Leg, leg_confidence: Confidence) -> Verdict {
+    let t = &s.teardown;
+    let start = starter(t, s.carries == Carries::Mysql);
+    let state = state(s);
+    let open = s.close.how == CloseKind::Open;
+    let start = if open { None } else { start };
+    let label = direct_label(s, start.as_ref(), state);
+    let mut in_flight = if open {
+        None
+    } else {
+        pending(s, start.as_ref())
+    };
+    let mut state = state;
+    // Across the proxy: the frontend request this backend relayed was still unanswered.
+    if let (None, Some(c), Leg::Backend) = (&in_flight, s.cut, leg) {
+        if !open && state == State::Idle {
+            in_flight = Some(Pending {
+                command: None,
+                text: None,
+                frame: c.relayed_frame,
+                inferred: true,
+            });
+            state = State::RequestInFlight;
         }
+    }
+    let role_of = |side: usize| {
+        if side == t.client {
+            Role::Client
+        } else {
+            Role::Server
+        }
+    };
+    let proxy_role = match leg {
+        Leg::Frontend => Some(Role::Server),
+        Leg::Backend => Some(Role::Client),
         _ => None,
     };
-    // Silence before the teardown (not before the end: the peer often writes after a FIN).
-    let start_ts = start.as_ref().map(|st| st.mark.at.ts);
-    let idle = |dir: &str| {
-        let t = start_ts?;
-        let last = s
-            .events
-            .iter()
-            .filter(before)
-            .filter(|e| e.event.kind.layer() != crate::event::Layer::Tcp)
-            .filter(|e| {
-                start
-                    .as_ref()
-                    .is_none_or(|st| order(&e.at) < order(&st.mark.at))
-            })
-            .rfind(|e| e.dir == dir)?;
-        Some(t.nanos_since(last.at.ts) as f64 / 1e6)
+    let started_by = start.as_ref().map(|st| role_of(st.side));
+    let proxy_started = proxy_role.is_some() && proxy_role == started_by;
+    let label = leg_label(leg, label, proxy_started);
+    let closed_by = if proxy_started {
+        Some(Role::Proxy)
+    } else {
+        started_by
+    };
+    let client_sees = client_sees(s, label, start.as_ref(), state);
+    let mut confidence = start
+        .as_ref()
+        .map_or(Confidence::Certain, |st| st.confidence);
+    let mut basis = start
+        .as_ref()
+        .map_or("no FIN or RST yet".to_string(), |st| st.basis.to_string());
+    if in_flight.as_ref().is_some_and(|p| p.inferred) && confidence > Confidence::Probable {
+        confidence = Confidence::Probable;
+        basis.push_str("; the request in flight judged by TLS record order");
+    }
+    if proxy_started && leg_confidence < confidence {
+        confidence = leg_confidence;
+        basis.push_str("; the leg is inferred");
+    }
+    let gaps = s.gaps.c2s.count + s.gaps.s2c.count;
+    if (gaps > 0 || s.mid_stream) && confidence == Confidence::Certain && state != State::Unknown {
+        confidence = Confidence::Probable;
+        basis.push_str("; part of the connection was not captured");
+    }
+    let mark = start.as_ref().map(|st| Mark {
+        by: if proxy_started {
+            Role::Proxy
+        } else {
+            role_of(st.side)
+        },
+        from: if st.side == t.client {
+            s.client
+        } else {
+            s.server
+        },
+        at: s.point(st.at),
+    });
+    let idle = |role: usize| {
+        let st = start.as_ref()?;
+        let last = t.last_spoke.get(role).copied().flatten()?;
+        (!teardown::before(st.at, last.at)).then(|| st.at.ts.nanos_since(last.at.ts) as f64 / 1e6)
     };
     let mut evidence: Vec<u64> = Vec::new();
-    let mut add = |f: Option<u64>| {
-        if let Some(f) = f {
-            if !evidence.contains(&f) {
-                evidence.push(f);
-            }
+    let close = &s.close;
+    for f in [
+        in_flight.as_ref().map(|p| p.frame),
+        start.as_ref().map(|st| st.at.frame),
+        close.first_fin.map(|m| m.at.frame),
+        close.peer_fin.map(|m| m.at.frame),
+        close.first_rst.map(|m| m.at.frame),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if !evidence.contains(&f) {
+            evidence.push(f);
         }
-    };
-    add(in_flight.as_ref().map(|p| p.frame));
-    add(start.as_ref().map(|st| st.mark.at.frame));
-    add(close.first_fin.map(|m| m.at.frame));
-    add(close.peer_fin.map(|m| m.at.frame));
-    add(close.first_rst.map(|m| m.at.frame));
+    }
     Verdict {
         label,
-        closed_by,
+        closed_by: if open { None } else { closed_by },
         how: start
             .as_ref()
             .map_or_else(|| "-".to_string(), |st| st.how.clone()),
-        at: start.as_ref().map(|st| st.mark),
+        at: mark,
         state,
         in_flight,
         idle_ms: crate::model::Dirs {
-            c2s: idle("c2s"),
-            s2c: idle("s2c"),
+            c2s: idle(0),
+            s2c: idle(1),
         },
         client_sees,
         evidence,
+        confidence,
+        basis,
     }
 }
 

@@ -152,6 +152,11 @@ pub fn verdict_line(s: &Summary) -> Value {
     }
     d.insert("carries".into(), json!(s.carries));
     d.insert("relayed".into(), json!(s.relayed));
+    d.insert(
+        "relays".into(),
+        serde_json::to_value(&s.relays).unwrap_or(Value::Null),
+    );
+    d.insert("leg_confidence".into(), json!(s.leg_confidence));
     d.insert("events_dropped".into(), json!(s.events_dropped));
     m.insert("detail".into(), Value::Object(d));
     Value::Object(m)

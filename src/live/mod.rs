@@ -385,9 +385,9 @@ async fn run(opts: &LiveOptions, out: &mut dyn Write) -> Result<LiveSummary, Liv
                     let t = now();
                     e.tick(t, &mut f.report)?;
                     if ticks % 4 == 0 {
-                        let legs = Legs::new(opts.leg_flags.clone(), e.proxies());
-                        lock(&shared).legs = legs.clone();
-                        e.set_legs(legs);
+                        let proxies = e.proxies();
+                        lock(&shared).legs.set_pairs(proxies.clone());
+                        e.set_proxies(proxies);
                     }
                     for inc in e.ready_incidents(t, settle) {
                         f.report.incident(&inc)?;

@@ -247,53 +247,45 @@ impl Decoder {
     /// `side` sent its FIN: say what its last record most likely was, where sizes tell.
     pub fn fin(&mut self, side: usize, out: &mut Vec<Event>) {
         let side = side & 1;
-        if self.sides[side].desynced || self.dec.is_some() {
+        if self.dec.is_some() {
             // Nothing to infer when the records were read.
             return;
         }
-        let Some((APPLICATION_DATA, len, at)) = self.sides[side].last else {
+        let Some(rec) = self.last_app_record(side) else {
             return;
         };
-        let Some(overhead) = self.aead_overhead() else {
+        let Some(what) = rec.meaning(self.mysql && side == self.client) else {
             return;
-        };
-        let Some(inner) = len.checked_sub(overhead) else {
-            return;
-        };
-        let what = match inner {
-            2 => "alert (close_notify or fatal)",
-            5 if self.mysql && side == self.client => "com_quit",
-            _ => return,
         };
         out.push(Event {
-            at,
+            at: rec.at,
             side,
             kind: Kind::InferredClose {
-                what,
-                inner_len: inner,
+                what: what.as_str(),
+                inner_len: rec.plain.lo,
             },
         });
     }
 
-    /// Bytes an AEAD record adds to its plaintext, for the negotiated version and cipher.
-    fn aead_overhead(&self) -> Option<u16> {
-        let cipher = self.facts.cipher?;
-        let name = crate::event::cipher_name(cipher);
-        if self.facts.version? == TLS13 {
-            // Inner content type byte plus a 16-byte tag (8 for CCM_8).
-            return Some(if name.ends_with("CCM_8_SHA256") {
-                9
-            } else {
-                17
-            });
+    /// The last record `side` sent, when it was application data of a session that is not
+    /// decrypted and whose framing held: its size, and the plaintext size that implies.
+    pub fn last_app_record(&self, side: usize) -> Option<LastRecord> {
+        let s = self.sides.get(side & 1)?;
+        if s.desynced {
+            return None;
         }
-        if name.contains("CHACHA20") {
-            Some(16)
-        } else if name.contains("_GCM_") || (name.contains("_CCM") && !name.contains("CCM_8")) {
-            Some(24)
-        } else {
-            None
-        }
+        let (APPLICATION_DATA, len, at) = s.last? else {
+            return None;
+        };
+        let plain = overhead(self.facts.version?, self.facts.cipher?)
+            .map(|o| o.plaintext(len))
+            .unwrap_or(PlainLen { lo: 0, hi: len });
+        Some(LastRecord { at, len, plain })
+    }
+
+    /// The negotiated version and cipher are known and records are being decrypted.
+    pub fn decrypting(&self) -> bool {
+        self.dec.is_some()
     }
 
     fn plaintext(&mut self, side: usize, d: &[u8], at: At, out: &mut Vec<Event>) {
@@ -345,7 +337,17 @@ impl Decoder {
                 stats.app_records += 1;
                 stats.app_bytes += u64::from(rlen);
                 stats.last_app_len = Some(rlen);
-                out.push(ev(Kind::AppData { len: rlen }));
+                let plain = self
+                    .facts
+                    .version
+                    .zip(self.facts.cipher)
+                    .and_then(|(v, c)| overhead(v, c))
+                    .map(|o| o.plaintext(rlen));
+                out.push(ev(Kind::AppData {
+                    len: rlen,
+                    plain,
+                    decrypted: false,
+                }));
             }
             ALERT => match (body.first(), body.get(1)) {
                 (Some(&level), Some(&desc)) if rlen == 2 && !lossy => {
@@ -392,7 +394,13 @@ impl Decoder {
                 stats.app_records += 1;
                 stats.app_bytes += u64::from(rlen);
                 stats.last_app_len = Some(rlen);
-                out.push(ev(Kind::AppData { len: rlen }));
+                let n = u16::try_from(o.data.len()).unwrap_or(u16::MAX);
+                let plain = Some(PlainLen { lo: n, hi: n });
+                out.push(ev(Kind::AppData {
+                    len: rlen,
+                    plain,
+                    decrypted: true,
+                }));
                 self.plaintext.push((side, at, o.data));
             }
             ALERT => {
@@ -589,6 +597,157 @@ impl Decoder {
     /// Final facts.
     pub fn finish(self) -> Facts {
         self.facts
+    }
+}
+
+/// The plaintext length a record's size implies: exact for AEAD suites, a range for CBC (padding).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PlainLen {
+    /// Fewest plaintext bytes.
+    pub lo: u16,
+    /// Most plaintext bytes.
+    pub hi: u16,
+}
+
+impl PlainLen {
+    /// The size is known exactly.
+    pub fn exact(self) -> bool {
+        self.lo == self.hi
+    }
+
+    /// `n` plaintext bytes fit this record.
+    pub fn fits(self, n: u16) -> bool {
+        (self.lo..=self.hi).contains(&n)
+    }
+}
+
+/// What a last record before a close most likely was, from its plaintext size alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordMeaning {
+    /// Two bytes: an alert (close_notify or fatal; the size cannot tell which).
+    Alert,
+    /// Five bytes from a MySQL client: a 1-byte command, as COM_QUIT is.
+    ComQuit,
+}
+
+impl RecordMeaning {
+    /// The name `tls.inferred_close` events use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordMeaning::Alert => "alert (close_notify or fatal)",
+            RecordMeaning::ComQuit => "com_quit",
+        }
+    }
+}
+
+/// The last application-data record of one side (see [`Decoder::last_app_record`]).
+#[derive(Clone, Copy, Debug)]
+pub struct LastRecord {
+    /// Where it was seen.
+    pub at: At,
+    /// Record length.
+    pub len: u16,
+    /// The plaintext length it implies.
+    pub plain: PlainLen,
+}
+
+impl LastRecord {
+    /// What the record most likely held; `mysql_client` when it came from a MySQL client. Only
+    /// exact (AEAD) sizes, or a CBC range that holds nothing larger than 16 bytes, say anything.
+    pub fn meaning(&self, mysql_client: bool) -> Option<RecordMeaning> {
+        if self.plain.hi > 16 {
+            return None;
+        }
+        if self.plain.exact() && self.plain.lo == 2 {
+            Some(RecordMeaning::Alert)
+        } else if mysql_client && self.plain.fits(COM_QUIT_LEN) {
+            Some(RecordMeaning::ComQuit)
+        } else {
+            None
+        }
+    }
+}
+
+/// A 1-byte MySQL command with its 4-byte header (COM_QUIT, COM_PING, ...).
+const COM_QUIT_LEN: u16 = 5;
+
+/// Bytes a protected record adds to its plaintext: the least and the most.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Overhead {
+    /// Least.
+    pub min: u16,
+    /// Most.
+    pub max: u16,
+}
+
+impl Overhead {
+    /// The plaintext length range of a record of `len` bytes.
+    pub fn plaintext(self, len: u16) -> PlainLen {
+        PlainLen {
+            lo: len.saturating_sub(self.max),
+            hi: len.saturating_sub(self.min),
+        }
+    }
+}
+
+/// CCM suites with an 8-byte tag (RFC 6655, RFC 7251, RFC 8446): the suite table cannot tell
+/// them from 16-byte-tag CCM.
+const CCM_8_SUITES: &[u16] = &[
+    0x1305, 0xc0a0, 0xc0a1, 0xc0a2, 0xc0a3, 0xc0a8, 0xc0a9, 0xc0aa, 0xc0ab, 0xc0ae, 0xc0af,
+];
+
+/// The record overhead of `cipher` under `version`, from the cipher-suite table (tls-parser's,
+/// keyed by the suite): AEAD suites add a tag (and in TLS 1.2 an 8-byte explicit nonce for GCM
+/// and CCM; in TLS 1.3 the inner content-type byte), CBC suites a MAC, the padding-length byte,
+/// up to one block of padding (minimal padding, as OpenSSL and its kin send) and from TLS 1.1 an
+/// explicit IV. None when the suite is unknown.
+pub fn overhead(version: u16, cipher: u16) -> Option<Overhead> {
+    use tls_parser::{TlsCipherEnc, TlsCipherEncMode, TlsCipherMac};
+    let tag = if CCM_8_SUITES.contains(&cipher) {
+        8
+    } else {
+        16
+    };
+    if version >= TLS13 {
+        let n = 1 + tag;
+        return Some(Overhead { min: n, max: n });
+    }
+    let suite = tls_parser::TlsCipherSuite::from_id(cipher)?;
+    let fixed = |n: u16| Some(Overhead { min: n, max: n });
+    match (suite.enc, suite.enc_mode, suite.mac) {
+        (TlsCipherEnc::Chacha20_Poly1305, ..) => fixed(16),
+        (_, TlsCipherEncMode::Gcm | TlsCipherEncMode::Ccm, _) | (_, _, TlsCipherMac::Aead) => {
+            fixed(8 + tag)
+        }
+        (enc, TlsCipherEncMode::Cbc, mac) => {
+            let block: u16 = match enc {
+                TlsCipherEnc::Des
+                | TlsCipherEnc::TripleDes
+                | TlsCipherEnc::Idea
+                | TlsCipherEnc::Rc2 => 8,
+                _ => 16,
+            };
+            let mac = mac_len(mac)?;
+            let iv = if version >= 0x0302 { block } else { 0 };
+            Some(Overhead {
+                min: iv + mac + 1,
+                max: iv + mac + block,
+            })
+        }
+        (_, TlsCipherEncMode::Null, mac) => fixed(mac_len(mac)?),
+    }
+}
+
+fn mac_len(mac: tls_parser::TlsCipherMac) -> Option<u16> {
+    use tls_parser::TlsCipherMac;
+    match mac {
+        TlsCipherMac::Null => Some(0),
+        TlsCipherMac::HmacMd5 => Some(16),
+        TlsCipherMac::HmacSha1 => Some(20),
+        TlsCipherMac::HmacSha256 => Some(32),
+        TlsCipherMac::HmacSha384 => Some(48),
+        TlsCipherMac::HmacSha512 => Some(64),
+        TlsCipherMac::Aead => None,
     }
 }
 

@@ -117,7 +117,10 @@ fn plaintext_com_quit_in_tls_is_an_event_not_a_failure() {
     ));
     // Records resume at the next slice that starts with one.
     d.data(0, &record(APPLICATION_DATA, &[0; 3]), at(), &mut out);
-    assert!(matches!(out.last().unwrap().kind, Kind::AppData { len: 3 }));
+    assert!(matches!(
+        out.last().unwrap().kind,
+        Kind::AppData { len: 3, .. }
+    ));
 }
 
 #[test]
@@ -142,7 +145,7 @@ fn gap_inside_a_record_keeps_framing_and_over_a_header_resyncs() {
     d.data(0, &r[70..], at(), &mut out);
     assert!(matches!(
         out.last().unwrap().kind,
-        Kind::AppData { len: 100 }
+        Kind::AppData { len: 100, .. }
     ));
     d.gap(0, 10, at(), &mut out);
     assert!(matches!(out.last().unwrap().kind, Kind::TlsDesync));

@@ -3,8 +3,11 @@
 //! command packets; anything else is left alone) and feeds the reassembled streams to the MySQL
 //! and TLS decoders, following the SSLRequest into TLS.
 //!
-//! Per connection it keeps the first and the last events (bounded), counts the rest, and at the
-//! close hands the model the decoders' facts.
+//! Per connection it keeps the first and the last events (bounded), counts the rest, records
+//! the protocol state at the first FIN or RST ([`teardown`]), and at the close hands the model
+//! the decoders' facts. Every event also goes to the driver's sink, in stream order.
+
+pub mod teardown;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -81,6 +84,8 @@ pub struct AppFacts {
     pub tls: Option<tls::Facts>,
     /// Kept events.
     pub events: Kept,
+    /// The protocol state at the first FIN or RST.
+    pub teardown: teardown::Teardown,
 }
 
 struct State {
@@ -89,6 +94,34 @@ struct State {
     mysql: Option<mysql::Decoder>,
     tls: Option<tls::Decoder>,
     kept: Kept,
+    teardown: teardown::Teardown,
+}
+
+impl State {
+    /// Freezes the teardown record with the decoders' state now.
+    fn freeze(&mut self, first: Option<(usize, At, bool)>) {
+        let mysql = self
+            .mysql
+            .as_ref()
+            .map(|m| (&m.facts.in_flight, m.phase(), m.facts.login_ok));
+        let (records, decrypted, negotiated) = match self.tls.as_ref() {
+            Some(t) => (
+                [t.last_app_record(0), t.last_app_record(1)],
+                t.decrypting(),
+                t.facts.version.is_some(),
+            ),
+            None => ([None, None], false, false),
+        };
+        self.teardown.freeze(
+            first,
+            teardown::Freeze {
+                mysql,
+                records,
+                decrypted,
+                tls_negotiated: negotiated,
+            },
+        );
+    }
 }
 
 /// A consumer of every event as it is decoded: the connection, what it carries so far, and the
@@ -101,10 +134,6 @@ pub struct Dissector {
     scratch: Vec<Event>,
     keep: usize,
     keylog: Option<Arc<tls::decrypt::KeyLog>>,
-    /// Events in order as they are decoded, for a streaming consumer (timeline, live).
-    pub on_event: Option<EventHook>,
-    /// Requests paired across connections, to find proxies.
-    pub pairing: crate::diagnose::legs::Pairing,
 }
 
 impl Default for Dissector {
@@ -121,8 +150,6 @@ impl Dissector {
             scratch: Vec::new(),
             keep,
             keylog: None,
-            on_event: None,
-            pairing: Default::default(),
         }
     }
 
@@ -131,8 +158,15 @@ impl Dissector {
         self.keylog = keylog;
     }
 
-    /// One stream event of `side` of `conn`.
-    pub fn stream(&mut self, conn: &Connection, side: usize, at: At, ev: StreamEvent<'_>) {
+    /// One stream event of `side` of `conn`; the events it decodes go to `sink`, in order.
+    pub fn stream(
+        &mut self,
+        conn: &Connection,
+        side: usize,
+        at: At,
+        ev: StreamEvent<'_>,
+        sink: &mut dyn FnMut(&Connection, Carries, &Event),
+    ) {
         let keep = self.keep;
         let st = self.conns.entry(conn.id).or_insert_with(|| State {
             carries: Carries::Unknown,
@@ -143,6 +177,7 @@ impl Dissector {
                 keep,
                 ..Kept::default()
             },
+            teardown: teardown::Teardown::new(conn.client),
         });
         let out = &mut self.scratch;
         match ev {
@@ -159,17 +194,21 @@ impl Dissector {
                 if let Some(t) = st.tls.as_mut() {
                     t.fin(side, out);
                 }
+                st.freeze(Some((side, at, false)));
                 out.push(Event {
                     at,
                     side,
                     kind: Kind::Fin,
                 });
             }
-            StreamEvent::Rst => out.push(Event {
-                at,
-                side,
-                kind: Kind::Rst,
-            }),
+            StreamEvent::Rst => {
+                st.freeze(Some((side, at, true)));
+                out.push(Event {
+                    at,
+                    side,
+                    kind: Kind::Rst,
+                });
+            }
             StreamEvent::Gap(n) => {
                 out.push(Event {
                     at,
@@ -185,40 +224,20 @@ impl Dissector {
             StreamEvent::Data(d) => data(st, conn, side, d, at, out, &self.keylog),
         }
         for e in out.drain(..) {
-            if let Some(f) = self.on_event.as_mut() {
-                f(conn, st.carries, &e);
-            }
-            if conn.is_client(e.side) && st.carries == Carries::Mysql {
-                // A request: a command, or a client TLS record that carries one.
-                let size = match &e.kind {
-                    Kind::Command { len, .. } => Some(u64::from(*len)),
-                    Kind::AppData { len }
-                        if st.mysql.as_ref().is_some_and(|m| m.facts.user.is_none()) =>
-                    {
-                        Some(u64::from(*len))
-                    }
-                    _ => None,
-                };
-                if let Some(size) = size {
-                    self.pairing.request(
-                        e.at.ts,
-                        conn.id,
-                        conn.client_ep(),
-                        conn.server_ep(),
-                        size,
-                    );
-                }
-            }
+            st.teardown.observe(&e);
+            sink(conn, st.carries, &e);
             st.kept.push(e);
         }
     }
 
     /// The connection is finished: its facts.
     pub fn finish(&mut self, conn: &Connection) -> AppFacts {
-        let Some(st) = self.conns.remove(&conn.id) else {
+        let Some(mut st) = self.conns.remove(&conn.id) else {
             return AppFacts::default();
         };
+        st.freeze(None);
         AppFacts {
+            teardown: st.teardown,
             carries: Some(st.carries),
             mysql: st.mysql.map(mysql::Decoder::finish),
             tls: st.tls.map(tls::Decoder::finish),
