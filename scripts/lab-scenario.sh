@@ -42,7 +42,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(dirname "$here")
 py=/usr/bin/python3 # the python3 first on PATH may be another build, without MySQLdb
 
-scenarios=(dirty-ssl plaintext-quit err-then-close drop-burst wait-timeout max-age connect-timeout)
+scenarios=(dirty-ssl dirty-ssl-plain dirty-ssl-ping plaintext-quit err-then-close drop-burst wait-timeout max-age
+  connect-timeout)
 usage() {
   echo "usage: $0 {all|${scenarios[*]// /|}} OUTDIR [--gzip]" >&2
   exit 1
@@ -57,6 +58,22 @@ case $scenario in
   dirty-ssl)
     lab_flags=(--fault dirty-ssl)
     client_flags=(--clients 3 --seconds 3 --abort-every 0.7 --query 'SELECT SLEEP(0.05)')
+    ;;
+  dirty-ssl-plain)
+    # Real ProxySQL 2.6.3 as bug_plain_stream shows it: plaintext clients over TLS backends, one
+    # retry per query (hidden breaks), backends broken by FIN and RST in turn, triggers that end
+    # with FIN after the SSLRequest or RST after half a ClientHello.
+    lab_flags=(--fault dirty-ssl --dirty-ssl-retries 1 --dirty-ssl-break alternate)
+    # A query of 1 s and a trigger every 0.7 s: a query broken once is retried, broken twice its
+    # frontend is closed.
+    client_flags=(--clients 1 --seconds 4 --abort-every 0.7 --abort-mode mixed --plain
+      --query 'SELECT SLEEP(1)')
+    ;;
+  dirty-ssl-ping)
+    # The idle-pool form: no request in flight when the trigger comes, so the break waits for the
+    # next keep-alive COM_PING (answered OK by the server, then the lab's RST).
+    lab_flags=(--fault dirty-ssl --ping-interval-ms 400)
+    client_flags=(--clients 2 --seconds 4 --abort-every 1.3 --query 'SELECT 1' --pause 1.5)
     ;;
   plaintext-quit)
     lab_flags=(--fault plaintext-quit --fault-interval-ms 700)

@@ -4,7 +4,8 @@
   run       N MySQLdb clients over TLS (as Django connects), each running a query in a loop for --seconds,
             reconnecting after an error the way an application's next request would; meanwhile, every
             --abort-every seconds, one aborting client: plain socket, read the greeting, send an SSLRequest,
-            then half a ClientHello (or nothing, alternately), then close. Every client error is written to
+            then half a ClientHello (or nothing, alternately), then close (--abort-mode: FIN, or RST after
+            the half ClientHello); --plain: the looping clients do not use TLS. Every client error is written to
             --out as `<wall time> client <n> <what>: <Exception>: <args>`, then a summary line per client.
             --pause S sleeps between queries (so backends sit idle in the lab's pool); --abort-every 0 sends
             no aborting client; --cli N also runs the `mariadb` command-line client N times over TLS, each
@@ -53,7 +54,7 @@ def looper(args, n, stats):
                     user=args.user,
                     passwd=args.password,
                     connect_timeout=10,
-                    ssl={"ca": args.ca},
+                    **({} if args.plain else {"ssl": {"ca": args.ca}}),
                 )
             cur = conn.cursor()
             cur.execute(args.query)
@@ -103,9 +104,13 @@ def abort_once(args, i, hello):
         caps = 0x0000_0001 | 0x0000_0200 | 0x0000_0800 | 0x0000_8000 | 0x0008_0000
         payload = struct.pack("<IIB", caps, 16 << 20, 33) + bytes(23)
         s.sendall(struct.pack("<I", len(payload) | 1 << 24) + payload)
-        if i % 2 == 0:
+        half = args.abort_mode == "rst" or i % 2 == 0
+        if half:
             s.sendall(hello[: len(hello) // 2])
         time.sleep(0.002)
+        if args.abort_mode in ("rst", "mixed") and half:
+            # SO_LINGER 0: the close is a RST (a client killed mid-handshake).
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     finally:
         s.close()
 
@@ -195,6 +200,11 @@ def main():
     r.add_argument("--clients", type=int, default=3)
     r.add_argument("--seconds", type=float, default=3.0)
     r.add_argument("--abort-every", type=float, default=0.7)
+    r.add_argument("--abort-mode", choices=["fin", "rst", "mixed"], default="fin",
+                   help="aborting client: fin (SSLRequest, half a ClientHello on even turns, FIN), "
+                        "rst (SSLRequest, half a ClientHello, RST), mixed (RST after half a ClientHello "
+                        "on even turns, FIN after the SSLRequest alone on odd ones)")
+    r.add_argument("--plain", action="store_true", help="the looping clients do not use TLS")
     r.add_argument("--query", default="SELECT SLEEP(0.05)")
     r.add_argument("--pause", type=float, default=0.0)
     r.add_argument("--cli", type=int, default=0)

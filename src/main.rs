@@ -149,6 +149,17 @@ struct LabArgs {
     /// How long --fault connect-timeout waits for a client's first packet, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 2000)]
     connect_timeout_ms: u64,
+    /// --fault dirty-ssl: re-send a broken query on a new backend this many times before the
+    /// frontend is closed (ProxySQL's mysql-query_retries_on_failure).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    dirty_ssl_retries: u32,
+    /// --fault dirty-ssl: break backends with fin, rst or alternate.
+    #[arg(long, value_name = "HOW", default_value = "fin")]
+    dirty_ssl_break: proxyscope::lab::BreakWith,
+    /// Ping idle pooled backends this often, in milliseconds (0: never); with --fault dirty-ssl
+    /// a trigger that finds no request in flight breaks the next ping.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    ping_interval_ms: u64,
     /// Stop after this many seconds (default: at SIGINT or SIGTERM).
     #[arg(long, value_name = "SECS")]
     duration: Option<f64>,
@@ -448,6 +459,10 @@ fn lab_cmd(args: LabArgs) -> Result<()> {
         backend_max_age: Duration::from_millis(args.backend_max_age_ms),
         backend_wait_timeout: args.backend_wait_timeout,
         connect_timeout: Duration::from_millis(args.connect_timeout_ms),
+        dirty_ssl_retries: args.dirty_ssl_retries,
+        break_with: args.dirty_ssl_break,
+        ping_interval: (args.ping_interval_ms > 0)
+            .then(|| Duration::from_millis(args.ping_interval_ms)),
     };
     proxyscope::lab::run_blocking(cfg)?;
     Ok(())

@@ -214,7 +214,7 @@ pub struct Incidents {
     dirty: bool,
     /// Retries seen on backends that closed cleanly: (frontend conn, frontend frame) → (backend
     /// conn, backend frame). Bounded.
-    retries: std::collections::HashMap<(u64, u64), (u64, u64), ahash::RandomState>,
+    retries: std::collections::HashMap<(u64, u64), Vec<(u64, u64)>, ahash::RandomState>,
 }
 
 impl Default for Incidents {
@@ -346,7 +346,10 @@ impl Incidents {
             if self.retries.len() >= MAX_KEPT {
                 self.retries.clear();
             }
-            self.retries.insert((r.conn, r.peer_frame), (s.id, r.frame));
+            let v = self.retries.entry((r.conn, r.peer_frame)).or_default();
+            if v.len() < 4 {
+                v.push((s.id, r.frame));
+            }
         }
         let Some((b, label)) = sentence(s) else {
             return;
@@ -548,7 +551,7 @@ impl Incidents {
                             "backend {} carried frontend {}'s request (frame {} relayed at frame {}), unanswered, when the proxy closed it",
                             b.conn, c.conn, c.frame, c.relayed_frame
                         ));
-                        match self.retry_of(briefs, c.conn, c.frame) {
+                        match self.retry_of(briefs, c.conn, c.frame, b.conn) {
                             Some((bc, bf)) => ev.push(format!(
                                 "hidden break: the proxy re-sent frontend {}'s request on backend {bc} (frame {bf}); the client saw nothing",
                                 c.conn
@@ -574,16 +577,28 @@ impl Incidents {
         out
     }
 
-    /// The backend request that re-sent frontend `conn`'s request at `frame` (a retry).
-    fn retry_of(&self, briefs: &[Brief], conn: u64, frame: u64) -> Option<(u64, u64)> {
-        briefs
+    /// The backend request, on another backend than `broken`, that re-sent frontend `conn`'s
+    /// request at `frame` after `broken` broke (a retry). Retries go to new backends, so the
+    /// first one after the broken backend's own (a higher connection id) is it.
+    fn retry_of(&self, briefs: &[Brief], conn: u64, frame: u64, broken: u64) -> Option<(u64, u64)> {
+        let mut found: Vec<(u64, u64)> = briefs
             .iter()
-            .find_map(|b| {
+            .flat_map(|b| {
                 b.retried
                     .iter()
-                    .find(|(c, f, _)| *c == conn && *f == frame)
-                    .map(|&(_, _, mine)| (b.conn, mine))
+                    .filter(move |(c, f, _)| *c == conn && *f == frame)
+                    .map(move |&(_, _, mine)| (b.conn, mine))
             })
-            .or_else(|| self.retries.get(&(conn, frame)).copied())
+            .chain(
+                self.retries
+                    .get(&(conn, frame))
+                    .into_iter()
+                    .flatten()
+                    .copied(),
+            )
+            .filter(|(b, _)| *b > broken)
+            .collect();
+        found.sort_unstable();
+        found.first().copied()
     }
 }

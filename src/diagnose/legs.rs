@@ -482,9 +482,9 @@ const MAX_SCORES: usize = 4096;
 /// Relay pairs needed before a proxy is declared.
 const MIN_RELAYS: u64 = 3;
 /// Requests waiting for a relay at most (a flood of unanswered requests keeps the first).
-const MAX_WAITING: usize = 4096;
+const MAX_WAITING: usize = 1024;
 /// Connections whose relay lists are kept at once (the oldest dropped).
-const MAX_CONNS: usize = 65_536;
+const MAX_CONNS: usize = 16_384;
 
 /// Matches requests across connections, one to one, and scores proxy candidates.
 pub struct Pairing {
@@ -893,6 +893,23 @@ impl Pairing {
         }
     }
 
+    /// Entries held: requests, waiting requests, scored pairs, relay lists and the relays in them
+    /// (for tests of the bounds).
+    pub fn footprint(&self) -> (usize, usize, usize, usize, usize) {
+        let relays = self
+            .lists
+            .values()
+            .map(|l| l.first.len() + l.last.len())
+            .sum();
+        (
+            self.reqs.len(),
+            self.waiting.len(),
+            self.scores.len(),
+            self.lists.len(),
+            relays,
+        )
+    }
+
     /// The proxies the relays support: enough relays, few violations, and far more than the
     /// reverse direction (two symmetric flows are not a proxy).
     pub fn pairs(&self) -> Vec<ProxyPair> {
@@ -947,8 +964,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn pairs_a_relayed_request_by_size_and_finds_the_proxy() {
+    /// Four requests to 6033 relayed as same-size requests to 3306, the proxy answering after
+    /// the server.
+    fn relayed_four_times() -> Pairing {
         let mut p = Pairing::default();
         for i in 0..4u64 {
             let t = i as f64 * 100.0;
@@ -957,6 +975,12 @@ mod tests {
             p.response(2, at(t + 20.0, 10 * i + 3));
             p.response(1, at(t + 20.1, 10 * i + 4));
         }
+        p
+    }
+
+    #[test]
+    fn pairs_a_relayed_request_by_size_and_finds_the_proxy() {
+        let mut p = relayed_four_times();
         let pairs = p.pairs();
         assert_eq!(pairs.len(), 1);
         assert_eq!(
@@ -1012,15 +1036,49 @@ mod tests {
     }
 
     #[test]
-    fn a_direct_client_of_the_backend_server_stays_direct() {
-        let mut p = Pairing::default();
-        for i in 0..4u64 {
-            let t = i as f64 * 100.0;
-            p.request(req(1, 5000, 6033, at(t, 10 * i + 1), 57));
-            p.request(req(2, 40000, 3306, at(t + 0.2, 10 * i + 2), 57));
-            p.response(2, at(t + 20.0, 10 * i + 3));
-            p.response(1, at(t + 20.1, 10 * i + 4));
+    fn memory_stays_bounded_whatever_the_traffic() {
+        // 180,000 requests on 30,000 frontends relayed over 30,000 backends that never close,
+        // plus unanswered requests that never find a relay.
+        let mut p = Pairing::new(8);
+        let mut frame = 0;
+        for i in 0..60_000u64 {
+            let t = i as f64 * 0.01;
+            let f = i % 30_000;
+            frame += 3;
+            p.request(req(
+                f,
+                1000 + (f % 60_000) as u16,
+                6033,
+                at(t, frame),
+                (i % 500) as u32,
+            ));
+            p.request(req(
+                100_000 + f,
+                2000 + (f % 60_000) as u16,
+                3306,
+                at(t + 0.001, frame + 1),
+                (i % 500) as u32,
+            ));
+            p.request(req(
+                500_000 + i,
+                3000,
+                7000 + (i % 3000) as u16,
+                at(t + 0.002, frame + 2),
+                9999,
+            ));
         }
+        let (reqs, waiting, scores, lists, relays) = p.footprint();
+        assert!(reqs <= MAX_REQS, "{reqs}");
+        assert!(waiting <= MAX_WAITING, "{waiting}");
+        assert!(scores <= MAX_SCORES, "{scores}");
+        assert!(lists <= MAX_CONNS, "{lists}");
+        assert!(relays <= MAX_CONNS * 16, "{relays}");
+        assert!(relays > 0);
+    }
+
+    #[test]
+    fn a_direct_client_of_the_backend_server_stays_direct() {
+        let mut p = relayed_four_times();
         let legs = Legs::new(LegFlags::default(), p.pairs());
         let facts = |client: u16, server: u16, relayed: u32| ConnFacts {
             client: Some(ep(client)),

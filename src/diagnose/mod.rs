@@ -661,3 +661,168 @@ impl Label {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dissect::teardown::{AlertSeen, ErrSeen, First, Quit, Seen};
+    use crate::tcp::At;
+    use crate::time::Timestamp;
+
+    /// Side 0 is the client.
+    fn seen(side: usize, frame: u64) -> Seen {
+        Seen {
+            side,
+            at: At {
+                ts: Timestamp(frame as i64 * 1000),
+                frame,
+                file: 0,
+            },
+            frame,
+        }
+    }
+
+    fn closed_by(side: usize, frame: u64, rst: bool) -> Teardown {
+        Teardown {
+            first: Some(First {
+                seen: seen(side, frame),
+                rst,
+            }),
+            frozen: true,
+            ..Teardown::default()
+        }
+    }
+
+    fn err(frame: u64, code: u16, login: bool, client_spoke_after: bool) -> Option<ErrSeen> {
+        Some(ErrSeen {
+            seen: seen(1, frame),
+            code,
+            login,
+            client_spoke_after,
+        })
+    }
+
+    #[test]
+    fn an_ordinary_err_then_the_clients_fin_is_the_clients_close() {
+        let mut t = closed_by(0, 10, false);
+        t.err = err(8, 1146, false, false);
+        let st = starter(&t, true).unwrap();
+        assert_eq!((st.cause, st.side), (Cause::Teardown, 0));
+    }
+
+    #[test]
+    fn an_err_then_the_servers_own_close_starts_it() {
+        let mut t = closed_by(1, 10, false);
+        t.err = err(8, 1146, false, false);
+        let st = starter(&t, true).unwrap();
+        assert_eq!((st.cause, st.side, st.code), (Cause::Err, 1, Some(1146)));
+        // Unless the client sent a command after it: an ordinary reply.
+        t.err = err(8, 1146, false, true);
+        assert_eq!(starter(&t, true).unwrap().cause, Cause::Teardown);
+    }
+
+    #[test]
+    fn an_err_that_ends_the_session_starts_it_whoever_fins_first() {
+        for (code, login) in [(1045, true), (1130, true), (1927, false), (4031, false)] {
+            let mut t = closed_by(0, 10, false);
+            t.err = err(8, code, login, false);
+            let st = starter(&t, true).unwrap();
+            assert_eq!((st.cause, st.side), (Cause::Err, 1), "{code}");
+        }
+    }
+
+    #[test]
+    fn nothing_after_the_first_fin_starts_the_close() {
+        let mut t = closed_by(1, 10, false);
+        // The client's fatal alert answers the server's FIN.
+        t.alert = Some(AlertSeen {
+            seen: seen(0, 11),
+            level: Some(2),
+            desc: Some(50),
+            inferred: false,
+        });
+        let st = starter(&t, true).unwrap();
+        assert_eq!(
+            (st.cause, st.side, st.how.as_str()),
+            (Cause::Teardown, 1, "FIN")
+        );
+    }
+
+    #[test]
+    fn a_quit_in_the_fin_segment_wins_over_the_fin() {
+        let mut t = closed_by(0, 10, false);
+        t.quit = Some(Quit {
+            seen: seen(0, 10),
+            basis: QuitBasis::Read,
+            plaintext_len: None,
+        });
+        let st = starter(&t, true).unwrap();
+        assert_eq!(
+            (st.cause, st.confidence),
+            (Cause::Quit, Confidence::Certain)
+        );
+        // Inferred from a CBC record size: possible only.
+        t.quit = Some(Quit {
+            seen: seen(0, 9),
+            basis: QuitBasis::RecordSize,
+            plaintext_len: Some(crate::tls::PlainLen { lo: 0, hi: 11 }),
+        });
+        assert_eq!(starter(&t, true).unwrap().confidence, Confidence::Possible);
+    }
+
+    #[test]
+    fn an_encrypted_alert_starts_a_close_only_outside_mysql() {
+        let mut t = closed_by(1, 10, false);
+        t.alert = Some(AlertSeen {
+            seen: seen(1, 10),
+            level: None,
+            desc: None,
+            inferred: true,
+        });
+        assert_eq!(starter(&t, true).unwrap().cause, Cause::Teardown);
+        let st = starter(&t, false).unwrap();
+        assert_eq!(
+            (st.cause, st.confidence),
+            (Cause::Alert, Confidence::Probable)
+        );
+    }
+
+    #[test]
+    fn a_close_the_proxy_started_is_named_for_its_leg() {
+        assert_eq!(
+            leg_label(Leg::Backend, Label::ClientAbort, true),
+            Label::ProxyResetBackend
+        );
+        assert_eq!(
+            leg_label(Leg::Frontend, Label::ServerKill, true),
+            Label::ProxyClosedFrontend
+        );
+        assert_eq!(
+            leg_label(Leg::Frontend, Label::HandshakeFailed, true),
+            Label::HandshakeFailed
+        );
+        // A COM_QUIT is clean whoever sends it; the other side's close keeps its label.
+        assert_eq!(
+            leg_label(Leg::Backend, Label::CleanQuit, true),
+            Label::CleanQuit
+        );
+        assert_eq!(
+            leg_label(Leg::Backend, Label::ServerKill, false),
+            Label::ServerKill
+        );
+        assert_eq!(
+            leg_label(Leg::Direct, Label::ServerKill, true),
+            Label::ServerKill
+        );
+    }
+
+    #[test]
+    fn session_ending_errors_are_the_connection_and_kill_codes() {
+        for c in [1040, 1045, 1130, 1927, 3169, 4031] {
+            assert!(err_ends_session(c), "{c}");
+        }
+        for c in [1064, 1146, 1062, 1205, 2013] {
+            assert!(!err_ends_session(c), "{c}");
+        }
+    }
+}

@@ -413,3 +413,81 @@ impl Teardown {
 pub fn unanswered(cmd: u8) -> bool {
     matches!(cmd, COM_QUIT | COM_STMT_SEND_LONG_DATA | COM_STMT_CLOSE)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::Timestamp;
+
+    fn at(frame: u64) -> At {
+        At {
+            ts: Timestamp(frame as i64 * 1_000_000),
+            frame,
+            file: 0,
+        }
+    }
+
+    fn rec(frame: u64, len: u16, plain: u16) -> Option<LastRecord> {
+        Some(LastRecord {
+            at: at(frame),
+            len,
+            plain: PlainLen {
+                lo: plain,
+                hi: plain,
+            },
+        })
+    }
+
+    fn freeze(t: &mut Teardown, records: [Option<LastRecord>; 2], first: (usize, u64)) {
+        let flight = None;
+        t.freeze(
+            Some((first.0, at(first.1), false)),
+            Freeze {
+                mysql: Some((&flight, Phase::Tls, None)),
+                records,
+                decrypted: false,
+                tls_negotiated: true,
+            },
+        );
+    }
+
+    #[test]
+    fn a_last_five_byte_client_record_is_a_quit_whichever_fin_comes_first() {
+        // Client side 0: its 27-byte TLS 1.3 record after the server's last one; the server's FIN
+        // happens to come first.
+        let mut t = Teardown::new(0);
+        freeze(&mut t, [rec(20, 27, 5), rec(18, 100, 83)], (1, 21));
+        let q = t.quit.unwrap();
+        assert_eq!((q.basis, q.seen.frame), (QuitBasis::RecordSize, 20));
+        assert!(t.request_by_record_order().is_none());
+    }
+
+    #[test]
+    fn a_five_byte_record_the_server_answered_is_a_ping_not_a_quit() {
+        let mut t = Teardown::new(0);
+        t.last_spoke[1] = Some(Seen::new(1, at(21)));
+        freeze(&mut t, [rec(20, 27, 5), rec(21, 28, 11)], (0, 22));
+        assert!(t.quit.is_none());
+        assert!(t.answered_ping());
+    }
+
+    #[test]
+    fn a_larger_last_client_record_is_a_request_in_flight() {
+        let mut t = Teardown::new(0);
+        freeze(&mut t, [rec(20, 78, 61), rec(18, 100, 83)], (1, 21));
+        assert!(t.quit.is_none());
+        assert_eq!(t.request_by_record_order().map(|r| r.seen.frame), Some(20));
+    }
+
+    #[test]
+    fn nothing_changes_after_the_freeze() {
+        let mut t = Teardown::new(0);
+        freeze(&mut t, [None, None], (1, 10));
+        t.observe(&Event {
+            at: at(11),
+            side: 0,
+            kind: Kind::Alert { level: 2, desc: 50 },
+        });
+        assert!(t.alert.is_none());
+    }
+}

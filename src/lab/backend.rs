@@ -172,6 +172,13 @@ impl Pool {
         }
     }
 
+    /// Back to the pool as it was (not used: its idle time goes on).
+    pub fn put_back(&self, b: Backend) {
+        if let Ok(mut q) = self.idle.lock() {
+            q.push_back(b);
+        }
+    }
+
     /// Everything idle, emptying the pool.
     pub fn drain(&self) -> Vec<Backend> {
         self.idle

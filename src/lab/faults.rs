@@ -92,3 +92,74 @@ pub async fn close_without_quit(lab: &Lab, mut b: Backend, fault: Fault, extra: 
     lab.truth.record(ts, "backend_closed", f);
     drop(b);
 }
+
+/// Keep-alive pings of idle pooled backends (ProxySQL's `mysql-ping_interval_server_msec`).
+/// With [`Fault::DirtySsl`] pending, the ping after the trigger breaks its backend: the server
+/// answers OK, then the lab resets the connection, as ProxySQL 2.6.3 does ("Detected a broken
+/// connection while during ping").
+pub async fn pinger(lab: Arc<Lab>, every: std::time::Duration) {
+    let mut tick = tokio::time::interval(every / 2);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let idle = lab.pool.drain();
+        for mut b in idle {
+            if b.last_used.elapsed() < every {
+                lab.pool.put_back(b);
+                continue;
+            }
+            let sent = b
+                .stream
+                .write_all(&wire::frame(0, &[COM_PING]))
+                .await
+                .is_ok()
+                && b.stream.flush().await.is_ok();
+            let ok = sent
+                && matches!(wire::read_packet(&mut b.stream).await, Ok(Some(p)) if p.payload.first() == Some(&0));
+            if !ok {
+                super::session::close_backend(&lab, &mut b, false, "ping failed").await;
+                continue;
+            }
+            let trigger = lab.ping_break.swap(0, Ordering::Relaxed);
+            if trigger == 0 {
+                lab.pool.put(b);
+                continue;
+            }
+            let trigger = trigger - 1;
+            let mut f = b.ident();
+            f["fault"] = json!(Fault::DirtySsl.name());
+            f["trigger_frontend"] = json!(trigger);
+            f["form"] = json!("ping");
+            lab.truth.now("fault", f);
+            let (mut f, thread, idle_ms) =
+                (b.ident(), b.thread_id, b.last_used.elapsed().as_millis());
+            let t0 = now_ns();
+            reset(&mut b);
+            drop(b);
+            let ts = now_ns();
+            f["close_after_ns"] = json!(t0);
+            f["close_before_ns"] = json!(ts);
+            f["by"] = json!("proxy");
+            f["how"] = json!("rst");
+            f["quit"] = json!(false);
+            f["fault"] = json!(Fault::DirtySsl.name());
+            f["form"] = json!("ping");
+            f["trigger_frontend"] = json!(trigger);
+            lab.truth.record(ts, "backend_closed", f);
+            eprintln!(
+                "[ERROR] Detected a broken connection while during ping on {} , user {} , last_used {}ms ago : 2013, Lost connection to MySQL server during query",
+                lab.backend_tuple(thread),
+                lab.cfg.backend_user,
+                idle_ms
+            );
+        }
+    }
+}
+
+const COM_PING: u8 = 0x0e;
+
+/// Makes the next close of `b`'s socket a RST (SO_LINGER 0).
+pub fn reset(b: &mut Backend) {
+    let _ =
+        socket2::SockRef::from(&*b.stream.tcp_mut()).set_linger(Some(std::time::Duration::ZERO));
+}

@@ -168,6 +168,38 @@ pub struct Config {
     pub backend_wait_timeout: Option<u32>,
     /// How long [`Fault::ConnectTimeout`] waits for a frontend's first packet.
     pub connect_timeout: Duration,
+    /// [`Fault::DirtySsl`]: times a broken request is re-sent on a new backend before the
+    /// frontend is closed (ProxySQL's `mysql-query_retries_on_failure`, 1 by default there).
+    pub dirty_ssl_retries: u32,
+    /// [`Fault::DirtySsl`]: how the backend is broken.
+    pub break_with: BreakWith,
+    /// Ping idle pooled backends this often (ProxySQL's `mysql-ping_interval_server_msec`);
+    /// with [`Fault::DirtySsl`], a trigger that finds no request in flight breaks the next
+    /// ping instead: the server's OK, then the lab's RST.
+    pub ping_interval: Option<Duration>,
+}
+
+/// How [`Fault::DirtySsl`] breaks a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakWith {
+    /// FIN (shutdown).
+    Fin,
+    /// RST (SO_LINGER 0, as a close with unread data in the socket buffer gives).
+    Rst,
+    /// FIN, RST, FIN, ... (both forms in one capture, as real ProxySQL showed).
+    Alternate,
+}
+
+impl FromStr for BreakWith {
+    type Err = String;
+    fn from_str(s: &str) -> Result<BreakWith, String> {
+        match s {
+            "fin" => Ok(BreakWith::Fin),
+            "rst" => Ok(BreakWith::Rst),
+            "alternate" => Ok(BreakWith::Alternate),
+            _ => Err(format!("unknown break '{s}' (fin, rst, alternate)")),
+        }
+    }
 }
 
 impl Config {
@@ -189,6 +221,9 @@ impl Config {
             backend_max_age: Duration::from_millis(500),
             backend_wait_timeout: None,
             connect_timeout: Duration::from_millis(2000),
+            dirty_ssl_retries: 0,
+            break_with: BreakWith::Fin,
+            ping_interval: None,
         }
     }
 
@@ -236,6 +271,11 @@ pub struct Lab {
     next_frontend: AtomicU64,
     /// [`Fault::ErrThenClose`]: the next command of any frontend gets ERR 2013 and a close.
     pub err_pending: AtomicBool,
+    /// [`Fault::DirtySsl`] with pings: the trigger frontend (plus one) whose break waits for the
+    /// next keep-alive ping; 0 when none does.
+    pub ping_break: AtomicU64,
+    /// Backends broken by [`Fault::DirtySsl`] so far (for [`BreakWith::Alternate`]).
+    pub breaks: AtomicU64,
 }
 
 impl Lab {
@@ -272,6 +312,8 @@ impl Lab {
             active: Mutex::new(HashMap::new()),
             next_frontend: AtomicU64::new(1),
             err_pending: AtomicBool::new(false),
+            ping_break: AtomicU64::new(0),
+            breaks: AtomicU64::new(0),
         })
     }
 
@@ -318,6 +360,16 @@ impl Lab {
                     };
                     // The session may have just ended; then nothing breaks (recorded by it).
                     let _ = active.order.send(order);
+                    return;
+                }
+                if Instant::now() >= deadline && lab.cfg.ping_interval.is_some() {
+                    // Nothing busy: the idle-pool form breaks at the next keep-alive ping.
+                    lab.ping_break.store(trigger + 1, Ordering::Relaxed);
+                    lab.truth.now(
+                        "fault_pending",
+                        json!({"fault": Fault::DirtySsl.name(), "trigger_frontend": trigger,
+                               "reason": "no request in flight: the next ping breaks"}),
+                    );
                     return;
                 }
                 if Instant::now() >= deadline {
@@ -368,6 +420,10 @@ pub async fn run(cfg: Config) -> Result<(), LabError> {
         .iter()
         .any(|f| f.periodic())
         .then(|| tokio::spawn(faults::injector(Arc::clone(&lab))));
+    let pinger = lab
+        .cfg
+        .ping_interval
+        .map(|every| tokio::spawn(faults::pinger(Arc::clone(&lab), every)));
     let stop = stop_signal(lab.cfg.duration);
     tokio::pin!(stop);
     loop {
@@ -383,6 +439,9 @@ pub async fn run(cfg: Config) -> Result<(), LabError> {
         }
     }
     if let Some(h) = injector {
+        h.abort();
+    }
+    if let Some(h) = pinger {
         h.abort();
     }
     for mut b in lab.pool.drain() {

@@ -317,6 +317,34 @@ async fn commands(
             );
             outcome = request(lab, b, &cmd, &mut front, id).await;
         }
+        // #4500 with retries left: the backend is broken, the query re-sent on a new one, and
+        // the client sees nothing (a hidden break).
+        let mut tries = 0;
+        loop {
+            match outcome {
+                Outcome::Fault(b, order, true) if tries < lab.cfg.dirty_ssl_retries => {
+                    tries += 1;
+                    break_backend(lab, b, &order, who, user, true, Some(tries)).await;
+                    let Ok(nb) = backend::connect(lab).await else {
+                        close_front(lab, front, who, "no backend for the retry").await;
+                        return Ok(());
+                    };
+                    lab.truth.now(
+                        "backend_retry",
+                        with(
+                            who,
+                            json!({"backend": nb.id, "attempt": tries + 1,
+                                         "fault": Fault::DirtySsl.name()}),
+                        ),
+                    );
+                    outcome = request(lab, nb, &cmd, &mut front, id).await;
+                }
+                other => {
+                    outcome = other;
+                    break;
+                }
+            }
+        }
         match outcome {
             Outcome::Done(b, status) => {
                 if status & SERVER_STATUS_IN_TRANS != 0 {
@@ -577,31 +605,66 @@ async fn err_then_close(lab: &Lab, mut front: Stream, who: &Value) {
     drop(front);
 }
 
+/// #4500's break of a backend: FIN (or RST, see [`super::BreakWith`]), no COM_QUIT, and the
+/// ProxySQL log line; `retry`: the attempt the query goes on to (a hidden break). Returns when it
+/// was closed.
+async fn break_backend(
+    lab: &Lab,
+    mut b: Backend,
+    order: &Order,
+    who: &Value,
+    user: &str,
+    in_flight: bool,
+    retry: Option<u32>,
+) -> std::time::Instant {
+    let Order::DirtySsl { trigger, delay_ms } = *order;
+    let n = lab.breaks.fetch_add(1, Ordering::Relaxed);
+    let rst = match lab.cfg.break_with {
+        super::BreakWith::Fin => false,
+        super::BreakWith::Rst => true,
+        super::BreakWith::Alternate => n % 2 == 1,
+    };
+    let mut f = b.ident();
+    let t0 = now_ns();
+    if rst {
+        faults::reset(&mut b);
+    } else {
+        let _ = b.stream.tcp_mut().shutdown().await;
+    }
+    log_broken(lab, &b, user);
+    drop(b);
+    let ts = now_ns();
+    let closed = std::time::Instant::now();
+    f["close_after_ns"] = json!(t0);
+    f["close_before_ns"] = json!(ts);
+    f["by"] = json!("proxy");
+    f["how"] = json!(if rst { "rst" } else { "fin" });
+    f["quit"] = json!(false);
+    f["fault"] = json!("dirty-ssl");
+    f["trigger_frontend"] = json!(trigger);
+    f["delay_ms"] = json!(delay_ms);
+    f["in_flight"] = json!(in_flight);
+    f["frontend"] = who.get("frontend").cloned().unwrap_or(Value::Null);
+    if let Some(r) = retry {
+        f["retried"] = json!(r);
+    }
+    lab.truth.record(ts, "backend_closed", f);
+    closed
+}
+
 /// The #4500 pattern: the backend closed by the proxy (FIN, no COM_QUIT), the ProxySQL log
 /// line, then ~0.1 ms later the frontend (FIN, no ERR, no close_notify).
 async fn dirty_ssl_break(
     lab: &Lab,
-    mut b: Backend,
+    b: Backend,
     front: Stream,
     who: &Value,
     user: &str,
     order: Order,
     in_flight: bool,
 ) {
-    let Order::DirtySsl { trigger, delay_ms } = order;
-    let t0 = now_ns();
-    let _ = b.stream.tcp_mut().shutdown().await;
-    let ts = now_ns();
-    let closed = std::time::Instant::now();
-    let mut f = b.closed_by_proxy(t0, ts, false);
-    f["fault"] = json!("dirty-ssl");
-    f["trigger_frontend"] = json!(trigger);
-    f["delay_ms"] = json!(delay_ms);
-    f["in_flight"] = json!(in_flight);
-    f["frontend"] = who.get("frontend").cloned().unwrap_or(Value::Null);
-    lab.truth.record(ts, "backend_closed", f);
-    log_broken(lab, &b, user);
-    drop(b);
+    let Order::DirtySsl { trigger, .. } = order;
+    let closed = break_backend(lab, b, &order, who, user, in_flight, None).await;
     // ~0.1 ms after the backend, as ProxySQL; a sleep would take several times that.
     let until = closed + Duration::from_micros(100);
     while std::time::Instant::now() < until {
