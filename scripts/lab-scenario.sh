@@ -62,8 +62,9 @@ case $scenario in
   dirty-ssl-plain)
     # Real ProxySQL 2.6.3 as bug_plain_stream shows it: plaintext clients over TLS backends, one
     # retry per query (hidden breaks), backends broken by FIN and RST in turn, triggers that end
-    # with FIN after the SSLRequest or RST after half a ClientHello.
-    lab_flags=(--fault dirty-ssl --dirty-ssl-retries 1 --dirty-ssl-break alternate)
+    # with FIN after the SSLRequest or RST after half a ClientHello; and with mysql-have_ssl=false
+    # (no CLIENT_SSL in the greeting), which 2.6.3 still follows into TLS when a client asks.
+    lab_flags=(--fault dirty-ssl --dirty-ssl-retries 1 --dirty-ssl-break alternate --no-tls-offer)
     # A query of 1 s and a trigger every 0.7 s: a query broken once is retried, broken twice its
     # frontend is closed.
     client_flags=(--clients 1 --seconds 4 --abort-every 0.7 --abort-mode mixed --plain

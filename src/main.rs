@@ -160,6 +160,10 @@ struct LabArgs {
     /// a trigger that finds no request in flight breaks the next ping.
     #[arg(long, value_name = "MS", default_value_t = 0)]
     ping_interval_ms: u64,
+    /// Leave CLIENT_SSL out of the frontend greeting (mysql-have_ssl=false) but still answer an
+    /// SSLRequest with TLS, as ProxySQL 2.6.3 does.
+    #[arg(long)]
+    no_tls_offer: bool,
     /// Stop after this many seconds (default: at SIGINT or SIGTERM).
     #[arg(long, value_name = "SECS")]
     duration: Option<f64>,
@@ -463,6 +467,7 @@ fn lab_cmd(args: LabArgs) -> Result<()> {
         break_with: args.dirty_ssl_break,
         ping_interval: (args.ping_interval_ms > 0)
             .then(|| Duration::from_millis(args.ping_interval_ms)),
+        no_tls_offer: args.no_tls_offer,
     };
     proxyscope::lab::run_blocking(cfg)?;
     Ok(())

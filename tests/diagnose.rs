@@ -262,3 +262,66 @@ fn proxysql_log_lines_are_matched_to_backends() {
     );
     eprintln!("{matched} log lines matched");
 }
+
+#[test]
+fn a_capture_without_the_trigger_names_4500_as_possible_and_says_why() {
+    // Only the backend leg was captured (`SCENARIO.back.pcap.gz`): the aborted frontend handshakes
+    // are not in it. Each busy backend the proxy closed without COM_QUIT is still named, as
+    // possible, and the missing trigger is said; the other one-leg captures name nothing.
+    for name in [
+        "dirty-ssl",
+        "drop-burst",
+        "max-age",
+        "plaintext-quit",
+        "wait-timeout",
+    ] {
+        let dir = repo().join("captures/lab");
+        let truth = std::fs::read_to_string(dir.join(format!("{name}.truth.jsonl"))).unwrap();
+        let first: serde_json::Value = serde_json::from_str(truth.lines().next().unwrap()).unwrap();
+        let port: u16 = first["backend"]
+            .as_str()
+            .and_then(|b| b.rsplit(':').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap();
+        let (_, run) = common::run_file(
+            &dir.join(format!("{name}.back.pcap.gz")),
+            proxyscope::analyze::Options {
+                legs: proxyscope::diagnose::legs::Legs::new(
+                    proxyscope::diagnose::legs::LegFlags {
+                        backend_ports: vec![port],
+                        ..Default::default()
+                    },
+                    Vec::new(),
+                ),
+                ..Default::default()
+            },
+        );
+        let named: Vec<_> = run
+            .incidents
+            .iter()
+            .filter(|i| {
+                i.signature
+                    .is_some_and(|s| s.id == "proxysql-dirty-ssl-error-queue")
+            })
+            .collect();
+        if name == "dirty-ssl" {
+            let faults = truth
+                .lines()
+                .filter(|l| l.contains("\"event\":\"fault\""))
+                .count();
+            assert_eq!(named.len(), faults, "{name}");
+            for i in named {
+                assert_eq!(
+                    i.confidence,
+                    Some(proxyscope::diagnose::Confidence::Possible)
+                );
+                assert!(i
+                    .evidence
+                    .iter()
+                    .any(|e| e.contains("no aborted frontend TLS handshake")));
+            }
+        } else {
+            assert!(named.is_empty(), "{name}: {named:#?}");
+        }
+    }
+}

@@ -21,6 +21,8 @@ const TRIGGER_MAX_NS: i64 = 100_000_000;
 const PING_TRIGGER_MAX_NS: i64 = 30_000_000_000;
 /// A backend retired by age is closed within this long after its last response.
 const AGE_RETURN_MS: f64 = 5.0;
+/// CLIENT_SSL in a greeting's capability flags.
+const CLIENT_SSL: u32 = 0x0000_0800;
 /// Problem closes kept for incident building (beyond it, the oldest are dropped).
 const MAX_KEPT: usize = 100_000;
 
@@ -170,6 +172,8 @@ struct Brief {
     retried: Vec<(u64, u64, u64)>,
     /// How sure the verdict and leg are.
     confidence: super::Confidence,
+    /// The greeting offered TLS (CLIENT_SSL), when a greeting was seen.
+    tls_offered: Option<bool>,
 }
 
 /// An incident from its steps, times relative to the first.
@@ -318,6 +322,11 @@ fn sentence(s: &Summary) -> Option<(Brief, Label)> {
                 .map(|r| (r.conn, r.peer_frame, r.frame))
                 .collect(),
             confidence: v.confidence,
+            tls_offered: s
+                .mysql
+                .as_ref()
+                .and_then(|m| m.server_capabilities)
+                .map(|c| c & CLIENT_SSL != 0),
         },
         v.label,
     ))
@@ -530,11 +539,21 @@ impl Incidents {
                 let mut ev = Vec::new();
                 let mut conf = inc.confidence.unwrap_or(super::Confidence::Possible);
                 match trigger {
-                    Some(t) => ev.push(format!(
-                        "trigger: frontend {} aborted its TLS handshake {:.1} ms before the first break",
-                        t.conn,
-                        first.nanos_since(t.ts) as f64 / 1e6
-                    )),
+                    Some(t) => {
+                        ev.push(format!(
+                            "trigger: frontend {} aborted its TLS handshake {:.1} ms before the first break",
+                            t.conn,
+                            first.nanos_since(t.ts) as f64 / 1e6
+                        ));
+                        if t.tls_offered == Some(false) {
+                            ev.push(
+                                "the proxy's greeting offered no TLS (mysql-have_ssl=false), yet the client sent \
+                                 an SSLRequest: ProxySQL 2.6.3 still starts TLS for it, and \
+                                 is hit all the same"
+                                    .into(),
+                            );
+                        }
+                    }
                     None => {
                         ev.push(
                             "no aborted frontend TLS handshake in the capture before the break \

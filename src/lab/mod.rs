@@ -173,6 +173,9 @@ pub struct Config {
     pub dirty_ssl_retries: u32,
     /// [`Fault::DirtySsl`]: how the backend is broken.
     pub break_with: BreakWith,
+    /// The frontend greeting leaves CLIENT_SSL out (ProxySQL's `mysql-have_ssl=false`) while
+    /// an SSLRequest is still answered with TLS, as ProxySQL 2.6.3 does.
+    pub no_tls_offer: bool,
     /// Ping idle pooled backends this often (ProxySQL's `mysql-ping_interval_server_msec`);
     /// with [`Fault::DirtySsl`], a trigger that finds no request in flight breaks the next
     /// ping instead: the server's OK, then the lab's RST.
@@ -224,6 +227,7 @@ impl Config {
             dirty_ssl_retries: 0,
             break_with: BreakWith::Fin,
             ping_interval: None,
+            no_tls_offer: false,
         }
     }
 

@@ -97,7 +97,7 @@ async fn session(lab: &Arc<Lab>, tcp: TcpStream, id: u64, who: &Value) -> Result
         }
     }
     let caps = FRONTEND_CAPS
-        | if lab.server_tls.is_some() {
+        | if lab.server_tls.is_some() && !lab.cfg.no_tls_offer {
             CLIENT_SSL
         } else {
             0
