@@ -1078,7 +1078,7 @@ mod tests {
 
     #[test]
     fn a_direct_client_of_the_backend_server_stays_direct() {
-        let mut p = relayed_four_times();
+        let p = relayed_four_times();
         let legs = Legs::new(LegFlags::default(), p.pairs());
         let facts = |client: u16, server: u16, relayed: u32| ConnFacts {
             client: Some(ep(client)),
