@@ -7,7 +7,7 @@ use std::hash::{Hash, Hasher};
 
 use crate::decode::{self, Skip};
 use crate::diagnose::legs::{ConnFacts, Pairing, Request};
-use crate::dissect::{Carries, Dissector, EventHook};
+use crate::dissect::{Carries, Dissector};
 use crate::event::{Event, Kind};
 use crate::model::Summary;
 use crate::report::{Report, RunSummary};
@@ -66,6 +66,10 @@ pub struct Progress {
 /// wait is bounded, so a connection open for the whole capture cannot hold up memory.
 const REORDER_LIMIT: usize = 1024;
 const PROGRESS_EVERY: u64 = 1 << 16;
+
+/// A consumer of every event as it is decoded: the connection, what it carries so far, how many
+/// of its requests relayed another connection's so far (a proxy's backend), and the event.
+pub type EventHook = Box<dyn FnMut(&Connection, Carries, u32, &Event) + Send>;
 
 /// Per-connection facts the driver gathers from the event stream for pairing and legs.
 #[derive(Default)]
@@ -188,7 +192,7 @@ impl StreamSink for Collector {
                 pair_event(pairing, aux.entry(conn.id).or_default(), conn, e);
             }
             if let Some(h) = hook.as_mut() {
-                h(conn, carries, e);
+                h(conn, carries, pairing.relayed_others(conn.id), e);
             }
         });
     }
@@ -340,7 +344,7 @@ impl Engine {
     }
 
     /// Sets a consumer of every decoded event, in stream order.
-    pub fn on_event(&mut self, hook: crate::dissect::EventHook) {
+    pub fn on_event(&mut self, hook: EventHook) {
         self.col.hook = Some(hook);
     }
 

@@ -319,13 +319,13 @@ impl Legs {
         }
     }
 
-    /// The leg of a connection from its endpoints alone, for a streamed event (before the
-    /// connection's own evidence is in): frontends by listener or flags; the rest wait for
-    /// the close.
-    pub fn leg_only(&self, client: Endpoint, server: Endpoint) -> Leg {
+    /// The leg of a connection for a streamed event, from its endpoints and the requests it has
+    /// relayed so far (the rest of its evidence is in at its close).
+    pub fn leg_only(&self, client: Endpoint, server: Endpoint, relayed_others: u32) -> Leg {
         self.decide(&ConnFacts {
             client: Some(client),
             server: Some(server),
+            relayed_others,
             ..ConnFacts::default()
         })
         .leg
@@ -406,6 +406,9 @@ struct Req {
 #[derive(Default)]
 struct Score {
     relays: u64,
+    /// Relays weighed by their evidence: the same query text counts twice (it cannot be chance),
+    /// the same size once.
+    weight: u64,
     /// Frontend responses that started before their backend's: not a relay after all.
     violations: u64,
     fingerprints: Vec<u64>,
@@ -479,7 +482,8 @@ const MAX_REQS: usize = 16_384;
 const HORIZON_NS: i64 = 120_000_000_000;
 /// Score table entries at most (the weakest dropped).
 const MAX_SCORES: usize = 4096;
-/// Relay pairs needed before a proxy is declared.
+/// Relay weight needed before a proxy is declared (three same-size relays, or two of the same
+/// text).
 const MIN_RELAYS: u64 = 3;
 /// Requests waiting for a relay at most (a flood of unanswered requests keeps the first).
 const MAX_WAITING: usize = 1024;
@@ -678,6 +682,7 @@ impl Pairing {
         if self.scores.len() < MAX_SCORES || self.scores.contains_key(&(fr.server, br.server)) {
             let sc = self.scores.entry((fr.server, br.server)).or_default();
             sc.relays += 1;
+            sc.weight += if by == Match::Text { 2 } else { 1 };
             if let Some(fp) = fp {
                 if !sc.fingerprints.contains(&fp) && sc.fingerprints.len() < 16 {
                     sc.fingerprints.push(fp);
@@ -893,6 +898,11 @@ impl Pairing {
         }
     }
 
+    /// Requests of connection `conn` that relayed another connection's, so far.
+    pub fn relayed_others(&self, conn: u64) -> u32 {
+        self.lists.get(&conn).map_or(0, |l| l.as_backend)
+    }
+
     /// Entries held: requests, waiting requests, scored pairs, relay lists and the relays in them
     /// (for tests of the bounds).
     pub fn footprint(&self) -> (usize, usize, usize, usize, usize) {
@@ -917,8 +927,8 @@ impl Pairing {
             .scores
             .iter()
             .filter(|((a, b), sc)| {
-                let good = sc.relays.saturating_sub(2 * sc.violations);
-                let back = self.scores.get(&(*b, *a)).map_or(0, |r| r.relays);
+                let good = sc.weight.saturating_sub(2 * sc.violations);
+                let back = self.scores.get(&(*b, *a)).map_or(0, |r| r.weight);
                 good >= MIN_RELAYS && good >= 3 * back
             })
             .map(|((a, b), sc)| ProxyPair {

@@ -124,10 +124,6 @@ impl State {
     }
 }
 
-/// A consumer of every event as it is decoded: the connection, what it carries so far, and the
-/// event.
-pub type EventHook = Box<dyn FnMut(&Connection, Carries, &Event) + Send>;
-
 /// The dissector: per-connection protocol state, keyed by connection id.
 pub struct Dissector {
     conns: HashMap<u64, State, ahash::RandomState>,

@@ -296,11 +296,12 @@ async fn run(opts: &LiveOptions, out: &mut dyn Write) -> Result<LiveSummary, Liv
     engine.report_as_finished();
     if opts.format == LiveFormat::Jsonl && !opts.verdicts_only {
         let hook_shared = shared.clone();
-        engine.on_event(Box::new(move |conn, carries, ev| {
+        engine.on_event(Box::new(move |conn, carries, relayed, ev| {
             let mut sh = lock(&hook_shared);
             let origin = sh.origin.unwrap_or(ev.at.ts);
             let leg = if carries == Carries::Mysql {
-                sh.legs.leg_only(conn.client_ep(), conn.server_ep())
+                sh.legs
+                    .leg_only(conn.client_ep(), conn.server_ep(), relayed)
             } else {
                 Leg::Unknown
             };
