@@ -78,6 +78,25 @@ def cmd_query(args):
     return 0
 
 
+def cmd_err_exit(args):
+    """A query the server answers with ERR, then the process exits without close(): no COM_QUIT,
+    the kernel sends the FIN (an application that gives up after an error)."""
+    import MySQLdb
+
+    try:
+        conn = connect(args)
+    except MySQLdb.Error as e:
+        err("connect", e)
+        return 1
+    try:
+        run_sql(conn, args.sql)
+    except MySQLdb.Error as e:
+        err(args.sql, e)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def cmd_idle(args):
     import MySQLdb
 
@@ -387,6 +406,8 @@ def main():
 
     sp = client("query", cmd_query, "run queries, then close()")
     sp.add_argument("--sql", action="append", help="statement to run (repeatable, in order)")
+    sp = client("err-exit", cmd_err_exit, "a failing query, then exit without COM_QUIT")
+    sp.add_argument("--sql", default="SELECT * FROM no_such_table")
     sp = client("idle", cmd_idle, "run one query, then sleep")
     sp.add_argument("--sql", default="SELECT 1")
     sp.add_argument("--seconds", type=float, default=300)

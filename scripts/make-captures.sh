@@ -256,6 +256,18 @@ wait_timeout() {
   end_scenario
 }
 
+# A query answered by ERR 1146, then the client exits without close(): no COM_QUIT; its kernel's FIN
+# is first (the server has nothing to send), and the server answers with its own FIN. The client, not
+# the ERR, ends the session.
+err_then_client_exit() {
+  begin_scenario err-then-client-exit
+  run 0 "MySQLdb plaintext: SELECT from a missing table (ERR 1146), then os._exit without close()" \
+    "${pyc[@]}" err-exit "${py_auth[@]}" --sql 'SELECT * FROM mysql.no_such_table'
+  end_scenario
+  check_wire err-then-client-exit.pcap "ERR 1146" 'mysql.error_code == 1146'
+  check_no_wire err-then-client-exit.pcap "COM_QUIT" 'mysql.command == 1'
+}
+
 # Plain socket: read the greeting, SO_LINGER (1, 0), close(): the client's kernel sends RST, no FIN.
 abortive_close() {
   begin_scenario abortive-close
@@ -405,6 +417,7 @@ main() {
   server_kill_query server-kill-query-tls "MySQLdb TLS: SELECT SLEEP(10)" \
     "${pyc[@]}" query "${py_auth[@]}" --ca "$LAB_CA" --sql 'SELECT SLEEP(10)'
   wait_timeout
+  err_then_client_exit
   abortive_close
   any_sll2
   login_failure

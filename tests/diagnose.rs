@@ -325,3 +325,92 @@ fn a_capture_without_the_trigger_names_4500_as_possible_and_says_why() {
         }
     }
 }
+
+/// The verdict of the first connection of `file` in `../shared/captures/`, decrypted with the key
+/// log beside it when there is one.
+fn first_verdict(file: &str) -> Option<Summary> {
+    let dir = shared_captures()?;
+    let path = dir.join(file);
+    let stem = file.split(".pcap").next().unwrap_or(file);
+    let keylog = dir.join(format!("{stem}.keylog"));
+    let (sums, _) = analyze_with_keys(&path, keylog.is_file().then_some(keylog.as_path()));
+    sums.into_iter().next()
+}
+
+#[test]
+fn public_captures_once_called_wrong() {
+    // A COM_QUIT over TLS 1.0 CBC: record sizes cannot support "a request in flight"; the small
+    // last record fits a COM_QUIT, said as possible.
+    if let Some(s) = first_verdict("mysql-ssl-tls10.pcapng") {
+        let v = s.verdict.unwrap();
+        assert_eq!(v.label, Label::CleanQuit, "{v:?}");
+        assert_eq!(v.closed_by, Some(proxyscope::model::Role::Client));
+        assert!(v.in_flight.is_none(), "{v:?}");
+        assert_eq!(v.confidence, proxyscope::diagnose::Confidence::Possible);
+    }
+    // Graceful TLS closes (a close_notify, encrypted, before the client's FIN), RSTs or not.
+    for f in ["tls13-hrr-raw-ip.pcap", "tls12-cbc-ipv6-null.pcap"] {
+        if let Some(s) = first_verdict(f) {
+            let v = s.verdict.unwrap();
+            assert_eq!(v.label, Label::CleanClose, "{f}: {v:?}");
+            assert_eq!(v.closed_by, Some(proxyscope::model::Role::Client), "{f}");
+        }
+    }
+    // A connection still open carries no closer.
+    if let Some(s) = first_verdict("mysql8-query-attributes.pcap") {
+        let v = s.verdict.unwrap();
+        assert_eq!(
+            (v.label, v.closed_by, v.how.as_str()),
+            (Label::StillOpen, None, "-")
+        );
+    }
+    // The client's FIN before the server's greeting ERR 1130 arrived: the client left first, in
+    // the handshake.
+    if let Some(dir) = shared_captures() {
+        let (sums, _) = analyze_file(&dir.join("mysql-connect-refused.pcap"));
+        let s = sums
+            .iter()
+            .find(|s| s.carries == proxyscope::dissect::Carries::Mysql)
+            .unwrap();
+        let v = s.verdict.as_ref().unwrap();
+        assert_eq!(
+            (v.label, v.state),
+            (Label::ClientAbort, proxyscope::diagnose::State::Handshake),
+            "{v:?}"
+        );
+    }
+}
+
+#[test]
+fn an_alert_in_the_proxys_fin_segment_is_not_called_a_missing_close_notify() {
+    // err-then-close: the lab's ERR record, close_notify and FIN leave in one segment. Without the
+    // key log the close is the proxy's (the ERR is not readable), but the client did get an alert
+    // with the FIN; with it, the ERR starts the close.
+    let pcap = repo().join("captures/lab/err-then-close.pcap.gz");
+    let keylog = repo().join("captures/lab/err-then-close.keylog");
+    let (sums, _) = analyze_two_pass(&pcap, None);
+    let closed: Vec<_> = sums
+        .iter()
+        .filter(|s| {
+            s.verdict
+                .as_ref()
+                .is_some_and(|v| v.label == Label::ProxyClosedFrontend)
+        })
+        .collect();
+    assert!(!closed.is_empty());
+    for s in &closed {
+        let sees = s.verdict.as_ref().unwrap().client_sees.unwrap_or("");
+        assert!(!sees.contains("no close_notify"), "{}: {sees}", s.id);
+        assert!(
+            sees.contains("TLS alert came with the close"),
+            "{}: {sees}",
+            s.id
+        );
+    }
+    let (sums, _) = analyze_two_pass(&pcap, Some(&keylog));
+    for s in sums.iter().filter(|s| closed.iter().any(|c| c.id == s.id)) {
+        let v = s.verdict.as_ref().unwrap();
+        assert_eq!(v.label, Label::ServerError, "{}: {v:?}", s.id);
+        assert_eq!(v.how, "ERR 2013");
+    }
+}

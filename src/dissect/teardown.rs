@@ -13,10 +13,8 @@ use crate::mysql::{InFlight, Phase};
 use crate::tcp::At;
 use crate::tls::{LastRecord, PlainLen, RecordMeaning};
 
-/// Commands that get no response from the server.
+/// The client's goodbye.
 const COM_QUIT: u8 = 0x01;
-const COM_STMT_SEND_LONG_DATA: u8 = 0x18;
-const COM_STMT_CLOSE: u8 = 0x19;
 
 /// A fact with where it was seen and which side (0 or 1, as `tcp::Connection::ep`) sent it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -407,11 +405,6 @@ impl Teardown {
             _ => Some(c),
         }
     }
-}
-
-/// True for commands that get no response.
-pub fn unanswered(cmd: u8) -> bool {
-    matches!(cmd, COM_QUIT | COM_STMT_SEND_LONG_DATA | COM_STMT_CLOSE)
 }
 
 #[cfg(test)]
