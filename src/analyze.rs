@@ -67,9 +67,19 @@ pub struct Progress {
 const REORDER_LIMIT: usize = 1024;
 const PROGRESS_EVERY: u64 = 1 << 16;
 
-/// A consumer of every event as it is decoded: the connection, what it carries so far, how many
-/// of its requests relayed another connection's so far (a proxy's backend), and the event.
-pub type EventHook = Box<dyn FnMut(&Connection, Carries, u32, &Event) + Send>;
+/// What the driver knows of an event's connection when the event is decoded.
+#[derive(Clone, Copy, Debug)]
+pub struct EventContext<'a> {
+    /// What the connection carries so far.
+    pub carries: Carries,
+    /// Requests of the connection that relayed another connection's so far (a proxy's backend).
+    pub relayed_others: u32,
+    /// For a request that relays another connection's: that request, `(connection, frame)`.
+    pub relayed_as: &'a [(u64, u64)],
+}
+
+/// A consumer of every event as it is decoded, with its connection and context.
+pub type EventHook = Box<dyn FnMut(&Connection, EventContext<'_>, &Event) + Send>;
 
 /// Per-connection facts the driver gathers from the event stream for pairing and legs.
 #[derive(Default)]
@@ -100,8 +110,14 @@ fn stable_hash(v: impl Hash) -> u64 {
 const COM_QUIT: u8 = 0x01;
 const TLS13: u16 = 0x0304;
 
-/// Feeds request pairing from one decoded event of a MySQL connection.
-fn pair_event(pairing: &mut Pairing, aux: &mut Aux, conn: &Connection, e: &Event) {
+/// Feeds request pairing from one decoded event of a MySQL connection; a request that relays
+/// another connection's gives that one's `(connection, frame)`.
+fn pair_event(
+    pairing: &mut Pairing,
+    aux: &mut Aux,
+    conn: &Connection,
+    e: &Event,
+) -> Option<(u64, u64)> {
     let from_client = conn.is_client(e.side);
     let request = |size: Option<(u32, u32)>, text: Option<u64>| Request {
         conn: conn.id,
@@ -125,7 +141,7 @@ fn pair_event(pairing: &mut Pairing, aux: &mut Aux, conn: &Connection, e: &Event
         } => aux.mix((versions, ciphers, alpn, groups, sni.is_some())),
         Kind::ServerHello { version, .. } => aux.tls13 = *version == TLS13,
         Kind::Command { cmd, text, len, .. } if from_client && *cmd != COM_QUIT => {
-            pairing.request(request(Some((*len, *len)), text.as_ref().map(stable_hash)));
+            return pairing.request(request(Some((*len, *len)), text.as_ref().map(stable_hash)));
         }
         Kind::AppData {
             plain,
@@ -136,16 +152,17 @@ fn pair_event(pairing: &mut Pairing, aux: &mut Aux, conn: &Connection, e: &Event
             // A new request starts the client's turn; the handshake's own records (the TLS 1.3
             // client Finished, the MySQL login inside TLS) are not requests.
             let skip = if aux.tls13 { 2 } else { 1 };
-            if !aux.client_last && aux.client_records > skip {
+            let first_of_turn = !aux.client_last;
+            aux.client_last = true;
+            if first_of_turn && aux.client_records > skip {
                 let size = plain.map(|p| {
                     (
                         u32::from(p.lo.saturating_sub(4)),
                         u32::from(p.hi.saturating_sub(4)),
                     )
                 });
-                pairing.request(request(size, None));
+                return pairing.request(request(size, None));
             }
-            aux.client_last = true;
         }
         Kind::Fin | Kind::Rst => {
             if from_client {
@@ -159,6 +176,7 @@ fn pair_event(pairing: &mut Pairing, aux: &mut Aux, conn: &Connection, e: &Event
         }
         _ => {}
     }
+    None
 }
 
 struct Collector {
@@ -188,11 +206,22 @@ impl StreamSink for Collector {
             ..
         } = self;
         dissector.stream(conn, side, at, ev, &mut |conn, carries, e| {
-            if carries == Carries::Mysql {
-                pair_event(pairing, aux.entry(conn.id).or_default(), conn, e);
-            }
+            let relayed = if carries == Carries::Mysql {
+                pair_event(pairing, aux.entry(conn.id).or_default(), conn, e)
+            } else {
+                None
+            };
             if let Some(h) = hook.as_mut() {
-                h(conn, carries, pairing.relayed_others(conn.id), e);
+                let relayed_as: &[(u64, u64)] = match &relayed {
+                    Some(r) => std::slice::from_ref(r),
+                    None => &[],
+                };
+                let cx = EventContext {
+                    carries,
+                    relayed_others: pairing.relayed_others(conn.id),
+                    relayed_as,
+                };
+                h(conn, cx, e);
             }
         });
     }

@@ -491,3 +491,61 @@ fn sigterm_stops_cleanly_with_a_summary() {
     assert_eq!(sums[0].bytes.c2s, 100_000);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_event_hook_names_a_backend_requests_relay_as_it_streams() {
+    // As `live --format jsonl` wires it: each backend request event comes with the frontend
+    // request it relays, at once; the offline run's final pairing (after its repairs) agrees on
+    // nearly all of them.
+    let path = repo().join("captures/lab/dirty-ssl.pcap.gz");
+    let (_, first) = analyze_file(&path);
+    let opts = Options {
+        legs: proxyscope::diagnose::legs::Legs::new(Default::default(), first.proxies.clone()),
+        keep_events: 10_000,
+        ..Options::default()
+    };
+    let streamed = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut engine = Engine::new(&opts);
+    let sink = streamed.clone();
+    engine.on_event(Box::new(move |conn, cx, ev| {
+        if !cx.relayed_as.is_empty() {
+            sink.lock().unwrap().push((
+                conn.id,
+                ev.at.frame,
+                cx.relayed_as.to_vec(),
+                cx.relayed_others,
+            ));
+        }
+    }));
+    let mut sources = Sources::new(vec![CaptureFile::open(path.to_str().unwrap(), 0).unwrap()]);
+    let mut col = Collect::default();
+    while let Some(frame) = sources.next_frame() {
+        engine.push(&frame, &mut col).unwrap();
+    }
+    engine.finish(Vec::new(), &mut col).unwrap();
+    let streamed = streamed.lock().unwrap().clone();
+    assert!(streamed.len() > 20, "{}", streamed.len());
+    let mut agree = 0;
+    for (conn, frame, relayed, relayed_others) in &streamed {
+        let s = col.0.iter().find(|s| s.id == *conn).unwrap();
+        assert_eq!(
+            s.leg,
+            proxyscope::diagnose::legs::Leg::Backend,
+            "conn {conn}"
+        );
+        assert!(*relayed_others >= 1);
+        let fin = s
+            .relays
+            .iter()
+            .find(|r| !r.frontend && r.frame == *frame)
+            .map(|r| vec![(r.conn, r.peer_frame)]);
+        if fin.as_ref() == Some(relayed) {
+            agree += 1;
+        }
+    }
+    assert!(
+        agree * 10 >= streamed.len() * 9,
+        "{agree} of {} streamed relays kept",
+        streamed.len()
+    );
+}

@@ -556,22 +556,9 @@ impl Pairing {
         }
     }
 
-    /// A request. A second call for the same connection and frame (the decrypted command
-    /// after its TLS record) refines the first instead of adding one.
-    pub fn request(&mut self, r: Request) {
-        if let Some(&seq) = self.latest.get(&r.conn) {
-            if let Some(q) = self.get_mut(seq) {
-                if q.r.at == r.at {
-                    if r.text.is_some() {
-                        q.r.text = r.text;
-                    }
-                    if r.size.is_some() {
-                        q.r.size = r.size;
-                    }
-                    return;
-                }
-            }
-        }
+    /// A request; when it relays a waiting one (this is a backend request), that one's
+    /// connection and frame.
+    pub fn request(&mut self, r: Request) -> Option<(u64, u64)> {
         self.expire(r.at);
         let seq = self.base + self.reqs.len() as u64;
         let relays_of = self.find_front(&r);
@@ -585,9 +572,12 @@ impl Pairing {
         if let Some((front, by, retry)) = relays_of {
             self.link(front, seq, by, retry);
             self.retry.retain(|&(s, _)| s != front);
-        } else if self.waiting.len() < MAX_WAITING {
+            return self.get(front).map(|f| (f.r.conn, f.r.at.frame));
+        }
+        if self.waiting.len() < MAX_WAITING {
             self.waiting.push(seq);
         }
+        None
     }
 
     fn expire(&mut self, now: At) {

@@ -296,19 +296,23 @@ async fn run(opts: &LiveOptions, out: &mut dyn Write) -> Result<LiveSummary, Liv
     engine.report_as_finished();
     if opts.format == LiveFormat::Jsonl && !opts.verdicts_only {
         let hook_shared = shared.clone();
-        engine.on_event(Box::new(move |conn, carries, relayed, ev| {
+        engine.on_event(Box::new(move |conn, cx, ev| {
             let mut sh = lock(&hook_shared);
             let origin = sh.origin.unwrap_or(ev.at.ts);
-            let leg = if carries == Carries::Mysql {
+            let leg = if cx.carries == Carries::Mysql {
                 sh.legs
-                    .leg_only(conn.client_ep(), conn.server_ep(), relayed)
+                    .leg_only(conn.client_ep(), conn.server_ep(), cx.relayed_others)
             } else {
                 Leg::Unknown
             };
+            // A backend's request names the frontend request it relays at once; a frontend's is
+            // streamed before its relay exists (its connection's verdict.close lists them).
+            let mut event = EventOut::of(conn, ev, origin);
+            event.relayed_as = cx.relayed_as.to_vec();
             let line = EventLine {
                 conn: conn.id,
                 leg,
-                event: EventOut::of(conn, ev, origin),
+                event,
             };
             if serde_json::to_writer(&mut sh.buf, &line).is_ok() {
                 sh.buf.push(b'\n');
