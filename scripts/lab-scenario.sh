@@ -72,8 +72,9 @@ case $scenario in
     ;;
   dirty-ssl-ping)
     # The idle-pool form: no request in flight when the trigger comes, so the break waits for the
-    # next keep-alive COM_PING (answered OK by the server, then the lab's RST).
-    lab_flags=(--fault dirty-ssl --ping-interval-ms 400)
+    # next keep-alive COM_PING (answered OK by the server, then the lab's RST). The frontend speaks
+    # TLS 1.2, the backend TLS 1.3: requests pair across two record overheads.
+    lab_flags=(--fault dirty-ssl --ping-interval-ms 400 --frontend-tls12)
     client_flags=(--clients 2 --seconds 4 --abort-every 1.3 --query 'SELECT 1' --pause 1.5)
     ;;
   plaintext-quit)

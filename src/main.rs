@@ -164,6 +164,9 @@ struct LabArgs {
     /// SSLRequest with TLS, as ProxySQL 2.6.3 does.
     #[arg(long)]
     no_tls_offer: bool,
+    /// Frontend TLS 1.2 only (the backend leg keeps 1.3).
+    #[arg(long)]
+    frontend_tls12: bool,
     /// Stop after this many seconds (default: at SIGINT or SIGTERM).
     #[arg(long, value_name = "SECS")]
     duration: Option<f64>,
@@ -468,6 +471,7 @@ fn lab_cmd(args: LabArgs) -> Result<()> {
         ping_interval: (args.ping_interval_ms > 0)
             .then(|| Duration::from_millis(args.ping_interval_ms)),
         no_tls_offer: args.no_tls_offer,
+        frontend_tls12: args.frontend_tls12,
     };
     proxyscope::lab::run_blocking(cfg)?;
     Ok(())

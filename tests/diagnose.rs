@@ -414,3 +414,62 @@ fn an_alert_in_the_proxys_fin_segment_is_not_called_a_missing_close_notify() {
         assert_eq!(v.how, "ERR 2013");
     }
 }
+
+#[test]
+fn two_proxies_in_one_run_keep_their_own_legs_and_incidents() {
+    // Two lab runs (two proxies in front of two servers) read together: each proxy is found, each
+    // connection keeps the leg it has alone, and the #4500 incidents are those of the one run
+    // that had them.
+    let dir = repo().join("captures/lab");
+    let a = dir.join("dirty-ssl.pcap.gz");
+    let b = dir.join("max-age.pcap.gz");
+    let (alone_a, run_a) = analyze_two_pass(&a, None);
+    let (alone_b, _) = analyze_two_pass(&b, None);
+    let files: Vec<proxyscope::source::CaptureFile> = [&a, &b]
+        .iter()
+        .enumerate()
+        .map(|(i, p)| proxyscope::source::CaptureFile::open(p.to_str().unwrap(), i).unwrap())
+        .collect();
+    let opts = proxyscope::analyze::Options::default();
+    let mut c = Collect::default();
+    let first = proxyscope::analyze::run(
+        &mut proxyscope::source::Sources::new(files),
+        &opts,
+        &mut c,
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(first.proxies.len(), 2, "{:?}", first.proxies);
+    let files: Vec<proxyscope::source::CaptureFile> = [&a, &b]
+        .iter()
+        .enumerate()
+        .map(|(i, p)| proxyscope::source::CaptureFile::open(p.to_str().unwrap(), i).unwrap())
+        .collect();
+    let mut c = Collect::default();
+    let run = proxyscope::analyze::run(
+        &mut proxyscope::source::Sources::new(files),
+        &proxyscope::analyze::Options {
+            legs: proxyscope::diagnose::legs::Legs::new(Default::default(), first.proxies),
+            ..Default::default()
+        },
+        &mut c,
+        &mut |_| {},
+    )
+    .unwrap();
+    let key = |s: &Summary| (s.client, s.server, s.leg);
+    let mut together: Vec<_> = c.0.iter().map(key).collect();
+    let mut apart: Vec<_> = alone_a.iter().chain(alone_b.iter()).map(key).collect();
+    together.sort_by_key(|k| format!("{k:?}"));
+    apart.sort_by_key(|k| format!("{k:?}"));
+    assert_eq!(together, apart);
+    let dirty = |r: &proxyscope::report::RunSummary| {
+        r.incidents
+            .iter()
+            .filter(|i| {
+                i.signature
+                    .is_some_and(|s| s.id == "proxysql-dirty-ssl-error-queue")
+            })
+            .count()
+    };
+    assert_eq!(dirty(&run), dirty(&run_a));
+}

@@ -176,6 +176,9 @@ pub struct Config {
     /// The frontend greeting leaves CLIENT_SSL out (ProxySQL's `mysql-have_ssl=false`) while
     /// an SSLRequest is still answered with TLS, as ProxySQL 2.6.3 does.
     pub no_tls_offer: bool,
+    /// The frontend speaks TLS 1.2 only (the backend leg keeps TLS 1.3): the two legs' records
+    /// then differ in overhead, as with a proxy whose two sides are configured apart.
+    pub frontend_tls12: bool,
     /// Ping idle pooled backends this often (ProxySQL's `mysql-ping_interval_server_msec`);
     /// with [`Fault::DirtySsl`], a trigger that finds no request in flight breaks the next
     /// ping instead: the server's OK, then the lab's RST.
@@ -228,6 +231,7 @@ impl Config {
             break_with: BreakWith::Fin,
             ping_interval: None,
             no_tls_offer: false,
+            frontend_tls12: false,
         }
     }
 
@@ -290,7 +294,12 @@ impl Lab {
             None => None,
         };
         let server_tls = match &cfg.tls {
-            Some((cert, key)) => Some(stream::server_config(cert, key, keylog.clone())?),
+            Some((cert, key)) => Some(stream::server_config(
+                cert,
+                key,
+                keylog.clone(),
+                cfg.frontend_tls12,
+            )?),
             None => None,
         };
         let backend_tls = match &cfg.backend_ca {

@@ -130,12 +130,18 @@ pub fn server_config(
     cert: &Path,
     key: &Path,
     keylog: Option<Arc<KeyLogWriter>>,
+    tls12_only: bool,
 ) -> Result<Arc<rustls::ServerConfig>, LabError> {
     let certs = read_certs(cert)?;
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| LabError::Tls(format!("{}: {e}", key.display())))?;
+    let versions: &[&rustls::SupportedProtocolVersion] = if tls12_only {
+        &[&rustls::version::TLS12]
+    } else {
+        rustls::DEFAULT_VERSIONS
+    };
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(versions)
         .map_err(|e| LabError::Tls(e.to_string()))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
