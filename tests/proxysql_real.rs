@@ -192,6 +192,10 @@ fn issue_4500_is_named_on_both_real_bug_captures_with_and_without_keys() {
             let c = at_frame(&logged, f);
             assert_eq!(c["leg_confidence"], "certain", "{name}: {}", c["leg_basis"]);
         }
+        // The log and the capture agree on whose connections these are: the incidents are certain.
+        for inc in logged["summary"]["incidents"].as_array().unwrap() {
+            assert_eq!(inc["confidence"], "certain", "{name}: {inc}");
+        }
         for m in logged["summary"]["proxysql_log"].as_array().unwrap() {
             let says = m["capture_says"].as_str().unwrap();
             assert!(

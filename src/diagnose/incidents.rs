@@ -174,6 +174,8 @@ struct Brief {
     confidence: super::Confidence,
     /// The greeting offered TLS (CLIENT_SSL), when a greeting was seen.
     tls_offered: Option<bool>,
+    /// How sure its leg is.
+    leg_confidence: Option<super::Confidence>,
 }
 
 /// An incident from its steps, times relative to the first.
@@ -322,6 +324,7 @@ fn sentence(s: &Summary) -> Option<(Brief, Label)> {
                 .map(|r| (r.conn, r.peer_frame, r.frame))
                 .collect(),
             confidence: v.confidence,
+            leg_confidence: s.leg_confidence,
             tls_offered: s
                 .mysql
                 .as_ref()
@@ -537,7 +540,18 @@ impl Incidents {
             let mut inc = incident(signature, steps);
             if signature.is_some_and(|s| s.id == DIRTY_SSL.id) {
                 let mut ev = Vec::new();
-                let mut conf = inc.confidence.unwrap_or(super::Confidence::Possible);
+                // The closes themselves are facts; what can be doubted is whose connections they
+                // are (the legs) and whether the trigger is there.
+                let mut conf = trigger
+                    .iter()
+                    .chain(burst.iter())
+                    .chain(fronts.iter())
+                    .map(|b| b.leg_confidence.unwrap_or(super::Confidence::Possible))
+                    .min()
+                    .unwrap_or(super::Confidence::Possible);
+                if conf == super::Confidence::Certain {
+                    ev.push("legs certain: named by the command line or the ProxySQL log".into());
+                }
                 match trigger {
                     Some(t) => {
                         ev.push(format!(

@@ -238,6 +238,13 @@ impl Legs {
                 );
             }
         }
+        if self.listeners.contains(&server) {
+            return d(
+                Leg::Frontend,
+                format!("to {server}, the listener of the clients the ProxySQL log closed"),
+                Confidence::Certain,
+            );
+        }
         if let Some(p) = self.listener(server) {
             return d(
                 Leg::Frontend,
@@ -246,13 +253,6 @@ impl Legs {
                     p.frontend, p.backend, p.paired_requests
                 ),
                 Confidence::Probable,
-            );
-        }
-        if self.listeners.contains(&server) {
-            return d(
-                Leg::Frontend,
-                format!("to {server}, the listener of the clients the ProxySQL log closed"),
-                Confidence::Certain,
             );
         }
         let log_backend = |server: Endpoint| {
