@@ -45,7 +45,7 @@ py=/usr/bin/python3 # the python3 first on PATH may be another build, without My
 scenarios=(dirty-ssl dirty-ssl-plain dirty-ssl-ping plaintext-quit err-then-close drop-burst wait-timeout max-age
   connect-timeout)
 usage() {
-  echo "usage: $0 {all|${scenarios[*]// /|}} OUTDIR [--gzip]" >&2
+  echo "usage: $0 {all|${scenarios[*]// /|}|load} OUTDIR [--gzip]" >&2
   exit 1
 }
 [[ $# -eq 2 || ($# -eq 3 && $3 == --gzip) ]] || usage
@@ -97,6 +97,12 @@ case $scenario in
   max-age)
     lab_flags=(--fault max-age --backend-max-age-ms 500)
     client_flags=(--clients 3 --seconds 3 --abort-every 0 --query 'SELECT SLEEP(0.02)' --pause 0.05)
+    ;;
+  load)
+    # Not in `all`: a busy proxy without faults (8 clients, SELECT 1 back to back), to measure
+    # pairing's speed and memory on tens of thousands of relayed requests.
+    lab_flags=()
+    client_flags=(--clients 8 --seconds 5 --abort-every 0 --query 'SELECT 1')
     ;;
   connect-timeout)
     lab_flags=(--fault connect-timeout --connect-timeout-ms 1500)
