@@ -157,10 +157,14 @@ else
   lab_capture_start "$pcap" "$filter"
 fi
 : >"$lablog" # before the lab starts, so the wait below never greps a missing file
+# LAB_BACKEND_PLAIN=1: a plaintext backend leg (TLS frontends over plaintext backends, the reverse of
+# bug_plain_stream).
+backend_tls=(--backend-tls --backend-ca "$LAB_CA")
+[[ -n ${LAB_BACKEND_PLAIN:-} ]] && backend_tls=()
 
 "$bin" lab --listen "127.0.0.1:$front_port" \
   --backend "127.0.0.1:$LAB_PORT" --backend-user "$LAB_APP_USER" --backend-password "$LAB_APP_PASSWORD" \
-  --backend-tls --backend-ca "$LAB_CA" --cert "$LAB_CERT" --key "$LAB_KEY" \
+  "${backend_tls[@]}" --cert "$LAB_CERT" --key "$LAB_KEY" \
   --keylog "$outdir/$scenario.keylog" --ground-truth "$truth" "${lab_flags[@]}" 2>"$lablog" &
 lab_pid=$!
 lab_track_pid "$lab_pid"

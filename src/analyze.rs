@@ -398,6 +398,11 @@ impl Engine {
         self.col.legs.set_pairs(pairs);
     }
 
+    /// Pairing's table sizes (requests, waiting, scores, relay lists, relays), for memory tests.
+    pub fn pairing_footprint(&self) -> (usize, usize, usize, usize, usize) {
+        self.col.pairing.footprint()
+    }
+
     /// The proxies request pairing supports so far.
     pub fn proxies(&self) -> Vec<crate::diagnose::legs::ProxyPair> {
         self.col.pairing.pairs()

@@ -94,7 +94,8 @@ struct State {
     mysql: Option<mysql::Decoder>,
     tls: Option<tls::Decoder>,
     kept: Kept,
-    teardown: teardown::Teardown,
+    /// Boxed: the flow table's entries stay small, so its growth steps do too.
+    teardown: Box<teardown::Teardown>,
 }
 
 impl State {
@@ -173,7 +174,7 @@ impl Dissector {
                 keep,
                 ..Kept::default()
             },
-            teardown: teardown::Teardown::new(conn.client),
+            teardown: Box::new(teardown::Teardown::new(conn.client)),
         });
         let out = &mut self.scratch;
         match ev {
@@ -233,7 +234,7 @@ impl Dissector {
         };
         st.freeze(None);
         AppFacts {
-            teardown: st.teardown,
+            teardown: *st.teardown,
             carries: Some(st.carries),
             mysql: st.mysql.map(mysql::Decoder::finish),
             tls: st.tls.map(tls::Decoder::finish),
