@@ -705,6 +705,11 @@ impl Pairing {
 
     /// The first server message after connection `conn`'s latest request: its response started.
     pub fn response(&mut self, conn: u64, at: At) {
+        // Data after the connection's first FIN/RST never reached the proxy (a server answering
+        // into a socket the proxy closed): not a response.
+        if self.gone.contains(&conn) {
+            return;
+        }
         let Some(&seq) = self.latest.get(&conn) else {
             return;
         };
