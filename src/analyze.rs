@@ -140,6 +140,9 @@ fn pair_event(
             ..
         } => aux.mix((versions, ciphers, alpn, groups, sni.is_some())),
         Kind::ServerHello { version, .. } => aux.tls13 = *version == TLS13,
+        Kind::Greeting { version, .. } if !from_client => {
+            pairing.greeting(conn.server_ep(), version)
+        }
         Kind::Command { cmd, text, len, .. } if from_client && *cmd != COM_QUIT => {
             return pairing.request(request(Some((*len, *len)), text.as_ref().map(stable_hash)));
         }

@@ -50,6 +50,9 @@ pub struct ProxyPair {
     /// Client fingerprints of the backend connections that relayed requests.
     #[serde(skip)]
     pub fingerprints: Vec<u64>,
+    /// The weak evidence that helped: the two greetings differ (a proxy greets with its own
+    /// version), the listener is on a well-known proxy port.
+    pub corroborated_by: Vec<String>,
 }
 
 /// Settings from the command line.
@@ -246,10 +249,15 @@ impl Legs {
             );
         }
         if let Some(p) = self.listener(server) {
+            let also = if p.corroborated_by.is_empty() {
+                String::new()
+            } else {
+                format!("; {}", p.corroborated_by.join("; "))
+            };
             return d(
                 Leg::Frontend,
                 format!(
-                    "to {}, a proxy listener: it relays requests to {} ({} paired)",
+                    "to {}, a proxy listener: it relays requests to {} ({} paired){also}",
                     p.frontend, p.backend, p.paired_requests
                 ),
                 Confidence::Probable,
@@ -363,6 +371,16 @@ pub struct Relay {
     pub frontend: bool,
     /// A second relay of one frontend request: the proxy retried it.
     pub retry: bool,
+}
+
+/// Listening ports proxies use by default: weak evidence only (anything can listen anywhere).
+fn proxy_port(port: u16) -> Option<&'static str> {
+    match port {
+        6033 => Some("ProxySQL"),
+        4006 | 4008 => Some("MariaDB MaxScale"),
+        6446 | 6447 => Some("MySQL Router"),
+        _ => None,
+    }
 }
 
 fn q_server(p: &Pairing, seq: u64) -> Option<Endpoint> {
@@ -507,6 +525,8 @@ pub struct Pairing {
     /// Backends closed by their client: the request they carried last (sequence number) and
     /// when; resolved at `take` (pairing may still swap which frontend it carried).
     cuts: HashMap<u64, (u64, At), ahash::RandomState>,
+    /// The greeting version of each server endpoint seen (bounded).
+    greetings: HashMap<Endpoint, String, ahash::RandomState>,
     /// Per frontend connection: the backend connection its last request was relayed on.
     last_peer: HashMap<u64, u64, ahash::RandomState>,
     /// Connections that sent a FIN or RST (their requests are no longer relayed or retried).
@@ -535,6 +555,7 @@ impl Pairing {
             cuts: HashMap::default(),
             gone: Default::default(),
             last_peer: HashMap::default(),
+            greetings: HashMap::default(),
             keep,
         }
     }
@@ -915,22 +936,50 @@ impl Pairing {
         )
     }
 
-    /// The proxies the relays support: enough relays, few violations, and far more than the
-    /// reverse direction (two symmetric flows are not a proxy).
+    /// A server greeted with `version` (its MySQL greeting).
+    pub fn greeting(&mut self, server: Endpoint, version: &str) {
+        if self.greetings.len() < MAX_SCORES && !self.greetings.contains_key(&server) {
+            self.greetings
+                .insert(server, version.chars().take(64).collect());
+        }
+    }
+
+    /// Weak evidence for `a` relaying to `b`: their greetings differ (a proxy greets with its own
+    /// server version; a relay of the same server's bytes would not), `a` is on a well-known proxy
+    /// port. Each lowers the relay weight needed by one, never below two relays' worth.
+    fn corroboration(&self, a: &Endpoint, b: &Endpoint) -> Vec<String> {
+        let mut v = Vec::new();
+        if let (Some(ga), Some(gb)) = (self.greetings.get(a), self.greetings.get(b)) {
+            if ga != gb {
+                v.push(format!("its greeting ({ga}) is not the server's ({gb})"));
+            }
+        }
+        if let Some(name) = proxy_port(a.port) {
+            v.push(format!("port {} is {name}'s", a.port));
+        }
+        v
+    }
+
+    /// The proxies the relays support: enough relays (weighed with the weak evidence), few
+    /// violations, and far more than the reverse direction (two symmetric flows are not a proxy).
     pub fn pairs(&self) -> Vec<ProxyPair> {
         let mut out: Vec<ProxyPair> = self
             .scores
             .iter()
-            .filter(|((a, b), sc)| {
+            .filter_map(|((a, b), sc)| {
                 let good = sc.weight.saturating_sub(2 * sc.violations);
                 let back = self.scores.get(&(*b, *a)).map_or(0, |r| r.weight);
-                good >= MIN_RELAYS && good >= 3 * back
-            })
-            .map(|((a, b), sc)| ProxyPair {
-                frontend: *a,
-                backend: *b,
-                paired_requests: sc.relays,
-                fingerprints: sc.fingerprints.clone(),
+                let corroborated_by = self.corroboration(a, b);
+                let need = MIN_RELAYS
+                    .saturating_sub(corroborated_by.len() as u64)
+                    .max(2);
+                (good >= need && good >= 3 * back).then(|| ProxyPair {
+                    frontend: *a,
+                    backend: *b,
+                    paired_requests: sc.relays,
+                    fingerprints: sc.fingerprints.clone(),
+                    corroborated_by,
+                })
             })
             .collect();
         out.sort_by_key(|p| std::cmp::Reverse(p.paired_requests));
@@ -997,6 +1046,33 @@ mod tests {
         assert_eq!(front.relays[0].peer_frame, 2);
         let back = p.take(2);
         assert_eq!((back.as_backend, back.relays[0].peer_frame), (4, 1));
+    }
+
+    #[test]
+    fn two_relays_make_a_proxy_only_with_weak_evidence_beside_them() {
+        let two = || {
+            let mut p = Pairing::default();
+            for i in 0..2u64 {
+                let t = i as f64 * 100.0;
+                p.request(req(1, 5000, 7000, at(t, 10 * i + 1), 57));
+                p.request(req(2, 40000, 3306, at(t + 0.2, 10 * i + 2), 57));
+                p.response(2, at(t + 20.0, 10 * i + 3));
+                p.response(1, at(t + 20.1, 10 * i + 4));
+            }
+            p
+        };
+        assert!(two().pairs().is_empty());
+        let mut p = two();
+        p.greeting(ep(7000), "10.11.19-MariaDB");
+        p.greeting(ep(3306), "5.5.5-10.11.19-MariaDB-0+deb12u1");
+        let pairs = p.pairs();
+        assert_eq!(pairs.len(), 1);
+        assert!(pairs[0].corroborated_by[0].contains("greeting"));
+        // The same greeting on both sides is no evidence.
+        let mut p = two();
+        p.greeting(ep(7000), "8.0.36");
+        p.greeting(ep(3306), "8.0.36");
+        assert!(p.pairs().is_empty());
     }
 
     #[test]
