@@ -496,18 +496,6 @@ impl Incidents {
             i = j;
             let first = burst[0].ts;
             let last = burst[burst.len() - 1].ts;
-            // #4500's victim: a backend the proxy closed with no COM_QUIT while the server was
-            // answering a request it had relayed (busy), or right after the server answered
-            // its keep-alive ping (idle pool).
-            let busy = burst.iter().any(|b| {
-                b.cut.is_some() || matches!(b.state, State::RequestInFlight | State::Streaming)
-            });
-            let ping = burst.iter().any(|b| b.ping);
-            let trigger = triggers.iter().rev().copied().find(|t| {
-                let since = first.nanos_since(t.ts);
-                (busy && (TRIGGER_MIN_NS..=TRIGGER_MAX_NS).contains(&since))
-                    || (ping && (0..=PING_TRIGGER_MAX_NS).contains(&since))
-            });
             // The frontends whose requests rode on these backends, closed by the proxy soon
             // after; failing pairing, any frontend the proxy closed in the window.
             let carried: Vec<u64> = burst.iter().filter_map(|b| b.cut.map(|c| c.conn)).collect();
@@ -520,6 +508,20 @@ impl Incidents {
                         && (carried.is_empty() || carried.contains(&b.conn))
                 })
                 .collect();
+            // #4500's victim: a backend the proxy closed with no COM_QUIT while the server was
+            // answering a request it had relayed, or with a frontend dropped by the proxy right
+            // after it (the server's answer may have come just before the break, never relayed:
+            // busy), or right after the server answered its keep-alive ping (idle pool).
+            let busy = !fronts.is_empty()
+                || burst.iter().any(|b| {
+                    b.cut.is_some() || matches!(b.state, State::RequestInFlight | State::Streaming)
+                });
+            let ping = burst.iter().any(|b| b.ping);
+            let trigger = triggers.iter().rev().copied().find(|t| {
+                let since = first.nanos_since(t.ts);
+                (busy && (TRIGGER_MIN_NS..=TRIGGER_MAX_NS).contains(&since))
+                    || (ping && (0..=PING_TRIGGER_MAX_NS).contains(&since))
+            });
             let mut steps: Vec<&Brief> = trigger.into_iter().collect();
             steps.extend(burst.iter().copied());
             steps.extend(fronts.iter().copied());
