@@ -373,6 +373,18 @@ pub struct Relay {
     pub retry: bool,
 }
 
+/// Whether two requests can be one relayed: the same text where both are readable, else sizes
+/// that overlap once each leg's TLS overhead is taken off.
+fn same_request(a: &Request, b: &Request) -> Option<Match> {
+    match (a.text, b.text) {
+        (Some(x), Some(y)) => (x == y).then_some(Match::Text),
+        _ => match (a.size, b.size) {
+            (Some((a0, a1)), Some((b0, b1))) if a0 <= b1 && b0 <= a1 => Some(Match::Size),
+            _ => None,
+        },
+    }
+}
+
 /// Listening ports proxies use by default: weak evidence only (anything can listen anywhere).
 fn proxy_port(port: u16) -> Option<&'static str> {
     match port {
@@ -652,13 +664,8 @@ impl Pairing {
             {
                 continue;
             }
-            let by = match (f.r.text, b.text) {
-                (Some(x), Some(y)) if x == y => Match::Text,
-                (Some(_), Some(_)) => continue,
-                _ => match (f.r.size, b.size) {
-                    (Some((a0, a1)), Some((b0, b1))) if a0 <= b1 && b0 <= a1 => Match::Size,
-                    _ => continue,
-                },
+            let Some(by) = same_request(&f.r, b) else {
+                continue;
             };
             // Text beats size; then the frontend that used this backend last (a session keeps
             // its backend while it can); then first come, first served.
@@ -761,12 +768,7 @@ impl Pairing {
         let (Some(fr), Some(br)) = (self.get(f).map(|x| x.r), self.get(b).map(|x| x.r)) else {
             return false;
         };
-        let fits = |x: &Request, y: &Request| match (x.text, y.text) {
-            (Some(a), Some(b)) => a == b,
-            _ => {
-                matches!((x.size, y.size), (Some((a0, a1)), Some((b0, b1))) if a0 <= b1 && b0 <= a1)
-            }
-        };
+        let fits = |x: &Request, y: &Request| same_request(x, y).is_some();
         let mut found = None;
         for (i, q) in self.reqs.iter().enumerate().rev().take(512) {
             let b2 = self.base + i as u64;
