@@ -731,14 +731,19 @@ impl Pairing {
         }
     }
 
+    /// The latest request of connection `conn`, unless the connection has sent a FIN or RST.
+    fn latest_open(&self, conn: u64) -> Option<u64> {
+        if self.gone.contains(&conn) {
+            return None;
+        }
+        self.latest.get(&conn).copied()
+    }
+
     /// The first server message after connection `conn`'s latest request: its response started.
     pub fn response(&mut self, conn: u64, at: At) {
         // Data after the connection's first FIN/RST never reached the proxy (a server answering
         // into a socket the proxy closed): not a response.
-        if self.gone.contains(&conn) {
-            return;
-        }
-        let Some(&seq) = self.latest.get(&conn) else {
+        let Some(seq) = self.latest_open(conn) else {
             return;
         };
         let Some(q) = self.get_mut(seq) else { return };
@@ -835,10 +840,7 @@ impl Pairing {
     /// The client side of connection `conn` sent its first FIN or RST (a proxy breaking a
     /// backend, if it is one): the frontend request it was carrying, unanswered, may be retried.
     pub fn client_closed(&mut self, conn: u64, at: At) {
-        if self.gone.contains(&conn) {
-            return;
-        }
-        let Some(&seq) = self.latest.get(&conn) else {
+        let Some(seq) = self.latest_open(conn) else {
             return;
         };
         let Some(b) = self.get(seq) else { return };
