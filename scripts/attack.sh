@@ -66,8 +66,10 @@ try:
         d = json.loads(first + last)
 except Exception:
     print("-"); sys.exit()
-x = d.get("dropped") if isinstance(d, dict) else None
-print("-" if x is None else json.dumps(x, separators=(",", ":")))' "$1"
+x = d.get("summary", {}).get("dropped") if isinstance(d, dict) else None
+if isinstance(x, dict):
+    x = {k: v for k, v in x.items() if v and k != "half_open_by_destination"}
+print("-" if not x else json.dumps(x, separators=(",", ":")))' "$1"
 }
 
 table=$outdir/table.md

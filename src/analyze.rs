@@ -33,6 +33,60 @@ pub struct Options {
     pub link_window_ns: i64,
     /// Stop after this many frames (a quick first pass that only looks for proxies).
     pub max_frames: Option<u64>,
+    /// The memory the run's state may take, split among the stages that hold it.
+    pub budget: Budget,
+}
+
+/// The default memory budget of `analyze` and `live`, in MB.
+pub const DEFAULT_MEMORY_MB: usize = 512;
+
+/// A memory budget and its split among the stages that hold state. Every share is a cap on a
+/// count (connections, bytes, entries) derived from measured costs; what a full share turns
+/// away is counted in the run summary's `dropped`, never silently.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Budget {
+    /// Total bytes.
+    pub bytes: usize,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget::mb(DEFAULT_MEMORY_MB)
+    }
+}
+
+/// Measured heap per tracked MySQL connection without kept events (flow table entry, decoder
+/// and teardown state, pairing and fingerprint entries), and per kept event.
+const CONN_BASE_COST: usize = 3 * 1024;
+const EVENT_COST: usize = 192;
+
+impl Budget {
+    /// A budget of `mb` MB (at least 16 MB).
+    pub fn mb(mb: usize) -> Budget {
+        Budget {
+            bytes: mb.max(16).saturating_mul(1 << 20),
+        }
+    }
+    /// Estimated bytes per tracked connection that keeps `keep_events` events each way.
+    pub fn per_connection(keep_events: usize) -> usize {
+        CONN_BASE_COST + 2 * keep_events.min(1 << 16) * EVENT_COST
+    }
+    /// Connections tracked at once: 40% of the budget.
+    pub fn connections(&self, keep_events: usize) -> usize {
+        (self.bytes / 5 * 2 / Self::per_connection(keep_events)).max(64)
+    }
+    /// Out-of-order bytes buffered across all connections: 20%.
+    pub fn out_of_order(&self) -> usize {
+        self.bytes / 5
+    }
+    /// TLS secrets (the shared key table): 5%.
+    pub fn secrets(&self) -> usize {
+        self.bytes / 20
+    }
+    /// Rows a text report holds until the end: 5%, at about 256 bytes a row.
+    pub fn report_rows(&self) -> usize {
+        (self.bytes / 20 / 256).max(1000)
+    }
 }
 
 impl Default for Options {
@@ -45,6 +99,7 @@ impl Default for Options {
             proxysql_log: Default::default(),
             link_window_ns: crate::diagnose::incidents::LINK_WINDOW_NS,
             max_frames: None,
+            budget: Budget::default(),
         }
     }
 }
@@ -197,6 +252,7 @@ struct Collector {
     retransmissions: u64,
     gaps: u64,
     gap_bytes: u64,
+    alerts_dropped: u64,
 }
 
 impl StreamSink for Collector {
@@ -233,6 +289,11 @@ impl StreamSink for Collector {
         let app = self.dissector.finish(&conn);
         let aux = self.aux.remove(&conn.id);
         let rel = self.pairing.take(conn.id);
+        if conn.evicted && conn.unanswered() {
+            // A SYN flood's flow, dropped from a full table: counted by destination instead.
+            return;
+        }
+        self.alerts_dropped += app.tls.as_ref().map_or(0, |t| t.alerts_dropped);
         let mut s = Summary::of(&conn, self.origin, app);
         s.relayed = rel.peers;
         s.cut = rel.cut;
@@ -310,7 +371,8 @@ impl Collector {
 pub struct Engine {
     tracker: Tracker,
     col: Collector,
-    keylog: Option<crate::tls::decrypt::KeyLog>,
+    keylog: Option<crate::tls::decrypt::SharedKeyLog>,
+    secrets_limit: usize,
     skipped: BTreeMap<Skip, u64>,
     frames: u64,
     start: Option<Timestamp>,
@@ -345,13 +407,23 @@ impl Engine {
             retransmissions: 0,
             gaps: 0,
             gap_bytes: 0,
+            alerts_dropped: 0,
         };
-        col.dissector
-            .set_keylog(opts.keylog.clone().map(std::sync::Arc::new));
+        let keys = opts.keylog.clone().map(|mut k| {
+            k.set_limit(opts.budget.secrets());
+            std::sync::Arc::new(std::sync::RwLock::new(k))
+        });
+        col.dissector.set_keylog(keys.clone());
+        let mut tcp = opts.tcp;
+        tcp.max_connections = tcp
+            .max_connections
+            .min(opts.budget.connections(opts.keep_events));
+        tcp.max_buffer_total = tcp.max_buffer_total.min(opts.budget.out_of_order());
         Engine {
-            tracker: Tracker::new(opts.tcp),
+            tracker: Tracker::new(tcp),
             col,
-            keylog: opts.keylog.clone(),
+            keylog: keys,
+            secrets_limit: opts.budget.secrets(),
             skipped: BTreeMap::new(),
             frames: 0,
             start: None,
@@ -366,13 +438,18 @@ impl Engine {
 
     /// Adds TLS secrets (key log text) from now on; keys are needed from the ServerHello on.
     pub fn add_secrets<'a>(&mut self, texts: impl Iterator<Item = &'a [u8]>) {
-        let log = self.keylog.get_or_insert_with(Default::default);
-        for text in texts {
-            log.add_text(&String::from_utf8_lossy(text));
+        let limit = self.secrets_limit;
+        let shared = self.keylog.get_or_insert_with(|| {
+            let mut k = crate::tls::decrypt::KeyLog::default();
+            k.set_limit(limit);
+            std::sync::Arc::new(std::sync::RwLock::new(k))
+        });
+        if let Ok(mut log) = shared.write() {
+            for text in texts {
+                log.add_text(&String::from_utf8_lossy(text));
+            }
         }
-        self.col
-            .dissector
-            .set_keylog(Some(std::sync::Arc::new(log.clone())));
+        self.col.dissector.set_keylog(Some(shared.clone()));
     }
 
     /// Sets a consumer of every decoded event, in stream order.
@@ -464,7 +541,16 @@ impl Engine {
     /// Finishes every connection still open (the end of a live capture: before the last
     /// incidents are taken).
     pub fn finish_open(&mut self, report: &mut dyn Report) -> io::Result<()> {
-        self.tracker.finish_all(&mut self.col);
+        // One at a time, each report out before the next: the table's connections never all
+        // wait as summaries at once.
+        while self.tracker.finish_first(&mut self.col) {
+            let oldest = if self.in_order {
+                self.tracker.oldest_open()
+            } else {
+                None
+            };
+            self.col.release(oldest, report)?;
+        }
         self.col.release(None, report)
     }
 
@@ -475,10 +561,28 @@ impl Engine {
         files: Vec<crate::source::FileInfo>,
         report: &mut dyn Report,
     ) -> io::Result<RunSummary> {
-        self.tracker.finish_all(&mut self.col);
-        self.col.release(None, report)?;
+        self.finish_open(report)?;
         let col = self.col;
+        let t = &self.tracker;
+        let dropped = crate::report::Dropped {
+            connections: t.stats.evicted,
+            half_open: t.stats.half_open_dropped,
+            half_open_by_destination: t.flood.by_destination.clone(),
+            half_open_other: t.flood.other,
+            out_of_order_overflows: t.stats.buffer_budget_overflows,
+            alerts: col.alerts_dropped,
+            secrets: self
+                .keylog
+                .as_ref()
+                .and_then(|k| k.read().ok().map(|k| k.dropped()))
+                .unwrap_or(0),
+            interfaces: files.iter().map(|f| f.interfaces_dropped).sum(),
+            secrets_bytes: files.iter().map(|f| f.secrets_dropped).sum(),
+            pairing: col.pairing.dropped(),
+            report_rows: 0,
+        };
         let run = RunSummary {
+            dropped,
             capture_start: self.start,
             frames: self.frames,
             closes: col.closes,
@@ -512,14 +616,12 @@ pub fn run(
     progress: &mut dyn FnMut(Progress),
 ) -> io::Result<RunSummary> {
     let mut engine = Engine::new(opts);
-    let mut secrets_seen = 0;
     loop {
-        let secrets = sources.secrets_count();
-        if secrets != secrets_seen {
+        if sources.has_secrets() {
             // A pcapng Decryption Secrets Block (TLS key log) was read with the last frame;
             // keys are needed from the ServerHello on, never for the packet that brought them.
-            engine.add_secrets(sources.tls_secrets().skip(secrets_seen));
-            secrets_seen = secrets;
+            let texts = sources.take_secrets();
+            engine.add_secrets(texts.iter().map(|t| t.as_slice()));
         }
         if opts.max_frames.is_some_and(|m| engine.frames >= m) {
             break;

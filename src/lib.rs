@@ -20,6 +20,7 @@ pub mod lab;
 pub mod live;
 pub mod model;
 pub mod mysql;
+pub mod outfile;
 pub mod report;
 pub mod source;
 pub mod tcp;

@@ -13,7 +13,7 @@ use proxyscope::diagnose::legs::{LegFlags, Legs};
 use proxyscope::model::Summary;
 use proxyscope::report::RunSummary;
 use proxyscope::report::{JsonReport, Report, TextReport};
-use proxyscope::source::{CaptureFile, Sources};
+use proxyscope::source::{CaptureFile, Input, Sources};
 use proxyscope::tcp;
 use proxyscope::tls::decrypt::KeyLog;
 
@@ -89,6 +89,11 @@ struct LegArgs {
     /// pcapng Decryption Secrets Blocks are used too.
     #[arg(long, value_name = "FILE")]
     keylog: Vec<String>,
+    /// Memory budget in MB for the analysis state (connections, out-of-order bytes, secrets,
+    /// pairing, report rows); what does not fit is counted in the summary's `dropped`.
+    #[arg(long, value_name = "MB", default_value_t = analyze::DEFAULT_MEMORY_MB as u64,
+          value_parser = clap::value_parser!(u64).range(16..=1_048_576))]
+    memory: u64,
 }
 
 impl LegArgs {
@@ -168,7 +173,7 @@ struct LabArgs {
     #[arg(long)]
     frontend_tls12: bool,
     /// Stop after this many seconds (default: at SIGINT or SIGTERM).
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", value_parser = proxyscope::time::parse_secs)]
     duration: Option<f64>,
 }
 
@@ -219,7 +224,7 @@ struct LiveArgs {
     #[arg(short = 'W', long, value_name = "N")]
     rotate_count: Option<u32>,
     /// Stop after this many seconds.
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", value_parser = proxyscope::time::parse_secs)]
     duration: Option<f64>,
     /// Stop after this many packets.
     #[arg(short = 'c', long, value_name = "N")]
@@ -234,23 +239,28 @@ struct LiveArgs {
     #[arg(long)]
     verdicts_only: bool,
     /// Expire connections silent for this many seconds (bounded memory over hours).
-    #[arg(long, value_name = "SECS", default_value_t = 900.0)]
+    #[arg(long, value_name = "SECS", default_value_t = 900.0, value_parser = proxyscope::time::parse_secs)]
     idle_timeout: f64,
     /// Keep a closed connection this many seconds for late packets before its verdict is
     /// printed.
-    #[arg(long, value_name = "SECS", default_value_t = 2.0)]
+    #[arg(long, value_name = "SECS", default_value_t = 2.0, value_parser = proxyscope::time::parse_secs)]
     linger: f64,
     /// Out-of-order bytes buffered per direction before the missing bytes are declared a gap.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
     max_buffer: usize,
     /// Closes on the two legs of a proxy within this many milliseconds are one incident.
-    #[arg(long, value_name = "MS", default_value_t = 5.0)]
+    #[arg(long, value_name = "MS", default_value_t = 5.0, value_parser = proxyscope::time::parse_secs)]
     link_window_ms: f64,
     #[command(flatten)]
     legs: LegArgs,
     /// Keep the process's capabilities after opening the device (by default all are dropped).
     #[arg(long)]
     keep_privileges: bool,
+    /// Started as root: the user to switch to once the device is open (default nobody; `root`
+    /// stays uid 0, still without capabilities). Rotated --write files are created as this
+    /// user, like tcpdump -Z.
+    #[arg(long, value_name = "USER")]
+    user: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -270,7 +280,7 @@ struct AnalyzeArgs {
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
     /// Finish connections silent for this many seconds (default: keep them until the end).
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", value_parser = proxyscope::time::parse_secs)]
     idle_timeout: Option<f64>,
     /// Out-of-order bytes buffered per direction before the missing bytes are declared a gap.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
@@ -280,7 +290,7 @@ struct AnalyzeArgs {
     #[arg(long, value_name = "FILE")]
     proxysql_log: Vec<String>,
     /// Closes on the two legs of a proxy within this many milliseconds are one incident.
-    #[arg(long, value_name = "MS", default_value_t = 5.0)]
+    #[arg(long, value_name = "MS", default_value_t = 5.0, value_parser = proxyscope::time::parse_secs)]
     link_window_ms: f64,
     /// List only connections whose close is a problem (clean ones are counted).
     #[arg(long)]
@@ -402,7 +412,9 @@ fn live_cmd(args: LiveArgs) -> Result<ExitCode> {
                 max_buffer: args.max_buffer,
                 idle_timeout: Some(secs_to_ns(args.idle_timeout)),
                 linger: secs_to_ns(args.linger),
+                ..tcp::Config::default()
             },
+            budget: analyze::Budget::mb(args.legs.memory as usize),
             keylog: read_keylogs(&args.legs.keylog)?,
             link_window_ns: (args.link_window_ms * 1e6).clamp(0.0, 1e12) as i64,
             ..Options::default()
@@ -425,8 +437,21 @@ fn live_cmd(args: LiveArgs) -> Result<ExitCode> {
             .map(|s| Duration::from_secs_f64(s.clamp(0.0, 1e9))),
         count: args.count,
         drop_privileges: !args.keep_privileges,
+        user: match (&args.user, live::device::is_root()) {
+            _ if args.keep_privileges => None,
+            (Some(u), true) if u == "root" || u == "0" => None,
+            (Some(u), true) => Some(live::device::account(u)?),
+            (None, true) => Some(live::device::account("nobody")?),
+            (Some(_), false) => anyhow::bail!("--user needs live to be started as root"),
+            (None, false) => None,
+        },
     };
-    let mut out = io::stdout().lock();
+    let stdout = io::stdout().lock();
+    // Text is for a terminal: strings from the capture are neutralised; JSON Lines stay exact.
+    let mut out: Box<dyn Write> = match opts.format {
+        live::LiveFormat::Text => Box::new(proxyscope::report::TermSafe::new(stdout)),
+        live::LiveFormat::Jsonl => Box::new(stdout),
+    };
     let summary = match live::run_blocking(&opts, &mut out) {
         Ok(s) => s,
         // The reader went away (`| head`): a normal way to stop.
@@ -513,37 +538,53 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
         .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
 }
 
-/// Opens the capture files, saying on stderr which cannot be: the files, and whether any could
-/// not.
-fn open_all(paths: &[String]) -> (Vec<CaptureFile>, bool) {
-    let mut files = Vec::new();
+/// Prepares the inputs (a stream is read once and spooled for the second pass), saying on
+/// stderr which cannot be opened: the inputs, and whether any could not.
+fn prepare(paths: &[String]) -> (Vec<Input>, bool) {
+    let mut inputs = Vec::new();
     let mut unreadable = false;
-    for (i, path) in paths.iter().enumerate() {
-        match CaptureFile::open(path, i) {
-            Ok(f) => files.push(f),
+    for path in paths {
+        match Input::new(path) {
+            Ok(i) => inputs.push(i),
             Err(e) => {
                 eprintln!("proxyscope: {e}");
                 unreadable = true;
             }
         }
     }
-    (files, unreadable)
+    (inputs, unreadable)
+}
+
+/// Opens the inputs for the analysis, saying on stderr which cannot be.
+fn open_all(inputs: &[Input], unreadable: &mut bool) -> Vec<CaptureFile> {
+    let mut files = Vec::new();
+    for (i, input) in inputs.iter().enumerate() {
+        match input.open(i) {
+            Ok(f) => files.push(f),
+            Err(e) => {
+                eprintln!("proxyscope: {e}");
+                *unreadable = true;
+            }
+        }
+    }
+    files
 }
 
 /// The legs: from the flags when given; otherwise a light first pass finds proxies by pairing
 /// requests across connections, so that every verdict of the real pass already knows its leg.
-/// Standard input cannot be read twice: there, give the legs on the command line.
-fn find_legs(paths: &[String], flags: LegFlags, opts: &Options) -> Result<Legs> {
+/// A stream (pipe, FIFO, standard input) is read once: the first pass's bytes are spooled and
+/// replayed to the second, so it gets the same answers as a file.
+fn find_legs(inputs: &[Input], flags: LegFlags, opts: &Options) -> Result<Legs> {
     let given = !flags.frontend_ports.is_empty()
         || !flags.backend_ports.is_empty()
         || flags.proxy.is_some();
-    if given || paths.iter().any(|f| f == "-") {
+    if given {
         return Ok(Legs::new(flags, Vec::new()));
     }
-    let again: Vec<CaptureFile> = paths
+    let again: Vec<CaptureFile> = inputs
         .iter()
         .enumerate()
-        .filter_map(|(i, p)| CaptureFile::open(p, i).ok())
+        .filter_map(|(i, p)| p.open_first(i).ok())
         .collect();
     let mut first = Sources::new(again);
     // Pairing needs no kept events, and a proxy shows within the first requests: the first
@@ -558,16 +599,21 @@ fn find_legs(paths: &[String], flags: LegFlags, opts: &Options) -> Result<Legs> 
 }
 
 fn timeline_cmd(args: TimelineArgs) -> Result<ExitCode> {
-    let (files, unreadable) = open_all(&args.files);
-    if files.is_empty() {
+    let (inputs, mut unreadable) = prepare(&args.files);
+    if inputs.is_empty() {
         return Ok(ExitCode::from(1));
     }
     let mut opts = Options {
         keep_events: args.events,
         keylog: read_keylogs(&args.legs.keylog)?,
+        budget: analyze::Budget::mb(args.legs.memory as usize),
         ..Options::default()
     };
-    opts.legs = find_legs(&args.files, args.legs.flags(), &opts)?;
+    opts.legs = find_legs(&inputs, args.legs.flags(), &opts)?;
+    let files = open_all(&inputs, &mut unreadable);
+    if files.is_empty() {
+        return Ok(ExitCode::from(1));
+    }
     let mut tl = proxyscope::export::Timeline::new(args.filter);
     let run = analyze::run(&mut Sources::new(files), &opts, &mut tl, &mut |_| {})?;
     let title: Vec<String> = args
@@ -579,24 +625,36 @@ fn timeline_cmd(args: TimelineArgs) -> Result<ExitCode> {
                 .map_or(f.clone(), |n| n.to_string_lossy().into_owned())
         })
         .collect();
-    let mut out: Box<dyn Write> = match &args.output {
-        Some(p) => Box::new(io::BufWriter::new(
-            std::fs::File::create(p).with_context(|| format!("{}", p.display()))?,
-        )),
-        None => Box::new(io::BufWriter::new(io::stdout().lock())),
-    };
-    proxyscope::export::write(&tl, args.format, &title.join(", "), out.as_mut())?;
-    out.flush()?;
+    match &args.output {
+        // Written under a temporary name and renamed when complete: never through a planted
+        // link, never half a file.
+        Some(p) => {
+            let mut out = proxyscope::outfile::Atomic::create(p)?;
+            proxyscope::export::write(&tl, args.format, &title.join(", "), &mut out)?;
+            out.commit()?;
+        }
+        None => {
+            let mut out = io::BufWriter::new(io::stdout().lock());
+            proxyscope::export::write(&tl, args.format, &title.join(", "), &mut out)?;
+            out.flush()?;
+        }
+    }
     Ok(outcome(&run, unreadable))
 }
 
 fn analyze_cmd(args: AnalyzeArgs) -> Result<ExitCode> {
-    let (files, unreadable) = open_all(&args.files);
-    if files.is_empty() {
+    let (inputs, mut unreadable) = prepare(&args.files);
+    if inputs.is_empty() {
         return Ok(ExitCode::from(1));
     }
-    if args.write_incident.is_some() && args.files.iter().any(|f| f == "-") {
-        anyhow::bail!("--write-incident reads the files twice: it cannot read standard input");
+    if let Some(i) = inputs.iter().find(|i| !i.rereadable()) {
+        if args.write_incident.is_some() {
+            anyhow::bail!(
+                "{}: --write-incident reads the files again after the analysis: it needs \
+                 regular files, not a pipe or standard input",
+                i.path()
+            );
+        }
     }
     let mut opts = Options {
         tcp: tcp::Config {
@@ -611,6 +669,7 @@ fn analyze_cmd(args: AnalyzeArgs) -> Result<ExitCode> {
         legs: Legs::default(),
         link_window_ns: (args.link_window_ms * 1e6).clamp(0.0, 1e12) as i64,
         max_frames: None,
+        budget: analyze::Budget::mb(args.legs.memory as usize),
         proxysql_log: {
             let mut log = proxyscope::diagnose::proxysql_log::ProxysqlLog::default();
             for p in &args.proxysql_log {
@@ -623,7 +682,11 @@ fn analyze_cmd(args: AnalyzeArgs) -> Result<ExitCode> {
             log
         },
     };
-    opts.legs = find_legs(&args.files, args.legs.flags(), &opts)?;
+    opts.legs = find_legs(&inputs, args.legs.flags(), &opts)?;
+    let files = open_all(&inputs, &mut unreadable);
+    if files.is_empty() {
+        return Ok(ExitCode::from(1));
+    }
     let mut sources = Sources::new(files);
     // On a terminal, stdout stays line-buffered so that whole rows overwrite the progress line;
     // otherwise a large buffer.
@@ -634,7 +697,11 @@ fn analyze_cmd(args: AnalyzeArgs) -> Result<ExitCode> {
         Box::new(io::BufWriter::with_capacity(1 << 16, io::stdout().lock()))
     };
     let mut report: Box<dyn Report> = match args.format {
-        Format::Text => Box::new(TextReport::new(out).only_problems(args.only_problems)),
+        Format::Text => Box::new(
+            TextReport::new(proxyscope::report::TermSafe::new(out))
+                .only_problems(args.only_problems)
+                .max_rows(opts.budget.report_rows()),
+        ),
         Format::Json => Box::new(JsonReport::new(out)),
     };
     // As the design says: progress only where a person watches both streams.

@@ -141,6 +141,10 @@ pub struct Close {
     pub still_open: bool,
     /// Finished by the idle timeout.
     pub idle_expired: bool,
+    /// Finished early because the flow table was full (the memory budget): later packets of
+    /// this connection, if any, were tracked as a new connection.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub evicted: bool,
 }
 
 /// A value per direction: `c2s` is what the client sent, `s2c` what the server sent.
@@ -451,6 +455,7 @@ impl Summary {
             },
             still_open: matches!(how, CloseKind::Open | CloseKind::HalfClose),
             idle_expired: c.idle_expired,
+            evicted: c.evicted,
         };
         Summary {
             id: c.id,

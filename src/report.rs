@@ -47,6 +47,53 @@ pub struct RunSummary {
     pub verdicts: BTreeMap<&'static str, u64>,
     /// ProxySQL log lines set against the capture.
     pub proxysql_log: Vec<crate::diagnose::proxysql_log::LogMatch>,
+    /// What the memory budget (or a per-item cap) turned away: counted, never silent.
+    pub dropped: Dropped,
+}
+
+/// What was evicted, dropped or only counted because a share of the memory budget or a
+/// per-item cap was full. All zero on ordinary captures.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Dropped {
+    /// Connections finished early because the flow table was full (reported, marked
+    /// `evicted`; their later packets start a new connection).
+    pub connections: u64,
+    /// Unanswered SYN-only flows dropped from a full flow table (not reported one by one).
+    pub half_open: u64,
+    /// Those flows by destination (the first destinations seen; the rest in `half_open_other`).
+    pub half_open_by_destination: Vec<(crate::decode::Endpoint, u64)>,
+    /// Half-open flows to destinations beyond that list.
+    pub half_open_other: u64,
+    /// Times the run-wide out-of-order share was full and a connection declared its missing
+    /// bytes lost early.
+    pub out_of_order_overflows: u64,
+    /// TLS alerts counted but not kept (beyond the per-connection cap).
+    pub alerts: u64,
+    /// TLS secrets (key log lines) not kept: the secrets share was full.
+    pub secrets: u64,
+    /// Bytes of pcapng Decryption Secrets Blocks not read for keys (the per-file cap was full).
+    pub secrets_bytes: u64,
+    /// pcapng interfaces declared beyond the cap (their packets count as undeclared).
+    pub interfaces: u64,
+    /// Request-pairing entries forgotten (windows and score tables full).
+    pub pairing: u64,
+    /// Rows of the text report only counted (the JSON report lists every connection).
+    pub report_rows: u64,
+}
+
+impl Dropped {
+    /// True when nothing was dropped.
+    pub fn is_empty(&self) -> bool {
+        self.connections == 0
+            && self.half_open == 0
+            && self.out_of_order_overflows == 0
+            && self.alerts == 0
+            && self.secrets == 0
+            && self.secrets_bytes == 0
+            && self.interfaces == 0
+            && self.pairing == 0
+            && self.report_rows == 0
+    }
 }
 
 fn ser_opt_ts<S: serde::Serializer>(ts: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
@@ -64,7 +111,7 @@ pub trait Report {
     fn finish(&mut self, run: &RunSummary) -> io::Result<()>;
 }
 
-/// Rows kept for the text report (beyond: counted, and the JSON has them all).
+/// Rows kept for the text report by default (beyond: counted, and the JSON has them all).
 const MAX_ROWS: usize = 200_000;
 
 /// Human-readable report: incidents first, then the problem closes, then the clean ones (unless
@@ -77,9 +124,16 @@ pub struct TextReport<W: Write> {
     clean: Vec<String>,
     clean_count: u64,
     unlisted: u64,
+    max_rows: usize,
 }
 
 impl<W: Write> TextReport<W> {
+    /// Holds at most `n` rows until the end (the memory budget's share; the rest are counted).
+    pub fn max_rows(mut self, n: usize) -> Self {
+        self.max_rows = n;
+        self
+    }
+
     /// Writes to `out`.
     pub fn new(out: W) -> Self {
         TextReport {
@@ -89,6 +143,7 @@ impl<W: Write> TextReport<W> {
             clean: Vec::new(),
             clean_count: 0,
             unlisted: 0,
+            max_rows: MAX_ROWS,
         }
     }
 
@@ -112,7 +167,7 @@ impl<W: Write> Report for TextReport<W> {
                 return Ok(());
             }
         }
-        if self.problems.len() + self.clean.len() >= MAX_ROWS {
+        if self.problems.len() + self.clean.len() >= self.max_rows {
             self.unlisted += 1;
             return Ok(());
         }
@@ -201,6 +256,40 @@ pub fn write_totals(o: &mut dyn Write, run: &RunSummary) -> io::Result<()> {
         "tcp: {} retransmissions, {} gaps ({} bytes never captured), {} reused 4-tuples, {} idle-expired",
         run.retransmissions, run.gaps, run.gap_bytes, run.tcp.reused_tuples, run.tcp.idle_expired
     )?;
+    let d = &run.dropped;
+    if !d.is_empty() {
+        let mut parts = Vec::new();
+        for (n, what) in [
+            (d.connections, "connections evicted early (flow table full)"),
+            (d.half_open, "unanswered SYN flows dropped"),
+            (d.out_of_order_overflows, "out-of-order waits cut short"),
+            (d.alerts, "TLS alerts only counted"),
+            (d.secrets, "TLS secrets not kept"),
+            (d.secrets_bytes, "bytes of secrets blocks not read"),
+            (d.interfaces, "pcapng interfaces beyond the cap"),
+            (d.pairing, "pairing entries forgotten"),
+        ] {
+            if n > 0 {
+                parts.push(format!("{n} {what}"));
+            }
+        }
+        writeln!(
+            o,
+            "memory budget (--memory): {}",
+            if parts.is_empty() {
+                "-".to_string()
+            } else {
+                parts.join(", ")
+            }
+        )?;
+        if !d.half_open_by_destination.is_empty() {
+            let mut by: Vec<&(crate::decode::Endpoint, u64)> =
+                d.half_open_by_destination.iter().collect();
+            by.sort_by_key(|e| std::cmp::Reverse(e.1));
+            let top: Vec<String> = by.iter().take(5).map(|(e, n)| format!("{e} {n}")).collect();
+            writeln!(o, "unanswered SYN flows by destination: {}", top.join(", "))?;
+        }
+    }
     if !run.skipped.is_empty() {
         let parts: Vec<String> = run
             .skipped
@@ -308,6 +397,9 @@ pub fn connection_row(c: &Summary) -> String {
     let mut how = c.close.how.as_str().to_string();
     if c.close.idle_expired {
         how.push_str("(idle)");
+    }
+    if c.close.evicted {
+        how.push_str("(evicted)");
     }
     let row = format!(
         "{:>5}  {:<46}  {:>10.6}  {:>10.6}  {:>10}  {:>10}  {:<6}  {:<10}  {:>10}  {:>7}  {}",
@@ -553,5 +645,136 @@ impl<W: Write> Report for JsonReport<W> {
         serde_json::to_writer(&mut self.out, run)?;
         self.out.write_all(b"}\n")?;
         self.out.flush()
+    }
+}
+
+/// A writer for terminal-bound text: every control character but the newline (C0, DEL, C1:
+/// ESC sequences, OSC 52 clipboard writes, carriage-return overwrites, BEL) and every bidi or
+/// invisible direction mark (U+202E and its kin, which reorder what the operator reads) is
+/// written escaped, as `\x1b` or `\u{202e}`, so that strings from a capture (user names,
+/// server versions, error messages, queries) cannot drive the terminal. Bytes that are not
+/// UTF-8 are written as `\xNN`. JSON outputs do not go through this: they stay exact.
+pub struct TermSafe<W: Write> {
+    inner: W,
+    /// The start of a UTF-8 sequence cut by a write boundary.
+    pending: Vec<u8>,
+}
+
+impl<W: Write> TermSafe<W> {
+    /// Wraps `inner`.
+    pub fn new(inner: W) -> Self {
+        TermSafe {
+            inner,
+            pending: Vec::new(),
+        }
+    }
+
+    fn put_str(out: &mut Vec<u8>, s: &str) {
+        for c in s.chars() {
+            match c {
+                '\n' => out.push(b'\n'),
+                c if (c as u32) < 0x80 && c.is_control() => {
+                    out.extend_from_slice(format!("\\x{:02x}", c as u32).as_bytes())
+                }
+                c if c.is_control() || is_direction_mark(c) => {
+                    out.extend_from_slice(format!("\\u{{{:x}}}", c as u32).as_bytes())
+                }
+                c => {
+                    let mut b = [0u8; 4];
+                    out.extend_from_slice(c.encode_utf8(&mut b).as_bytes());
+                }
+            }
+        }
+    }
+}
+
+/// Bidi embeddings, overrides and isolates, and the invisible direction marks.
+fn is_direction_mark(c: char) -> bool {
+    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// `s` with control characters and direction marks escaped, as [`TermSafe`] writes it.
+pub fn term_safe(s: &str) -> String {
+    let mut out = Vec::with_capacity(s.len());
+    TermSafe::<io::Sink>::put_str(&mut out, s);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+impl<W: Write> Write for TermSafe<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut bytes = std::mem::take(&mut self.pending);
+        bytes.extend_from_slice(buf);
+        let mut out = Vec::with_capacity(bytes.len() + 16);
+        let mut rest: &[u8] = &bytes;
+        loop {
+            match std::str::from_utf8(rest) {
+                Ok(s) => {
+                    Self::put_str(&mut out, s);
+                    break;
+                }
+                Err(e) => {
+                    let (good, bad) = rest.split_at(e.valid_up_to());
+                    Self::put_str(&mut out, std::str::from_utf8(good).unwrap_or_default());
+                    match e.error_len() {
+                        // Cut by the write boundary: wait for the rest of the character.
+                        None => {
+                            self.pending = bad.to_vec();
+                            break;
+                        }
+                        Some(n) => {
+                            for b in bad.iter().take(n) {
+                                out.extend_from_slice(format!("\\x{b:02x}").as_bytes());
+                            }
+                            rest = bad.get(n..).unwrap_or_default();
+                        }
+                    }
+                }
+            }
+        }
+        self.inner.write_all(&out)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.pending.is_empty() {
+            let p = std::mem::take(&mut self.pending);
+            let mut out = Vec::new();
+            for b in p {
+                out.extend_from_slice(format!("\\x{b:02x}").as_bytes());
+            }
+            self.inner.write_all(&out)?;
+        }
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod term_tests {
+    use super::*;
+
+    fn through(chunks: &[&[u8]]) -> String {
+        let mut t = TermSafe::new(Vec::new());
+        for c in chunks {
+            t.write_all(c).unwrap();
+        }
+        t.flush().unwrap();
+        String::from_utf8(t.inner).unwrap()
+    }
+
+    #[test]
+    fn escapes_terminal_controls_and_keeps_text() {
+        let evil = "8.0\x1b[2J\x1b]52;c;SGVsbG8=\x07 root\rfake \u{202e}gnp.exe\t\u{85}é\n";
+        assert_eq!(
+            through(&[evil.as_bytes()]),
+            "8.0\\x1b[2J\\x1b]52;c;SGVsbG8=\\x07 root\\x0dfake \\u{202e}gnp.exe\\x09\\u{85}é\n"
+        );
+        assert_eq!(term_safe("a\u{2066}b\u{7f}"), "a\\u{2066}b\\x7f");
+    }
+
+    #[test]
+    fn a_character_cut_by_a_write_boundary_is_whole_and_bad_bytes_are_escaped() {
+        let s = "\u{202e}é".as_bytes();
+        assert_eq!(through(&[&s[..2], &s[2..4], &s[4..]]), "\\u{202e}é");
+        assert_eq!(through(&[b"a\xffb", b"\xe2\x80"]), "a\\xffb\\xe2\\x80");
     }
 }

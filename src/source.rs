@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::fs::File;
-use std::io::{self, BufReader, Cursor, Read};
+use std::io::{self, BufReader, Cursor, Read, Write};
 use std::path::Path;
 
 use flate2::read::MultiGzDecoder;
@@ -164,8 +164,15 @@ pub struct FileInfo {
     pub other_blocks: u64,
     /// pcapng packets naming an interface that was never declared (skipped).
     pub undeclared_interface: u64,
-    /// Decryption Secrets Blocks found (their contents are kept in [`CaptureFile::secrets`]).
+    /// Decryption Secrets Blocks found (their contents are handed out by
+    /// [`Sources::take_secrets`]).
     pub secrets_blocks: u64,
+    /// pcapng interfaces declared beyond [`MAX_INTERFACES`] (their packets are undeclared).
+    pub interfaces_dropped: u64,
+    /// Link types declared beyond the first [`MAX_LINKTYPES`] listed (counted).
+    pub linktypes_unlisted: u64,
+    /// Decryption secrets bytes not kept: the per-file cap was full.
+    pub secrets_dropped: u64,
     /// Set when the file stopped before its end.
     pub stop: Option<Stop>,
 }
@@ -200,15 +207,26 @@ const INITIAL_BUFFER: usize = 1 << 16;
 const MAX_BUFFER: usize = 1 << 24;
 /// Secrets type of a TLS key log in a pcapng Decryption Secrets Block.
 pub const TLS_KEY_LOG: u32 = 0x544c_534b;
-/// Cap on the decryption secrets kept per file, so a hostile file cannot exhaust memory.
+/// Cap on the decryption secrets waiting to be taken, so a hostile file cannot exhaust memory.
 const MAX_SECRETS: usize = 1 << 24;
+/// Interfaces a pcapng section may declare (ids are u32; real captures have a handful).
+pub const MAX_INTERFACES: usize = 4096;
+/// Link types listed in [`FileInfo::linktypes`]; the rest are counted.
+pub const MAX_LINKTYPES: usize = 64;
+
+/// Decryption Secrets Blocks read and not taken yet: (secrets type, bytes), and their size.
+#[derive(Default)]
+struct PendingSecrets {
+    list: Vec<(u32, Vec<u8>)>,
+    bytes: usize,
+}
 
 /// One open capture file, read frame by frame.
 pub struct CaptureFile {
     /// Facts about the file, complete once it has been read to its end.
     pub info: FileInfo,
-    /// Contents of pcapng Decryption Secrets Blocks: (secrets type, bytes), e.g. TLS key logs.
-    pub secrets: Vec<(u32, Vec<u8>)>,
+    /// Contents of pcapng Decryption Secrets Blocks not taken yet.
+    secrets: PendingSecrets,
     index: usize,
     reader: Box<dyn PcapReaderIterator + Send>,
     interfaces: Vec<Interface>,
@@ -323,7 +341,7 @@ impl CaptureFile {
         };
         Ok(CaptureFile {
             info,
-            secrets: Vec::new(),
+            secrets: PendingSecrets::default(),
             index,
             reader,
             interfaces: Vec::new(),
@@ -438,7 +456,7 @@ impl CaptureFile {
 fn load_block(
     block: PcapBlockOwned<'_>,
     info: &mut FileInfo,
-    secrets: &mut Vec<(u32, Vec<u8>)>,
+    secrets: &mut PendingSecrets,
     interfaces: &mut Vec<Interface>,
     legacy: &mut Option<Interface>,
     cur: &mut Current,
@@ -488,7 +506,15 @@ fn load_block(
         }
         PcapBlockOwned::NG(Block::InterfaceDescription(idb)) => {
             let lt = Linktype(idb.linktype.0 as u32);
-            info.linktypes.push(lt.0);
+            if info.linktypes.len() < MAX_LINKTYPES {
+                info.linktypes.push(lt.0);
+            } else {
+                info.linktypes_unlisted += 1;
+            }
+            if interfaces.len() >= MAX_INTERFACES {
+                info.interfaces_dropped += 1;
+                return Step::Skip;
+            }
             interfaces.push(Interface {
                 linktype: lt,
                 resolution: idb.ts_resolution().filter(|r| *r > 0).unwrap_or(1_000_000),
@@ -529,9 +555,11 @@ fn load_block(
         }
         PcapBlockOwned::NG(Block::DecryptionSecrets(dsb)) => {
             info.secrets_blocks += 1;
-            let kept: usize = secrets.iter().map(|(_, s)| s.len()).sum();
-            if kept + dsb.data.len() <= MAX_SECRETS {
-                secrets.push((dsb.secrets_type.0, dsb.data.to_vec()));
+            if secrets.bytes + dsb.data.len() <= MAX_SECRETS {
+                secrets.bytes += dsb.data.len();
+                secrets.list.push((dsb.secrets_type.0, dsb.data.to_vec()));
+            } else {
+                info.secrets_dropped += dsb.data.len() as u64;
             }
             Step::Skip
         }
@@ -623,6 +651,194 @@ fn describe(magic: &[u8], gzip: bool) -> String {
     format!("{inner}{what}")
 }
 
+/// Bytes of a non-seekable input (pipe, FIFO, process substitution, standard input) that the
+/// first pass may read; they are kept in an unlinked temporary file for the second pass.
+pub const MAX_SPOOL: u64 = 1 << 30;
+
+/// An input read by two passes (the light pass that finds proxies, then the analysis): a
+/// regular file is opened twice; anything else is read once, the first pass's bytes spooled
+/// to a bounded temporary file and replayed before the rest of the stream.
+pub enum Input {
+    /// A regular file, opened anew by each pass.
+    File(String),
+    /// A stream read once.
+    Stream(String, std::sync::Arc<std::sync::Mutex<Spool>>),
+}
+
+/// The state of a spooled stream.
+pub struct Spool {
+    inner: Box<dyn Read + Send>,
+    file: Option<File>,
+    len: u64,
+    limit: u64,
+}
+
+impl Input {
+    /// Prepares `path` (`-` is standard input); a regular file is only checked later, when a
+    /// pass opens it.
+    pub fn new(path: &str) -> Result<Input, OpenError> {
+        let regular = path != "-" && std::fs::metadata(path).is_ok_and(|m| m.is_file());
+        if regular || (path != "-" && std::fs::metadata(path).is_err()) {
+            return Ok(Input::File(path.to_string()));
+        }
+        let io_err = |source| OpenError::Io {
+            path: path.to_string(),
+            source,
+        };
+        if Path::new(path).is_dir() {
+            return Err(io_err(io::Error::other("is a directory")));
+        }
+        let inner: Box<dyn Read + Send> = if path == "-" {
+            Box::new(io::stdin())
+        } else {
+            Box::new(File::open(path).map_err(io_err)?)
+        };
+        Ok(Input::Stream(
+            path.to_string(),
+            std::sync::Arc::new(std::sync::Mutex::new(Spool {
+                inner,
+                file: None,
+                len: 0,
+                limit: MAX_SPOOL,
+            })),
+        ))
+    }
+
+    /// The name given on the command line.
+    pub fn path(&self) -> &str {
+        match self {
+            Input::File(p) | Input::Stream(p, _) => p,
+        }
+    }
+
+    /// True for a regular file (it can be read any number of times).
+    pub fn rereadable(&self) -> bool {
+        matches!(self, Input::File(_))
+    }
+
+    /// Opens the input for the first pass: a stream is recorded as it is read.
+    pub fn open_first(&self, index: usize) -> Result<CaptureFile, OpenError> {
+        match self {
+            Input::File(p) => CaptureFile::open(p, index),
+            Input::Stream(p, spool) => {
+                CaptureFile::from_read(p, index, Box::new(Tee(spool.clone())))
+            }
+        }
+    }
+
+    /// Opens the input for the analysis: a stream replays what the first pass recorded, then
+    /// goes on reading.
+    pub fn open(&self, index: usize) -> Result<CaptureFile, OpenError> {
+        match self {
+            Input::File(p) => CaptureFile::open(p, index),
+            Input::Stream(p, spool) => {
+                let mut sp = spool.lock().map_err(|_| OpenError::Io {
+                    path: p.clone(),
+                    source: io::Error::other("spool lock poisoned"),
+                })?;
+                sp.limit = 0;
+                if let Some(f) = sp.file.as_mut() {
+                    use std::io::Seek;
+                    f.seek(io::SeekFrom::Start(0))
+                        .map_err(|source| OpenError::Io {
+                            path: p.clone(),
+                            source,
+                        })?;
+                }
+                drop(sp);
+                CaptureFile::from_read(p, index, Box::new(Replay(spool.clone(), 0)))
+            }
+        }
+    }
+}
+
+/// An unlinked temporary file, private to this process.
+fn spool_file() -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = std::env::temp_dir();
+    for n in 0..100u32 {
+        let p = dir.join(format!("proxyscope-spool-{}-{n}", std::process::id()));
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&p)
+        {
+            Ok(f) => {
+                let _ = std::fs::remove_file(&p);
+                return Ok(f);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::other("no free temporary file name"))
+}
+
+/// The first pass's reader of a stream: what it reads is appended to the spool; past the
+/// spool's limit it sees the end of the input (the first pass only samples).
+struct Tee(std::sync::Arc<std::sync::Mutex<Spool>>);
+
+impl Read for Tee {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut sp = self
+            .0
+            .lock()
+            .map_err(|_| io::Error::other("spool lock poisoned"))?;
+        let room = sp.limit.saturating_sub(sp.len);
+        let want = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        if want == 0 {
+            return Ok(0);
+        }
+        let Some(part) = buf.get_mut(..want) else {
+            return Ok(0);
+        };
+        let n = sp.inner.read(part)?;
+        if n > 0 {
+            if sp.file.is_none() {
+                sp.file = Some(spool_file()?);
+            }
+            let data = part.get(..n).unwrap_or_default();
+            if let Some(f) = sp.file.as_mut() {
+                f.write_all(data)?;
+            }
+            sp.len += n as u64;
+        }
+        Ok(n)
+    }
+}
+
+/// The analysis's reader of a stream: the spooled bytes, then the rest of the stream.
+struct Replay(std::sync::Arc<std::sync::Mutex<Spool>>, u64);
+
+impl Read for Replay {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut sp = self
+            .0
+            .lock()
+            .map_err(|_| io::Error::other("spool lock poisoned"))?;
+        if self.1 < sp.len {
+            let room = sp.len - self.1;
+            let want = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+            let n = match (sp.file.as_mut(), buf.get_mut(..want)) {
+                (Some(f), Some(part)) => f.read(part)?,
+                _ => 0,
+            };
+            if n == 0 {
+                return Err(io::Error::other("the spooled input was cut short"));
+            }
+            self.1 += n as u64;
+            return Ok(n);
+        }
+        if sp.file.take().is_some() {
+            // Replayed: the temporary file is closed (and, being unlinked, gone).
+        }
+        sp.inner.read(buf)
+    }
+}
+
 /// Several capture files read as one stream, merged by timestamp (ties go to the earlier file).
 ///
 /// Within one file, frames keep file order even when their timestamps go backwards: a bogus
@@ -673,19 +889,26 @@ impl Sources {
         &self.files
     }
 
-    /// Decryption Secrets Blocks read so far, all files.
-    pub fn secrets_count(&self) -> usize {
-        self.files.iter().map(|f| f.secrets.len()).sum()
+    /// True when Decryption Secrets Blocks were read and not taken yet.
+    pub fn has_secrets(&self) -> bool {
+        self.files.iter().any(|f| !f.secrets.list.is_empty())
     }
 
-    /// The TLS key logs among the secrets read so far, in file order.
-    pub fn tls_secrets(&self) -> impl Iterator<Item = &[u8]> {
-        self.files.iter().flat_map(|f| {
-            f.secrets
-                .iter()
-                .filter(|(t, _)| *t == TLS_KEY_LOG)
-                .map(|(_, s)| s.as_slice())
-        })
+    /// Takes the TLS key logs among the secrets read since the last call, in file order
+    /// (each block is handed out once: nothing accumulates here).
+    pub fn take_secrets(&mut self) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for f in &mut self.files {
+            f.secrets.bytes = 0;
+            out.extend(
+                f.secrets
+                    .list
+                    .drain(..)
+                    .filter(|(t, _)| *t == TLS_KEY_LOG)
+                    .map(|(_, s)| s),
+            );
+        }
+        out
     }
 
     /// Bytes consumed across all files, for progress reports.

@@ -101,3 +101,30 @@ mod tests {
         assert!((b.secs_since(a) - 1.5).abs() < 1e-12);
     }
 }
+
+/// Parses a command-line duration (seconds or milliseconds): a finite number from 0 to 10^9.
+/// NaN, infinities and negative values are refused with a message, so that no later
+/// conversion can panic or wrap.
+pub fn parse_secs(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number"))?;
+    if !v.is_finite() || !(0.0..=1e9).contains(&v) {
+        return Err(format!(
+            "{s:?} must be a finite number from 0 to 1000000000"
+        ));
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod parse_tests {
+    #[test]
+    fn durations_refuse_nan_infinity_and_negatives() {
+        assert_eq!(super::parse_secs("2.5"), Ok(2.5));
+        for bad in ["NaN", "nan", "inf", "-1", "1e300", "x", ""] {
+            assert!(super::parse_secs(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -266,6 +266,9 @@ fn written_files_rotate_by_size_and_analyse_back_to_the_same_connection() {
         return;
     }
     let dir = temp_dir("rotate");
+    // As root, live switches to nobody once the device is open; nobody creates the rotated
+    // files, so the directory must let it (as with tcpdump -Z).
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let base = dir.join("r.pcap");
     let (l, port) = listener();
     let bpf = format!("tcp port {port}");
@@ -300,6 +303,14 @@ fn written_files_rotate_by_size_and_analyse_back_to_the_same_connection() {
     assert!(files.len() >= 4, "3.5 MB in 1 MB files: {files:?}");
     assert_eq!(files[0], base);
     assert_eq!(files[1], dir.join("r.1.pcap"));
+    for f in &files {
+        use std::os::unix::fs::MetadataExt;
+        assert_ne!(
+            std::fs::metadata(f).unwrap().uid(),
+            0,
+            "{f:?} owned by root"
+        );
+    }
     for f in &files[..files.len() - 1] {
         // A file is closed at the first packet past 1 MB: at most one loopback segment more.
         let len = std::fs::metadata(f).unwrap().len();
@@ -548,4 +559,48 @@ fn the_event_hook_names_a_backend_requests_relay_as_it_streams() {
         "{agree} of {} streamed relays kept",
         streamed.len()
     );
+}
+
+/// Started as root, live opens the device, then becomes nobody with no capabilities, an empty
+/// bounding set and no_new_privs (a later exec could regain nothing); a planted link where the
+/// packets are to be written is refused, its target untouched.
+#[test]
+fn as_root_live_becomes_nobody_and_refuses_a_planted_link() {
+    if skip_unless_root("live privilege drop") {
+        return;
+    }
+    let child = start_live(&["-i", "lo", "--bpf", "tcp port 9", "--duration", "2"]);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .map(|l| l[name.len()..].split_whitespace().collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    assert!(field("Uid:").iter().all(|u| *u == "65534"), "{status}");
+    assert!(field("Gid:").iter().all(|g| *g == "65534"), "{status}");
+    for caps in ["CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"] {
+        assert_eq!(field(caps), ["0000000000000000"], "{caps} {status}");
+    }
+    assert_eq!(field("NoNewPrivs:"), ["1"], "{status}");
+    assert!(child.wait_with_output().unwrap().status.success());
+
+    let dir = temp_dir("link");
+    let target = dir.join("precious");
+    std::fs::write(&target, b"keep").unwrap();
+    let planted = dir.join("out.pcap");
+    std::os::unix::fs::symlink(&target, &planted).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_proxyscope"))
+        .args(["live", "-i", "lo", "--duration", "1", "--write"])
+        .arg(&planted)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("out.pcap") && err.contains("symbolic link"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&target).unwrap(), b"keep");
 }

@@ -544,6 +544,8 @@ pub struct Pairing {
     /// Connections that sent a FIN or RST (their requests are no longer relayed or retried).
     gone: std::collections::HashSet<u64, ahash::RandomState>,
     keep: usize,
+    /// Entries refused or forgotten early by the caps.
+    dropped: u64,
 }
 
 impl Default for Pairing {
@@ -569,7 +571,13 @@ impl Pairing {
             last_peer: HashMap::default(),
             greetings: HashMap::default(),
             keep,
+            dropped: 0,
         }
+    }
+
+    /// Entries not kept or forgotten early because a table was full (for the run summary).
+    pub fn dropped(&self) -> u64 {
+        self.dropped
     }
 
     fn get(&self, seq: u64) -> Option<&Req> {
@@ -586,6 +594,8 @@ impl Pairing {
     pub fn fingerprint(&mut self, conn: u64, fp: u64) {
         if self.fingerprints.len() < MAX_CONNS {
             self.fingerprints.insert(conn, fp);
+        } else {
+            self.dropped += 1;
         }
     }
 
@@ -609,6 +619,8 @@ impl Pairing {
         }
         if self.waiting.len() < MAX_WAITING {
             self.waiting.push(seq);
+        } else {
+            self.dropped += 1;
         }
         None
     }
@@ -618,6 +630,10 @@ impl Pairing {
             let old = now.ts.nanos_since(front.r.at.ts) > HORIZON_NS;
             if !old && self.reqs.len() < MAX_REQS {
                 break;
+            }
+            // Forgotten early while it could still be relayed or answered: a real loss.
+            if !old && front.responded.is_none() && front.relays.is_empty() {
+                self.dropped += 1;
             }
             self.reqs.pop_front();
             self.base += 1;
@@ -697,7 +713,10 @@ impl Pairing {
             self.last_peer.insert(fr.conn, br.conn);
         }
         let fp = self.fingerprints.get(&br.conn).copied();
-        if self.scores.len() < MAX_SCORES || self.scores.contains_key(&(fr.server, br.server)) {
+        let room = self.scores.len() < MAX_SCORES;
+        if !room && !self.scores.contains_key(&(fr.server, br.server)) {
+            self.dropped += 1;
+        } else {
             let sc = self.scores.entry((fr.server, br.server)).or_default();
             sc.relays += 1;
             sc.weight += if by == Match::Text { 2 } else { 1 };
@@ -713,6 +732,7 @@ impl Pairing {
             (br.conn, br.at, fr.at, fr.conn, false),
         ] {
             if self.lists.len() >= MAX_CONNS && !self.lists.contains_key(&conn) {
+                self.dropped += 1;
                 continue;
             }
             self.lists.entry(conn).or_default().push(

@@ -10,7 +10,6 @@
 pub mod teardown;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
 
 use crate::event::{Event, Kind};
 use crate::mysql;
@@ -91,8 +90,10 @@ pub struct AppFacts {
 struct State {
     carries: Carries,
     tries: u8,
-    mysql: Option<mysql::Decoder>,
-    tls: Option<tls::Decoder>,
+    /// Boxed like the teardown: most flows of a flood never get a decoder, and the table
+    /// entry stays small.
+    mysql: Option<Box<mysql::Decoder>>,
+    tls: Option<Box<tls::Decoder>>,
     kept: Kept,
     /// Boxed: the flow table's entries stay small, so its growth steps do too.
     teardown: Box<teardown::Teardown>,
@@ -130,7 +131,7 @@ pub struct Dissector {
     conns: HashMap<u64, State, ahash::RandomState>,
     scratch: Vec<Event>,
     keep: usize,
-    keylog: Option<Arc<tls::decrypt::KeyLog>>,
+    keylog: Option<tls::decrypt::SharedKeyLog>,
 }
 
 impl Default for Dissector {
@@ -151,7 +152,7 @@ impl Dissector {
     }
 
     /// Decrypt TLS sessions whose secrets are in `keylog` (from now on).
-    pub fn set_keylog(&mut self, keylog: Option<Arc<tls::decrypt::KeyLog>>) {
+    pub fn set_keylog(&mut self, keylog: Option<tls::decrypt::SharedKeyLog>) {
         self.keylog = keylog;
     }
 
@@ -236,8 +237,8 @@ impl Dissector {
         AppFacts {
             teardown: *st.teardown,
             carries: Some(st.carries),
-            mysql: st.mysql.map(mysql::Decoder::finish),
-            tls: st.tls.map(tls::Decoder::finish),
+            mysql: st.mysql.map(|m| m.finish()),
+            tls: st.tls.map(|t| t.finish()),
             events: st.kept,
         }
     }
@@ -250,7 +251,7 @@ fn data(
     d: &[u8],
     at: At,
     out: &mut Vec<Event>,
-    keylog: &Option<Arc<tls::decrypt::KeyLog>>,
+    keylog: &Option<tls::decrypt::SharedKeyLog>,
 ) {
     if st.carries == Carries::Unknown {
         detect(st, conn, side, d, keylog);
@@ -261,7 +262,7 @@ fn data(
                 let switched = m.data(side, d, at, out);
                 if let (Some(used), true) = (switched, m.facts.ssl_request) {
                     let t = st.tls.get_or_insert_with(|| {
-                        tls::Decoder::new(conn.client, true).with_keys(keylog.clone())
+                        Box::new(tls::Decoder::new(conn.client, true).with_keys(keylog.clone()))
                     });
                     let rest = d.get(used..).unwrap_or(&[]);
                     if !rest.is_empty() {
@@ -287,19 +288,24 @@ fn detect(
     conn: &Connection,
     side: usize,
     d: &[u8],
-    keylog: &Option<Arc<tls::decrypt::KeyLog>>,
+    keylog: &Option<tls::decrypt::SharedKeyLog>,
 ) {
     st.tries += 1;
     if mysql::looks_like_greeting(d) {
         st.carries = Carries::Mysql;
-        st.mysql = Some(mysql::Decoder::new(side, mysql::Phase::Greeting));
+        st.mysql = Some(Box::new(mysql::Decoder::new(side, mysql::Phase::Greeting)));
     } else if tls::looks_like_record(d) {
         st.carries = Carries::Tls;
-        st.tls = Some(tls::Decoder::new(conn.client, false).with_keys(keylog.clone()));
+        st.tls = Some(Box::new(
+            tls::Decoder::new(conn.client, false).with_keys(keylog.clone()),
+        ));
     } else if conn.is_client(side) && mysql::framer::exact_chain(d, true) {
         // Picked up after the login: a client command, framed exactly.
         st.carries = Carries::Mysql;
-        st.mysql = Some(mysql::Decoder::new(side ^ 1, mysql::Phase::Command));
+        st.mysql = Some(Box::new(mysql::Decoder::new(
+            side ^ 1,
+            mysql::Phase::Command,
+        )));
     } else if st.tries >= DETECT_TRIES {
         st.carries = Carries::Other;
     }

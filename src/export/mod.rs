@@ -202,10 +202,10 @@ pub struct Filter {
           value_parser = ["frontend", "backend", "direct", "unknown"])]
     pub legs: Vec<String>,
     /// Only what happened from this many seconds after the capture's start.
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", value_parser = crate::time::parse_secs)]
     pub since: Option<f64>,
     /// Only what happened up to this many seconds after the capture's start.
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", value_parser = crate::time::parse_secs)]
     pub until: Option<f64>,
     /// Only connections whose close is a problem (and incidents).
     #[arg(long)]

@@ -9,8 +9,8 @@
 //! an Ethernet and a `tcpdump -i any` capture, say).
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
-use std::io::{self, BufWriter, Write};
+
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::decode::{self, Endpoint};
@@ -108,7 +108,7 @@ pub fn file_name(n: usize, inc: &Incident) -> String {
 
 struct Out {
     path: PathBuf,
-    w: BufWriter<File>,
+    w: crate::outfile::Atomic,
     frames: u64,
 }
 
@@ -121,11 +121,11 @@ fn wr(path: &Path, r: io::Result<()>) -> Result<(), Error> {
 
 impl Out {
     fn create(path: PathBuf, linktype: Linktype) -> Result<Out, Error> {
-        let f = File::create(&path).map_err(|source| Error::Write {
+        // Never through a link planted at the incident's name; complete or absent.
+        let mut w = crate::outfile::Atomic::create(&path).map_err(|source| Error::Write {
             path: path.clone(),
             source,
         })?;
-        let mut w = BufWriter::new(f);
         let mut h = Vec::with_capacity(24);
         h.extend_from_slice(&0xa1b2_3c4d_u32.to_le_bytes());
         h.extend_from_slice(&2u16.to_le_bytes());
@@ -253,8 +253,8 @@ fn one_pass(
         }
     }
     let mut written = Vec::new();
-    for ((n, lt), mut o) in outs {
-        wr(&o.path, o.w.flush())?;
+    for ((n, lt), o) in outs {
+        wr(&o.path, o.w.commit())?;
         written.push(Written {
             incident: n,
             path: o.path,

@@ -60,6 +60,9 @@ pub fn write(tl: &Timeline, out: &mut dyn Write) -> io::Result<()> {
             f.since.map_or(s.start.t, |x| s.start.t.max(x)),
             f.until.map_or(s.end.t, |x| s.end.t.min(x)),
         );
+        // A capture's clock can step back: a connection's last packet may be stamped before
+        // its first. The slice then has no length, never a negative one.
+        let b = b.max(a);
         ev.push(
             &json!({"ph": "X", "pid": p, "tid": tid, "cat": "connection",
                        "name": format!("conn #{} {label}", s.id), "ts": us(a), "dur": us(b) - us(a),
@@ -71,7 +74,8 @@ pub fn write(tl: &Timeline, out: &mut dyn Write) -> io::Result<()> {
                 continue;
             }
             // Clipped to the connection's slice, so that slices nest.
-            let (ra, rb) = (r.start.clamp(a, b), r.end.clamp(a, b));
+            let clip = |t: f64| t.max(a).min(b);
+            let (ra, rb) = (clip(r.start), clip(r.end.max(r.start)));
             ev.push(
                 &json!({"ph": "X", "pid": p, "tid": tid, "cat": "request", "name": r.name,
                            "ts": us(ra), "dur": us(rb) - us(ra),

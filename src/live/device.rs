@@ -27,6 +27,9 @@ pub enum LiveError {
         /// libpcap's message.
         detail: String,
     },
+    /// Giving up privileges after opening the device failed.
+    #[error("dropping privileges: {0}")]
+    Privileges(String),
     /// The BPF filter does not compile.
     #[error("bad --bpf filter {filter:?}: {detail}")]
     Filter {
@@ -44,7 +47,7 @@ pub enum LiveError {
         detail: String,
     },
     /// Writing the report or a capture file failed.
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 
@@ -168,36 +171,98 @@ pub fn open(opts: &DeviceOptions) -> Result<Capture<Active>, LiveError> {
         .map_err(|e| pcap_err("setting non-blocking mode", e))
 }
 
-/// Gives up every capability once the device is open: the rest of the run parses untrusted
-/// packets and needs none. Returns what was done, for the log.
-pub fn drop_privileges() -> String {
-    #[cfg(target_os = "linux")]
-    {
-        use caps::CapSet;
-        let had = caps::read(None, CapSet::Effective)
-            .map(|s| s.len())
-            .unwrap_or(0);
-        let mut failed = Vec::new();
-        for set in [
-            CapSet::Ambient,
-            CapSet::Inheritable,
-            CapSet::Effective,
-            CapSet::Permitted,
-        ] {
-            if let Err(e) = caps::clear(None, set) {
-                failed.push(format!("{set:?}: {e}"));
+/// Who `live` runs as once the device is open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Account {
+    /// User id.
+    pub uid: u32,
+    /// Primary group id.
+    pub gid: u32,
+}
+
+/// Looks up `user` (a name from `/etc/passwd`, or a numeric uid) for the switch after the
+/// device is open.
+pub fn account(user: &str) -> Result<Account, LiveError> {
+    let bad = |detail: String| LiveError::Privileges(format!("--user {user:?}: {detail}"));
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    for line in passwd.lines() {
+        let f: Vec<&str> = line.split(':').collect();
+        if let [name, _, uid, gid, ..] = f.as_slice() {
+            if *name == user || *uid == user {
+                let (Ok(uid), Ok(gid)) = (uid.parse(), gid.parse()) else {
+                    return Err(bad(format!("malformed /etc/passwd line {line:?}")));
+                };
+                return Ok(Account { uid, gid });
             }
         }
-        if failed.is_empty() {
-            format!("dropped all capabilities ({had} were effective)")
-        } else {
-            format!("could not drop capabilities: {}", failed.join("; "))
+    }
+    match user.parse::<u32>() {
+        Ok(uid) => Ok(Account { uid, gid: uid }),
+        Err(_) => Err(bad("no such user".into())),
+    }
+}
+
+/// True when the process runs as root (effective uid 0).
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// Gives up privileges once the device is open: the rest of the run parses untrusted packets
+/// and needs none. As root with `to` given: the bounding set is cleared, the groups, gids and
+/// uids become `to`'s (which also empties the permitted and effective capabilities), then
+/// every capability set is cleared; in every case `no_new_privs` is set, so no later `exec`
+/// can regain anything. Must run while the process has a single thread (the kernel calls
+/// change the calling thread). Returns what was done, for the log; an error when the switch
+/// was asked for and failed.
+pub fn drop_privileges(to: Option<Account>) -> Result<String, LiveError> {
+    use caps::CapSet;
+    let mut done = Vec::new();
+    let mut failed = Vec::new();
+    let threads = std::fs::read_dir("/proc/self/task").map_or(1, |d| d.count());
+    if threads > 1 {
+        failed.push(format!("{threads} threads: only this one changed"));
+    }
+    let had = caps::read(None, CapSet::Effective)
+        .map(|s| s.len())
+        .unwrap_or(0);
+    // The bounding set needs CAP_SETPCAP, so it goes first.
+    match caps::clear(None, CapSet::Bounding) {
+        Ok(()) => done.push("cleared the bounding set".to_string()),
+        Err(e) => failed.push(format!("bounding set: {e}")),
+    }
+    if let Some(a) = to {
+        let gid = rustix::process::Gid::from_raw(a.gid);
+        let uid = rustix::process::Uid::from_raw(a.uid);
+        let switched = rustix::thread::set_thread_groups(&[gid])
+            .and_then(|()| rustix::thread::set_thread_res_gid(gid, gid, gid))
+            .and_then(|()| rustix::thread::set_thread_res_uid(uid, uid, uid));
+        if let Err(e) = switched {
+            return Err(LiveError::Privileges(format!(
+                "switching to uid {} gid {}: {e}",
+                a.uid, a.gid
+            )));
+        }
+        done.push(format!("switched to uid {} gid {}", a.uid, a.gid));
+    }
+    for set in [
+        CapSet::Ambient,
+        CapSet::Inheritable,
+        CapSet::Effective,
+        CapSet::Permitted,
+    ] {
+        if let Err(e) = caps::clear(None, set) {
+            failed.push(format!("{set:?}: {e}"));
         }
     }
-    #[cfg(not(target_os = "linux"))]
-    {
-        "capabilities are not dropped on this platform".to_string()
+    done.push(format!("dropped all capabilities ({had} were effective)"));
+    match rustix::thread::set_no_new_privs(true) {
+        Ok(()) => done.push("set no_new_privs".into()),
+        Err(e) => failed.push(format!("no_new_privs: {e}")),
     }
+    if !failed.is_empty() {
+        done.push(format!("not done: {}", failed.join("; ")));
+    }
+    Ok(done.join(", "))
 }
 
 #[cfg(test)]

@@ -70,6 +70,9 @@ pub struct LiveOptions {
     pub count: Option<u64>,
     /// Give up capabilities once the device (and the first file) is open.
     pub drop_privileges: bool,
+    /// As root: the account to switch to once the device is open (None: stay uid 0, with no
+    /// capabilities).
+    pub user: Option<device::Account>,
 }
 
 /// libpcap's counters at the end of the run.
@@ -269,12 +272,17 @@ async fn run(opts: &LiveOptions, out: &mut dyn Write) -> Result<LiveSummary, Liv
         .as_ref()
         .map(|p| writer::Writer::new(p.clone(), opts.rotation));
     if let Some(w) = writer.as_mut() {
+        // Owned by the user `live` switches to, so that it can rotate back onto it.
+        w.owner = opts.user.filter(|_| opts.drop_privileges);
         w.open_next(&cap)?;
     }
     if opts.drop_privileges {
+        let done = device::drop_privileges(opts.user)?;
         // Not inside the macro: tracing skips its arguments when the level is off.
-        let done = device::drop_privileges();
         tracing::info!("{done}");
+        if let (Some(w), Some(_)) = (writer.as_ref(), opts.user) {
+            w.check_rotation_dir()?;
+        }
     }
     // As tcpdump does: scripts wait for this line before they start the traffic.
     eprintln!(

@@ -35,6 +35,8 @@ pub struct Writer {
     pub files: Vec<PathBuf>,
     /// Packets written.
     pub packets: u64,
+    /// The account files are handed to (`live` as root switches to it after opening them).
+    pub owner: Option<crate::live::device::Account>,
 }
 
 const FILE_HEADER: u64 = 24;
@@ -71,7 +73,31 @@ impl Writer {
             held: None,
             files: Vec::new(),
             packets: 0,
+            owner: None,
         }
+    }
+
+    /// After the switch to an unprivileged user: with rotation, the directory must let that
+    /// user create the next files. Said now rather than at the first rotation.
+    pub fn check_rotation_dir(&self) -> Result<(), LiveError> {
+        if self.rotation.size.is_none() && self.rotation.seconds.is_none() {
+            return Ok(());
+        }
+        let dir = match self.base.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        rustix::fs::access(
+            &dir,
+            rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
+        )
+        .map_err(|e| {
+            LiveError::Privileges(format!(
+                "{}: the user live switched to cannot create rotated files here ({e}); \
+                     choose a directory it can write, or --user",
+                dir.display()
+            ))
+        })
     }
 
     /// Opens the next file of the sequence through `cap` (libpcap writes the file header from
@@ -83,10 +109,27 @@ impl Writer {
             _ => self.started,
         };
         let path = nth_path(&self.base, n);
-        let file = cap.savefile(&path).map_err(|e| LiveError::Pcap {
-            what: format!("creating {}", path.display()),
-            detail: e.to_string(),
-        })?;
+        // Opened here, never through a planted link (live often runs as root), then handed to
+        // libpcap, which owns the descriptor from then on.
+        let f = crate::outfile::create(&path).map_err(LiveError::Io)?;
+        if let Some(a) = self.owner {
+            rustix::fs::fchown(
+                &f,
+                Some(rustix::fs::Uid::from_raw(a.uid)),
+                Some(rustix::fs::Gid::from_raw(a.gid)),
+            )
+            .map_err(|e| LiveError::Io(crate::outfile::named(&path, e.into())))?;
+        }
+        // libpcap opens the file we hold through its /proc name: the very inode, never a
+        // path that could be swapped for a link in between.
+        let fd = std::os::unix::io::AsRawFd::as_raw_fd(&f);
+        let file = cap
+            .savefile(format!("/proc/self/fd/{fd}"))
+            .map_err(|e| LiveError::Pcap {
+                what: format!("creating {}", path.display()),
+                detail: e.to_string(),
+            })?;
+        drop(f);
         tracing::info!("writing packets to {}", path.display());
         self.files.push(path);
         self.file = Some(file);

@@ -38,11 +38,19 @@ pub fn looks_like_greeting(b: &[u8]) -> bool {
     let payload = payload.get(..len).unwrap_or(payload);
     match first {
         PROTOCOL_V10 => {
+            // The version starts with a digit (every MySQL, MariaDB, ProxySQL and TiDB server
+            // does); after it, any byte but NUL. A server may send control characters or
+            // bidi marks there on purpose: that must not hide the connection as "not MySQL"
+            // (the report neutralises them instead). After the NUL: a 4-byte thread id, 8
+            // bytes of scramble and a zero filler, checked when present.
             let version = payload.get(1..).unwrap_or(&[]);
+            if !version.first().is_some_and(u8::is_ascii_digit) {
+                return false;
+            }
             match version.iter().position(|&c| c == 0) {
-                Some(n) => n > 0 && version.iter().take(n).all(|c| c.is_ascii_graphic()),
+                Some(n) => version.get(n + 13).is_none_or(|&f| f == 0),
                 // Cut by the snap length or the segment: judge what is there.
-                None => version.len() >= 3 && version.iter().all(|c| c.is_ascii_graphic()),
+                None => version.len() >= 3,
             }
         }
         ERR => payload.len() >= 3,
@@ -62,6 +70,17 @@ mod tests {
         let mut pkt = vec![g.len() as u8, 0, 0, 0];
         pkt.extend_from_slice(&g);
         assert!(looks_like_greeting(&pkt));
+        // A hostile version string is still a greeting.
+        let mut evil = vec![0x0a];
+        evil.extend_from_slice(b"8.0\x1b[2J\x1b]52;c;SGVsbG8=\x07evil\0");
+        evil.extend_from_slice(&[1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 0]);
+        let mut ev = vec![evil.len() as u8, 0, 0, 0];
+        ev.extend_from_slice(&evil);
+        assert!(looks_like_greeting(&ev));
+        // ... but a non-zero filler after the scramble is not.
+        let n = ev.len();
+        ev[n - 1] = 7;
+        assert!(!looks_like_greeting(&ev));
         pkt[3] = 1;
         assert!(!looks_like_greeting(&pkt));
         // ERR 1130 greeting

@@ -36,7 +36,15 @@ pub struct Chunk {
     pub at: At,
 }
 
+/// What one buffered chunk is charged beyond its data: the map node and the chunk itself, so
+/// that many tiny or empty (snap-length-cut) segments count against the cap too.
+pub const CHUNK_COST: usize = 64;
+
 /// Out-of-order chunks keyed by stream offset.
+///
+/// A stretch that continues the chunk before it exactly is appended to that chunk (keeping the
+/// earlier arrival time), so a run of overlapping or tiny segments stays one chunk and an
+/// insertion never walks more than the chunks it really overlaps.
 #[derive(Debug, Default)]
 pub struct Assembler {
     chunks: BTreeMap<u64, Chunk>,
@@ -61,6 +69,16 @@ impl Assembler {
     /// Bytes of data held.
     pub fn data_bytes(&self) -> usize {
         self.data_bytes
+    }
+
+    /// Memory charged: data plus [`CHUNK_COST`] per chunk.
+    pub fn cost(&self) -> usize {
+        self.data_bytes + CHUNK_COST * self.chunks.len()
+    }
+
+    /// Chunks held.
+    pub fn chunks(&self) -> usize {
+        self.chunks.len()
     }
 
     /// Offset of the first buffered chunk.
@@ -113,17 +131,63 @@ impl Assembler {
             gaps.push((pos, end));
         }
         for (s, e) in gaps {
-            let part = match &piece {
+            let bytes = match &piece {
                 Piece::Data(d) => match d.get(slice_range(s - off, e - off)) {
-                    Some(b) => {
-                        self.data_bytes += b.len();
-                        Piece::Data(b.to_vec())
-                    }
+                    Some(b) => Some(b),
                     None => continue,
                 },
-                Piece::Hole(_) => Piece::Hole(e - s),
+                Piece::Hole(_) => None,
             };
-            self.chunks.insert(s, Chunk { piece: part, at });
+            // Appended to the chunk that ends exactly here, when of the same kind.
+            let prev = self
+                .chunks
+                .range_mut(..s)
+                .next_back()
+                .filter(|(k, c)| **k + c.piece.len() == s);
+            match (prev, bytes) {
+                (
+                    Some((
+                        _,
+                        Chunk {
+                            piece: Piece::Data(v),
+                            ..
+                        },
+                    )),
+                    Some(b),
+                ) => {
+                    v.extend_from_slice(b);
+                    self.data_bytes += b.len();
+                }
+                (
+                    Some((
+                        _,
+                        Chunk {
+                            piece: Piece::Hole(n),
+                            ..
+                        },
+                    )),
+                    None,
+                ) => *n += e - s,
+                (_, Some(b)) => {
+                    self.data_bytes += b.len();
+                    self.chunks.insert(
+                        s,
+                        Chunk {
+                            piece: Piece::Data(b.to_vec()),
+                            at,
+                        },
+                    );
+                }
+                (_, None) => {
+                    self.chunks.insert(
+                        s,
+                        Chunk {
+                            piece: Piece::Hole(e - s),
+                            at,
+                        },
+                    );
+                }
+            }
         }
         found
     }

@@ -162,6 +162,8 @@ pub struct Connection {
     pub closed_at: Option<Timestamp>,
     /// Finished by the idle timeout rather than a close or the end of the capture.
     pub idle_expired: bool,
+    /// Finished early because the flow table was full (the memory budget), not by its close.
+    pub evicted: bool,
     /// Bytes carried in RST segments (not part of the stream).
     pub rst_payload: u64,
 }
@@ -186,6 +188,30 @@ impl Connection {
     /// True when `side` is the client.
     pub fn is_client(&self, side: usize) -> bool {
         side == self.client
+    }
+    /// Nothing but SYNs from the client: no answer, no payload, no close (a SYN flood's
+    /// flows). Such flows are counted by destination when evicted, not reported one by one.
+    pub fn unanswered(&self) -> bool {
+        self.server_half().packets == 0
+            && self.client_half().bytes == 0
+            && self.client_half().asm.is_empty()
+            && self.rsts.is_empty()
+            && self.fins.is_empty()
+    }
+    /// Eviction order when the table is full: unanswered and empty flows first, then closed
+    /// ones still lingering, then the rest; the longest silent first within each.
+    fn eviction_class(&self) -> u8 {
+        let empty = self.half[0].bytes == 0
+            && self.half[1].bytes == 0
+            && self.half[0].asm.is_empty()
+            && self.half[1].asm.is_empty();
+        if empty && self.closed_at.is_none() {
+            0
+        } else if self.closed_at.is_some() {
+            1
+        } else {
+            2
+        }
     }
 }
 
@@ -222,6 +248,11 @@ pub struct Config {
     /// How long a closed connection stays in the table after its last packet, to collect late
     /// ones (ns).
     pub linger: i64,
+    /// Connections tracked at once; beyond it the least useful are finished early (evicted).
+    pub max_connections: usize,
+    /// Out-of-order bytes buffered across all connections (each chunk charged with its
+    /// bookkeeping); beyond it the connection adding more declares its missing bytes lost.
+    pub max_buffer_total: usize,
 }
 
 impl Default for Config {
@@ -230,6 +261,8 @@ impl Default for Config {
             max_buffer: 1 << 20,
             idle_timeout: None,
             linger: 30_000_000_000,
+            max_connections: usize::MAX,
+            max_buffer_total: usize::MAX,
         }
     }
 }
@@ -249,17 +282,55 @@ pub struct Stats {
     pub buffer_overflows: u64,
     /// The peer acknowledged bytes the capture never had.
     pub acked_unseen: u64,
+    /// Connections finished early because the flow table was full (reported, marked evicted).
+    pub evicted: u64,
+    /// Unanswered SYN-only flows dropped from a full table (counted by destination).
+    pub half_open_dropped: u64,
+    /// Times the run-wide out-of-order budget was full and a gap was declared early.
+    pub buffer_budget_overflows: u64,
+}
+
+/// Destinations of dropped unanswered SYNs kept with their counts (the rest are summed).
+pub const MAX_FLOOD_DESTINATIONS: usize = 64;
+
+/// Unanswered SYN-only flows dropped from a full flow table, by destination.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Flood {
+    /// (server endpoint, flows), the first [`MAX_FLOOD_DESTINATIONS`] destinations seen.
+    pub by_destination: Vec<(Endpoint, u64)>,
+    /// Flows to other destinations.
+    pub other: u64,
+}
+
+impl Flood {
+    fn count(&mut self, dst: Endpoint) {
+        if let Some(e) = self.by_destination.iter_mut().find(|(d, _)| *d == dst) {
+            e.1 += 1;
+        } else if self.by_destination.len() < MAX_FLOOD_DESTINATIONS {
+            self.by_destination.push((dst, 1));
+        } else {
+            self.other += 1;
+        }
+    }
 }
 
 /// The flow table.
 pub struct Tracker {
     cfg: Config,
-    table: HashMap<Key, Connection, ahash::RandomState>,
+    /// Boxed: a free slot of the table costs a pointer, not a whole connection, and growing
+    /// the table moves pointers.
+    table: HashMap<Key, Box<Connection>, ahash::RandomState>,
     open_ids: BTreeSet<u64>,
     next_id: u64,
     last_sweep: Option<Timestamp>,
+    /// Out-of-order bytes (with bookkeeping) buffered across the table.
+    buffered: usize,
+    /// End of capture: the keys still to finish, in descending id order.
+    closing: Vec<(u64, Key)>,
     /// Run counters.
     pub stats: Stats,
+    /// Unanswered SYN flows dropped from a full table.
+    pub flood: Flood,
 }
 
 const SWEEP_EVERY_NS: i64 = 1_000_000_000;
@@ -273,7 +344,10 @@ impl Tracker {
             open_ids: BTreeSet::new(),
             next_id: 1,
             last_sweep: None,
+            buffered: 0,
+            closing: Vec::new(),
             stats: Stats::default(),
+            flood: Flood::default(),
         }
     }
 
@@ -302,9 +376,12 @@ impl Tracker {
             if reuse {
                 self.stats.reused_tuples += 1;
                 if let Some(old) = self.table.remove(&key) {
-                    self.finish(old, sink);
+                    self.finish(*old, sink);
                 }
             }
+        }
+        if self.table.len() >= self.cfg.max_connections.max(1) && !self.table.contains_key(&key) {
+            self.evict(sink);
         }
         let conn = match self.table.entry(key) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
@@ -313,23 +390,79 @@ impl Tracker {
                 self.next_id += 1;
                 self.stats.connections += 1;
                 self.open_ids.insert(id);
-                e.insert(Connection::new(id, seg))
+                e.insert(Box::new(Connection::new(id, seg)))
             }
         };
         let side = usize::from(conn.ep[0] != seg.src);
-        let overflowed = conn.handle(seg, side, &self.cfg, &mut self.stats, sink);
+        let before = conn.buffered();
+        let mut overflowed = conn.handle(seg, side, &self.cfg, &mut self.stats, sink);
+        let mut after = conn.buffered();
+        if after > before && self.buffered + after - before > self.cfg.max_buffer_total {
+            // The run-wide budget is full: this connection gives up what it waits for.
+            for s in 0..2 {
+                conn.flush(s, sink);
+            }
+            after = conn.buffered();
+            self.stats.buffer_budget_overflows += 1;
+            overflowed = true;
+        }
+        self.buffered = (self.buffered + after).saturating_sub(before);
         if overflowed {
             self.stats.buffer_overflows += 1;
         }
     }
 
+    /// The table is full: finishes the least useful eighth of it (unanswered and empty flows
+    /// first, then lingering closed ones, then the longest silent), so that the work per new
+    /// connection stays constant on average.
+    fn evict(&mut self, sink: &mut impl StreamSink) {
+        let mut order: Vec<(u8, Timestamp, Key)> = self
+            .table
+            .iter()
+            .map(|(k, c)| (c.eviction_class(), c.last.ts, *k))
+            .collect();
+        let n = (order.len() / 8).max(1).min(order.len());
+        if n < order.len() {
+            order.select_nth_unstable_by_key(n, |(class, ts, _)| (*class, *ts));
+        }
+        order.truncate(n);
+        order.sort_unstable_by_key(|(class, ts, _)| (*class, *ts));
+        for (_, _, k) in order {
+            let Some(mut c) = self.table.remove(&k) else {
+                continue;
+            };
+            c.evicted = true;
+            if c.unanswered() {
+                self.stats.half_open_dropped += 1;
+                self.flood.count(c.server_ep());
+            } else {
+                self.stats.evicted += 1;
+            }
+            self.finish(*c, sink);
+        }
+    }
+
     /// Finishes every connection still in the table (end of capture), in id order.
     pub fn finish_all(&mut self, sink: &mut impl StreamSink) {
-        let mut all: Vec<Connection> = self.table.drain().map(|(_, c)| c).collect();
-        all.sort_by_key(|c| c.id);
-        for c in all {
-            self.finish(c, sink);
+        while self.finish_first(sink) {}
+    }
+
+    /// Finishes the connection with the smallest id (end of capture, one at a time so that a
+    /// driver can release each report before the next); false when the table is empty.
+    pub fn finish_first(&mut self, sink: &mut impl StreamSink) -> bool {
+        if self.closing.is_empty() {
+            // Keys in descending id order, popped from the end: small next to the connections.
+            let mut keys: Vec<(u64, Key)> = self.table.iter().map(|(k, c)| (c.id, *k)).collect();
+            keys.sort_unstable_by_key(|(id, _)| std::cmp::Reverse(*id));
+            self.closing = keys;
         }
+        while let Some((_, k)) = self.closing.pop() {
+            if let Some(c) = self.table.remove(&k) {
+                self.finish(*c, sink);
+                return true;
+            }
+        }
+        false
     }
 
     fn maybe_sweep(&mut self, now: Timestamp, sink: &mut impl StreamSink) {
@@ -362,7 +495,7 @@ impl Tracker {
                 done.push(*k);
             }
         }
-        let mut finished: Vec<Connection> =
+        let mut finished: Vec<Box<Connection>> =
             done.iter().filter_map(|k| self.table.remove(k)).collect();
         finished.sort_by_key(|c| c.id);
         for mut c in finished {
@@ -370,11 +503,12 @@ impl Tracker {
                 c.idle_expired = true;
                 self.stats.idle_expired += 1;
             }
-            self.finish(c, sink);
+            self.finish(*c, sink);
         }
     }
 
     fn finish(&mut self, mut conn: Connection, sink: &mut impl StreamSink) {
+        self.buffered = self.buffered.saturating_sub(conn.buffered());
         for side in 0..2 {
             conn.flush(side, sink);
         }
@@ -434,8 +568,14 @@ impl Connection {
             evidence_dropped: 0,
             closed_at: None,
             idle_expired: false,
+            evicted: false,
             rst_payload: 0,
         }
+    }
+
+    /// Out-of-order bytes held, with their bookkeeping.
+    fn buffered(&self) -> usize {
+        self.half[0].asm.cost() + self.half[1].asm.cost()
     }
 
     fn mark_closed(&mut self, ts: Timestamp) {
@@ -610,7 +750,7 @@ impl Connection {
                 h.retransmissions += 1;
             }
             h.overlap_differs += ins.differing;
-            if h.asm.data_bytes() > cfg.max_buffer {
+            if h.asm.cost() > cfg.max_buffer {
                 // Declare the bytes before the first buffered chunk lost and move on.
                 if let Some(first) = h.asm.first_offset() {
                     self.advance_to(side, first, at, sink);

@@ -23,11 +23,32 @@ pub struct Secrets {
     pub server_traffic: Option<Vec<u8>>,
 }
 
-/// A key log: client random → secrets.
-#[derive(Clone, Debug, Default)]
+/// A key log: client random → secrets, holding at most `limit` bytes (the rest counted).
+#[derive(Clone, Debug)]
 pub struct KeyLog {
     sessions: HashMap<Vec<u8>, Secrets>,
+    bytes: usize,
+    limit: usize,
+    dropped: u64,
 }
+
+impl Default for KeyLog {
+    fn default() -> Self {
+        KeyLog {
+            sessions: HashMap::new(),
+            bytes: 0,
+            limit: usize::MAX,
+            dropped: 0,
+        }
+    }
+}
+
+/// One key table shared by the connections of a run: secrets that arrive later (pcapng
+/// Decryption Secrets Blocks) are added in place, never by copying the table.
+pub type SharedKeyLog = std::sync::Arc<std::sync::RwLock<KeyLog>>;
+
+/// Bytes a table entry is charged beyond its random and secret (map slot, headers).
+const ENTRY_COST: usize = 160;
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
     if s.len() % 2 != 0 {
@@ -52,6 +73,14 @@ impl KeyLog {
             let (Some(random), Some(secret)) = (unhex(random), unhex(secret)) else {
                 continue;
             };
+            if !self.sessions.contains_key(&random) {
+                let cost = ENTRY_COST + random.len() + secret.len();
+                if self.bytes.saturating_add(cost) > self.limit {
+                    self.dropped += 1;
+                    continue;
+                }
+                self.bytes += cost;
+            }
             let s = self.sessions.entry(random).or_default();
             let slot = match label {
                 "CLIENT_RANDOM" => &mut s.master,
@@ -65,6 +94,16 @@ impl KeyLog {
             used += 1;
         }
         used
+    }
+
+    /// Caps the table at `bytes` (secrets beyond it are counted in [`KeyLog::dropped`]).
+    pub fn set_limit(&mut self, bytes: usize) {
+        self.limit = bytes;
+    }
+
+    /// Key log lines not kept because the table was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
     }
 
     /// Sessions known.

@@ -5,8 +5,6 @@
 
 pub mod decrypt;
 
-use std::sync::Arc;
-
 use tls_parser::{
     parse_tls_extensions, parse_tls_message_handshake, parse_tls_server_hello_extensions,
     TlsExtension, TlsMessage, TlsMessageHandshake,
@@ -79,8 +77,10 @@ pub struct Facts {
     pub hello_retry: bool,
     /// First certificate's subject (TLS ≤ 1.2).
     pub certificate_subject: Option<String>,
-    /// Plaintext alerts: (side, level, description).
+    /// Plaintext alerts: (side, level, description), the first [`MAX_ALERTS`].
     pub alerts: Vec<(usize, u8, u8)>,
+    /// Plaintext alerts beyond [`MAX_ALERTS`], only counted.
+    pub alerts_dropped: u64,
     /// Per side (index = side): records and sizes.
     pub sides: [Records; 2],
     /// The handshake was seen from its start (a ClientHello).
@@ -110,12 +110,26 @@ struct Side {
     record_at: Option<At>,
 }
 
+/// Plaintext alerts kept per connection (a real close has one or two; a stream of them is an
+/// attack or garbage, and is counted).
+pub const MAX_ALERTS: usize = 16;
+
+impl Facts {
+    fn alert(&mut self, side: usize, level: u8, desc: u8) {
+        if self.alerts.len() < MAX_ALERTS {
+            self.alerts.push((side, level, desc));
+        } else {
+            self.alerts_dropped += 1;
+        }
+    }
+}
+
 /// The TLS decoder of one connection.
 pub struct Decoder {
     sides: [Side; 2],
     client: usize,
     mysql: bool,
-    keylog: Option<Arc<decrypt::KeyLog>>,
+    keylog: Option<decrypt::SharedKeyLog>,
     client_random: Vec<u8>,
     /// Decryptors by side, once the ServerHello and a key log allow.
     dec: Option<[decrypt::Direction; 2]>,
@@ -142,7 +156,7 @@ impl Decoder {
     }
 
     /// Decrypts what the key log has secrets for.
-    pub fn with_keys(mut self, keylog: Option<Arc<decrypt::KeyLog>>) -> Decoder {
+    pub fn with_keys(mut self, keylog: Option<decrypt::SharedKeyLog>) -> Decoder {
         self.keylog = keylog;
         self
     }
@@ -351,7 +365,7 @@ impl Decoder {
             }
             ALERT => match (body.first(), body.get(1)) {
                 (Some(&level), Some(&desc)) if rlen == 2 && !lossy => {
-                    self.facts.alerts.push((side, level, desc));
+                    self.facts.alert(side, level, desc);
                     out.push(ev(Kind::Alert { level, desc }));
                 }
                 _ => {
@@ -405,7 +419,7 @@ impl Decoder {
             }
             ALERT => {
                 if let (Some(&level), Some(&desc)) = (o.data.first(), o.data.get(1)) {
-                    self.facts.alerts.push((side, level, desc));
+                    self.facts.alert(side, level, desc);
                     out.push(ev(Kind::Alert { level, desc }));
                 }
             }
@@ -576,12 +590,22 @@ impl Decoder {
         let Some(log) = self.keylog.as_ref() else {
             return;
         };
-        let Some(secrets) = log.get(&self.client_random) else {
+        // One table shared by every connection: read under the lock, the secrets copied out.
+        let found = log
+            .read()
+            .ok()
+            .and_then(|l| l.get(&self.client_random).cloned());
+        let Some(secrets) = found else {
             self.facts.decryption = Some("no keys");
             return;
         };
-        match decrypt::Direction::pair(secrets, version, cipher, &self.client_random, server_random)
-        {
+        match decrypt::Direction::pair(
+            &secrets,
+            version,
+            cipher,
+            &self.client_random,
+            server_random,
+        ) {
             Some((c2s, s2c)) => {
                 self.dec = Some(if self.client == 0 {
                     [c2s, s2c]
