@@ -366,19 +366,42 @@ def gen_pairing(path, n):
     return w.packets
 
 
+# The legitimate session inside each flood: logs in and serves three queries at the start, one
+# in the middle, and leaves with COM_QUIT and a FIN at the end. Whatever the attack, it must come
+# out whole: verdict clean_quit, not evicted (tests/attacks.rs checks it).
+LEGIT_IP, LEGIT_PORT = ip('192.168.77.7'), 50007
+
+
 def _stamp_many(path, n, build, tid_frames=None, gap=STEP):
     tpl = Template(record(build), tid_frames)
     w = PcapWriter(path)
     stamp, t, step = tpl.stamp, w.t, tpl.duration + gap
     chunk, out = [], w.raw
+    legit = Conn(w, LEGIT_IP, LEGIT_PORT, SRV, 3306)
+
+    def flush():
+        out(b''.join(chunk), len(chunk) * tpl.packets)
+        chunk.clear()
+
     for i in range(n):
+        if i in (0, n // 2):
+            flush()
+            w.t = t
+            if i == 0:
+                legit.login(VERSION, thread_id=424242, user=b'legit')
+                for q in range(3):
+                    legit.query(b'SELECT %d AS legit_start' % q)
+            else:
+                legit.query(b'SELECT 1 AS legit_middle')
+            t = w.t
         cip, cport = client_addr(i)
         chunk.append(stamp(t, cip, cport, 1 + i))
         t += step
         if len(chunk) == 4096:
-            out(b''.join(chunk), 4096 * tpl.packets)
-            chunk = []
-    out(b''.join(chunk), len(chunk) * tpl.packets)
+            flush()
+    flush()
+    w.t = t
+    legit.close()
     w.close()
     return w.packets
 

@@ -199,19 +199,20 @@ impl Connection {
             && self.fins.is_empty()
     }
     /// Eviction order when the table is full: unanswered and empty flows first, then closed
-    /// ones still lingering, then the rest; the longest silent first within each.
-    fn eviction_class(&self) -> u8 {
-        let empty = self.half[0].bytes == 0
-            && self.half[1].bytes == 0
-            && self.half[0].asm.is_empty()
-            && self.half[1].asm.is_empty();
-        if empty && self.closed_at.is_none() {
-            0
+    /// ones still lingering, then the rest by how much they carried (a flood of bare logins
+    /// goes before a pooled connection that has served queries), and the longest silent first
+    /// within each: `(class, log2 of the bytes carried, last packet)`, smallest first.
+    fn eviction_key(&self) -> (u8, u8, Timestamp) {
+        let bytes = self.half[0].bytes + self.half[1].bytes;
+        let empty = bytes == 0 && self.half[0].asm.is_empty() && self.half[1].asm.is_empty();
+        let (class, weight) = if empty && self.closed_at.is_none() {
+            (0, 0)
         } else if self.closed_at.is_some() {
-            1
+            (1, 0)
         } else {
-            2
-        }
+            (2, (u64::BITS - bytes.leading_zeros()) as u8)
+        };
+        (class, weight, self.last.ts)
     }
 }
 
@@ -416,18 +417,18 @@ impl Tracker {
     /// first, then lingering closed ones, then the longest silent), so that the work per new
     /// connection stays constant on average.
     fn evict(&mut self, sink: &mut impl StreamSink) {
-        let mut order: Vec<(u8, Timestamp, Key)> = self
+        let mut order: Vec<((u8, u8, Timestamp), Key)> = self
             .table
             .iter()
-            .map(|(k, c)| (c.eviction_class(), c.last.ts, *k))
+            .map(|(k, c)| (c.eviction_key(), *k))
             .collect();
         let n = (order.len() / 8).max(1).min(order.len());
         if n < order.len() {
-            order.select_nth_unstable_by_key(n, |(class, ts, _)| (*class, *ts));
+            order.select_nth_unstable_by_key(n, |(key, _)| *key);
         }
         order.truncate(n);
-        order.sort_unstable_by_key(|(class, ts, _)| (*class, *ts));
-        for (_, _, k) in order {
+        order.sort_unstable_by_key(|(key, _)| *key);
+        for (_, k) in order {
             let Some(mut c) = self.table.remove(&k) else {
                 continue;
             };

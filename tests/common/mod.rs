@@ -150,3 +150,38 @@ pub fn expected(rec: &serde_json::Value, keys: bool) -> Option<(&'static str, Le
         _ => return None,
     })
 }
+
+/// Writes attack `attack` of `scripts/attack_gen.py` (size `n`, or its own) into `dir`: the
+/// file and its packet count.
+pub fn attack_gen(dir: &Path, attack: &str, n: Option<u64>) -> (PathBuf, u64) {
+    let ext = if matches!(attack, "dsb" | "idb") {
+        "pcapng"
+    } else {
+        "pcap"
+    };
+    let path = dir.join(format!("{attack}.{ext}"));
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg(repo().join("scripts/attack_gen.py")).arg(attack);
+    if let Some(n) = n {
+        cmd.args(["--n", &n.to_string()]);
+    }
+    let out = cmd
+        .arg("-o")
+        .arg(&path)
+        .output()
+        .expect("python3 runs scripts/attack_gen.py");
+    assert!(
+        out.status.success(),
+        "{attack}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // "PATH\tN packets\t..."
+    let text = String::from_utf8_lossy(&out.stdout);
+    let packets = text
+        .split('\t')
+        .nth(1)
+        .and_then(|p| p.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{attack}: no packet count in {text:?}"));
+    (path, packets)
+}
