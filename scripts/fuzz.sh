@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fuzz every decoder with cargo-fuzz (libFuzzer + AddressSanitizer) for a while each.
 #
-#   scripts/fuzz.sh [SECONDS] [TARGET...]     default: 10 s each for capture, decode, tcp, mysql, tls and decrypt
+#   scripts/fuzz.sh [SECONDS] [TARGET...]
+#   FUZZ_RUNS=10000000 scripts/fuzz.sh 3600 pairing   stop at N executions (or SECONDS, whichever first)     default: 10 s each for capture, decode, tcp, mysql, tls, decrypt, pairing and secrets
 #
 # The toolchain here is stable; RUSTC_BOOTSTRAP=1 lets cargo-fuzz pass its nightly-only sanitizer flags.
 # The capture target starts from every real capture we have (bundled and ../shared/captures) as seeds.
@@ -12,7 +13,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 secs=${1:-10}
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(capture decode tcp mysql tls decrypt)
+((${#targets[@]})) || targets=(capture decode tcp mysql tls decrypt pairing secrets)
 
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --quiet
 export RUSTC_BOOTSTRAP=1
@@ -35,8 +36,10 @@ for t in "${targets[@]}"; do
   [[ $t == capture ]] && extra=("$seeds")
   echo "fuzz: $t for ${secs}s"
   rc=0
+  runs=()
+  [[ -n ${FUZZ_RUNS:-} ]] && runs=(-runs="$FUZZ_RUNS")
   cargo fuzz run --release "$t" "corpus/$t" "${extra[@]}" -- \
-    -max_total_time="$secs" -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1 || rc=$?
+    -max_total_time="$secs" "${runs[@]}" -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1 || rc=$?
   grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|Done)' "$log" || true
   if ((rc != 0)); then
     tail -n 60 "$log" >&2

@@ -723,11 +723,20 @@ fn analyze_cmd(args: AnalyzeArgs) -> Result<ExitCode> {
             let _ = io::stderr().flush();
         }
     };
-    let mut keys = proxyscope::export::pcap::KeyRecorder {
-        inner: report.as_mut(),
-        keys: Default::default(),
+    let mut incident_keys = Default::default();
+    // The keys of incident connections are recorded only when their packets are to be written.
+    let run = if args.write_incident.is_some() {
+        let mut keys = proxyscope::export::pcap::KeyRecorder {
+            inner: report.as_mut(),
+            keys: Default::default(),
+            order: Default::default(),
+        };
+        let run = analyze::run(&mut sources, &opts, &mut keys, &mut progress)?;
+        incident_keys = keys.keys;
+        run
+    } else {
+        analyze::run(&mut sources, &opts, report.as_mut(), &mut progress)?
     };
-    let run = analyze::run(&mut sources, &opts, &mut keys, &mut progress)?;
     if let Some(dir) = &args.write_incident {
         let readable: Vec<String> = args
             .files
@@ -735,8 +744,12 @@ fn analyze_cmd(args: AnalyzeArgs) -> Result<ExitCode> {
             .filter(|p| CaptureFile::open(p, 0).is_ok())
             .cloned()
             .collect();
-        let written =
-            proxyscope::export::pcap::write_incidents(&readable, &run.incidents, &keys.keys, dir)?;
+        let written = proxyscope::export::pcap::write_incidents(
+            &readable,
+            &run.incidents,
+            &incident_keys,
+            dir,
+        )?;
         for w in &written {
             eprintln!(
                 "proxyscope: incident {}: {} ({} frames)",

@@ -16,14 +16,17 @@ impl StreamSink for Sink {
 }
 
 fuzz_target!(|data: &[u8]| {
+    // Tiny caps so that eviction and the run-wide out-of-order budget are reached too.
     let mut t = Tracker::new(Config {
         max_buffer: 64,
         idle_timeout: Some(3_000_000_000),
         linger: 2_000_000_000,
+        max_connections: 3,
+        max_buffer_total: 200,
     });
     let ep = |i: u8| Endpoint {
         ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1 + (i & 1))),
-        port: 3306 + u16::from(i & 2),
+        port: 3306 + u16::from(i & 6),
     };
     let mut ts = 0i64;
     for (n, chunk) in data.chunks(12).enumerate() {
@@ -50,5 +53,6 @@ fuzz_target!(|data: &[u8]| {
         };
         t.process(&seg, &mut Sink);
     }
+    assert!(t.open_connections() <= 3);
     t.finish_all(&mut Sink);
 });

@@ -349,6 +349,19 @@ impl Incidents {
         }
     }
 
+    /// True when `s` can be a step of an incident: a problem close on a leg of a proxy, or a
+    /// frontend that left in its TLS handshake (a trigger). Only these are kept.
+    pub fn may_be_a_step(s: &Summary) -> bool {
+        let Some(v) = s.verdict.as_ref() else {
+            return false;
+        };
+        matches!(s.leg, Leg::Frontend | Leg::Backend)
+            && (v.label.is_problem() || (s.leg == Leg::Frontend && v.state == State::TlsHandshake))
+    }
+
+    /// Most closes kept (the oldest dropped first).
+    pub const MAX_KEPT: usize = MAX_KEPT;
+
     /// A finished connection.
     pub fn add(&mut self, s: &Summary) {
         if !matches!(s.leg, Leg::Frontend | Leg::Backend) {
@@ -363,11 +376,10 @@ impl Incidents {
                 v.push((s.id, r.frame));
             }
         }
-        let Some((b, label)) = sentence(s) else {
+        let Some((b, _)) = sentence(s) else {
             return;
         };
-        let keep = label.is_problem() || (b.leg == Leg::Frontend && b.state == State::TlsHandshake);
-        if keep {
+        if Self::may_be_a_step(s) {
             if self.kept.len() >= MAX_KEPT {
                 self.kept.pop_front();
             }

@@ -14,7 +14,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::decode::{self, Endpoint};
-use crate::diagnose::incidents::Incident;
+use crate::diagnose::incidents::{Incident, Incidents};
 use crate::model::Summary;
 use crate::report::{Report, RunSummary};
 use crate::source::{CaptureFile, Frame, Linktype, OpenError, Sources};
@@ -73,11 +73,23 @@ pub struct KeyRecorder<'a> {
     pub inner: &'a mut dyn Report,
     /// Keys by connection id.
     pub keys: HashMap<u64, ConnKey>,
+    /// Their ids in arrival order (the oldest forgotten first).
+    pub order: std::collections::VecDeque<u64>,
 }
 
 impl Report for KeyRecorder<'_> {
     fn connection(&mut self, c: &Summary) -> io::Result<()> {
-        self.keys.insert(c.id, ConnKey::of(c));
+        // Only closes that can be incident steps, and no more than incidents keep: the keys
+        // stay bounded whatever the capture's length.
+        if Incidents::may_be_a_step(c) {
+            if self.order.len() >= Incidents::MAX_KEPT {
+                if let Some(old) = self.order.pop_front() {
+                    self.keys.remove(&old);
+                }
+            }
+            self.order.push_back(c.id);
+            self.keys.insert(c.id, ConnKey::of(c));
+        }
         self.inner.connection(c)
     }
     fn finish(&mut self, run: &RunSummary) -> io::Result<()> {
