@@ -28,6 +28,8 @@ outdir=${2:-/tmp/proxyscope-soak}
 }
 mkdir -p "$outdir"
 outdir=$(cd "$outdir" && pwd)
+# live (as root) becomes nobody once the device is open; nobody creates the rotated files.
+chmod 0777 "$outdir"
 
 (cd "$repo" && cargo build --release --quiet)
 bin=$repo/target/release/proxyscope

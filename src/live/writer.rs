@@ -35,11 +35,15 @@ pub struct Writer {
     pub files: Vec<PathBuf>,
     /// Packets written.
     pub packets: u64,
+    /// Files started but no longer listed in `files` (only the last [`MAX_FILES_LISTED`] are).
+    pub files_unlisted: u64,
     /// The account files are handed to (`live` as root switches to it after opening them).
     pub owner: Option<crate::live::device::Account>,
 }
 
 const FILE_HEADER: u64 = 24;
+/// File names kept for the summary (the latest).
+pub const MAX_FILES_LISTED: usize = 1024;
 const RECORD_HEADER: u64 = 16;
 
 /// The name of file number `n` of a sequence based on `base`: the base itself first, then
@@ -73,6 +77,7 @@ impl Writer {
             held: None,
             files: Vec::new(),
             packets: 0,
+            files_unlisted: 0,
             owner: None,
         }
     }
@@ -131,6 +136,11 @@ impl Writer {
             })?;
         drop(f);
         tracing::info!("writing packets to {}", path.display());
+        // Named in the summary; a rotation every second for days must not grow memory.
+        if self.files.len() >= MAX_FILES_LISTED {
+            self.files.remove(0);
+            self.files_unlisted += 1;
+        }
         self.files.push(path);
         self.file = Some(file);
         self.started += 1;
