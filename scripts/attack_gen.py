@@ -610,6 +610,24 @@ EVIL_QUERY = "SELECT '\x1b]0;title\x07' AS t, '\u202e' AS r".encode()
 EVIL_ERR = b'You have an error\x1b[2J\r in your SQL syntax'
 
 
+def _big_handshake(rec):
+    c = Conn(rec, CIP_MARK, CPORT_MARK, SRV, 443)
+    c.open()
+    # A ClientHello declared 250,000 bytes long, sent in 16 KiB records, the last one withheld:
+    # a decoder that collects the message holds ~240 KB for this connection.
+    total = 250_000
+    hs = b'\x01' + total.to_bytes(3, 'big') + bytes(total)
+    for k in range(0, 15 * 16384, 16384):
+        part = hs[k:k + 16384]
+        c.c(b'\x16\x03\x01' + len(part).to_bytes(2, 'big') + part)
+
+
+def gen_bighs(path, n):
+    """n TLS connections (port 443) that each send most of a 250,000-byte ClientHello and stop:
+    every decoder holds a quarter megabyte unless its buffers are bounded across connections."""
+    return _stamp_many(path, n, _big_handshake)
+
+
 def gen_inject(path, n=None):
     """Terminal-hostile strings: server version with ESC/OSC 52/BEL, a user name with CR, SGR and U+202E,
     a query with an OSC title and U+202E, ERR messages with ESC and CR. Connection 1: query -> ERR, the
@@ -662,6 +680,7 @@ ATTACKS = {
     'tiny': (gen_tiny, 4_000_000, 'pcap'),
     'overlap': (gen_overlap, 1_000_000, 'pcap'),
     'alerts': (gen_alerts, 8_000_000, 'pcap'),
+    'bighs': (gen_bighs, 4000, 'pcap'),
     'inject': (gen_inject, None, 'pcap'),
     'backwards': (gen_backwards, None, 'pcap'),
 }

@@ -79,6 +79,11 @@ impl Budget {
     pub fn out_of_order(&self) -> usize {
         self.bytes / 5
     }
+    /// Decoder buffers across connections (TLS handshake messages, compressed packets being
+    /// collected): 10%.
+    pub fn decoder_buffers(&self) -> usize {
+        self.bytes / 10
+    }
     /// TLS secrets (the shared key table): 5%.
     pub fn secrets(&self) -> usize {
         self.bytes / 20
@@ -414,6 +419,8 @@ impl Engine {
             std::sync::Arc::new(std::sync::RwLock::new(k))
         });
         col.dissector.set_keylog(keys.clone());
+        col.dissector
+            .set_buffer_limit(opts.budget.decoder_buffers());
         let mut tcp = opts.tcp;
         tcp.max_connections = tcp
             .max_connections
@@ -571,6 +578,7 @@ impl Engine {
             half_open_other: t.flood.other,
             out_of_order_overflows: t.stats.buffer_budget_overflows,
             alerts: col.alerts_dropped,
+            decoder_buffers: col.dissector.shed,
             secrets: self
                 .keylog
                 .as_ref()

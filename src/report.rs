@@ -69,6 +69,9 @@ pub struct Dropped {
     pub out_of_order_overflows: u64,
     /// TLS alerts counted but not kept (beyond the per-connection cap).
     pub alerts: u64,
+    /// Times a connection's decoder buffers (a TLS handshake message, a compressed packet being
+    /// collected) were given up because their share was full; that part went undecoded.
+    pub decoder_buffers: u64,
     /// TLS secrets (key log lines) not kept: the secrets share was full.
     pub secrets: u64,
     /// Bytes of pcapng Decryption Secrets Blocks not read for keys (the per-file cap was full).
@@ -88,6 +91,7 @@ impl Dropped {
             && self.half_open == 0
             && self.out_of_order_overflows == 0
             && self.alerts == 0
+            && self.decoder_buffers == 0
             && self.secrets == 0
             && self.secrets_bytes == 0
             && self.interfaces == 0
@@ -264,6 +268,7 @@ pub fn write_totals(o: &mut dyn Write, run: &RunSummary) -> io::Result<()> {
             (d.half_open, "unanswered SYN flows dropped"),
             (d.out_of_order_overflows, "out-of-order waits cut short"),
             (d.alerts, "TLS alerts only counted"),
+            (d.decoder_buffers, "decoder buffers given up"),
             (d.secrets, "TLS secrets not kept"),
             (d.secrets_bytes, "bytes of secrets blocks not read"),
             (d.interfaces, "pcapng interfaces beyond the cap"),

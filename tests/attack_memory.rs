@@ -52,10 +52,13 @@ static COUNTING: Counting = Counting;
 const BUDGET_MB: usize = 32;
 /// Beyond the budget: reader buffers, the run summary, the legit session's summary.
 const MARGIN: isize = 16 << 20;
-/// A quadratic walk (the overlap attack took 22 µs a packet) breaks this on any machine. Per
-/// item: a packet, or an alert record, interface block or secrets block (of which a file
-/// holds many to a packet).
-const MAX_NS_PER_ITEM: f64 = 12_000.0;
+/// Time per item (a packet, or an alert record, interface block or secrets block, of which a
+/// file holds many to a packet) may be at most this many times that of the first case, the
+/// simplest path (1-byte segments declared lost at once), measured in the same run: the bound
+/// holds in debug and release builds and on a busy machine alike. Linear paths stay within 20
+/// times; the quadratic walks fixed here took 60 times (overlapping segments) and far more
+/// (a key table cloned per secrets block).
+const MAX_TIMES_BASELINE: f64 = 40.0;
 
 /// Keeps the legitimate session's summary, counts the rest (what a report that streams would
 /// hold: nothing per connection).
@@ -121,16 +124,18 @@ fn every_attack_stays_within_the_budget_in_linear_time_with_drops_counted() {
     std::fs::create_dir_all(&dir).unwrap();
     let budget = (BUDGET_MB << 20) as isize;
     let mut table = Vec::new();
+    let mut baseline = None;
     // (attack, size, --max-buffer)
     let cases: &[(&str, u64, Option<usize>)] = &[
+        ("tiny", 300_000, Some(0)),
         ("synflood", 150_000, None),
         ("idle", 30_000, None),
         ("short", 30_000, None),
         ("cut", 200_000, None),
         ("cut", 200_000, Some(0)),
-        ("tiny", 300_000, Some(0)),
         ("overlap", 30_000, None),
         ("alerts", 300_000, None),
+        ("bighs", 300, None),
         ("idb", 300_000, None),
         ("dsb", 8_000, None),
         ("pairing", 20_000, None),
@@ -157,10 +162,12 @@ fn every_attack_stays_within_the_budget_in_linear_time_with_drops_counted() {
             "{attack}: peak heap {} MB over the {BUDGET_MB} MB budget",
             o.peak >> 20
         );
+        let base = *baseline.get_or_insert(o.ns_per_item);
         assert!(
-            o.ns_per_item < MAX_NS_PER_ITEM,
-            "{attack}: {:.0} ns an item",
-            o.ns_per_item
+            o.ns_per_item < MAX_TIMES_BASELINE * base,
+            "{attack}: {:.0} ns an item, {:.0} times the simplest path's",
+            o.ns_per_item,
+            o.ns_per_item / base
         );
         match attack {
             "synflood" => {
@@ -171,6 +178,7 @@ fn every_attack_stays_within_the_budget_in_linear_time_with_drops_counted() {
             }
             "idle" | "short" => assert!(d.connections > 0, "{attack}: {d:?}"),
             "alerts" => assert!(d.alerts > 100_000, "{attack}: {d:?}"),
+            "bighs" => assert!(d.decoder_buffers > 200, "{attack}: {d:?}"),
             "idb" => assert!(d.interfaces > 200_000, "{attack}: {d:?}"),
             "dsb" => assert!(d.secrets > 0, "{attack}: {d:?}"),
             "pairing" => {
@@ -179,7 +187,7 @@ fn every_attack_stays_within_the_budget_in_linear_time_with_drops_counted() {
             }
             _ => {}
         }
-        if matches!(attack, "synflood" | "idle" | "short") {
+        if matches!(attack, "synflood" | "idle" | "short" | "bighs") {
             // The legitimate session inside the flood comes out whole and right.
             assert_eq!(
                 o.keep.legit.len(),

@@ -100,6 +100,19 @@ struct State {
 }
 
 impl State {
+    /// Heap in the decoders' growing buffers.
+    fn buffered(&self) -> usize {
+        self.mysql.as_ref().map_or(0, |m| m.buffered())
+            + self.tls.as_ref().map_or(0, |t| t.buffered())
+    }
+
+    /// Gives those buffers up; true if anything was held.
+    fn shed(&mut self) -> bool {
+        let m = self.mysql.as_mut().is_some_and(|m| m.shed());
+        let t = self.tls.as_mut().is_some_and(|t| t.shed());
+        m || t
+    }
+
     /// Freezes the teardown record with the decoders' state now.
     fn freeze(&mut self, first: Option<(usize, At, bool)>) {
         let mysql = self
@@ -132,6 +145,12 @@ pub struct Dissector {
     scratch: Vec<Event>,
     keep: usize,
     keylog: Option<tls::decrypt::SharedKeyLog>,
+    /// Heap in decoder buffers across connections, its cap, and the times a connection's
+    /// buffers were given up to stay under it.
+    buffered: usize,
+    buffer_limit: usize,
+    /// Decoder buffers given up because the share was full (counted in the run's `dropped`).
+    pub shed: u64,
 }
 
 impl Default for Dissector {
@@ -148,7 +167,16 @@ impl Dissector {
             scratch: Vec::new(),
             keep,
             keylog: None,
+            buffered: 0,
+            buffer_limit: usize::MAX,
+            shed: 0,
         }
+    }
+
+    /// Caps the heap decoder buffers may hold across all connections (handshake messages and
+    /// compressed packets being collected): past it, the connection that grew gives its up.
+    pub fn set_buffer_limit(&mut self, bytes: usize) {
+        self.buffer_limit = bytes;
     }
 
     /// Decrypt TLS sessions whose secrets are in `keylog` (from now on).
@@ -177,6 +205,7 @@ impl Dissector {
             },
             teardown: Box::new(teardown::Teardown::new(conn.client)),
         });
+        let before = st.buffered();
         let out = &mut self.scratch;
         match ev {
             StreamEvent::Syn => out.push(Event {
@@ -221,6 +250,14 @@ impl Dissector {
             }
             StreamEvent::Data(d) => data(st, conn, side, d, at, out, &self.keylog),
         }
+        let mut after = st.buffered();
+        if after > before && self.buffered + after - before > self.buffer_limit {
+            if st.shed() {
+                self.shed += 1;
+            }
+            after = st.buffered();
+        }
+        self.buffered = (self.buffered + after).saturating_sub(before);
         for e in out.drain(..) {
             st.teardown.observe(&e);
             sink(conn, st.carries, &e);
@@ -233,6 +270,7 @@ impl Dissector {
         let Some(mut st) = self.conns.remove(&conn.id) else {
             return AppFacts::default();
         };
+        self.buffered = self.buffered.saturating_sub(st.buffered());
         st.freeze(None);
         AppFacts {
             teardown: *st.teardown,

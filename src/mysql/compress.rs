@@ -68,6 +68,22 @@ impl Inflater {
         self.broken = true;
     }
 
+    /// Heap held for a compressed packet being collected.
+    pub fn buffered(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Gives up the packet being collected (the memory budget is full): the direction cannot be
+    /// followed any more, as after a gap. True if anything was held.
+    pub fn shed(&mut self) -> bool {
+        if self.buf.capacity() == 0 {
+            return false;
+        }
+        self.buf = Vec::new();
+        self.broken = true;
+        true
+    }
+
     fn finish(&mut self, out: &mut dyn FnMut(&[u8])) {
         self.remaining = None;
         if self.ulen == 0 {

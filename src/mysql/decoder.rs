@@ -156,6 +156,25 @@ impl Decoder {
         self.phase
     }
 
+    /// Heap held in buffers that grow with what the peer sends (compressed packets; the
+    /// framers keep a bounded prefix).
+    pub fn buffered(&self) -> usize {
+        self.compressed
+            .as_ref()
+            .map_or(0, |c| c.iter().map(Inflater::buffered).sum())
+    }
+
+    /// Frees those buffers (the memory budget is full); true if anything was held.
+    pub fn shed(&mut self) -> bool {
+        let mut any = false;
+        if let Some(c) = self.compressed.as_mut() {
+            for i in c.iter_mut() {
+                any |= i.shed();
+            }
+        }
+        any
+    }
+
     /// Stream bytes from `side`. Returns `Some(n)` when the protocol switched to TLS after `n`
     /// bytes of `data`: the rest belongs to the TLS decoder.
     pub fn data(

@@ -102,6 +102,9 @@ struct Side {
     remaining: Option<usize>,
     body: Vec<u8>,
     body_lossy: bool,
+    /// A handshake message was given up (the memory budget): the handshake records that follow
+    /// on this side are skipped until the ChangeCipherSpec, rather than misread.
+    hs_lost: bool,
     hs: Vec<u8>,
     /// Records from this side are encrypted from here on.
     encrypted: bool,
@@ -109,6 +112,9 @@ struct Side {
     last: Option<(u8, u16, At)>,
     record_at: Option<At>,
 }
+
+/// A handshake buffer emptied with more capacity than this is freed.
+const SHRINK_ABOVE: usize = 1 << 16;
 
 /// Plaintext alerts kept per connection (a real close has one or two; a stream of them is an
 /// attack or garbage, and is counted).
@@ -375,6 +381,7 @@ impl Decoder {
             },
             CHANGE_CIPHER_SPEC => {
                 out.push(ev(Kind::ChangeCipherSpec));
+                self.sides[side].hs_lost = false;
                 // TLS ≤ 1.2: encrypted from here. In 1.3 (and around a HelloRetryRequest, before
                 // any version is settled) a CCS is only for middlebox compatibility.
                 if matches!(self.facts.version, Some(v) if v < TLS13) {
@@ -382,7 +389,7 @@ impl Decoder {
                 }
             }
             HANDSHAKE if encrypted => out.push(ev(Kind::EncryptedHandshake { len: rlen })),
-            HANDSHAKE if lossy => self.sides[side].hs.clear(),
+            HANDSHAKE if lossy || self.sides[side].hs_lost => self.sides[side].hs.clear(),
             HANDSHAKE => {
                 let s = &mut self.sides[side];
                 s.hs.extend_from_slice(&body);
@@ -459,6 +466,11 @@ impl Decoder {
                 return;
             }
             let msg: Vec<u8> = self.sides[side].hs.drain(..4 + mlen).collect();
+            let s = &mut self.sides[side];
+            if s.hs.is_empty() && s.hs.capacity() > SHRINK_ABOVE {
+                // A large certificate chain must not pin its buffer for the connection's life.
+                s.hs = Vec::new();
+            }
             let kind = self.handshake(t, &msg);
             out.push(Event { at, side, kind });
             if self.sides[side].encrypted {
@@ -616,6 +628,29 @@ impl Decoder {
             }
             None => self.facts.decryption = Some("unsupported cipher"),
         }
+    }
+
+    /// Heap held in per-side buffers that grow with what the peer sends (a handshake message
+    /// being collected, up to 256 KiB; a record body, up to 18 KiB).
+    pub fn buffered(&self) -> usize {
+        self.sides
+            .iter()
+            .map(|s| s.hs.capacity() + s.body.capacity())
+            .sum()
+    }
+
+    /// Frees the handshake messages being collected (the memory budget is full); the rest of
+    /// that side's handshake is skipped. True if anything was held.
+    pub fn shed(&mut self) -> bool {
+        let mut any = false;
+        for s in &mut self.sides {
+            if s.hs.capacity() > 0 {
+                any |= !s.hs.is_empty();
+                s.hs_lost |= !s.hs.is_empty();
+                s.hs = Vec::new();
+            }
+        }
+        any
     }
 
     /// Final facts.
