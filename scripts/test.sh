@@ -13,4 +13,4 @@ export PROXYSCOPE_LAB=1
 # --all-targets also runs the criterion benchmark once, as a test (the harness takes no --test-threads).
 cargo test --locked --all-targets "$@"
 # Every decoder under libFuzzer for a short while (longer runs: scripts/fuzz.sh 600).
-scripts/fuzz.sh 10
+scripts/fuzz.sh 8
