@@ -575,6 +575,21 @@ impl Pairing {
         }
     }
 
+    /// The score table is full: every weight (and violation count) is halved and the pairs
+    /// left at zero are forgotten, so that pairs seen once cannot hold the table against a new
+    /// pair (a flood of one-off coincidences before the real proxy shows). Relative weights
+    /// survive; one pass frees every pair seen once, so the cost per new pair stays constant
+    /// on average.
+    fn decay_scores(&mut self) {
+        let before = self.scores.len();
+        self.scores.retain(|_, sc| {
+            sc.weight /= 2;
+            sc.violations /= 2;
+            sc.weight > 0
+        });
+        self.dropped += (before - self.scores.len()) as u64;
+    }
+
     /// Entries not kept or forgotten early because a table was full (for the run summary).
     pub fn dropped(&self) -> u64 {
         self.dropped
@@ -617,11 +632,13 @@ impl Pairing {
             self.retry.retain(|&(s, _)| s != front);
             return self.get(front).map(|f| (f.r.conn, f.r.at.frame));
         }
-        if self.waiting.len() < MAX_WAITING {
-            self.waiting.push(seq);
-        } else {
+        // Full (a flood of requests nobody relays): the oldest waiting request gives way, as it
+        // is the least likely to be relayed still.
+        if self.waiting.len() >= MAX_WAITING {
+            self.waiting.remove(0);
             self.dropped += 1;
         }
+        self.waiting.push(seq);
         None
     }
 
@@ -713,6 +730,9 @@ impl Pairing {
             self.last_peer.insert(fr.conn, br.conn);
         }
         let fp = self.fingerprints.get(&br.conn).copied();
+        if self.scores.len() >= MAX_SCORES && !self.scores.contains_key(&(fr.server, br.server)) {
+            self.decay_scores();
+        }
         let room = self.scores.len() < MAX_SCORES;
         if !room && !self.scores.contains_key(&(fr.server, br.server)) {
             self.dropped += 1;
@@ -1179,6 +1199,48 @@ mod tests {
         assert!(lists <= MAX_CONNS, "{lists}");
         assert!(relays <= MAX_CONNS * 16, "{relays}");
         assert!(relays > 0);
+    }
+
+    #[test]
+    fn a_flood_of_one_off_pairs_cannot_hide_a_proxy_that_shows_later() {
+        let mut p = Pairing::new(8);
+        let mut frame = 0;
+        // 6,000 coincidences, each a different pair of servers seen once: more than the table.
+        for k in 0..6_000u64 {
+            let t = k as f64 * 2.0;
+            frame += 2;
+            let size = (k % 1000) as u32 + 10;
+            p.request(req(k, 1000, 10_000 + k as u16, at(t, frame), size));
+            p.request(req(
+                100_000 + k,
+                2000,
+                30_000 + k as u16,
+                at(t + 0.1, frame + 1),
+                size,
+            ));
+        }
+        assert!(p.footprint().2 <= MAX_SCORES);
+        // Then the real proxy relays ten requests.
+        for k in 0..10u64 {
+            let t = 20_000.0 + k as f64 * 2.0;
+            frame += 2;
+            p.request(req(200_000, 5000, 6033, at(t, frame), 77 + k as u32));
+            p.request(req(
+                300_000,
+                40000,
+                3306,
+                at(t + 0.1, frame + 1),
+                77 + k as u32,
+            ));
+        }
+        let pairs = p.pairs();
+        assert!(
+            pairs
+                .iter()
+                .any(|x| x.frontend.port == 6033 && x.backend.port == 3306),
+            "{pairs:?}"
+        );
+        assert!(p.dropped() >= 4096);
     }
 
     #[test]
