@@ -89,8 +89,9 @@ struct LegArgs {
     /// pcapng Decryption Secrets Blocks are used too.
     #[arg(long, value_name = "FILE")]
     keylog: Vec<String>,
-    /// Memory budget in MB for the analysis state (connections, out-of-order bytes, secrets,
-    /// pairing, report rows); what does not fit is counted in the summary's `dropped`.
+    /// Memory budget in MB for the analysis state (tracked connections, out-of-order bytes,
+    /// decoder buffers, TLS secrets, text-report rows); what does not fit is counted in the
+    /// summary's `dropped`.
     #[arg(long, value_name = "MB", default_value_t = analyze::DEFAULT_MEMORY_MB as u64,
           value_parser = clap::value_parser!(u64).range(16..=1_048_576))]
     memory: u64,
