@@ -68,8 +68,9 @@ struct TimelineArgs {
     #[command(flatten)]
     legs: LegArgs,
     /// Events kept per connection from its start, and as many from its end (the rest are
-    /// counted as omitted).
-    #[arg(long, value_name = "N", default_value_t = proxyscope::export::KEEP_EVENTS)]
+    /// counted as omitted). At most 65536: the memory budget is split by it.
+    #[arg(long, value_name = "N", default_value_t = proxyscope::export::KEEP_EVENTS,
+          value_parser = max_events)]
     events: usize,
 }
 
@@ -302,8 +303,10 @@ struct AnalyzeArgs {
     /// directory (a second pass over the files).
     #[arg(long, value_name = "DIR")]
     write_incident: Option<std::path::PathBuf>,
-    /// Events kept per connection from its start, and as many from its end (JSON `events`).
-    #[arg(long, value_name = "N", default_value_t = proxyscope::dissect::KEEP_EVENTS)]
+    /// Events kept per connection from its start, and as many from its end (JSON `events`). At
+    /// most 65536: the memory budget is split by it.
+    #[arg(long, value_name = "N", default_value_t = proxyscope::dissect::KEEP_EVENTS,
+          value_parser = max_events)]
     events: usize,
     /// No progress line on stderr.
     #[arg(short, long)]
@@ -390,6 +393,15 @@ fn edge(r: Result<ExitCode>) -> ExitCode {
             eprintln!("proxyscope: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// `--events`: a count the budget can hold (each kept event costs every tracked connection).
+fn max_events(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if n <= 65_536 => Ok(n),
+        Ok(_) => Err(format!("{s} is more than 65536")),
+        Err(_) => Err(format!("{s:?} is not a count")),
     }
 }
 
