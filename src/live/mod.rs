@@ -181,15 +181,32 @@ struct Feed {
     packets: u64,
     count: Option<u64>,
     error: Option<io::Error>,
+    /// The last packet's capture time, and when it was handed to the pipeline.
+    last: Option<(Timestamp, Instant)>,
 }
 
+/// Packets handed over within this long mean the pipeline may still be working through a
+/// backlog (a loaded machine, libpcap's buffered blocks).
+const CAUGHT_UP: Duration = Duration::from_secs(1);
+
 impl Feed {
+    /// The clock that expires lingering connections and settles incidents: the capture time
+    /// of the last packet while packets keep coming (so that a backlog under load is judged as
+    /// the file would be, never cut by the wall clock), the wall clock once the line is quiet.
+    fn clock(&self) -> Timestamp {
+        match self.last {
+            Some((ts, at)) if at.elapsed() < CAUGHT_UP => ts,
+            _ => now(),
+        }
+    }
+
     fn packet(&mut self, p: &Packet<'_>) {
         if let Some(w) = self.writer.as_mut() {
             w.write(p);
         }
         self.packets += 1;
         let ts = writer::ts_of(p.header);
+        self.last = Some((ts, Instant::now()));
         let frame = Frame {
             ts,
             frame_no: self.packets,
@@ -351,6 +368,7 @@ async fn run(opts: &LiveOptions, out: &mut dyn Write) -> Result<LiveSummary, Liv
         packets: 0,
         count: opts.count,
         error: None,
+        last: None,
     }));
     let mut stream = cap
         .stream(Codec(feed.clone()))
@@ -394,8 +412,8 @@ async fn run(opts: &LiveOptions, out: &mut dyn Write) -> Result<LiveSummary, Liv
                 ticks += 1;
                 let mut f = feed.borrow_mut();
                 let f = &mut *f;
+                let t = f.clock();
                 if let Some(e) = f.engine.as_mut() {
-                    let t = now();
                     e.tick(t, &mut f.report)?;
                     if ticks % 4 == 0 {
                         let proxies = e.proxies();
