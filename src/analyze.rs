@@ -146,6 +146,9 @@ pub type EventHook = Box<dyn FnMut(&Connection, EventContext<'_>, &Event) + Send
 struct Aux {
     /// Client fingerprint: capabilities and the TLS ClientHello.
     fp: Option<std::collections::hash_map::DefaultHasher>,
+    /// Capabilities are in the fingerprint (only the first set: a TLS connection's handshake
+    /// response repeats them, readable only where its keys are known).
+    caps_mixed: bool,
     /// TLS 1.3 was negotiated (its client Finished is an application-data record).
     tls13: bool,
     /// Client application records so far, and whether the last record came from the client.
@@ -154,8 +157,11 @@ struct Aux {
 }
 
 impl Aux {
-    fn mix(&mut self, v: impl Hash) {
-        v.hash(self.fp.get_or_insert_with(Default::default));
+    /// Mixes `v` into the fingerprint and gives the fingerprint so far.
+    fn mix(&mut self, v: impl Hash) -> u64 {
+        let h = self.fp.get_or_insert_with(Default::default);
+        v.hash(h);
+        h.finish()
     }
 }
 
@@ -188,8 +194,13 @@ fn pair_event(
         text,
     };
     match &e.kind {
-        Kind::SslRequest { capabilities } | Kind::HandshakeResponse { capabilities, .. } => {
-            aux.mix(capabilities)
+        Kind::SslRequest { capabilities } | Kind::HandshakeResponse { capabilities, .. }
+            if from_client && !aux.caps_mixed =>
+        {
+            aux.caps_mixed = true;
+            // Pairing keeps the fingerprints of the backends that relay requests, so that a
+            // pooled backend of the same proxy that never relayed one is still known as one.
+            pairing.fingerprint(conn.id, aux.mix(capabilities));
         }
         Kind::ClientHello {
             versions,
@@ -198,7 +209,10 @@ fn pair_event(
             groups,
             sni,
             ..
-        } => aux.mix((versions, ciphers, alpn, groups, sni.is_some())),
+        } if from_client => pairing.fingerprint(
+            conn.id,
+            aux.mix((versions, ciphers, alpn, groups, sni.is_some())),
+        ),
         Kind::ServerHello { version, .. } => aux.tls13 = *version == TLS13,
         Kind::Greeting { version, .. } if !from_client => {
             pairing.greeting(conn.server_ep(), version)
