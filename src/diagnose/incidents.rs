@@ -210,9 +210,10 @@ fn incident(signature: Option<Signature>, steps: Vec<&Brief>) -> Incident {
 pub struct Incidents {
     kept: std::collections::VecDeque<Brief>,
     window_ns: i64,
-    /// Streaming ([`Incidents::ready`]): incidents already handed out, by their first and
-    /// last connection, with the time of their first step (for pruning).
-    emitted: std::collections::HashSet<(u64, u64, i64), ahash::RandomState>,
+    /// Streaming ([`Incidents::ready`]): connections of the incidents handed out, with each
+    /// incident's first time; an incident that shares one was handed out already (a late
+    /// close joined it since), and is not handed out twice.
+    emitted: std::collections::HashMap<u64, i64, ahash::RandomState>,
     /// The latest close time kept, and the `now` of the last streaming build.
     latest: Option<Timestamp>,
     built_at: Option<Timestamp>,
@@ -427,14 +428,18 @@ impl Incidents {
             if now.nanos_since(last_ts) < settle_ns {
                 continue;
             }
-            if self.emitted.insert((first.conn, last.conn, first.at.ts.0)) {
-                out.push(i);
+            if i.steps.iter().any(|s| self.emitted.contains_key(&s.conn)) {
+                continue;
             }
+            for s in &i.steps {
+                self.emitted.insert(s.conn, first.at.ts.0);
+            }
+            out.push(i);
         }
         self.built_at = Some(now);
         self.dirty = false;
         self.emitted
-            .retain(|&(_, _, ts)| now.nanos_since(Timestamp(ts)) <= 2 * horizon_ns);
+            .retain(|_, ts| now.nanos_since(Timestamp(*ts)) <= 2 * horizon_ns);
         out
     }
 
@@ -647,5 +652,67 @@ impl Incidents {
             .collect();
         found.sort_unstable();
         found.first().copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A backend the proxy reset while idle (no trigger, no ping): a step of an unnamed burst.
+    fn reset(conn: u64, ms: i64) -> Brief {
+        let ts = Timestamp(1_000_000_000 + ms * 1_000_000);
+        Brief {
+            conn,
+            leg: Leg::Backend,
+            label: Label::ProxyResetBackend,
+            state: State::Idle,
+            at: Point {
+                frame: conn,
+                file: 0,
+                ts,
+                t: 0.0,
+            },
+            ts,
+            text: format!("backend {conn} reset"),
+            age_ms: 50.0,
+            client_silent: false,
+            server_idle_ms: 10.0,
+            cut: None,
+            ping: false,
+            retried: Vec::new(),
+            confidence: super::super::Confidence::Probable,
+            tls_offered: None,
+            leg_confidence: None,
+        }
+    }
+
+    fn keep(inc: &mut Incidents, b: Brief) {
+        inc.latest = Some(inc.latest.map_or(b.ts, |l| l.max(b.ts)));
+        inc.kept.push_back(b);
+        inc.dirty = true;
+    }
+
+    #[test]
+    fn a_streamed_incident_is_handed_out_once_even_when_a_late_close_joins_it() {
+        const SETTLE: i64 = 2_000_000_000;
+        const HORIZON: i64 = 600_000_000_000;
+        let mut inc = Incidents::default();
+        keep(&mut inc, reset(1, 0));
+        let first = inc.ready(Timestamp(4_000_000_000), SETTLE, HORIZON);
+        assert_eq!(first.len(), 1);
+        assert_eq!(first[0].steps.len(), 1);
+        // A close 3 ms after the first, finished late (a long linger, a loaded capture): the
+        // burst grows to two steps, but it was handed out already.
+        keep(&mut inc, reset(2, 3));
+        assert_eq!(inc.build()[0].steps.len(), 2);
+        assert!(inc
+            .ready(Timestamp(5_000_000_000), SETTLE, HORIZON)
+            .is_empty());
+        // A burst of its own is a new incident.
+        keep(&mut inc, reset(3, 500));
+        let next = inc.ready(Timestamp(6_000_000_000), SETTLE, HORIZON);
+        assert_eq!(next.len(), 1);
+        assert_eq!(next[0].steps[0].conn, 3);
     }
 }
