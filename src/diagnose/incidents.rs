@@ -210,8 +210,8 @@ fn incident(signature: Option<Signature>, steps: Vec<&Brief>) -> Incident {
 pub struct Incidents {
     kept: std::collections::VecDeque<Brief>,
     window_ns: i64,
-    /// Streaming ([`Incidents::ready`]): connections of the incidents handed out, with each
-    /// incident's first time; an incident that shares one was handed out already (a late
+    /// Streaming ([`Incidents::ready`]): the closes owned by the incidents handed out, with each
+    /// incident's first time; an incident that owns one of them was handed out already (a late
     /// close joined it since), and is not handed out twice.
     emitted: std::collections::HashMap<u64, i64, ahash::RandomState>,
     /// The latest close time kept, and the `now` of the last streaming build.
@@ -428,10 +428,18 @@ impl Incidents {
             if now.nanos_since(last_ts) < settle_ns {
                 continue;
             }
-            if i.steps.iter().any(|s| self.emitted.contains_key(&s.conn)) {
+            // A close the incident owns (not a trigger or a dead backend that other incidents
+            // may cite too) already handed out: this is that incident, grown by a late close.
+            let owned =
+                |s: &&Step| !matches!(s.label, Label::ClientAbort | Label::ServerIdleTimeout);
+            if i.steps
+                .iter()
+                .filter(owned)
+                .any(|s| self.emitted.contains_key(&s.conn))
+            {
                 continue;
             }
-            for s in &i.steps {
+            for s in i.steps.iter().filter(owned) {
                 self.emitted.insert(s.conn, first.at.ts.0);
             }
             out.push(i);
@@ -714,5 +722,29 @@ mod tests {
         let next = inc.ready(Timestamp(6_000_000_000), SETTLE, HORIZON);
         assert_eq!(next.len(), 1);
         assert_eq!(next[0].steps[0].conn, 3);
+    }
+
+    #[test]
+    fn two_streamed_incidents_may_cite_the_same_trigger() {
+        const SETTLE: i64 = 2_000_000_000;
+        const HORIZON: i64 = 600_000_000_000;
+        let mut inc = Incidents::default();
+        let mut trigger = reset(1, 0);
+        trigger.leg = Leg::Frontend;
+        trigger.label = Label::ClientAbort;
+        trigger.state = State::TlsHandshake;
+        keep(&mut inc, trigger);
+        // Two idle backends broken at their keep-alive pings, a second apart, after one trigger.
+        for (conn, ms) in [(2, 400), (3, 1400)] {
+            let mut b = reset(conn, ms);
+            b.ping = true;
+            keep(&mut inc, b);
+        }
+        let out = inc.ready(Timestamp(6_000_000_000), SETTLE, HORIZON);
+        let steps: Vec<Vec<u64>> = out
+            .iter()
+            .map(|i| i.steps.iter().map(|s| s.conn).collect())
+            .collect();
+        assert_eq!(steps, vec![vec![1, 2], vec![1, 3]]);
     }
 }
