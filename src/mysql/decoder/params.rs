@@ -239,3 +239,58 @@ fn short(b: &[u8]) -> String {
     }
     t
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Values laid out as in the binary protocol documentation's examples
+    /// (`page_protocol_binary_resultset`: TIME "-120d 19:27:30.000 001", DOUBLE 35.5).
+    #[test]
+    fn binary_values() {
+        let time = [
+            0x0c, 0x01, 0x78, 0x00, 0x00, 0x00, 0x13, 0x1b, 0x1e, 0x01, 0x00, 0x00, 0x00,
+        ];
+        assert_eq!(
+            value(&time, TYPE_TIME, false),
+            Some((Some("-2899:27:30.000001".into()), 13))
+        );
+        let double = 35.5f64.to_le_bytes();
+        assert_eq!(
+            value(&double, TYPE_DOUBLE, false),
+            Some((Some("35.5".into()), 8))
+        );
+        assert_eq!(
+            value(&[0xff, 0xff], TYPE_SHORT, false),
+            Some((Some("-1".into()), 2))
+        );
+        assert_eq!(
+            value(&[0xff, 0xff], TYPE_SHORT, true),
+            Some((Some("65535".into()), 2))
+        );
+        assert_eq!(
+            value(&[4, 0xe8, 0x07, 12, 2], TYPE_DATE, false),
+            Some((Some("2024-12-02".into()), 5))
+        );
+        // Cut short, or of a type that cannot be sized: no value.
+        assert_eq!(value(&[1, 2, 3], TYPE_LONG, false), None);
+        assert_eq!(value(&[1, 2, 3], 0x42, false), None);
+        assert_eq!(value(&[5, b'a'], TYPE_VARCHAR, false), None);
+    }
+
+    #[test]
+    fn long_names_are_cut_and_counts_beyond_the_bytes_refused() {
+        let mut q = vec![1, 1, 0, 1, 0xfe, 0, 100];
+        q.extend_from_slice(&[b'n'; 100]);
+        q.extend_from_slice(b"\x01vSELECT 1");
+        let (attrs, count, at) = query_attrs(&q).unwrap();
+        assert_eq!(count, 1);
+        assert_eq!(attrs[0].name.chars().count(), ATTR_TEXT_MAX + 1);
+        assert!(attrs[0].name.ends_with('…'));
+        assert_eq!(&q[at..], b"SELECT 1");
+        // 0xfc 0xff 0xff: 65535 attributes in a few bytes.
+        assert!(query_attrs(&[0xfc, 0xff, 0xff, 1, 0, 1, 0xfe, 0]).is_none());
+        // parameter_set_count other than 1.
+        assert!(query_attrs(&[0, 2, b'S']).is_none());
+    }
+}
