@@ -145,6 +145,56 @@ pub fn tls_version_name(v: u16) -> String {
     }
 }
 
+/// Query attributes kept per command.
+pub const ATTRS_MAX: usize = 16;
+
+/// One query attribute (MySQL 8.0.23+ `mysql_bind_param` / `query_attributes`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct QueryAttr {
+    /// Name (at most 64 characters).
+    pub name: String,
+    /// MySQL field type name (`string`, `longlong`, …) of its binary-protocol value.
+    #[serde(rename = "type")]
+    pub type_name: &'static str,
+    /// Value as text (at most 64 characters, `…` when cut); `None` for SQL NULL.
+    pub value: Option<String>,
+}
+
+/// MySQL field type names (`enum_field_types`), as the binary protocol tags values.
+pub fn field_type_name(t: u8) -> &'static str {
+    match t {
+        0x00 => "decimal",
+        0x01 => "tiny",
+        0x02 => "short",
+        0x03 => "long",
+        0x04 => "float",
+        0x05 => "double",
+        0x06 => "null",
+        0x07 => "timestamp",
+        0x08 => "longlong",
+        0x09 => "int24",
+        0x0a => "date",
+        0x0b => "time",
+        0x0c => "datetime",
+        0x0d => "year",
+        0x0e => "newdate",
+        0x0f => "varchar",
+        0x10 => "bit",
+        0xf5 => "json",
+        0xf6 => "newdecimal",
+        0xf7 => "enum",
+        0xf8 => "set",
+        0xf9 => "tiny_blob",
+        0xfa => "medium_blob",
+        0xfb => "long_blob",
+        0xfc => "blob",
+        0xfd => "var_string",
+        0xfe => "string",
+        0xff => "geometry",
+        _ => "unknown",
+    }
+}
+
 /// What an event says. Names follow `layer.kind` in reports (e.g. `mysql.err`).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Kind {
@@ -202,8 +252,42 @@ pub enum Kind {
         /// Plugin name.
         plugin: String,
     },
-    /// Extra auth data (caching_sha2 and friends).
-    AuthMoreData,
+    /// Extra auth data from the server (caching_sha2 and friends).
+    AuthMoreData {
+        /// What it says, when known (`fast_auth_success`, `perform_full_authentication`,
+        /// `public_key`).
+        what: Option<&'static str>,
+    },
+    /// Auth data from the client after the handshake response (auth switch response, RSA
+    /// public key request, password).
+    AuthResponse {
+        /// What it is (`auth_switch_response`, `public_key_request`, `password`).
+        what: &'static str,
+        /// Payload length.
+        len: u32,
+    },
+    /// An EOF packet that is a response of its own (the end of a COM_FIELD_LIST, a
+    /// COM_SET_OPTION reply); a result set's EOFs are in its `result_set`.
+    Eof {
+        /// Warnings.
+        warnings: u16,
+        /// Server status flags.
+        status: u16,
+    },
+    /// The server answered a query with LOCAL INFILE: it asks for the client's file.
+    LocalInfile {
+        /// File name the server asks for.
+        file: String,
+    },
+    /// The client's LOCAL INFILE data ended (its empty packet).
+    InfileData {
+        /// Bytes of file content sent.
+        bytes: u64,
+        /// Packets.
+        packets: u64,
+    },
+    /// COM_BINLOG_DUMP(_GTID) was answered: the server streams replication events from here.
+    BinlogStream,
     /// OK packet.
     Ok {
         /// Affected rows.
@@ -232,10 +316,16 @@ pub enum Kind {
         cmd: u8,
         /// Statement id (COM_STMT_*).
         stmt_id: Option<u32>,
-        /// Query text (COM_QUERY, COM_STMT_PREPARE, COM_INIT_DB), truncated.
+        /// Query text (COM_QUERY, COM_STMT_PREPARE, COM_INIT_DB), truncated; for a COM_QUERY
+        /// with query attributes, the SQL after them.
         text: Option<String>,
         /// Payload length.
         len: u32,
+        /// Query attributes (CLIENT_QUERY_ATTRIBUTES) of a COM_QUERY or COM_STMT_EXECUTE, the
+        /// first [`ATTRS_MAX`].
+        attrs: Vec<QueryAttr>,
+        /// The user a COM_CHANGE_USER switches to.
+        user: Option<String>,
     },
     /// A prepared statement's OK (id, columns, params).
     StmtPrepared {
@@ -366,7 +456,12 @@ impl Kind {
             | SslRequest { .. }
             | HandshakeResponse { .. }
             | AuthSwitch { .. }
-            | AuthMoreData
+            | AuthMoreData { .. }
+            | AuthResponse { .. }
+            | Eof { .. }
+            | LocalInfile { .. }
+            | InfileData { .. }
+            | BinlogStream
             | Ok { .. }
             | Err { .. }
             | Command { .. }
@@ -392,7 +487,12 @@ impl Kind {
             SslRequest { .. } => "mysql.ssl_request",
             HandshakeResponse { .. } => "mysql.handshake_response",
             AuthSwitch { .. } => "mysql.auth_switch",
-            AuthMoreData => "mysql.auth_more_data",
+            AuthMoreData { .. } => "mysql.auth_more_data",
+            AuthResponse { .. } => "mysql.auth_response",
+            Eof { .. } => "mysql.eof",
+            LocalInfile { .. } => "mysql.local_infile",
+            InfileData { .. } => "mysql.infile_data",
+            BinlogStream => "mysql.binlog_stream",
             Ok { .. } => "mysql.ok",
             Err { .. } => "mysql.err",
             Command { cmd, .. } => return format!("mysql.{}", command_name(*cmd)),
@@ -442,6 +542,11 @@ impl Kind {
             Command {
                 cmd, text: Some(t), ..
             } => format!("{} {t:?}", command_name(*cmd).to_uppercase()),
+            Command {
+                cmd, user: Some(u), ..
+            } => format!("{} {u}", command_name(*cmd).to_uppercase()),
+            LocalInfile { file } => format!("local_infile {file:?}"),
+            InfileData { bytes, .. } => format!("infile data {bytes} B"),
             Command { cmd, .. } => command_name(*cmd).to_uppercase(),
             ResultSet { rows, .. } => format!("result {rows} rows"),
             PlaintextInTls { hex, mysql } => match mysql {
@@ -469,8 +574,25 @@ impl Kind {
     fn detail<M: SerializeMap>(&self, m: &mut M) -> Result<(), M::Error> {
         use Kind::*;
         match self {
-            Syn | SynAck | Fin | Rst | AuthMoreData | Resync | ChangeCipherSpec | TlsDesync
-            | TlsResync => Ok(()),
+            Syn | SynAck | Fin | Rst | Resync | ChangeCipherSpec | TlsDesync | TlsResync
+            | BinlogStream => Ok(()),
+            AuthMoreData { what } => match what {
+                Some(w) => m.serialize_entry("what", w),
+                None => Ok(()),
+            },
+            AuthResponse { what, len } => {
+                m.serialize_entry("what", what)?;
+                m.serialize_entry("len", len)
+            }
+            Eof { warnings, status } => {
+                m.serialize_entry("warnings", warnings)?;
+                m.serialize_entry("status", &format!("0x{status:04x}"))
+            }
+            LocalInfile { file } => m.serialize_entry("file", file),
+            InfileData { bytes, packets } => {
+                m.serialize_entry("bytes", bytes)?;
+                m.serialize_entry("packets", packets)
+            }
             Gap { bytes } => m.serialize_entry("bytes", bytes),
             Greeting {
                 version,
@@ -535,6 +657,8 @@ impl Kind {
                 stmt_id,
                 text,
                 len,
+                attrs,
+                user,
             } => {
                 m.serialize_entry("command", command_name(*cmd))?;
                 m.serialize_entry("code", cmd)?;
@@ -544,6 +668,12 @@ impl Kind {
                 }
                 if let Some(t) = text {
                     m.serialize_entry("text", t)?;
+                }
+                if !attrs.is_empty() {
+                    m.serialize_entry("query_attributes", attrs)?;
+                }
+                if let Some(u) = user {
+                    m.serialize_entry("user", u)?;
                 }
                 Ok(())
             }

@@ -525,6 +525,9 @@ fn protocol_line(c: &Summary) -> Option<String> {
         }
         if let Some(u) = &m.user {
             s.push_str(&format!(" user {u}"));
+            if let Some(was) = &m.previous_user {
+                s.push_str(&format!(" (changed from {was})"));
+            }
         }
         if m.login_ok == Some(false) {
             s.push_str(" login failed");

@@ -84,6 +84,8 @@ fn public_captures() {
         "mysql-connect-refused.pcap",
         "mysql-prepared-and-aborts.pcap",
         "mysql-ssl-tls10.pcapng",
+        "mysql8-change-user.pcap",
+        "mysql8-query-attributes.pcap",
         "starttls-irc-linux-sll.pcap",
         "tcp-bare-fin-then-rst.pcap",
         "tcp-rst-with-data.pcap",

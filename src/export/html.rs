@@ -60,7 +60,10 @@ fn lane(s: &Summary) -> Value {
             info.push(format!("thread {t}"));
         }
         if let Some(u) = &m.user {
-            info.push(format!("user {u}"));
+            match &m.previous_user {
+                Some(was) => info.push(format!("user {u} (changed from {was})")),
+                None => info.push(format!("user {u}")),
+            }
         }
     }
     if let Some(t) = &s.tls {

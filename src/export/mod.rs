@@ -431,10 +431,17 @@ impl Mark {
             | SslRequest { .. }
             | HandshakeResponse { .. }
             | AuthSwitch { .. }
-            | AuthMoreData => Mark::Login,
+            | AuthMoreData { .. }
+            | AuthResponse { .. } => Mark::Login,
             GreetingErr { .. } | Err { .. } => Mark::Err,
             Command { .. } => Mark::Query,
-            Ok { .. } | StmtPrepared { .. } | ResultSet { .. } => Mark::Response,
+            Ok { .. }
+            | StmtPrepared { .. }
+            | ResultSet { .. }
+            | Eof { .. }
+            | LocalInfile { .. }
+            | BinlogStream => Mark::Response,
+            InfileData { .. } => Mark::Query,
             Alert { .. } | EncryptedAlert { .. } | InferredClose { .. } | PlaintextInTls { .. } => {
                 Mark::Alert
             }

@@ -9,13 +9,19 @@ use mysql_common::packets::{
 
 use super::compress::Inflater;
 use super::framer::{Framer, Note, Packet};
-use crate::event::{Event, Kind};
+use crate::event::{Event, Kind, QueryAttr};
 use crate::tcp::At;
 
 const CLIENT_COMPRESS: u32 = 0x0000_0020;
 const CLIENT_PROTOCOL_41: u32 = 0x0000_0200;
 const CLIENT_SSL: u32 = 0x0000_0800;
+const CLIENT_SECURE_CONNECTION: u32 = 0x0000_8000;
+const CLIENT_PLUGIN_AUTH: u32 = 0x0008_0000;
 const CLIENT_DEPRECATE_EOF: u32 = 0x0100_0000;
+/// MySQL 8.0.23+: COM_QUERY and COM_STMT_EXECUTE carry query attributes.
+const CLIENT_QUERY_ATTRIBUTES: u32 = 0x0800_0000;
+/// COM_STMT_EXECUTE flag: a parameter count (placeholders + attributes) follows.
+const PARAMETER_COUNT_AVAILABLE: u8 = 0x08;
 const SERVER_MORE_RESULTS_EXISTS: u16 = 0x0008;
 /// MariaDB extended capability: result-set metadata may be left out when the client caches it.
 const MARIADB_CACHE_METADATA: u32 = 0x0000_0010;
@@ -37,6 +43,27 @@ const COM_STMT_CLOSE: u8 = 0x19;
 const COM_STMT_RESET: u8 = 0x1a;
 const COM_STMT_FETCH: u8 = 0x1c;
 const COM_BINLOG_DUMP_GTID: u8 = 0x1e;
+const COM_RESET_CONNECTION: u8 = 0x1f;
+
+/// First payload byte of an OK packet (and of a binlog event in a replication stream).
+const OK: u8 = 0x00;
+/// First payload byte of an ERR packet.
+const ERR: u8 = 0xff;
+/// First payload byte of an EOF packet (or of an auth switch request during the login).
+const EOF: u8 = 0xfe;
+/// Response to a query asking for the client's file (LOAD DATA LOCAL INFILE).
+const LOCAL_INFILE: u8 = 0xfb;
+/// Auth more data (caching_sha2_password, sha256_password).
+const AUTH_MORE_DATA: u8 = 0x01;
+/// caching_sha2_password, after AUTH_MORE_DATA: the scramble matched the server's cache.
+const FAST_AUTH_SUCCESS: u8 = 0x03;
+/// caching_sha2_password, after AUTH_MORE_DATA: the password must be sent (TLS or RSA).
+const PERFORM_FULL_AUTHENTICATION: u8 = 0x04;
+/// caching_sha2_password client request for the server's RSA public key.
+const REQUEST_PUBLIC_KEY: u8 = 0x02;
+/// Prepared statements remembered (id and placeholder count) to find the attributes of an
+/// execute; the oldest is forgotten beyond.
+const STMTS_MAX: usize = 256;
 
 /// Where in the protocol the connection is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -83,8 +110,14 @@ pub struct Facts {
     pub mariadb_capabilities: u32,
     /// Client capability flags (handshake response or SSLRequest).
     pub client_capabilities: Option<u32>,
-    /// User (plaintext logins).
+    /// User (plaintext logins); after a successful COM_CHANGE_USER, the new user.
     pub user: Option<String>,
+    /// The user before the last COM_CHANGE_USER that changed it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_user: Option<String>,
+    /// Replication events streamed after a COM_BINLOG_DUMP(_GTID).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub binlog_events: u64,
     /// Default database at login.
     pub database: Option<String>,
     /// Auth plugin in use.
@@ -113,13 +146,45 @@ pub struct Facts {
 enum Resp {
     Idle,
     First(u8),
-    Columns { cmd: u8, left: u64, cols: u64 },
-    ColumnsEof { cmd: u8, cols: u64 },
-    Rows { cmd: u8, cols: u64, rows: u64 },
-    Definitions { left: u64 },
+    Columns {
+        cmd: u8,
+        left: u64,
+        cols: u64,
+    },
+    ColumnsEof {
+        cmd: u8,
+        cols: u64,
+    },
+    Rows {
+        cmd: u8,
+        cols: u64,
+        rows: u64,
+    },
+    Definitions {
+        left: u64,
+    },
     FieldList,
     ChangeUser,
-    Streaming,
+    /// After COM_BINLOG_DUMP(_GTID): replication events until an EOF or ERR.
+    Binlog {
+        started: bool,
+    },
+}
+
+/// The last auth step the server asked for: names the client's next auth packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AuthStep {
+    None,
+    Switch,
+    FullAuth,
+    PublicKey,
+}
+
+/// User, database and auth plugin a COM_CHANGE_USER asks for, applied on its OK.
+type NewUser = (String, Option<String>, Option<String>);
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The decoder of one MySQL connection.
@@ -132,6 +197,14 @@ pub struct Decoder {
     compressed: Option<[Inflater; 2]>,
     /// After an SSLRequest, decrypted TLS application data is being decoded.
     inside_tls: bool,
+    /// Prepared statements: id and placeholder count (at most [`STMTS_MAX`]).
+    stmts: Vec<(u32, u16)>,
+    /// The COM_CHANGE_USER waiting for its OK.
+    pending_user: Option<NewUser>,
+    /// Where the auth exchange is.
+    auth_step: AuthStep,
+    /// LOCAL INFILE asked for: file bytes and packets the client sent so far.
+    infile: Option<(u64, u64)>,
     /// What is known so far.
     pub facts: Facts,
 }
@@ -147,6 +220,10 @@ impl Decoder {
             resp: Resp::Idle,
             compressed: None,
             inside_tls: false,
+            stmts: Vec::new(),
+            pending_user: None,
+            auth_step: AuthStep::None,
+            infile: None,
             facts: Facts::default(),
         }
     }
@@ -313,6 +390,7 @@ impl Decoder {
                 }
             }
             (Phase::Login, true) | (Phase::Auth, true) => self.auth_reply(&p, out, side),
+            (Phase::Auth, false) => out.push(ev(self.auth_response(&p))),
             (Phase::Command, false) => self.command(&p, out, side),
             (Phase::Command, true) => self.response(&p, out, side),
             _ => {}
@@ -321,7 +399,7 @@ impl Decoder {
 
     fn greeting(&mut self, p: &Packet<'_>) -> Option<Kind> {
         match p.first()? {
-            0xff => {
+            ERR => {
                 let (code, _, message) = parse_err(p.payload, true);
                 self.facts.last_error = Some((code, message.clone()));
                 self.facts.errors += 1;
@@ -389,7 +467,7 @@ impl Decoder {
             kind,
         };
         match p.first() {
-            Some(0x00) => {
+            Some(OK) => {
                 let (affected_rows, status) = parse_ok(p.payload, self.caps());
                 self.facts.login_ok = Some(true);
                 out.push(ev(Kind::Ok {
@@ -402,22 +480,73 @@ impl Decoder {
                     self.compressed = Some([Inflater::default(), Inflater::default()]);
                 }
             }
-            Some(0xff) => {
+            Some(ERR) => {
                 self.facts.login_ok = Some(false);
                 out.push(ev(self.err(p, false, true)));
             }
-            Some(0xfe) => {
+            Some(EOF) => {
                 let plugin = parse_auth_switch(p.payload);
                 self.facts.auth_plugin = Some(plugin.clone());
+                self.auth_step = AuthStep::Switch;
                 out.push(ev(Kind::AuthSwitch { plugin }));
             }
-            Some(0x01) => out.push(ev(Kind::AuthMoreData)),
+            Some(AUTH_MORE_DATA) => out.push(ev(self.auth_more_data(p))),
             _ => {}
         }
     }
 
+    /// The server's AUTH_MORE_DATA: what it says, and what the client's next packet will be.
+    fn auth_more_data(&mut self, p: &Packet<'_>) -> Kind {
+        let what = match (p.payload.get(1), p.len) {
+            (Some(&FAST_AUTH_SUCCESS), 2) => Some("fast_auth_success"),
+            (Some(&PERFORM_FULL_AUTHENTICATION), 2) => {
+                self.auth_step = AuthStep::FullAuth;
+                Some("perform_full_authentication")
+            }
+            _ if p
+                .payload
+                .get(1..)
+                .is_some_and(|k| k.starts_with(b"-----BEGIN")) =>
+            {
+                self.auth_step = AuthStep::PublicKey;
+                Some("public_key")
+            }
+            _ => None,
+        };
+        Kind::AuthMoreData { what }
+    }
+
+    /// A client auth packet after the handshake response (or the COM_CHANGE_USER).
+    fn auth_response(&mut self, p: &Packet<'_>) -> Kind {
+        let what = if p.len == 1 && p.first() == Some(REQUEST_PUBLIC_KEY) {
+            "public_key_request"
+        } else {
+            match self.auth_step {
+                AuthStep::Switch => "auth_switch_response",
+                AuthStep::FullAuth | AuthStep::PublicKey => "password",
+                AuthStep::None => "auth_data",
+            }
+        };
+        Kind::AuthResponse {
+            what,
+            len: p.len.min(u64::from(u32::MAX)) as u32,
+        }
+    }
+
+    /// Both sides' capabilities are known (the login was seen).
+    fn caps_known(&self) -> bool {
+        self.facts.server_capabilities.is_some() && self.facts.client_capabilities.is_some()
+    }
+
     fn err(&mut self, p: &Packet<'_>, unsolicited: bool, login: bool) -> Kind {
-        let (code, sqlstate, message) = parse_err(p.payload, self.caps() & CLIENT_PROTOCOL_41 != 0);
+        let protocol41 = if self.caps_known() {
+            self.caps() & CLIENT_PROTOCOL_41 != 0
+        } else {
+            // No login seen: every server since 4.1 sends `#` and a 5-character SQLSTATE after
+            // the code; a pre-4.1 message starting with `#` and 5 such characters is unheard of.
+            has_sqlstate_marker(p.payload)
+        };
+        let (code, sqlstate, message) = parse_err(p.payload, protocol41);
         self.facts.errors += 1;
         self.facts.last_error = Some((code, message.clone()));
         Kind::Err {
@@ -431,15 +560,27 @@ impl Decoder {
 
     fn command(&mut self, p: &Packet<'_>, out: &mut Vec<Event>, side: usize) {
         if p.seq != 0 {
-            // LOCAL INFILE data, or auth data during COM_CHANGE_USER.
+            self.client_continuation(p, out, side);
             return;
         }
         let Some(cmd) = p.first() else { return };
         self.facts.commands += 1;
+        self.infile = None;
+        let body = p.payload.get(1..).unwrap_or(&[]);
+        let mut attrs = Vec::new();
+        let mut user = None;
         let text = match cmd {
-            COM_QUERY | COM_STMT_PREPARE | COM_INIT_DB => {
-                Some(text_of(p.payload.get(1..).unwrap_or(&[]), p.whole()))
+            COM_QUERY => {
+                let sql = match self.query_attributes(body) {
+                    Some((a, _, at)) => {
+                        attrs = a;
+                        body.get(at..).unwrap_or(&[])
+                    }
+                    None => body,
+                };
+                Some(text_of(sql, p.whole()))
             }
+            COM_STMT_PREPARE | COM_INIT_DB => Some(text_of(body, p.whole())),
             _ => None,
         };
         let stmt_id = match cmd {
@@ -450,11 +591,29 @@ impl Decoder {
             | COM_STMT_FETCH => le32(p.payload, 1),
             _ => None,
         };
+        match cmd {
+            COM_STMT_EXECUTE => attrs = self.execute_attributes(p.payload),
+            COM_STMT_CLOSE => self.stmts.retain(|s| Some(s.0) != stmt_id),
+            COM_CHANGE_USER => {
+                let caps = if self.caps_known() {
+                    self.caps()
+                } else {
+                    // Mid-stream: every client since 4.1 sends the length-prefixed form.
+                    CLIENT_SECURE_CONNECTION | CLIENT_PROTOCOL_41 | CLIENT_PLUGIN_AUTH
+                };
+                let new = parse_change_user(body, caps);
+                user = Some(new.0.clone());
+                self.pending_user = Some(new);
+                self.auth_step = AuthStep::None;
+            }
+            COM_RESET_CONNECTION => self.stmts.clear(),
+            _ => {}
+        }
         self.resp = match cmd {
             COM_QUIT | COM_STMT_CLOSE | COM_STMT_SEND_LONG_DATA => Resp::Idle,
             COM_FIELD_LIST => Resp::FieldList,
             COM_CHANGE_USER => Resp::ChangeUser,
-            COM_BINLOG_DUMP | COM_BINLOG_DUMP_GTID => Resp::Streaming,
+            COM_BINLOG_DUMP | COM_BINLOG_DUMP_GTID => Resp::Binlog { started: false },
             other => Resp::First(other),
         };
         if cmd == COM_QUIT {
@@ -475,8 +634,92 @@ impl Decoder {
                 stmt_id,
                 text,
                 len: p.len.min(u64::from(u32::MAX)) as u32,
+                attrs,
+                user,
             },
         });
+    }
+
+    /// A client packet that is not a command (sequence id > 0): LOCAL INFILE content, or the
+    /// auth exchange of a COM_CHANGE_USER.
+    fn client_continuation(&mut self, p: &Packet<'_>, out: &mut Vec<Event>, side: usize) {
+        if let Some((bytes, packets)) = self.infile.as_mut() {
+            if p.len == 0 {
+                // The empty packet ends the file; the server's OK or ERR follows.
+                let kind = Kind::InfileData {
+                    bytes: *bytes,
+                    packets: *packets,
+                };
+                self.infile = None;
+                out.push(Event {
+                    at: p.at,
+                    side,
+                    kind,
+                });
+            } else {
+                *bytes = bytes.saturating_add(p.len);
+                *packets = packets.saturating_add(1);
+            }
+        } else if self.resp == Resp::ChangeUser {
+            let kind = self.auth_response(p);
+            out.push(Event {
+                at: p.at,
+                side,
+                kind,
+            });
+        }
+    }
+
+    /// Query attributes of a COM_QUERY (`body` after the command byte), with the offset of the
+    /// SQL. Capabilities known: exactly when both sides have CLIENT_QUERY_ATTRIBUTES.
+    /// Mid-stream: when the body starts with a byte below 0x20 (a parameter count; SQL starts
+    /// with a printable character or whitespace, never a control byte followed by 0x01), then
+    /// parameter_set_count 1, the whole block parses, and the SQL after it starts with a
+    /// printable character or whitespace.
+    fn query_attributes(&self, body: &[u8]) -> Option<(Vec<QueryAttr>, u64, usize)> {
+        if self.caps_known() {
+            if self.caps() & CLIENT_QUERY_ATTRIBUTES == 0 {
+                return None;
+            }
+            return params::query_attrs(body);
+        }
+        if *body.first()? >= 0x20 || body.get(1) != Some(&1) {
+            return None;
+        }
+        let r = params::query_attrs(body)?;
+        let sql = *body.get(r.2)?;
+        (!sql.is_ascii_control() || sql.is_ascii_whitespace()).then_some(r)
+    }
+
+    /// Query attributes of a COM_STMT_EXECUTE: when both sides have CLIENT_QUERY_ATTRIBUTES
+    /// and the PARAMETER_COUNT_AVAILABLE flag is set, the parameters beyond the statement's
+    /// placeholders (from its PREPARE OK, else those with a name). Mid-stream: none (the layout
+    /// depends on capabilities not seen).
+    fn execute_attributes(&self, payload: &[u8]) -> Vec<QueryAttr> {
+        if !self.caps_known() || self.caps() & CLIENT_QUERY_ATTRIBUTES == 0 {
+            return Vec::new();
+        }
+        // command(1) statement_id(4) flags(1) iteration_count(4)
+        let (Some(id), Some(&flags), Some(rest)) =
+            (le32(payload, 1), payload.get(5), payload.get(10..))
+        else {
+            return Vec::new();
+        };
+        if flags & PARAMETER_COUNT_AVAILABLE == 0 {
+            return Vec::new();
+        }
+        let Some((count, n)) = lenenc(rest) else {
+            return Vec::new();
+        };
+        let placeholders = self
+            .stmts
+            .iter()
+            .find(|s| s.0 == id)
+            .map(|s| u64::from(s.1));
+        if count == 0 || placeholders.is_some_and(|p| p >= count) {
+            return Vec::new();
+        }
+        params::execute_attrs(rest.get(n..).unwrap_or(&[]), count, placeholders, true)
     }
 
     fn done(&mut self) {
@@ -492,20 +735,25 @@ impl Decoder {
         };
         let first = p.first();
         let deprecate_eof = self.caps() & CLIENT_DEPRECATE_EOF != 0;
-        let is_eof = first == Some(0xfe) && p.len < 9;
+        let is_eof = first == Some(EOF) && p.len < 9;
         if let Some(f) = self.facts.in_flight.as_mut() {
             f.streaming = true;
         }
         match self.resp {
             Resp::Idle => {
-                if first == Some(0xff) {
+                if first == Some(ERR) {
                     let k = self.err(p, true, false);
                     out.push(ev(k));
                 }
             }
             Resp::First(cmd) => match first {
-                Some(0x00) if cmd == COM_STMT_PREPARE => {
+                Some(OK) if cmd == COM_STMT_PREPARE => {
                     let (stmt_id, columns, params) = parse_stmt_ok(p.payload);
+                    self.stmts.retain(|s| s.0 != stmt_id);
+                    if self.stmts.len() >= STMTS_MAX {
+                        self.stmts.remove(0);
+                    }
+                    self.stmts.push((stmt_id, params));
                     out.push(ev(Kind::StmtPrepared {
                         stmt_id,
                         columns,
@@ -519,7 +767,7 @@ impl Decoder {
                         self.resp = Resp::Definitions { left };
                     }
                 }
-                Some(0x00) => {
+                Some(OK) => {
                     let (affected_rows, status) = parse_ok(p.payload, self.caps());
                     out.push(ev(Kind::Ok {
                         affected_rows,
@@ -530,13 +778,23 @@ impl Decoder {
                         self.done();
                     }
                 }
-                Some(0xff) => {
+                Some(ERR) => {
                     let k = self.err(p, false, false);
                     out.push(ev(k));
                     self.done();
                 }
-                Some(0xfe) if is_eof => self.done(),
-                Some(0xfb) => {} // LOCAL INFILE: the client sends the file, then OK/ERR follows.
+                Some(EOF) if is_eof => {
+                    out.push(ev(self.eof(p, deprecate_eof)));
+                    self.done();
+                }
+                Some(LOCAL_INFILE) => {
+                    // The client sends the file (packets after this one's sequence id), an
+                    // empty packet, then the server's OK or ERR ends the query.
+                    self.infile = Some((0, 0));
+                    out.push(ev(Kind::LocalInfile {
+                        file: text_of(p.payload.get(1..).unwrap_or(&[]), p.whole()),
+                    }));
+                }
                 _ if cmd == COM_STATISTICS => self.done(),
                 _ => {
                     let (cols, used) = lenenc(p.payload).unwrap_or((0, 1));
@@ -564,7 +822,7 @@ impl Decoder {
                 };
             }
             Resp::ColumnsEof { cmd, cols } => {
-                if first == Some(0xff) {
+                if first == Some(ERR) {
                     let k = self.err(p, false, false);
                     out.push(ev(k));
                     self.done();
@@ -574,7 +832,7 @@ impl Decoder {
             }
             Resp::Rows { cmd, cols, rows } => {
                 let terminator =
-                    first == Some(0xfe) && p.len < 0x00ff_ffff && (deprecate_eof || p.len < 9);
+                    first == Some(EOF) && p.len < 0x00ff_ffff && (deprecate_eof || p.len < 9);
                 if terminator {
                     let status = if deprecate_eof {
                         parse_ok(p.payload, self.caps()).1
@@ -592,7 +850,7 @@ impl Decoder {
                     } else {
                         self.done();
                     }
-                } else if first == Some(0xff) {
+                } else if first == Some(ERR) {
                     let k = self.err(p, false, false);
                     out.push(ev(k));
                     self.done();
@@ -612,36 +870,97 @@ impl Decoder {
                 }
             }
             Resp::FieldList => {
-                if is_eof || first == Some(0xff) {
-                    if first == Some(0xff) {
-                        let k = self.err(p, false, false);
-                        out.push(ev(k));
-                    }
+                if first == Some(ERR) {
+                    let k = self.err(p, false, false);
+                    out.push(ev(k));
+                    self.done();
+                } else if is_eof {
+                    out.push(ev(self.eof(p, deprecate_eof)));
                     self.done();
                 }
             }
             Resp::ChangeUser => match first {
-                Some(0x00) => {
+                Some(OK) => {
                     let (affected_rows, status) = parse_ok(p.payload, self.caps());
                     out.push(ev(Kind::Ok {
                         affected_rows,
                         status,
                         login: true,
                     }));
+                    self.changed_user();
                     self.done();
                 }
-                Some(0xff) => {
+                Some(ERR) => {
                     let k = self.err(p, false, true);
+                    out.push(ev(k));
+                    self.pending_user = None;
+                    self.done();
+                }
+                Some(EOF) => {
+                    let plugin = parse_auth_switch(p.payload);
+                    if let Some(u) = self.pending_user.as_mut() {
+                        u.2 = Some(plugin.clone());
+                    }
+                    self.auth_step = AuthStep::Switch;
+                    out.push(ev(Kind::AuthSwitch { plugin }));
+                }
+                Some(AUTH_MORE_DATA) => out.push(ev(self.auth_more_data(p))),
+                _ => {}
+            },
+            Resp::Binlog { started } => match first {
+                Some(ERR) => {
+                    let k = self.err(p, false, false);
                     out.push(ev(k));
                     self.done();
                 }
-                Some(0xfe) => out.push(ev(Kind::AuthSwitch {
-                    plugin: parse_auth_switch(p.payload),
-                })),
-                _ => {}
+                // A non-blocking dump ends with EOF when it reaches the end of the binlog.
+                Some(EOF) if is_eof => {
+                    out.push(ev(self.eof(p, deprecate_eof)));
+                    self.done();
+                }
+                _ => {
+                    if !started {
+                        out.push(ev(Kind::BinlogStream));
+                        self.resp = Resp::Binlog { started: true };
+                    }
+                    self.facts.binlog_events = self.facts.binlog_events.saturating_add(1);
+                }
             },
-            Resp::Streaming => {}
         }
+    }
+
+    /// An EOF packet that is a response of its own; with CLIENT_DEPRECATE_EOF the server sends
+    /// an OK packet with the EOF header instead.
+    fn eof(&self, p: &Packet<'_>, deprecate_eof: bool) -> Kind {
+        if deprecate_eof {
+            let (_, status) = parse_ok(p.payload, self.caps());
+            Kind::Eof {
+                warnings: 0,
+                status,
+            }
+        } else {
+            Kind::Eof {
+                warnings: le16(p.payload, 1).unwrap_or(0),
+                status: le16(p.payload, 3).unwrap_or(0),
+            }
+        }
+    }
+
+    /// The COM_CHANGE_USER succeeded: its user, database and plugin are the connection's now,
+    /// and the session's prepared statements are gone.
+    fn changed_user(&mut self) {
+        let Some((user, database, plugin)) = self.pending_user.take() else {
+            return;
+        };
+        if self.facts.user.as_ref() != Some(&user) {
+            self.facts.previous_user = self.facts.user.replace(user);
+        }
+        self.facts.database = database;
+        if plugin.is_some() {
+            self.facts.auth_plugin = plugin;
+        }
+        self.stmts.clear();
+        self.auth_step = AuthStep::None;
     }
 
     /// Final facts, with the phase the protocol ended in.
@@ -746,6 +1065,49 @@ fn parse_err(payload: &[u8], protocol41: bool) -> (u16, String, String) {
     )
 }
 
+/// True if an ERR payload has the 4.1 SQLSTATE marker: `#` and five characters of [0-9A-Z]
+/// after the code.
+fn has_sqlstate_marker(payload: &[u8]) -> bool {
+    payload.get(3) == Some(&b'#')
+        && payload.get(4..9).is_some_and(|s| {
+            s.iter()
+                .all(|c| c.is_ascii_digit() || c.is_ascii_uppercase())
+        })
+}
+
+/// User, database and auth plugin of a COM_CHANGE_USER (`body` after the command byte):
+/// user NUL, auth response (length-prefixed with CLIENT_SECURE_CONNECTION, else NUL-ended),
+/// database NUL, then with CLIENT_PROTOCOL_41 a 2-byte character set and with
+/// CLIENT_PLUGIN_AUTH the plugin name NUL.
+fn parse_change_user(body: &[u8], caps: u32) -> NewUser {
+    let user = cstr(body).unwrap_or(&[]);
+    let mut at = user.len() + 1;
+    let user = lossy(user);
+    if caps & CLIENT_SECURE_CONNECTION != 0 {
+        let n = body.get(at).map_or(0, |&n| usize::from(n));
+        at += 1 + n;
+    } else {
+        at += body.get(at..).and_then(cstr).map_or(0, <[u8]>::len) + 1;
+    }
+    let Some(db) = body.get(at..).and_then(cstr) else {
+        return (user, None, None);
+    };
+    at += db.len() + 1;
+    let database = Some(lossy(db)).filter(|d| !d.is_empty());
+    if caps & CLIENT_PROTOCOL_41 != 0 {
+        at += 2;
+    }
+    let plugin = if caps & CLIENT_PLUGIN_AUTH != 0 {
+        body.get(at..)
+            .and_then(cstr)
+            .filter(|p| !p.is_empty())
+            .map(lossy)
+    } else {
+        None
+    };
+    (user, database, plugin)
+}
+
 fn parse_auth_switch(payload: &[u8]) -> String {
     let mut buf = ParseBuf(payload);
     match buf.parse::<AuthSwitchRequest<'_>>(()) {
@@ -819,6 +1181,8 @@ fn text_of(b: &[u8], whole: bool) -> String {
     }
     t
 }
+
+mod params;
 
 #[cfg(test)]
 mod tests;

@@ -279,3 +279,421 @@ fn mariadb_cached_metadata_sends_no_column_definitions() {
     ));
     assert!(d.facts.in_flight.is_none());
 }
+
+/// Capabilities of the MySQL 8.0.29 login in `mysql8-query-attributes.pcap` (frame 6, client
+/// 0x19ffa685 with the server's 0xdfffffff): CLIENT_QUERY_ATTRIBUTES and DEPRECATE_EOF set.
+const CAPS8: u32 = 0x19ff_a685;
+
+fn login8(d: &mut Decoder, out: &mut Vec<Event>) {
+    login(d, out, CAPS8 | CLIENT_PLUGIN_AUTH);
+}
+
+fn command_of(e: &Event) -> (Option<&str>, &[QueryAttr], Option<&str>) {
+    match &e.kind {
+        Kind::Command {
+            text, attrs, user, ..
+        } => (text.as_deref(), attrs, user.as_deref()),
+        other => panic!("not a command: {other:?}"),
+    }
+}
+
+fn attr(name: &str, type_name: &'static str, value: Option<&str>) -> QueryAttr {
+    QueryAttr {
+        name: name.into(),
+        type_name,
+        value: value.map(Into::into),
+    }
+}
+
+#[test]
+fn query_attributes_are_decoded_and_the_sql_kept_clean() {
+    let mut d = Decoder::new(SERVER, Phase::Greeting);
+    let mut out = Vec::new();
+    login8(&mut d, &mut out);
+    assert!(d.caps() & CLIENT_QUERY_ATTRIBUTES != 0);
+    // Frame 12 of mysql8-query-attributes.pcap: count 0, set count 1, then the SQL.
+    let q0 = b"\x03\x00\x01select @@version_comment limit 1";
+    d.data(CLIENT, &pkt(0, q0), at(4), &mut out);
+    let (text, attrs, _) = command_of(out.last().unwrap());
+    assert_eq!(text, Some("select @@version_comment limit 1"));
+    assert!(attrs.is_empty());
+    d.data(SERVER, &pkt(1, &[0, 0, 0, 2, 0, 0, 0]), at(5), &mut out);
+    // Frame 16: two string attributes n1=v1, n2=v2 (types 0xfe00), no NULLs.
+    let q2 = b"\x03\x02\x01\x00\x01\xfe\x00\x02n1\xfe\x00\x02n2\x02v1\x02v2select now()";
+    d.data(CLIENT, &pkt(0, q2), at(6), &mut out);
+    let (text, attrs, _) = command_of(out.last().unwrap());
+    assert_eq!(text, Some("select now()"));
+    assert_eq!(
+        attrs,
+        [
+            attr("n1", "string", Some("v1")),
+            attr("n2", "string", Some("v2"))
+        ]
+    );
+    // The same bytes without the capability negotiated are SQL (the server would say so).
+    let mut d = Decoder::new(SERVER, Phase::Greeting);
+    login(&mut d, &mut out, CAPS);
+    d.data(CLIENT, &pkt(0, q0), at(4), &mut out);
+    let (text, attrs, _) = command_of(out.last().unwrap());
+    assert_eq!(text, Some("\0\u{1}select @@version_comment limit 1"));
+    assert!(attrs.is_empty());
+}
+
+#[test]
+fn typed_and_null_query_attributes() {
+    let mut d = Decoder::new(SERVER, Phase::Greeting);
+    let mut out = Vec::new();
+    login8(&mut d, &mut out);
+    // Three attributes: a LONGLONG -2, a DATETIME, a NULL string (bit 2 of the null bitmap),
+    // an unsigned TINY 200; values in the binary protocol encoding.
+    let mut q = vec![0x03, 4, 1, 0b0000_0100, 1];
+    q.extend_from_slice(b"\x08\x00\x01a\x0c\x00\x01b\xfe\x00\x01c\x01\x80\x01d");
+    q.extend_from_slice(&(-2i64).to_le_bytes());
+    q.extend_from_slice(&[7, 0xe8, 0x07, 12, 2, 1, 2, 3]);
+    q.push(200);
+    q.extend_from_slice(b"SELECT 1");
+    d.data(CLIENT, &pkt(0, &q), at(4), &mut out);
+    let (text, attrs, _) = command_of(out.last().unwrap());
+    assert_eq!(text, Some("SELECT 1"));
+    assert_eq!(
+        attrs,
+        [
+            attr("a", "longlong", Some("-2")),
+            attr("b", "datetime", Some("2024-12-02 01:02:03")),
+            attr("c", "string", None),
+            attr("d", "tiny", Some("200")),
+        ]
+    );
+    // A block that runs past the packet is not attributes: the text is shown as sent.
+    let cut = b"\x03\x01\x01\x00\x01\xfe\x00\x05name";
+    d.data(CLIENT, &pkt(0, cut), at(5), &mut out);
+    let (text, attrs, _) = command_of(out.last().unwrap());
+    assert!(attrs.is_empty());
+    assert_eq!(text, Some("\u{1}\u{1}\0\u{1}\u{fffd}\0\u{5}name"));
+}
+
+#[test]
+fn query_attributes_mid_stream_by_their_shape() {
+    let q2 = b"\x03\x02\x01\x00\x01\xfe\x00\x02n1\xfe\x00\x02n2\x02v1\x02v2select now()";
+    for (bytes, want_text, want_attrs) in [
+        (&b"\x03\x00\x01select 1"[..], "select 1", 0),
+        (&q2[..], "select now()", 2),
+        // SQL as usual.
+        (&b"\x03select 1"[..], "select 1", 0),
+        // Starts like attributes but the SQL after them would start with a control byte.
+        (&b"\x03\x00\x01\x02x"[..], "\0\u{1}\u{2}x", 0),
+        // Count 1, but no block follows.
+        (&b"\x03\x01\x01"[..], "\u{1}\u{1}", 0),
+    ] {
+        let mut d = Decoder::new(SERVER, Phase::Command);
+        let mut out = Vec::new();
+        d.data(CLIENT, &pkt(0, bytes), at(1), &mut out);
+        let (text, attrs, _) = command_of(&out[0]);
+        assert_eq!(text, Some(want_text), "{bytes:?}");
+        assert_eq!(attrs.len(), want_attrs, "{bytes:?}");
+    }
+}
+
+#[test]
+fn execute_attributes_follow_the_placeholders() {
+    let mut d = Decoder::new(SERVER, Phase::Greeting);
+    let mut out = Vec::new();
+    login8(&mut d, &mut out);
+    d.data(CLIENT, &pkt(0, b"\x16SELECT ?"), at(4), &mut out);
+    // PREPARE OK: id 7, 1 column, 1 param; DEPRECATE_EOF: the definitions without EOFs.
+    let mut resp = pkt(1, &[0, 7, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0]);
+    resp.extend(pkt(2, b"param"));
+    resp.extend(pkt(3, b"column"));
+    d.data(SERVER, &resp, at(5), &mut out);
+    assert!(d.facts.in_flight.is_none());
+    // EXECUTE id 7, flags PARAMETER_COUNT_AVAILABLE, iteration 1, count 2 (1 placeholder + 1
+    // attribute), null bitmap 0, bound, types LONG "" and STRING "trace", values 42, "abc".
+    let mut exec = vec![
+        0x17,
+        7,
+        0,
+        0,
+        0,
+        PARAMETER_COUNT_AVAILABLE,
+        1,
+        0,
+        0,
+        0,
+        2,
+        0,
+        1,
+    ];
+    exec.extend_from_slice(b"\x03\x00\x00\xfe\x00\x05trace");
+    exec.extend_from_slice(&42u32.to_le_bytes());
+    exec.extend_from_slice(b"\x03abc");
+    d.data(CLIENT, &pkt(0, &exec), at(6), &mut out);
+    let (_, attrs, _) = command_of(out.last().unwrap());
+    assert_eq!(attrs, [attr("trace", "string", Some("abc"))]);
+    // Without the flag the count is the placeholders': no attributes.
+    exec[5] = 0;
+    d.data(CLIENT, &pkt(0, &exec), at(7), &mut out);
+    let (_, attrs, _) = command_of(out.last().unwrap());
+    assert!(attrs.is_empty());
+}
+
+/// Frames 13-16 of mysql8-change-user.pcap (MySQL 8.4, connector-python), attributes cut.
+#[test]
+fn change_user_switches_the_user_and_its_auth_is_not_commands() {
+    let mut d = Decoder::new(SERVER, Phase::Greeting);
+    let mut out = Vec::new();
+    login(
+        &mut d,
+        &mut out,
+        CAPS | CLIENT_PLUGIN_AUTH | CLIENT_SECURE_CONNECTION,
+    );
+    out.clear();
+    let mut cu = b"\x11root2\0\x20".to_vec();
+    cu.extend_from_slice(&[0x4e; 32]);
+    cu.extend_from_slice(b"\0\xff\0caching_sha2_password\0");
+    d.data(CLIENT, &pkt(0, &cu), at(13), &mut out);
+    let mut sw = b"\xfemysql_native_password\0".to_vec();
+    sw.extend_from_slice(&[0x11; 20]);
+    sw.push(0);
+    d.data(SERVER, &pkt(1, &sw), at(14), &mut out);
+    d.data(CLIENT, &pkt(2, &[0x15; 20]), at(15), &mut out);
+    assert_eq!(d.facts.user.as_deref(), Some("app"), "not before the OK");
+    d.data(SERVER, &pkt(3, &[0, 0, 0, 2, 0, 0, 0]), at(16), &mut out);
+    d.data(CLIENT, &pkt(0, b"\x03SET autocommit=0"), at(17), &mut out);
+    assert_eq!(
+        names(&out),
+        [
+            "mysql.com_change_user",
+            "mysql.auth_switch",
+            "mysql.auth_response",
+            "mysql.ok",
+            "mysql.com_query"
+        ]
+    );
+    assert_eq!(command_of(&out[0]).2, Some("root2"));
+    assert!(matches!(
+        out[2].kind,
+        Kind::AuthResponse {
+            what: "auth_switch_response",
+            len: 20
+        }
+    ));
+    assert!(matches!(out[3].kind, Kind::Ok { login: true, .. }));
+    assert_eq!(d.facts.user.as_deref(), Some("root2"));
+    assert_eq!(d.facts.previous_user.as_deref(), Some("app"));
+    assert_eq!(d.facts.database, None);
+    assert_eq!(
+        d.facts.auth_plugin.as_deref(),
+        Some("mysql_native_password")
+    );
+    assert_eq!(d.facts.commands, 2);
+    // A refused change keeps the user.
+    d.data(SERVER, &pkt(1, &[0, 0, 0, 2, 0, 0, 0]), at(18), &mut out);
+    let mut cu = b"\x11eve\0\x00shop\0\xff\0".to_vec();
+    cu.extend_from_slice(b"mysql_native_password\0");
+    d.data(CLIENT, &pkt(0, &cu), at(19), &mut out);
+    d.data(
+        SERVER,
+        &pkt(1, b"\xff\x15\x04#28000Access denied"),
+        at(20),
+        &mut out,
+    );
+    assert_eq!(d.facts.user.as_deref(), Some("root2"));
+    assert!(d.facts.in_flight.is_none());
+    // COM_RESET_CONNECTION: an OK, nothing else changes.
+    d.data(CLIENT, &pkt(0, &[COM_RESET_CONNECTION]), at(21), &mut out);
+    d.data(SERVER, &pkt(1, &[0, 0, 0, 2, 0, 0, 0]), at(22), &mut out);
+    assert!(d.facts.in_flight.is_none());
+    assert_eq!(out.last().unwrap().kind.name(), "mysql.ok");
+}
+
+#[test]
+fn err_without_greeting_reads_the_sqlstate_marker() {
+    let mut d = Decoder::new(SERVER, Phase::Command);
+    let mut out = Vec::new();
+    d.data(CLIENT, &pkt(0, b"\x03select * from t"), at(1), &mut out);
+    d.data(
+        SERVER,
+        &pkt(1, b"\xff\x16\x04#3D000No database selected"),
+        at(2),
+        &mut out,
+    );
+    assert!(matches!(
+        &out[1].kind,
+        Kind::Err { code: 1046, sqlstate, message, .. }
+            if sqlstate == "3D000" && message == "No database selected"
+    ));
+    // A `#` not followed by a SQLSTATE is message text (pre-4.1 layout).
+    d.data(SERVER, &pkt(0, b"\xff\x16\x04#no state"), at(3), &mut out);
+    assert!(matches!(
+        &out[2].kind,
+        Kind::Err { sqlstate, message, .. } if sqlstate.is_empty() && message == "#no state"
+    ));
+}
+
+/// caching_sha2_password full authentication with the RSA key exchange (MySQL 8 docs,
+/// `page_caching_sha2_authentication_exchanges`).
+#[test]
+fn caching_sha2_full_authentication_is_auth_not_commands() {
+    let mut d = Decoder::new(SERVER, Phase::Greeting);
+    let mut out = Vec::new();
+    d.data(
+        SERVER,
+        &greeting(CAPS | CLIENT_PLUGIN_AUTH),
+        at(1),
+        &mut out,
+    );
+    let mut r = Vec::new();
+    r.extend_from_slice(&(CAPS | CLIENT_PLUGIN_AUTH).to_le_bytes());
+    r.extend_from_slice(&(1u32 << 24).to_le_bytes());
+    r.push(33);
+    r.extend_from_slice(&[0; 23]);
+    r.extend_from_slice(b"app\0\x20");
+    r.extend_from_slice(&[7; 32]);
+    r.extend_from_slice(b"caching_sha2_password\0");
+    d.data(CLIENT, &pkt(1, &r), at(2), &mut out);
+    d.data(
+        SERVER,
+        &pkt(2, &[AUTH_MORE_DATA, PERFORM_FULL_AUTHENTICATION]),
+        at(3),
+        &mut out,
+    );
+    d.data(CLIENT, &pkt(3, &[REQUEST_PUBLIC_KEY]), at(4), &mut out);
+    let key = b"\x01-----BEGIN PUBLIC KEY-----\nMIIBIjANBg\n-----END PUBLIC KEY-----\n";
+    d.data(SERVER, &pkt(4, key), at(5), &mut out);
+    d.data(CLIENT, &pkt(5, &[0x5a; 256]), at(6), &mut out);
+    d.data(SERVER, &pkt(6, &[0, 0, 0, 2, 0, 0, 0]), at(7), &mut out);
+    assert_eq!(
+        names(&out),
+        [
+            "mysql.greeting",
+            "mysql.handshake_response",
+            "mysql.auth_more_data",
+            "mysql.auth_response",
+            "mysql.auth_more_data",
+            "mysql.auth_response",
+            "mysql.ok"
+        ]
+    );
+    let whats: Vec<String> = out
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Kind::AuthMoreData { what } => Some(format!("s:{}", what.unwrap_or("?"))),
+            Kind::AuthResponse { what, .. } => Some(format!("c:{what}")),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        whats,
+        [
+            "s:perform_full_authentication",
+            "c:public_key_request",
+            "s:public_key",
+            "c:password"
+        ]
+    );
+    assert_eq!(d.phase(), Phase::Command);
+    assert_eq!(d.facts.commands, 0);
+    assert_eq!(d.facts.login_ok, Some(true));
+}
+
+#[test]
+fn binlog_dump_stream_is_labelled_not_decoded() {
+    let mut d = Decoder::new(SERVER, Phase::Greeting);
+    let mut out = Vec::new();
+    login(&mut d, &mut out, CAPS);
+    out.clear();
+    // COM_BINLOG_DUMP: position 4, flags 1 (non-blocking), server id 2, file name.
+    d.data(
+        CLIENT,
+        &pkt(0, b"\x12\x04\0\0\0\x01\0\x02\0\0\0binlog.000001"),
+        at(4),
+        &mut out,
+    );
+    // Binlog events are OK-byte prefixed; one looks like an ERR-free column count.
+    let mut resp = Vec::new();
+    for (i, ev) in [
+        &[0u8, 0, 0, 0, 0, 4][..],
+        &[0, 1, 2, 3],
+        &[0, 0xfe, 9, 9, 9, 9, 9, 9, 9, 9],
+    ]
+    .iter()
+    .enumerate()
+    {
+        resp.extend(pkt(i as u8 + 1, ev));
+    }
+    resp.extend(pkt(4, &[0xfe, 0, 0, 2, 0]));
+    d.data(SERVER, &resp, at(5), &mut out);
+    assert_eq!(
+        names(&out),
+        ["mysql.com_binlog_dump", "mysql.binlog_stream", "mysql.eof"]
+    );
+    assert_eq!(d.facts.binlog_events, 3);
+    assert!(d.facts.in_flight.is_none());
+}
+
+#[test]
+fn local_infile_is_followed_to_its_ok() {
+    let mut d = Decoder::new(SERVER, Phase::Greeting);
+    let mut out = Vec::new();
+    login(&mut d, &mut out, CAPS);
+    out.clear();
+    let q = b"\x03LOAD DATA LOCAL INFILE '/tmp/x.csv' INTO TABLE t";
+    d.data(CLIENT, &pkt(0, q), at(4), &mut out);
+    d.data(SERVER, &pkt(1, b"\xfb/tmp/x.csv"), at(5), &mut out);
+    d.data(CLIENT, &pkt(2, b"1,a\n2,b\n"), at(6), &mut out);
+    d.data(CLIENT, &pkt(3, b"3,c\n"), at(7), &mut out);
+    d.data(CLIENT, &pkt(4, b""), at(8), &mut out);
+    assert!(d.facts.in_flight.is_some());
+    d.data(SERVER, &pkt(5, &[0, 3, 0, 2, 0, 0, 0]), at(9), &mut out);
+    assert_eq!(
+        names(&out),
+        [
+            "mysql.com_query",
+            "mysql.local_infile",
+            "mysql.infile_data",
+            "mysql.ok"
+        ]
+    );
+    assert!(matches!(&out[1].kind, Kind::LocalInfile { file } if file == "/tmp/x.csv"));
+    assert!(matches!(
+        out[2].kind,
+        Kind::InfileData {
+            bytes: 12,
+            packets: 2
+        }
+    ));
+    assert!(matches!(
+        out[3].kind,
+        Kind::Ok {
+            affected_rows: 3,
+            ..
+        }
+    ));
+    assert!(d.facts.in_flight.is_none());
+    assert_eq!(d.facts.commands, 1);
+}
+
+#[test]
+fn eof_responses_are_events() {
+    let mut d = Decoder::new(SERVER, Phase::Greeting);
+    let mut out = Vec::new();
+    login(&mut d, &mut out, CAPS);
+    out.clear();
+    // COM_SET_OPTION (0x1b) multi-statements off: an EOF answers (warnings 0, status 2).
+    d.data(CLIENT, &pkt(0, &[0x1b, 1, 0]), at(4), &mut out);
+    d.data(SERVER, &pkt(1, &[0xfe, 0, 0, 2, 0]), at(5), &mut out);
+    // COM_FIELD_LIST: one definition then EOF with a warning.
+    d.data(CLIENT, &pkt(0, b"\x04t\0"), at(6), &mut out);
+    let mut resp = pkt(1, b"\x03def\0\0\0\x01a\0\x0c?\0\x01\0\0\0\x08\x81\0\0\0\0");
+    resp.extend(pkt(2, &[0xfe, 1, 0, 2, 0]));
+    d.data(SERVER, &resp, at(7), &mut out);
+    let eofs: Vec<(u16, u16)> = out
+        .iter()
+        .filter_map(|e| match e.kind {
+            Kind::Eof { warnings, status } => Some((warnings, status)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(eofs, [(0, 2), (1, 2)]);
+    assert!(d.facts.in_flight.is_none());
+}
