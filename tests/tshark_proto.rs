@@ -1,8 +1,10 @@
-//! Differential test of the MySQL and TLS decoders against tshark: per connection, the sequence
-//! of MySQL commands, the ERR codes, the TLS handshake message types, the negotiated version and
-//! cipher, and the plaintext alert descriptions must equal tshark's (`-d tcp.port==P,mysql` for
-//! every port on which we found a MySQL server). Reviewed differences are listed, with the reason,
-//! in `tests/tshark-proto-exceptions.tsv`.
+//! Differential test of the MySQL and TLS decoders against tshark: per connection, the server
+//! version and thread id of the greeting, the users (login and COM_CHANGE_USER), the sequence of
+//! MySQL commands, every COM_QUERY / COM_STMT_PREPARE text, the ERR codes and SQLSTATEs, the TLS
+//! handshake message types, the negotiated version and cipher, and the alert descriptions must
+//! equal tshark's (`-d tcp.port==P,mysql` for every port on which we found a MySQL server), with
+//! and without key logs. Reviewed differences are listed, with the reason, in
+//! `tests/tshark-proto-exceptions.tsv`; each run prints the per-field agreement counts.
 
 mod common;
 
@@ -16,13 +18,37 @@ use proxyscope::event::Kind;
 
 #[derive(Debug, Default, PartialEq, Eq, Clone)]
 struct Proto {
+    server_version: Vec<String>,
+    thread_id: Vec<u32>,
+    users: Vec<String>,
     commands: Vec<u8>,
+    queries: Vec<String>,
+    sqlstates: Vec<String>,
     errors: Vec<u16>,
     handshakes: Vec<u8>,
     version: Option<u16>,
     cipher: Option<u16>,
     alerts: Vec<u8>,
 }
+
+const COM_QUERY: u8 = 0x03;
+const COM_STMT_PREPARE: u8 = 0x16;
+
+/// The fields compared, in report order.
+const FIELDS: [&str; 12] = [
+    "server_version",
+    "thread_id",
+    "users",
+    "commands",
+    "queries",
+    "errors",
+    "sqlstates",
+    "handshakes",
+    "version",
+    "cipher",
+    "alerts",
+    "any",
+];
 
 fn hex_or_dec(s: &str) -> Option<u64> {
     let s = s.trim();
@@ -32,8 +58,36 @@ fn hex_or_dec(s: &str) -> Option<u64> {
     }
 }
 
+/// Values of one field in one frame: tshark joins them with the aggregator (`AGG`, a character
+/// no query text holds) and writes `\n`, `\r`, `\t` and `\\` escaped.
+fn strings(s: &str) -> Vec<String> {
+    s.split(AGG)
+        .filter(|x| !x.is_empty())
+        .map(|x| {
+            let mut out = String::new();
+            let mut it = x.chars();
+            while let Some(c) = it.next() {
+                if c != '\\' {
+                    out.push(c);
+                    continue;
+                }
+                match it.next() {
+                    Some('n') => out.push('\n'),
+                    Some('r') => out.push('\r'),
+                    Some('t') => out.push('\t'),
+                    Some(o) => out.push(o),
+                    None => out.push('\\'),
+                }
+            }
+            out
+        })
+        .collect()
+}
+
+const AGG: char = '\u{1e}';
+
 fn list(s: &str) -> Vec<u64> {
-    s.split(',')
+    s.split(AGG)
         .filter(|x| !x.is_empty())
         .filter_map(hex_or_dec)
         .collect()
@@ -50,6 +104,7 @@ fn tshark(path: &Path, ports: &BTreeSet<u16>, keylog: Option<&Path>) -> BTreeMap
         cmd.args(["-d", &format!("tcp.port=={p},mysql")]);
     }
     cmd.args(["-Y", "tcp", "-T", "fields", "-E", "separator=/t"]);
+    cmd.args(["-E", &format!("aggregator={AGG}")]);
     for f in [
         "frame.number",
         "tcp.stream",
@@ -60,6 +115,11 @@ fn tshark(path: &Path, ports: &BTreeSet<u16>, keylog: Option<&Path>) -> BTreeMap
         "tls.handshake.extensions.supported_version",
         "tls.handshake.ciphersuite",
         "tls.alert_message.desc",
+        "mysql.version",
+        "mysql.thread_id",
+        "mysql.user",
+        "mysql.query",
+        "mysql.sqlstate",
     ] {
         cmd.args(["-e", f]);
     }
@@ -88,6 +148,12 @@ fn tshark(path: &Path, ports: &BTreeSet<u16>, keylog: Option<&Path>) -> BTreeMap
             p.cipher = list(get(7)).first().map(|x| *x as u16);
         }
         p.alerts.extend(list(get(8)).into_iter().map(|a| a as u8));
+        p.server_version.extend(strings(get(9)));
+        p.thread_id
+            .extend(list(get(10)).into_iter().map(|t| t as u32));
+        p.users.extend(strings(get(11)));
+        p.queries.extend(strings(get(12)));
+        p.sqlstates.extend(strings(get(13)));
     }
     by_stream.into_values().collect()
 }
@@ -110,8 +176,26 @@ fn ours(path: &Path, keylog: Option<&Path>) -> (BTreeMap<u64, Proto>, BTreeSet<u
         let mut p = Proto::default();
         for e in &s.events {
             match &e.event.kind {
-                Kind::Command { cmd, .. } => p.commands.push(*cmd),
-                Kind::Err { code, .. } | Kind::GreetingErr { code, .. } => p.errors.push(*code),
+                Kind::Greeting {
+                    version, thread_id, ..
+                } => {
+                    p.server_version.push(version.clone());
+                    p.thread_id.push(*thread_id);
+                }
+                Kind::HandshakeResponse { user, .. } => p.users.push(user.clone()),
+                Kind::Command { cmd, text, .. } => {
+                    p.commands.push(*cmd);
+                    if matches!(*cmd, COM_QUERY | COM_STMT_PREPARE) {
+                        p.queries.extend(text.clone());
+                    }
+                }
+                Kind::Err { code, sqlstate, .. } => {
+                    p.errors.push(*code);
+                    if !sqlstate.is_empty() {
+                        p.sqlstates.push(sqlstate.clone());
+                    }
+                }
+                Kind::GreetingErr { code, .. } => p.errors.push(*code),
                 Kind::ClientHello { .. } => p.handshakes.push(1),
                 Kind::ServerHello {
                     version,
@@ -149,15 +233,31 @@ fn exceptions() -> BTreeSet<(String, u64, String)> {
         .collect()
 }
 
+/// The key log beside a capture: `NAME.keylog` (NAME without `.pcap`, `.pcapng`, `.gz`), else
+/// `keys.log` in its directory (the ProxySQL captures).
+fn keylog_of(path: &Path) -> Option<std::path::PathBuf> {
+    let name = path.file_name()?.to_str()?;
+    let stem = name
+        .trim_end_matches(".gz")
+        .trim_end_matches(".pcapng")
+        .trim_end_matches(".pcap");
+    [
+        path.with_file_name(format!("{stem}.keylog")),
+        path.with_file_name("keys.log"),
+    ]
+    .into_iter()
+    .find(|k| k.is_file())
+}
+
 /// Compares every capture in `dir`; with `keys`, only those with a key log beside them
 /// (`NAME.keylog`), decrypting on both sides.
-fn compare_dir(dir: &Path, keys: bool) {
+fn compare_dir(dir: &Path, keys: bool) -> Vec<String> {
     let exc = exceptions();
     let mut failures = Vec::new();
+    // Per field: connections equal, different as reviewed, different.
+    let mut counts: BTreeMap<&str, (usize, usize, usize)> = BTreeMap::new();
     for path in captures_in(dir) {
-        let keylog = keys
-            .then(|| path.with_extension("keylog"))
-            .filter(|k| k.is_file());
+        let keylog = keys.then(|| keylog_of(&path)).flatten();
         if keys && keylog.is_none() {
             continue;
         }
@@ -172,20 +272,42 @@ fn compare_dir(dir: &Path, keys: bool) {
             let Some(theirs) = t.get(first) else {
                 continue; // connection matching is the TCP differential test's job
             };
-            let fields: [(&str, bool); 6] = [
+            let fields: [(&str, bool); 11] = [
+                (
+                    "server_version",
+                    mine.server_version == theirs.server_version,
+                ),
+                ("thread_id", mine.thread_id == theirs.thread_id),
+                ("users", mine.users == theirs.users),
                 ("commands", mine.commands == theirs.commands),
+                ("queries", mine.queries == theirs.queries),
+                ("sqlstates", mine.sqlstates == theirs.sqlstates),
                 ("errors", mine.errors == theirs.errors),
                 ("handshakes", mine.handshakes == theirs.handshakes),
                 ("version", mine.version == theirs.version),
                 ("cipher", mine.cipher == theirs.cipher),
                 ("alerts", mine.alerts == theirs.alerts),
             ];
+            let mut all = true;
             for (field, same) in fields {
-                if !same && !exc.contains(&(name.clone(), *first, field.to_string())) {
+                let tally = counts.entry(field).or_default();
+                all &= same;
+                if same {
+                    tally.0 += 1;
+                } else if exc.contains(&(name.clone(), *first, field.to_string())) {
+                    tally.1 += 1;
+                } else {
+                    tally.2 += 1;
                     failures.push(format!(
                         "{name} connection at frame {first}: {field} differ\n  ours   {mine:?}\n  tshark {theirs:?}"
                     ));
                 }
+            }
+            let tally = counts.entry("any").or_default();
+            if all {
+                tally.0 += 1;
+            } else {
+                tally.1 += 1;
             }
             compared += 1;
         }
@@ -193,6 +315,40 @@ fn compare_dir(dir: &Path, keys: bool) {
         let hs: usize = o.values().map(|p| p.handshakes.len()).sum();
         eprintln!("{name}: {compared} connections compared, {cmds} MySQL commands, {hs} TLS handshake messages");
     }
+    eprintln!(
+        "per-field agreement with tshark in {} (connections equal / reviewed exceptions / different):",
+        dir.display()
+    );
+    for f in FIELDS {
+        let (same, reviewed, bad) = counts.get(f).copied().unwrap_or_default();
+        let f = if f == "any" { "all fields" } else { f };
+        eprintln!("  {f:<15} {same:>4} / {reviewed:>3} / {bad}");
+    }
+    failures
+}
+
+/// Every directory of captures: ours (with the lab's), the shared public ones and the real
+/// ProxySQL captures.
+fn dirs() -> Vec<std::path::PathBuf> {
+    let mut v = vec![repo().join("captures"), repo().join("captures/lab")];
+    if let Some(shared) = shared_captures() {
+        let proxysql = shared.join("proxysql");
+        v.push(shared);
+        if let Ok(rd) = std::fs::read_dir(&proxysql) {
+            let mut sub: Vec<_> = rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_dir())
+                .collect();
+            sub.sort();
+            v.extend(sub);
+        }
+    }
+    v
+}
+
+#[test]
+fn captures_decode_like_tshark() {
+    let failures: Vec<String> = dirs().iter().flat_map(|d| compare_dir(d, false)).collect();
     assert!(
         failures.is_empty(),
         "differences from tshark:\n{}",
@@ -201,21 +357,11 @@ fn compare_dir(dir: &Path, keys: bool) {
 }
 
 #[test]
-fn bundled_captures_decode_like_tshark() {
-    compare_dir(&repo().join("captures"), false);
-}
-
-#[test]
-fn shared_public_captures_decode_like_tshark() {
-    if let Some(dir) = shared_captures() {
-        compare_dir(&dir, false);
-    }
-}
-
-#[test]
 fn decrypted_captures_decode_like_tshark() {
-    compare_dir(&repo().join("captures"), true);
-    if let Some(dir) = shared_captures() {
-        compare_dir(&dir, true);
-    }
+    let failures: Vec<String> = dirs().iter().flat_map(|d| compare_dir(d, true)).collect();
+    assert!(
+        failures.is_empty(),
+        "differences from tshark:\n{}",
+        failures.join("\n")
+    );
 }
