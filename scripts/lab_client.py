@@ -280,6 +280,12 @@ def cmd_tls_keylog(args):
         tls_version = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}[args.tls_version]
         ctx.minimum_version = ctx.maximum_version = tls_version
         ctx.keylog_filename = args.keylog  # NSS key log format, appended to
+        if args.cipher:
+            ctx.set_ciphers(args.cipher)  # OpenSSL names; TLS 1.2 and below only
+        if args.no_etm:
+            # SSL_OP_NO_ENCRYPT_THEN_MAC (OpenSSL 1.1+), which Python's ssl does not name: the
+            # ClientHello then leaves out encrypt_then_mac and CBC records are MAC-then-encrypt.
+            ctx.options |= 1 << 19
         tls = ctx.wrap_socket(sock, server_hostname=args.host)
         print(f"{tls.version()} {tls.cipher()[0]}", flush=True)
         auth = native_password(args.password, scramble)
@@ -420,6 +426,8 @@ def main():
     sp.add_argument("--tls-version", choices=("1.2", "1.3"), required=True)
     sp.add_argument("--keylog", required=True, help="key log file (NSS format)")
     sp.add_argument("--sql", default="SELECT 1")
+    sp.add_argument("--cipher", help="OpenSSL cipher list for TLS 1.2 (e.g. ECDHE-ECDSA-AES128-SHA)")
+    sp.add_argument("--no-etm", action="store_true", help="do not offer encrypt-then-MAC (RFC 7366)")
 
     sp = sub.add_parser("teardown", help="who sent the first FIN/RST of each connection")
     sp.add_argument("files", nargs="+")

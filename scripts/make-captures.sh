@@ -372,6 +372,29 @@ tls_keylog() {
     -o "tls.keylog_file:$keys"
 }
 
+# tls_keylog_cbc: the same own handshake over TLS 1.2 with AES-CBC suites, two connections in one file and
+# one key log: ECDHE-ECDSA-AES256-SHA384 with encrypt-then-MAC (RFC 7366, offered by OpenSSL and echoed by
+# the server), then ECDHE-ECDSA-AES128-SHA without it (the client does not offer it: MAC-then-encrypt).
+tls_keylog_cbc() {
+  local name=tls12-cbc-python-keylog keys
+  keys=$work/$name.keylog
+  begin_scenario "$name"
+  run 0 "lab_client.py tls-keylog: TLS 1.2 ECDHE-ECDSA-AES256-SHA384, encrypt-then-MAC" \
+    "${pyc[@]}" tls-keylog "${py_auth[@]}" --ca "$LAB_CA" --tls-version 1.2 --keylog "$keys" \
+    --cipher ECDHE-ECDSA-AES256-SHA384
+  run 0 "lab_client.py tls-keylog: TLS 1.2 ECDHE-ECDSA-AES128-SHA, no encrypt-then-MAC" \
+    "${pyc[@]}" tls-keylog "${py_auth[@]}" --ca "$LAB_CA" --tls-version 1.2 --keylog "$keys" \
+    --cipher ECDHE-ECDSA-AES128-SHA --no-etm
+  end_scenario
+  check_wire "$name.pcap" "encrypt_then_mac in a ServerHello" \
+    'tls.handshake.type == 2 && tls.handshake.extension.type == 22'
+  check_wire "$name.pcap" "a ClientHello without encrypt_then_mac" \
+    'tls.handshake.type == 1 && !(tls.handshake.extension.type == 22)'
+  check_no_wire "$name.pcap" "COM_QUERY visible without the key log" 'mysql.command == 3'
+  check_wire "$name.pcap" "COM_QUERY decrypted with the key log" \
+    'mysql.command == 3 && mysql.query == "SELECT 1"' -o "tls.keylog_file:$keys"
+}
+
 # The server restarted without any TLS option: its greeting lacks CLIENT_SSL. The CLI with --ssl
 # --ssl-verify-server-cert refuses to go on in plaintext: it sends nothing after the greeting and closes, so
 # its FIN is always first (the server is waiting for the handshake response) and the server FINs back.
@@ -426,6 +449,7 @@ main() {
   commands_plain
   tls_keylog 1.2
   tls_keylog 1.3
+  tls_keylog_cbc
 
   # TLS 1.3 is the default on both sides; only the forced scenarios may show TLS 1.2. (Checked while
   # LAB_PORT is still this server's port: tshark decodes MySQL, and so the TLS after it, on that port.)
@@ -435,6 +459,7 @@ main() {
   done
   check_tls tls12-clean-quit 0x0303
   check_tls tls12-python-keylog 0x0303
+  check_tls tls12-cbc-python-keylog 0x0303
 
   # The same datadir (and app user) served again, now without TLS, on a new port.
   lab_stop_server

@@ -339,14 +339,32 @@ fn first_verdict(file: &str) -> Option<Summary> {
 
 #[test]
 fn public_captures_once_called_wrong() {
-    // A COM_QUIT over TLS 1.0 CBC: record sizes cannot support "a request in flight"; the small
-    // last record fits a COM_QUIT, said as possible.
-    if let Some(s) = first_verdict("mysql-ssl-tls10.pcapng") {
-        let v = s.verdict.unwrap();
+    // A COM_QUIT over TLS 1.0 CBC (DHE-RSA-AES256-SHA). Without keys, record sizes cannot
+    // support "a request in flight"; the small last record fits a COM_QUIT, said as possible.
+    if let Some(dir) = shared_captures() {
+        let (sums, _) = analyze_file(&dir.join("mysql-ssl-tls10.pcapng"));
+        let v = sums[0].verdict.as_ref().unwrap();
         assert_eq!(v.label, Label::CleanQuit, "{v:?}");
         assert_eq!(v.closed_by, Some(proxyscope::model::Role::Client));
         assert!(v.in_flight.is_none(), "{v:?}");
         assert_eq!(v.confidence, proxyscope::diagnose::Confidence::Possible);
+    }
+    // With the key log every record after the ChangeCipherSpecs decrypts (IV chained across
+    // records, HMAC-SHA1, MD5+SHA1 PRF) and the COM_QUIT is read, the client's last command.
+    if let Some(s) = first_verdict("mysql-ssl-tls10.pcapng") {
+        let v = s.verdict.as_ref().unwrap();
+        assert_eq!(v.label, Label::CleanQuit, "{v:?}");
+        assert_eq!(v.closed_by, Some(proxyscope::model::Role::Client));
+        assert_eq!(v.confidence, proxyscope::diagnose::Confidence::Certain);
+        let tls = s.tls.as_ref().unwrap();
+        assert_eq!(tls.decryption, Some("keys"));
+        // Finished + 22 application-data records from the client, Finished + 20 from the server.
+        assert_eq!((tls.decrypted.c2s, tls.decrypted.s2c), (23, 21));
+        let last_cmd = s.events.iter().rev().find_map(|e| match &e.event.kind {
+            proxyscope::event::Kind::Command { cmd, .. } => Some(*cmd),
+            _ => None,
+        });
+        assert_eq!(last_cmd, Some(0x01), "COM_QUIT");
     }
     // Graceful TLS closes (a close_notify, encrypted, before the client's FIN), RSTs or not.
     for f in ["tls13-hrr-raw-ip.pcap", "tls12-cbc-ipv6-null.pcap"] {
@@ -355,6 +373,18 @@ fn public_captures_once_called_wrong() {
             assert_eq!(v.label, Label::CleanClose, "{f}: {v:?}");
             assert_eq!(v.closed_by, Some(proxyscope::model::Role::Client), "{f}");
         }
+    }
+    // TLS 1.2 ECDHE-RSA-AES128-SHA decrypted: the client's close_notify is read, not inferred.
+    if let Some(s) = first_verdict("tls12-cbc-ipv6-null.pcap") {
+        let v = s.verdict.as_ref().unwrap();
+        assert_eq!(v.confidence, proxyscope::diagnose::Confidence::Certain);
+        let tls = s.tls.as_ref().unwrap();
+        assert_eq!((tls.decrypted.c2s, tls.decrypted.s2c), (3, 2));
+        assert!(s.events.iter().any(|e| e.dir == "c2s"
+            && matches!(
+                e.event.kind,
+                proxyscope::event::Kind::Alert { level: 1, desc: 0 }
+            )));
     }
     // A connection still open carries no closer.
     if let Some(s) = first_verdict("mysql8-query-attributes.pcap") {

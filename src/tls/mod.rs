@@ -25,6 +25,8 @@ const MAX_RECORD: usize = (1 << 14) + 2048;
 /// Handshake messages larger than this are skipped (a certificate chain fits easily).
 const MAX_HANDSHAKE: usize = 1 << 18;
 const TLS13: u16 = 0x0304;
+/// The encrypt_then_mac extension (RFC 7366).
+const EXT_ENCRYPT_THEN_MAC: u16 = 22;
 /// ServerHello.random of a HelloRetryRequest (RFC 8446 §4.1.3).
 const HRR_RANDOM: [u8; 32] = [
     0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91,
@@ -137,6 +139,8 @@ pub struct Decoder {
     mysql: bool,
     keylog: Option<decrypt::SharedKeyLog>,
     client_random: Vec<u8>,
+    /// The ClientHello offered encrypt-then-MAC.
+    client_etm: bool,
     /// Decryptors by side, once the ServerHello and a key log allow.
     dec: Option<[decrypt::Direction; 2]>,
     /// Decrypted application data waiting for the caller: (side, where, bytes).
@@ -155,6 +159,7 @@ impl Decoder {
             mysql,
             keylog: None,
             client_random: Vec::new(),
+            client_etm: false,
             dec: None,
             plaintext: Vec::new(),
             facts: Facts::default(),
@@ -520,6 +525,7 @@ impl Decoder {
                 }
                 self.facts.saw_client_hello = true;
                 self.client_random = ch.random.to_vec();
+                self.client_etm = has_extension(ch.ext, EXT_ENCRYPT_THEN_MAC);
                 self.facts.offered_versions = versions.clone();
                 self.facts.sni = sni.clone();
                 self.facts.alpn = alpn.clone();
@@ -554,7 +560,9 @@ impl Decoder {
                 } else {
                     self.facts.version = Some(version);
                     self.facts.cipher = Some(sh.cipher.0);
-                    self.keys_for(version, sh.cipher.0, sh.random);
+                    // The server echoes encrypt-then-MAC only when offered (RFC 7366 §2).
+                    let etm = self.client_etm && has_extension(sh.ext, EXT_ENCRYPT_THEN_MAC);
+                    self.keys_for(version, sh.cipher.0, sh.random, etm);
                     if version == TLS13 {
                         // Everything after the ServerHello is encrypted, both ways.
                         for s in &mut self.sides {
@@ -598,7 +606,7 @@ impl Decoder {
         }
     }
 
-    fn keys_for(&mut self, version: u16, cipher: u16, server_random: &[u8]) {
+    fn keys_for(&mut self, version: u16, cipher: u16, server_random: &[u8], etm: bool) {
         let Some(log) = self.keylog.as_ref() else {
             return;
         };
@@ -617,6 +625,7 @@ impl Decoder {
             cipher,
             &self.client_random,
             server_random,
+            etm,
         ) {
             Some((c2s, s2c)) => {
                 self.dec = Some(if self.client == 0 {
@@ -812,6 +821,22 @@ fn mac_len(mac: tls_parser::TlsCipherMac) -> Option<u16> {
 
 fn is_grease(v: u16) -> bool {
     v & 0x0f0f == 0x0a0a && (v >> 8) == (v & 0xff)
+}
+
+/// A hello's extension block (the bytes after its length) holds an extension of type `ty`. Walked
+/// by hand: tls-parser gives up on the whole block at one extension it cannot parse.
+fn has_extension(raw: Option<&[u8]>, ty: u16) -> bool {
+    let mut rest = raw.unwrap_or(&[]);
+    while let (Some(&t0), Some(&t1), Some(&l0), Some(&l1)) =
+        (rest.first(), rest.get(1), rest.get(2), rest.get(3))
+    {
+        if u16::from_be_bytes([t0, t1]) == ty {
+            return true;
+        }
+        let len = usize::from(u16::from_be_bytes([l0, l1]));
+        rest = rest.get(4 + len..).unwrap_or(&[]);
+    }
+    false
 }
 
 /// Groups in a ClientHello key_share extension: a 2-byte list length, then (group, len, key).

@@ -155,3 +155,15 @@ fn gap_inside_a_record_keeps_framing_and_over_a_header_resyncs() {
     let names: Vec<String> = out.iter().rev().take(2).map(|e| e.kind.name()).collect();
     assert_eq!(names, ["tls.app_data", "tls.resync"]);
 }
+
+#[test]
+fn extension_lookup_walks_the_block() {
+    // SNI (0) with 5 bytes of data, then encrypt_then_mac (22), empty.
+    let block = [0, 0, 0, 5, 1, 2, 3, 4, 5, 0, 22, 0, 0];
+    assert!(has_extension(Some(&block), EXT_ENCRYPT_THEN_MAC));
+    assert!(!has_extension(Some(&block[..9]), EXT_ENCRYPT_THEN_MAC));
+    // The type inside another extension's data does not count; a length past the end stops.
+    assert!(!has_extension(Some(&[0, 0, 0, 4, 0, 22, 0, 0]), 22));
+    assert!(!has_extension(Some(&[0, 1, 0xff, 0xff, 0, 22, 0, 0]), 22));
+    assert!(!has_extension(None, 22));
+}
