@@ -183,8 +183,11 @@ fn ours(path: &Path, keylog: Option<&Path>) -> (BTreeMap<u64, Proto>, BTreeSet<u
                     p.thread_id.push(*thread_id);
                 }
                 Kind::HandshakeResponse { user, .. } => p.users.push(user.clone()),
-                Kind::Command { cmd, text, .. } => {
+                Kind::Command {
+                    cmd, text, user, ..
+                } => {
                     p.commands.push(*cmd);
+                    p.users.extend(user.clone());
                     if matches!(*cmd, COM_QUERY | COM_STMT_PREPARE) {
                         p.queries.extend(text.clone());
                     }
