@@ -341,6 +341,60 @@ fn explain_says_what_a_client_error_means() {
 }
 
 #[test]
+fn exit_codes_have_one_meaning_each() {
+    // 0: help and version (on stdout), and a run that read everything.
+    for args in [
+        &["--help"][..],
+        &["--version"],
+        &["analyze", "--help"],
+        &["help"],
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert!(!out.stdout.is_empty() && out.stderr.is_empty(), "{args:?}");
+    }
+    let ok = run(&["analyze", sample().to_str().unwrap()]);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    // 1: usage errors, with clap's message on stderr and nothing on stdout.
+    let usage: [(&[&str], &str); 5] = [
+        (&[], "Usage:"),
+        (&["analyze"], "required"),
+        (
+            &["analyze", "--bogus", "x.pcap"],
+            "unexpected argument '--bogus'",
+        ),
+        (&["frobnicate"], "unrecognized subcommand"),
+        (
+            &["analyze", "--format", "xml", "x.pcap"],
+            "invalid value 'xml'",
+        ),
+    ];
+    for (args, want) in usage {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert!(
+            text(&out.stderr).contains(want),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    // 1: a file that cannot be read (see also not_a_capture_is_one_clear_line_and_exit_1);
+    // 2: a capture that stops early (truncated_file_is_analysed_up_to_the_cut_and_exits_2).
+    assert_eq!(
+        run(&["analyze", "/nonexistent/x.pcap"]).status.code(),
+        Some(1)
+    );
+    // Both at once: 1, the worse (a file was not read at all).
+    let data = std::fs::read(sample()).unwrap();
+    let cut = tmp("cut-and-missing.pcap");
+    std::fs::write(&cut, &data[..data.len() - 30]).unwrap();
+    let out = run(&["analyze", cut.to_str().unwrap(), "/nonexistent/x.pcap"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("truncated at byte"));
+}
+
+#[test]
 fn proxysql_log_lines_are_set_against_the_capture() {
     let lab = repo().join("captures/lab");
     let out = run(&[
