@@ -35,11 +35,9 @@ struct Cli {
 enum Command {
     /// Analyse capture files (pcap, pcapng, gzip-compressed, or - for stdin).
     Analyze(AnalyzeArgs),
-    /// Say what a client's error text means on the wire and which verdicts produce it.
-    Explain {
-        /// The error text, e.g. "(2026, 'TLS/SSL error: Success (0)')".
-        text: String,
-    },
+    /// Say what a client's error text or number means on the wire, which verdicts produce it
+    /// and what to capture next.
+    Explain(ExplainArgs),
     /// Capture live from an interface (libpcap) and print each close verdict as it happens.
     Live(Box<LiveArgs>),
     /// List the interfaces a live capture can use (like tcpdump -D).
@@ -50,6 +48,32 @@ enum Command {
     /// Export the events of capture files as JSON Lines, CSV, an HTML timeline or a Perfetto
     /// trace.
     Timeline(Box<TimelineArgs>),
+}
+
+#[derive(clap::Args)]
+struct ExplainArgs {
+    /// The error text (several words are joined with spaces), an error number or its name, e.g.
+    /// "(2026, 'TLS/SSL error: Success (0)')", 2013, CR_SERVER_LOST.
+    #[arg(
+        value_name = "TEXT",
+        required_unless_present = "list",
+        conflicts_with = "list"
+    )]
+    text: Vec<String>,
+    /// Print every known error and every known error number.
+    #[arg(long)]
+    list: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ExplainFormat::Text)]
+    format: ExplainFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ExplainFormat {
+    /// Readable text.
+    Text,
+    /// One JSON document (schema proxyscope.explain/1).
+    Json,
 }
 
 #[derive(clap::Args)]
@@ -314,7 +338,19 @@ struct AnalyzeArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Usage errors exit 1, not clap's 2: 2 means a capture that stopped early.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            // clap prints help and version to stdout, errors to stderr.
+            let _ = e.print();
+            return match e.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => ExitCode::SUCCESS,
+                _ => ExitCode::from(1),
+            };
+        }
+    };
     let level = match cli.verbose {
         0 => "warn",
         1 => "info",
@@ -363,22 +399,139 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Command::Explain { text } => {
-            let found = proxyscope::diagnose::explain::explain(&text);
-            if found.is_empty() {
-                println!("no known client error in that text");
-                return ExitCode::from(1);
-            }
-            for e in found {
-                println!("{}", e.pattern);
-                println!("  reported by:  {}", e.reported_by);
-                println!("  on the wire:  {}", e.on_the_wire);
-                println!("  verdicts:     {}", e.verdicts.join(", "));
-            }
-            ExitCode::SUCCESS
-        }
+        Command::Explain(args) => edge(explain_cmd(args)),
         Command::Analyze(args) => edge(analyze_cmd(args)),
         Command::Timeline(args) => edge(timeline_cmd(*args)),
+    }
+}
+
+/// `explain`: the entries the text matches, or all of them with `--list`; exit 1 when nothing
+/// matched (as grep), with a hint on stderr.
+fn explain_cmd(args: ExplainArgs) -> Result<ExitCode> {
+    use proxyscope::diagnose::explain::{self, Explanation, Match, CODES, KNOWN};
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    let json = args.format == ExplainFormat::Json;
+    if args.list {
+        if json {
+            let doc = serde_json::json!({
+                "schema": "proxyscope.explain/1",
+                "codes": CODES,
+                "entries": KNOWN,
+            });
+            serde_json::to_writer_pretty(&mut out, &doc)?;
+            writeln!(out)?;
+        } else {
+            writeln!(out, "Error numbers:")?;
+            for c in CODES {
+                write_code(&mut out, c)?;
+            }
+            writeln!(out, "\nKnown errors ({}):", KNOWN.len())?;
+            for e in KNOWN {
+                writeln!(out)?;
+                write_entry(&mut out, e, None)?;
+            }
+        }
+        out.flush()?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let text = args.text.join(" ");
+    let codes = explain::codes_in(&text);
+    let found: Vec<Match> = explain::explain(&text);
+    if json {
+        let doc = serde_json::json!({
+            "schema": "proxyscope.explain/1",
+            "query": text,
+            "codes": codes,
+            "matches": found,
+        });
+        serde_json::to_writer_pretty(&mut out, &doc)?;
+        writeln!(out)?;
+    } else {
+        for c in &codes {
+            write_code(&mut out, c)?;
+        }
+        for m in &found {
+            writeln!(out)?;
+            write_entry(&mut out, m.entry, m.matched)?;
+        }
+    }
+    out.flush()?;
+    if found.is_empty() {
+        eprintln!(
+            "proxyscope explain: no known client error in that text; `proxyscope explain --list` \
+             shows what is known"
+        );
+        return Ok(ExitCode::from(1));
+    }
+    return Ok(ExitCode::SUCCESS);
+
+    fn write_code(out: &mut impl Write, c: &explain::ErrorCode) -> io::Result<()> {
+        writeln!(
+            out,
+            "{:<5} {:<30} {:<9} {}",
+            c.code,
+            c.name.unwrap_or("-"),
+            c.origin.as_str(),
+            c.text
+        )
+    }
+
+    fn write_entry(out: &mut impl Write, e: &Explanation, matched: Option<&str>) -> io::Result<()> {
+        writeln!(out, "{}: {}", e.id, e.title)?;
+        if let Some(p) = matched {
+            field(out, "matched", &format!("\"{p}\""))?;
+        }
+        if !e.codes.is_empty() {
+            let codes: Vec<String> = e
+                .codes
+                .iter()
+                .map(|n| match explain::code(*n).and_then(|c| c.name) {
+                    Some(name) => format!("{n} {name}"),
+                    None => n.to_string(),
+                })
+                .collect();
+            field(out, "codes", &codes.join(", "))?;
+        }
+        field(out, "reported by", e.reported_by)?;
+        field(out, "on the wire", e.on_the_wire)?;
+        let verdicts: Vec<&str> = e.verdicts.iter().map(|l| l.as_str()).collect();
+        field(
+            out,
+            "verdicts",
+            if verdicts.is_empty() {
+                "none (nothing on the MySQL wire shows it)".to_string()
+            } else {
+                verdicts.join(", ")
+            }
+            .as_str(),
+        )?;
+        field(out, "capture next", e.capture_next)
+    }
+
+    /// `  name:  text`, the text wrapped at 100 columns under itself.
+    fn field(out: &mut impl Write, name: &str, text: &str) -> io::Result<()> {
+        const INDENT: usize = 16;
+        const WIDTH: usize = 100;
+        let mut line = format!("  {:<w$}", format!("{name}:"), w = INDENT - 2);
+        let mut len = INDENT;
+        let mut first = true;
+        for word in text.split_whitespace() {
+            let n = word.chars().count();
+            if !first && len + 1 + n > WIDTH {
+                writeln!(out, "{line}")?;
+                line = " ".repeat(INDENT);
+                len = INDENT;
+                first = true;
+            }
+            if !first {
+                line.push(' ');
+                len += 1;
+            }
+            line.push_str(word);
+            len += n;
+            first = false;
+        }
+        writeln!(out, "{line}")
     }
 }
 

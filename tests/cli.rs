@@ -330,14 +330,155 @@ fn explain_says_what_a_client_error_means() {
         "explain",
         "OperationalError: (2026, 'TLS/SSL error: Success (0)')",
     ]);
-    assert!(out.status.success());
+    assert_eq!(out.status.code(), Some(0));
     let t = text(&out.stdout);
+    assert!(t.starts_with("2026  CR_SSL_CONNECTION_ERROR"), "{t}");
     assert!(
-        t.contains("no TLS close_notify") && t.contains("proxy_closed_frontend"),
+        t.contains("tls-eof-success: ")
+            && t.contains("no TLS close_notify")
+            && t.contains("proxy_closed_frontend")
+            && t.contains("capture next:"),
         "{t}"
     );
+    // A wrapped driver error, pasted whole, in several words: the most specific entry first,
+    // then the OS cause it quotes.
+    let out = run(&[
+        "explain",
+        "(pymysql.err.OperationalError)",
+        "(2013, 'Lost connection to MySQL server during query ([Errno 104] Connection reset by peer)')",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let t = text(&out.stdout);
+    let lost = t.find("\nserver-lost: ").expect("server-lost");
+    let reset = t.find("\nconnection-reset: ").expect("connection-reset");
+    assert!(lost < reset, "{t}");
+    assert!(!t.contains("server-lost-greeting"), "{t}");
+    // Nothing known: nothing on stdout, a hint on stderr, exit 1 (as grep).
     let out = run(&["explain", "something else"]);
     assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(text(&out.stderr).contains("explain --list"));
+}
+
+#[test]
+fn explain_looks_up_error_numbers_and_names() {
+    let by_number = run(&["explain", "2013"]);
+    assert_eq!(by_number.status.code(), Some(0));
+    let t = text(&by_number.stdout);
+    assert!(t.starts_with("2013  CR_SERVER_LOST"), "{t}");
+    let lost = t.find("\nserver-lost: ").expect("server-lost");
+    let greeting = t.find("\nserver-lost-greeting: ").expect("greeting");
+    assert!(lost < greeting, "{t}");
+    let by_name = run(&["explain", "CR_SERVER_LOST"]);
+    assert_eq!(text(&by_name.stdout), t);
+    let t = text(&run(&["explain", "4031"]).stdout);
+    assert!(
+        t.contains("ER_CLIENT_INTERACTION_TIMEOUT") && t.contains("server_idle_timeout"),
+        "{t}"
+    );
+    let doc = json(&[
+        "explain",
+        "--format",
+        "json",
+        "Error 9001 (HY000): Max connect timeout reached while reaching hostgroup 10 after 10000ms",
+    ]);
+    assert_eq!(doc["schema"], "proxyscope.explain/1");
+    assert_eq!(doc["codes"][0]["code"], 9001);
+    assert_eq!(doc["codes"][0]["origin"], "proxysql");
+    assert_eq!(doc["matches"][0]["id"], "proxysql-max-connect-timeout");
+    assert_eq!(
+        doc["matches"][0]["matched"],
+        "max connect timeout reached while reaching hostgroup"
+    );
+    assert!(doc["matches"][0]["verdicts"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!("refused")));
+}
+
+#[test]
+fn explain_list_prints_every_entry_and_number() {
+    use proxyscope::diagnose::explain::{CODES, KNOWN};
+    let out = run(&["explain", "--list"]);
+    assert_eq!(out.status.code(), Some(0));
+    let t = text(&out.stdout);
+    for e in KNOWN {
+        assert!(t.contains(&format!("\n{}: ", e.id)), "{}", e.id);
+    }
+    for c in CODES {
+        assert!(t.contains(&format!("\n{:<5} ", c.code)), "{}", c.code);
+    }
+    for c in [
+        2002, 2003, 2005, 2006, 2013, 2026, 2027, 2055, 4031, 1040, 1045, 1053, 1152, 1153, 1205,
+        1317, 9001,
+    ] {
+        assert!(CODES.iter().any(|k| k.code == c), "{c}");
+    }
+    let doc = json(&["explain", "--list", "--format", "json"]);
+    assert_eq!(doc["entries"].as_array().unwrap().len(), KNOWN.len());
+    assert_eq!(doc["codes"].as_array().unwrap().len(), CODES.len());
+    assert!(doc["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["capture_next"].as_str().is_some_and(|s| !s.is_empty())));
+    // --list takes no text; no text and no --list is a usage error.
+    assert_eq!(run(&["explain", "--list", "2013"]).status.code(), Some(1));
+    assert_eq!(run(&["explain"]).status.code(), Some(1));
+}
+
+#[test]
+fn exit_codes_have_one_meaning_each() {
+    // 0: help and version (on stdout), and a run that read everything.
+    for args in [
+        &["--help"][..],
+        &["--version"],
+        &["analyze", "--help"],
+        &["help"],
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert!(!out.stdout.is_empty() && out.stderr.is_empty(), "{args:?}");
+    }
+    let ok = run(&["analyze", sample().to_str().unwrap()]);
+    assert_eq!(ok.status.code(), Some(0), "{}", text(&ok.stderr));
+    // 1: usage errors, with clap's message on stderr and nothing on stdout.
+    let usage: [(&[&str], &str); 5] = [
+        (&[], "Usage:"),
+        (&["analyze"], "required"),
+        (
+            &["analyze", "--bogus", "x.pcap"],
+            "unexpected argument '--bogus'",
+        ),
+        (&["frobnicate"], "unrecognized subcommand"),
+        (
+            &["analyze", "--format", "xml", "x.pcap"],
+            "invalid value 'xml'",
+        ),
+    ];
+    for (args, want) in usage {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+        assert!(
+            text(&out.stderr).contains(want),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    // 1: a file that cannot be read (see also not_a_capture_is_one_clear_line_and_exit_1);
+    // 2: a capture that stops early (truncated_file_is_analysed_up_to_the_cut_and_exits_2).
+    assert_eq!(
+        run(&["analyze", "/nonexistent/x.pcap"]).status.code(),
+        Some(1)
+    );
+    // Both at once: 1, the worse (a file was not read at all).
+    let data = std::fs::read(sample()).unwrap();
+    let cut = tmp("cut-and-missing.pcap");
+    std::fs::write(&cut, &data[..data.len() - 30]).unwrap();
+    let out = run(&["analyze", cut.to_str().unwrap(), "/nonexistent/x.pcap"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("truncated at byte"));
 }
 
 #[test]
