@@ -22,11 +22,14 @@
 //! * and when the same bytes are not also an exact chain of plain packets: plain wins a tie, so
 //!   a plain connection is never taken for a compressed one on ambiguous bytes.
 //!
-//! The client's first slice decides the connection (the dissector picks a connection up on a
-//! client command). A direction whose peer was found compressed waits for a slice that starts
-//! like one ([`starts_compressed`]: the same checks, the last packet allowed to continue past
-//! the slice, its stream's opening checked instead) and skips bytes until then; one whose peer
-//! is plain is plain. The decision looks at nothing but the bytes in capture order, so it is
+//! A direction whose peer is not judged yet is decided only by such an exact chain, of
+//! compressed or of plain packets; other bytes are skipped. In practice the client's first slice
+//! decides (the dissector picks a connection up on a client command that is one or the other).
+//! A direction whose peer was found compressed waits for a slice that starts like one
+//! ([`starts_compressed`]: the same checks, but the last packet may continue past the slice —
+//! its opening is checked, and a zlib one inflated as far as it goes — and the MySQL packets
+//! inside may too; at least one whole compressed packet, or a cut one that inflated to a MySQL
+//! header, is required) and skips bytes until then; one whose peer is plain is plain. The decision looks at nothing but the bytes in capture order, so it is
 //! deterministic. The same looser test finds the framing again after a gap.
 
 use std::io::Read;

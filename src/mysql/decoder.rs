@@ -204,7 +204,10 @@ impl Decoder {
                     // Wait for a slice that starts with a compressed packet.
                     Some(true) => compress::starts_compressed(data, request).then_some(true),
                     Some(false) => Some(false),
-                    None => Some(compress::looks_compressed(data, request)),
+                    // Neither judged yet: only an exact chain of either kind decides (the
+                    // dissector hands over a client slice that is one).
+                    None if compress::looks_compressed(data, request) => Some(true),
+                    None => super::framer::exact_chain(data, request).then_some(false),
                 };
                 match dirs[side] {
                     None => return None,
