@@ -235,6 +235,8 @@ impl Decoder {
             });
             if inf.broken() && !was_broken {
                 self.facts.desyncs += 1;
+                // As after a plain desync: whatever was expected is unknowable now.
+                self.resp = Resp::Idle;
                 out.push(Event {
                     at,
                     side,
@@ -303,6 +305,7 @@ impl Decoder {
             if !inf[side].broken() {
                 inf[side].gap();
                 self.facts.desyncs += 1;
+                self.resp = Resp::Idle;
                 out.push(Event {
                     at,
                     side,

@@ -311,19 +311,22 @@ fn compressed_connection_picked_up_mid_stream() {
     assert_eq!(names(&out), ["mysql.com_query"]);
     d.data(SERVER, &ok, at(4), &mut out);
     assert_eq!(names(&out), ["mysql.com_query", "mysql.ok"]);
-    // A gap breaks the compressed framing; the next slice that starts with a compressed
-    // packet finds it again.
+    // A gap breaks the compressed framing (and, as in plain framing, forgets what response
+    // was expected); the next slice that starts with a compressed packet finds it again.
     out.clear();
     d.data(CLIENT, &query, at(5), &mut out);
     d.gap(SERVER, 10, at(6), &mut out);
     d.data(SERVER, &ok[2..], at(7), &mut out);
     d.data(SERVER, &ok, at(8), &mut out);
+    d.data(CLIENT, &query, at(9), &mut out);
+    d.data(SERVER, &ok, at(10), &mut out);
     assert_eq!(
         names(&out),
         [
             "mysql.com_query",
             "mysql.desync",
             "mysql.resync",
+            "mysql.com_query",
             "mysql.ok"
         ]
     );
