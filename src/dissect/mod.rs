@@ -337,8 +337,11 @@ fn detect(
         st.tls = Some(Box::new(
             tls::Decoder::new(conn.client, false).with_keys(keylog.clone()),
         ));
-    } else if conn.is_client(side) && mysql::framer::exact_chain(d, true) {
-        // Picked up after the login: a client command, framed exactly.
+    } else if conn.is_client(side)
+        && (mysql::framer::exact_chain(d, true) || mysql::compress::looks_compressed(d, true))
+    {
+        // Picked up after the login: a client command, framed exactly (perhaps inside the
+        // compressed protocol; the decoder judges that again, on the same bytes).
         st.carries = Carries::Mysql;
         st.mysql = Some(Box::new(mysql::Decoder::new(
             side ^ 1,

@@ -7,12 +7,11 @@ use mysql_common::packets::{
     OkPacketDeserializer, StmtPacket,
 };
 
-use super::compress::Inflater;
+use super::compress::{self, Algorithm, Compression, Inflater};
 use super::framer::{Framer, Note, Packet};
 use crate::event::{Event, Kind, QueryAttr};
 use crate::tcp::At;
 
-const CLIENT_COMPRESS: u32 = 0x0000_0020;
 const CLIENT_PROTOCOL_41: u32 = 0x0000_0200;
 const CLIENT_SSL: u32 = 0x0000_0800;
 const CLIENT_SECURE_CONNECTION: u32 = 0x0000_8000;
@@ -140,6 +139,9 @@ pub struct Facts {
     pub desyncs: u64,
     /// Where the protocol was when decoding stopped.
     pub phase: Option<Phase>,
+    /// The compressed protocol, when in use.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compression: Option<Compression>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -193,8 +195,13 @@ pub struct Decoder {
     phase: Phase,
     framers: [Framer; 2],
     resp: Resp,
-    /// Set once the login negotiated the compressed protocol.
+    /// Set once the login negotiated the compressed protocol (or it was recognised mid-stream).
     compressed: Option<[Inflater; 2]>,
+    /// Picked up mid-stream: per direction, whether its bytes were found compressed (None: not
+    /// judged yet). See [`compress`] for the rules.
+    mid_stream: Option<[Option<bool>; 2]>,
+    /// zstd level from the handshake response.
+    zstd_level: Option<u8>,
     /// After an SSLRequest, decrypted TLS application data is being decoded.
     inside_tls: bool,
     /// Prepared statements: id and placeholder count (at most [`STMTS_MAX`]).
@@ -219,6 +226,8 @@ impl Decoder {
             framers: [Framer::default(), Framer::default()],
             resp: Resp::Idle,
             compressed: None,
+            mid_stream: (phase == Phase::Command).then_some([None, None]),
+            zstd_level: None,
             inside_tls: false,
             stmts: Vec::new(),
             pending_user: None,
@@ -265,19 +274,51 @@ impl Decoder {
         if self.phase == Phase::Tls || self.inside_tls {
             return Some(0);
         }
+        let request = side != self.server;
+        if let Some(dirs) = self.mid_stream.as_mut() {
+            if dirs[side].is_none() {
+                dirs[side] = match dirs[side ^ 1] {
+                    // Wait for a slice that starts with a compressed packet.
+                    Some(true) => compress::starts_compressed(data, request).then_some(true),
+                    Some(false) => Some(false),
+                    // Neither judged yet: only an exact chain of either kind decides (the
+                    // dissector hands over a client slice that is one).
+                    None if compress::looks_compressed(data, request) => Some(true),
+                    None => super::framer::exact_chain(data, request).then_some(false),
+                };
+                match dirs[side] {
+                    None => return None,
+                    Some(true) if self.compressed.is_none() => self.start_compressed(None, true),
+                    _ => {}
+                }
+            }
+        }
         if let Some(mut inflaters) = self.compressed.take() {
             let inf = &mut inflaters[side];
+            if inf.broken() && compress::starts_compressed(data, request) {
+                // The framing is found again at a compressed packet; the MySQL packets inside
+                // start afresh.
+                *inf = Inflater::new(inf.algorithm());
+                self.framers[side].reset();
+                out.push(Event {
+                    at,
+                    side,
+                    kind: Kind::Resync,
+                });
+            }
             let was_broken = inf.broken();
             inf.feed(data, &mut |inner| {
                 self.plain(side, inner, at, out);
             });
             if inf.broken() && !was_broken {
                 self.facts.desyncs += 1;
+                // As after a plain desync: whatever was expected is unknowable now.
+                self.resp = Resp::Idle;
                 out.push(Event {
                     at,
                     side,
                     kind: Kind::Desync {
-                        reason: "compressed protocol: framing or zlib stream broken",
+                        reason: "compressed protocol: framing or compressed payload broken",
                     },
                 });
             }
@@ -333,8 +374,23 @@ impl Decoder {
     /// `n` bytes from `side` were never captured.
     pub fn gap(&mut self, side: usize, n: u64, at: At, out: &mut Vec<Event>) {
         let side = side & 1;
+        if self.mid_stream.is_some_and(|d| d[side].is_none()) {
+            // Not judged yet: nothing is being followed.
+            return;
+        }
         if let Some(inf) = self.compressed.as_mut() {
-            inf[side].gap();
+            if !inf[side].broken() {
+                inf[side].gap();
+                self.facts.desyncs += 1;
+                self.resp = Resp::Idle;
+                out.push(Event {
+                    at,
+                    side,
+                    kind: Kind::Desync {
+                        reason: "a gap in the compressed protocol",
+                    },
+                });
+            }
             return;
         }
         let mut framer = std::mem::take(&mut self.framers[side]);
@@ -443,6 +499,7 @@ impl Decoder {
         } else {
             self.facts.mariadb_capabilities = 0;
         }
+        self.zstd_level = compress::zstd_level(p.payload);
         self.facts.user = Some(user.clone());
         self.facts.database = database.clone();
         if auth_plugin.is_some() {
@@ -476,8 +533,8 @@ impl Decoder {
                     login: true,
                 }));
                 self.phase = Phase::Command;
-                if self.caps() & CLIENT_COMPRESS != 0 {
-                    self.compressed = Some([Inflater::default(), Inflater::default()]);
+                if let Some(algo) = Algorithm::negotiated(self.caps()) {
+                    self.start_compressed(Some(algo), false);
                 }
             }
             Some(ERR) => {
@@ -963,9 +1020,23 @@ impl Decoder {
         self.auth_step = AuthStep::None;
     }
 
+    /// Turns the compressed protocol on for both directions.
+    fn start_compressed(&mut self, algo: Option<Algorithm>, mid_stream: bool) {
+        self.compressed = Some([Inflater::new(algo), Inflater::new(algo)]);
+        self.facts.compression = Some(Compression {
+            algorithm: algo,
+            level: self.zstd_level.filter(|_| algo == Some(Algorithm::Zstd)),
+            mid_stream,
+        });
+    }
+
     /// Final facts, with the phase the protocol ended in.
     pub fn finish(mut self) -> Facts {
         self.facts.phase = Some(self.phase);
+        if let (Some(c), Some(inf)) = (self.facts.compression.as_mut(), &self.compressed) {
+            // Mid-stream, the first compressed payload told the algorithm.
+            c.algorithm = c.algorithm.or(inf.iter().find_map(Inflater::algorithm));
+        }
         self.facts
     }
 }

@@ -117,6 +117,14 @@ pub fn exact_chain(d: &[u8], request: bool) -> bool {
 }
 
 impl Framer {
+    /// Starts afresh at a packet boundary (the outer framing was found again), keeping the count.
+    pub fn reset(&mut self) {
+        *self = Framer {
+            packets: self.packets,
+            ..Framer::default()
+        };
+    }
+
     /// True while the framing is known.
     pub fn synced(&self) -> bool {
         self.synced

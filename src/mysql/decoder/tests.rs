@@ -697,3 +697,74 @@ fn eof_responses_are_events() {
     assert_eq!(eofs, [(0, 2), (1, 2)]);
     assert!(d.facts.in_flight.is_none());
 }
+
+/// A compressed packet holding `inner`: zlib-deflated, or stored as is.
+fn zpkt(seq: u8, inner: &[u8], deflate: bool) -> Vec<u8> {
+    use std::io::Write;
+    let body = if deflate {
+        let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(inner).unwrap();
+        e.finish().unwrap()
+    } else {
+        inner.to_vec()
+    };
+    let ulen = if deflate { inner.len() } else { 0 };
+    let mut v = (body.len() as u32).to_le_bytes()[..3].to_vec();
+    v.push(seq);
+    v.extend(&(ulen as u32).to_le_bytes()[..3]);
+    v.extend(body);
+    v
+}
+
+#[test]
+fn compressed_connection_picked_up_mid_stream() {
+    let mut d = Decoder::new(SERVER, Phase::Command);
+    let mut out = Vec::new();
+    let query = zpkt(0, &pkt(0, b"\x03SELECT 1"), false);
+    let ok = zpkt(1, &pkt(1, &[0, 0, 0, 2, 0, 0, 0]), true);
+    // The server's first bytes are the tail of an earlier response: skipped, not misread.
+    d.data(SERVER, &ok[5..], at(1), &mut out);
+    d.data(CLIENT, &query, at(2), &mut out);
+    d.data(SERVER, &ok[3..], at(3), &mut out);
+    assert_eq!(names(&out), ["mysql.com_query"]);
+    d.data(SERVER, &ok, at(4), &mut out);
+    assert_eq!(names(&out), ["mysql.com_query", "mysql.ok"]);
+    // A gap breaks the compressed framing (and, as in plain framing, forgets what response
+    // was expected); the next slice that starts with a compressed packet finds it again.
+    out.clear();
+    d.data(CLIENT, &query, at(5), &mut out);
+    d.gap(SERVER, 10, at(6), &mut out);
+    d.data(SERVER, &ok[2..], at(7), &mut out);
+    d.data(SERVER, &ok, at(8), &mut out);
+    d.data(CLIENT, &query, at(9), &mut out);
+    d.data(SERVER, &ok, at(10), &mut out);
+    assert_eq!(
+        names(&out),
+        [
+            "mysql.com_query",
+            "mysql.desync",
+            "mysql.resync",
+            "mysql.com_query",
+            "mysql.ok"
+        ]
+    );
+    let f = d.finish();
+    assert_eq!(
+        f.compression,
+        Some(Compression {
+            algorithm: Some(Algorithm::Zlib),
+            level: None,
+            mid_stream: true
+        })
+    );
+}
+
+#[test]
+fn plain_connection_picked_up_mid_stream_stays_plain() {
+    let mut d = Decoder::new(SERVER, Phase::Command);
+    let mut out = Vec::new();
+    d.data(CLIENT, &pkt(0, b"\x03SELECT 1"), at(1), &mut out);
+    d.data(SERVER, &pkt(1, &[0, 0, 0, 2, 0, 0, 0]), at(2), &mut out);
+    assert_eq!(names(&out), ["mysql.com_query", "mysql.ok"]);
+    assert_eq!(d.finish().compression, None);
+}
