@@ -459,7 +459,9 @@ impl Summary {
         };
         Summary {
             id: c.id,
-            vlan: (!c.vlans.is_empty()).then(|| c.vlans.to_string()),
+            vlan: (!c.vlans.is_empty())
+                .then(|| c.vlans.to_string())
+                .or_else(|| c.vlan_peer.map(|v| v.to_string())),
             client: c.client_ep(),
             server: c.server_ep(),
             role_basis: c.role_basis,
