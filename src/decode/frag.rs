@@ -17,8 +17,9 @@ use crate::time::Timestamp;
 const MAX_DATAGRAM: usize = 65_535;
 /// Fragments held per datagram at most (a hostile sender could send 8-byte pieces).
 const MAX_PIECES: usize = 128;
-/// Bookkeeping charged per pending datagram on top of its bytes.
+/// Bookkeeping charged per pending datagram on top of its bytes, and per fragment held.
 const PENDING_COST: usize = 256;
+const PIECE_COST: usize = 16;
 /// Timed-out datagrams are looked for at most this often (capture time).
 const SWEEP_EVERY_NS: i64 = 1_000_000_000;
 
@@ -85,7 +86,7 @@ struct Pending {
 
 impl Pending {
     fn cost(&self) -> usize {
-        self.data.len() + PENDING_COST
+        self.data.capacity() + PENDING_COST + self.ranges.capacity() * PIECE_COST
     }
 
     fn complete(&self) -> bool {
@@ -197,7 +198,7 @@ impl Reassembler {
             return Added::Dropped;
         }
         if !self.pending.contains_key(&key) {
-            let cost = end + PENDING_COST;
+            let cost = end + PENDING_COST + PIECE_COST;
             if self.bytes.saturating_add(cost) > self.cfg.max_bytes {
                 self.dropped += 1;
                 return Added::Dropped;
@@ -239,25 +240,30 @@ impl Reassembler {
         let grow = self
             .pending
             .get(&key)
-            .map_or(0, |p| end.saturating_sub(p.data.len()));
-        if grow > 0 && self.bytes.saturating_add(grow) > self.cfg.max_bytes {
+            .map_or(0, |p| end.saturating_sub(p.data.capacity()))
+            + PIECE_COST;
+        if self.bytes.saturating_add(grow) > self.cfg.max_bytes {
             self.dropped += 1;
             self.remove(&key);
             return Added::Dropped;
         }
-        self.bytes += grow;
         let Some(p) = self.pending.get_mut(&key) else {
             return Added::Dropped;
         };
+        let before = p.cost();
         if p.data.len() < end {
+            // Exactly: what is charged is what is held.
+            p.data.reserve_exact(end - p.data.len());
             p.data.resize(end, 0);
         }
+        p.ranges.reserve_exact(1);
         if let Some(slot) = p.data.get_mut(start..end) {
             slot.copy_from_slice(piece.data);
         }
         let at = p.ranges.partition_point(|&(s, _)| s < start);
         p.ranges.insert(at, (start, end));
         p.frames += 1;
+        self.bytes = (self.bytes + p.cost()).saturating_sub(before);
         if !piece.more {
             p.total = Some(end);
         }
@@ -386,7 +392,7 @@ mod tests {
     #[test]
     fn timeout_and_budget_are_counted() {
         let mut r = Reassembler::new(Config {
-            max_bytes: 2 * PENDING_COST + 64,
+            max_bytes: 2 * (PENDING_COST + PIECE_COST) + 64,
             timeout_ns: 30_000_000_000,
         });
         let mut out = Vec::new();
@@ -438,5 +444,29 @@ mod tests {
             Added::Dropped
         );
         assert_eq!(r.footprint(), (0, 0));
+    }
+
+    #[test]
+    fn a_flood_of_tiny_pieces_stays_within_budget() {
+        let max = 64 * 1024;
+        let mut r = Reassembler::new(Config {
+            max_bytes: max,
+            timeout_ns: 30_000_000_000,
+        });
+        let mut out = Vec::new();
+        let mut x: u32 = 1;
+        let mut refused = 0;
+        for n in 0..20_000u32 {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let offset = ((x >> 8) % 8192) as usize * 8;
+            let added = r.add(at(0), key(n % 500), piece(offset, true, &[1; 8]), &mut out);
+            refused += u32::from(added == Added::Dropped);
+            assert!(r.footprint().1 <= max, "{:?}", r.footprint());
+            // What is charged is what is held.
+            let held: usize = r.pending.values().map(Pending::cost).sum();
+            assert_eq!(held, r.footprint().1);
+        }
+        assert!(refused > 0);
+        assert_eq!(r.dropped(), 20_000);
     }
 }
