@@ -8,6 +8,8 @@
 # tcpdump captures the underlay:
 #   vxlan.pcap   over two kernel VXLAN tunnels (UDP 4789): one over IPv4 with MTU 4000 on an
 #                underlay of 1500, so the kernel fragments the outer datagrams; one over IPv6
+#   vxlan-mysql.pcap  a mariadb client session with mariadbd over the IPv4 tunnel (INSERT of a
+#                6000-byte row, two SELECTs, QUIT)
 #   plain        three connections on the bare underlay (IPv4, IPv4, IPv6), not kept: the kernel
 #                here has no GRE, ERSPAN, 802.1Q or PPPoE, so scripts/encap_craft.py wraps these
 #                real packets in them (pppoe, gre, erspan, ip-fragments, vlan-asymmetric .pcap);
@@ -83,6 +85,32 @@ capture "$out/vxlan.pcap" 'not icmp6'
 exchange 10.42.0.2
 exchange 10.66.0.2
 stop_capture
+
+# MariaDB over the IPv4 VXLAN tunnel: a client session whose large result (6000 bytes in one row)
+# goes out in fragmented outer datagrams, as a cloud mirror session of a database would show it.
+source scripts/lib-mariadb.sh
+LAB_DIR=$tmp/db
+mkdir -p "$LAB_DIR"
+lab_install_db
+ip netns exec "$B" mariadbd --no-defaults --datadir="$LAB_DIR/data" --tmpdir="$LAB_DIR/tmp" \
+  --socket="$LAB_DIR/db.sock" --port=3306 --bind-address=10.42.0.2 --user=root \
+  --pid-file="$LAB_DIR/db.pid" --log-error="$LAB_DIR/db.log" --skip-name-resolve --skip-ssl \
+  --innodb-buffer-pool-size=32M >"$LAB_DIR/db.stderr" 2>&1 &
+DB=$!
+pids+=("$DB")
+for _ in $(seq 200); do
+  mariadb-admin --no-defaults --socket="$LAB_DIR/db.sock" -uroot ping >/dev/null 2>&1 && break
+  sleep 0.1
+done
+mariadb --no-defaults --socket="$LAB_DIR/db.sock" -uroot -e \
+  "CREATE USER 'app'@'%' IDENTIFIED BY 'app'; GRANT ALL ON *.* TO 'app'@'%'; CREATE DATABASE t;
+   CREATE TABLE t.kv (k INT PRIMARY KEY, v TEXT)"
+capture "$out/vxlan-mysql.pcap" 'not icmp6'
+ip netns exec "$A" mariadb --no-defaults --skip-ssl -h 10.42.0.2 -P 3306 -uapp -papp t -e \
+  "INSERT INTO kv VALUES (1, REPEAT('x', 6000)); SELECT k, LENGTH(v) FROM kv; SELECT v FROM kv" >/dev/null
+stop_capture
+kill -TERM "$DB"
+wait "$DB" || true
 
 capture "$tmp/plain.pcap" "tcp port $PORT"
 exchange 192.0.2.2

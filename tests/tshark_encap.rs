@@ -111,6 +111,7 @@ fn every_segment_matches_tshark() {
         "gre.pcap",
         "erspan.pcap",
         "vxlan.pcap",
+        "vxlan-mysql.pcap",
         "ip-fragments.pcap",
         "vlan-asymmetric.pcap",
     ] {
@@ -206,4 +207,32 @@ fn same_tuple_on_three_taggings_stays_three_connections() {
     assert_eq!(run.tcp.asymmetric_vlans, 0);
     let vlans: BTreeSet<Option<String>> = sums.iter().map(|s| s.vlan.clone()).collect();
     assert_eq!(vlans.len(), 3, "{vlans:?}");
+}
+
+#[test]
+fn mysql_over_vxlan_is_dissected() {
+    // Two passes, as the CLI runs: the same single connection either way.
+    let (sums, run) = analyze_two_pass(&encap_dir().join("vxlan-mysql.pcap"), None);
+    assert_eq!(sums.len(), 1, "{sums:?}");
+    let s = &sums[0];
+    assert_eq!(s.carries, proxyscope::dissect::Carries::Mysql);
+    assert_eq!(s.server.to_string(), "10.42.0.2:3306");
+    let m = s.mysql.as_ref().expect("MySQL facts");
+    assert_eq!(m.user.as_deref(), Some("app"));
+    assert_eq!(m.login_ok, Some(true));
+    // INSERT, two SELECTs, QUIT.
+    assert!(m.commands >= 4, "{m:?}");
+    assert!(m.quit_frame.is_some() && m.in_flight.is_none());
+    assert_eq!(
+        s.bytes.s2c, 6302,
+        "greeting, OKs and the 6000-byte row, all reassembled"
+    );
+    assert_eq!(run.gaps, 0);
+}
+
+#[test]
+fn asymmetric_join_is_the_same_in_both_passes() {
+    let (sums, run) = analyze_two_pass(&encap_dir().join("vlan-asymmetric.pcap"), None);
+    assert_eq!(sums.len(), 3);
+    assert_eq!(run.tcp.asymmetric_vlans, 2);
 }
