@@ -5,7 +5,8 @@
 #   FUZZ_RUNS=10000000 scripts/fuzz.sh 3600 pairing   stop at N executions (or SECONDS, whichever first)     default: 10 s each for capture, decode, tcp, mysql, tls, decrypt, pairing and secrets
 #
 # The toolchain here is stable; RUSTC_BOOTSTRAP=1 lets cargo-fuzz pass its nightly-only sanitizer flags.
-# The capture target starts from every real capture we have (bundled and ../shared/captures) as seeds.
+# The capture target starts from every real capture we have (bundled, captures/encap and ../shared/captures)
+# as seeds; the decode target from the frames of captures/encap.
 # A crash leaves its input under fuzz/artifacts/ and fails the script.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -23,6 +24,24 @@ trap 'rm -rf -- "$seeds"' EXIT
 cp captures/*.pcap "$seeds/"
 [[ -d ../shared/captures ]] && cp ../shared/captures/*.pcap* "$seeds/"
 
+cp captures/encap/*.pcap "$seeds/"
+# The decode target also starts from single frames of the encapsulation captures (a link type
+# selector byte, 1 = Ethernet, then the frame), so tunnels and fragments are reached at once.
+mkdir -p "$seeds/decode"
+/usr/bin/python3 - "$seeds/decode" captures/encap/*.pcap <<'PY'
+import struct, sys
+out = sys.argv[1]
+for path in sys.argv[2:]:
+    d = open(path, "rb").read()
+    off, n = 24, 0
+    while off + 16 <= len(d) and n < 40:
+        incl = struct.unpack("<I", d[off + 8 : off + 12])[0]
+        name = path.rsplit("/", 1)[-1]
+        open(f"{out}/{name}-{n}", "wb").write(b"\x01" + d[off + 16 : off + 16 + incl])
+        off += 16 + incl
+        n += 1
+PY
+
 cd fuzz
 log=$seeds/fuzz.log
 if ! cargo fuzz build --release >"$log" 2>&1; then
@@ -34,6 +53,7 @@ for t in "${targets[@]}"; do
   mkdir -p "corpus/$t"
   extra=()
   [[ $t == capture ]] && extra=("$seeds")
+  [[ $t == decode ]] && extra=("$seeds/decode")
   echo "fuzz: $t for ${secs}s"
   rc=0
   runs=()

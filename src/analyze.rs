@@ -84,6 +84,10 @@ impl Budget {
     pub fn decoder_buffers(&self) -> usize {
         self.bytes / 10
     }
+    /// IP fragments held for reassembly across datagrams: 2%.
+    pub fn ip_fragments(&self) -> usize {
+        self.bytes / 50
+    }
     /// TLS secrets (the shared key table): 5%.
     pub fn secrets(&self) -> usize {
         self.bytes / 20
@@ -388,6 +392,7 @@ impl Collector {
 
 /// The pipeline fed one frame at a time: the offline run and the live capture both drive it.
 pub struct Engine {
+    decoder: decode::Decoder,
     tracker: Tracker,
     col: Collector,
     keylog: Option<crate::tls::decrypt::SharedKeyLog>,
@@ -441,6 +446,10 @@ impl Engine {
             .min(opts.budget.connections(opts.keep_events));
         tcp.max_buffer_total = tcp.max_buffer_total.min(opts.budget.out_of_order());
         Engine {
+            decoder: decode::Decoder::new(decode::frag::Config {
+                max_bytes: opts.budget.ip_fragments(),
+                ..Default::default()
+            }),
             tracker: Tracker::new(tcp),
             col,
             keylog: keys,
@@ -516,7 +525,7 @@ impl Engine {
             self.start = Some(frame.ts);
             self.col.origin = frame.ts;
         }
-        match decode::decode(frame) {
+        match self.decoder.decode(frame) {
             Ok(seg) => {
                 let before = self.tracker.stats.connections;
                 self.tracker.process(&seg, &mut self.col);
@@ -602,6 +611,7 @@ impl Engine {
             secrets_bytes: files.iter().map(|f| f.secrets_dropped).sum(),
             pairing: col.pairing.dropped(),
             report_rows: 0,
+            ip_fragments: self.decoder.fragments_dropped(),
         };
         let run = RunSummary {
             dropped,

@@ -173,6 +173,10 @@ pub struct Summary {
     /// VLAN tags, if any (`vlan 42`, `vlan 10/20`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vlan: Option<String>,
+    /// Only one direction carried those tags, the other none (a mirror port's asymmetric
+    /// tagging, joined by the tracker).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub vlan_one_way: bool,
     /// Client address.
     #[serde(serialize_with = "ser_display")]
     pub client: Endpoint,
@@ -459,7 +463,10 @@ impl Summary {
         };
         Summary {
             id: c.id,
-            vlan: (!c.vlans.is_empty()).then(|| c.vlans.to_string()),
+            vlan: (!c.vlans.is_empty())
+                .then(|| c.vlans.to_string())
+                .or_else(|| c.vlan_peer.map(|v| v.to_string())),
+            vlan_one_way: c.vlan_peer.is_some(),
             client: c.client_ep(),
             server: c.server_ep(),
             role_basis: c.role_basis,

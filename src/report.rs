@@ -82,6 +82,14 @@ pub struct Dropped {
     pub pairing: u64,
     /// Rows of the text report only counted (the JSON report lists every connection).
     pub report_rows: u64,
+    /// IP fragment frames whose datagram was never reassembled (overlapping, timed out, cut
+    /// by the snap length, or refused because the fragments' share was full). Absent when 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub ip_fragments: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Dropped {
@@ -97,6 +105,7 @@ impl Dropped {
             && self.interfaces == 0
             && self.pairing == 0
             && self.report_rows == 0
+            && self.ip_fragments == 0
     }
 }
 
@@ -273,6 +282,7 @@ pub fn write_totals(o: &mut dyn Write, run: &RunSummary) -> io::Result<()> {
             (d.secrets_bytes, "bytes of secrets blocks not read"),
             (d.interfaces, "pcapng interfaces beyond the cap"),
             (d.pairing, "pairing entries forgotten"),
+            (d.ip_fragments, "IP fragments never reassembled"),
         ] {
             if n > 0 {
                 parts.push(format!("{n} {what}"));

@@ -1,5 +1,5 @@
-//! Differential test against tshark, the reference decoder: on every capture in `captures/` and
-//! `../shared/captures/`, the TCP connections we find and, per connection, the frames carrying
+//! Differential test against tshark, the reference decoder: on every capture in `captures/`,
+//! `captures/encap/` and `../shared/captures/`, the TCP connections we find and, per connection, the frames carrying
 //! FIN and RST and their senders must equal what tshark reports. Known, reviewed differences
 //! are listed in `tests/tshark-exceptions.tsv`.
 
@@ -42,6 +42,8 @@ fn tshark(path: &Path) -> Tshark {
             "tcp.flags.fin",
             "-e",
             "tcp.flags.reset",
+            "-e",
+            "frame.protocols",
         ])
         .output()
         .expect("tshark runs (scripts/test.sh installs it)");
@@ -53,7 +55,10 @@ fn tshark(path: &Path) -> Tshark {
         let last = |s: &str| s.rsplit(',').next().unwrap_or("").to_string();
         let frame: u64 = f[0].parse().unwrap();
         let stream: u64 = last(f[1]).parse().unwrap();
-        let from = if !f[2].is_empty() {
+        // Inside a tunnel, the innermost network layer is the last of ip/ipv6 in the list.
+        let protos = f.get(7).copied().unwrap_or("");
+        let inner_v6 = protos.rfind(":ipv6:").unwrap_or(0) > protos.rfind(":ip:").unwrap_or(0);
+        let from = if !f[2].is_empty() && !inner_v6 {
             format!("{}:{}", last(f[2]), last(f[4]))
         } else {
             format!("[{}]:{}", last(f[3]), last(f[4]))
@@ -158,6 +163,12 @@ fn compare_dir(dir: &Path) -> usize {
 fn bundled_captures_match_tshark() {
     let n = compare_dir(&repo().join("captures"));
     assert!(n >= 9, "expected the bundled scenario captures, found {n}");
+}
+
+#[test]
+fn encapsulation_captures_match_tshark() {
+    let n = compare_dir(&repo().join("captures/encap"));
+    assert!(n >= 6, "expected the encapsulation captures, found {n}");
 }
 
 #[test]

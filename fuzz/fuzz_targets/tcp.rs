@@ -41,7 +41,13 @@ fuzz_target!(|data: &[u8]| {
             ts: Timestamp(ts),
             frame_no: n as u64 + 1,
             file: 0,
-            vlans: Vlans::default(),
+            // Taggings that differ by direction reach the asymmetric-VLAN rule.
+            vlans: match (dir >> 3) & 3 {
+                0 => Vlans::default(),
+                1 => Vlans([42 | 0x1000, 0]),
+                2 => Vlans([43 | 0x1000, 0]),
+                _ => Vlans([10 | 0x1000, 20 | 0x1000]),
+            },
             src: ep(dir),
             dst: ep(dir ^ 1),
             seq,

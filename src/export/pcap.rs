@@ -48,6 +48,8 @@ pub struct ConnKey {
     pub server: Endpoint,
     /// VLAN tags as the report writes them.
     pub vlan: Option<String>,
+    /// One direction was untagged (asymmetric tagging): untagged frames belong too.
+    pub vlan_one_way: bool,
     /// First packet.
     pub start: Timestamp,
     /// Last packet.
@@ -61,8 +63,20 @@ impl ConnKey {
             client: s.client,
             server: s.server,
             vlan: s.vlan.clone(),
+            vlan_one_way: s.vlan_one_way,
             start: s.start.ts,
             end: s.end.ts,
+        }
+    }
+}
+
+impl ConnKey {
+    /// Whether a frame with `vlans` can belong to the connection.
+    fn vlan_matches(&self, vlans: decode::Vlans) -> bool {
+        match &self.vlan {
+            None => vlans.is_empty(),
+            Some(_) if self.vlan_one_way && vlans.is_empty() => true,
+            Some(v) => !vlans.is_empty() && *v == vlans.to_string(),
         }
     }
 }
@@ -236,11 +250,7 @@ fn one_pass(
         hit.clear();
         for key in [(seg.src, seg.dst), (seg.dst, seg.src)] {
             for (k, incs) in by_tuple.get(&key).into_iter().flatten() {
-                let vlan_ok = match &k.vlan {
-                    None => seg.vlans.is_empty(),
-                    Some(v) => !seg.vlans.is_empty() && *v == seg.vlans.to_string(),
-                };
-                if vlan_ok && frame.ts >= k.start && frame.ts <= k.end {
+                if k.vlan_matches(seg.vlans) && frame.ts >= k.start && frame.ts <= k.end {
                     hit.extend(incs.iter().copied());
                 }
             }
@@ -275,4 +285,33 @@ fn one_pass(
         });
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod vlan_tests {
+    use super::*;
+
+    #[test]
+    fn one_way_tagged_connection_takes_untagged_frames() {
+        let ep = Endpoint {
+            ip: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            port: 1,
+        };
+        let mut k = ConnKey {
+            client: ep,
+            server: ep,
+            vlan: Some("vlan 42".into()),
+            vlan_one_way: false,
+            start: Timestamp(0),
+            end: Timestamp(0),
+        };
+        let v42 = decode::Vlans([42 | 0x1000, 0]);
+        let v43 = decode::Vlans([43 | 0x1000, 0]);
+        let none = decode::Vlans::default();
+        assert!(k.vlan_matches(v42) && !k.vlan_matches(v43) && !k.vlan_matches(none));
+        k.vlan_one_way = true;
+        assert!(k.vlan_matches(v42) && !k.vlan_matches(v43) && k.vlan_matches(none));
+        k.vlan = None;
+        assert!(k.vlan_matches(none) && !k.vlan_matches(v42));
+    }
 }

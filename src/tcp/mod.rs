@@ -136,8 +136,11 @@ pub const MAX_EVIDENCE: usize = 32;
 pub struct Connection {
     /// Stable id: order of first packet in the run, from 1.
     pub id: u64,
-    /// VLAN tags the connection travelled on.
+    /// VLAN tags the connection travelled on (those of its first packet).
     pub vlans: Vlans,
+    /// The other tagging of an asymmetrically tagged connection (see
+    /// [`Tracker::process`]): one direction tagged, the other not.
+    pub vlan_peer: Option<Vlans>,
     /// The endpoints: side 0 sent the first packet seen.
     pub ep: [Endpoint; 2],
     /// Which side is the client.
@@ -289,6 +292,9 @@ pub struct Stats {
     pub half_open_dropped: u64,
     /// Times the run-wide out-of-order budget was full and a gap was declared early.
     pub buffer_budget_overflows: u64,
+    /// Connections whose two directions carried different VLAN tagging (one tagged, one
+    /// not: a mirror port), joined into one.
+    pub asymmetric_vlans: u64,
 }
 
 /// Destinations of dropped unanswered SYNs kept with their counts (the rest are summed).
@@ -321,6 +327,11 @@ pub struct Tracker {
     /// Boxed: a free slot of the table costs a pointer, not a whole connection, and growing
     /// the table moves pointers.
     table: HashMap<Key, Box<Connection>, ahash::RandomState>,
+    /// The taggings (VLANs) under which each endpoint pair is in the table, for the
+    /// asymmetric-tagging rule; in step with `table`.
+    tuples: HashMap<(Endpoint, Endpoint), Vec<Vlans>, ahash::RandomState>,
+    /// Keys of the other direction of asymmetrically tagged connections, to the table's key.
+    aliases: HashMap<Key, Key, ahash::RandomState>,
     open_ids: BTreeSet<u64>,
     next_id: u64,
     last_sweep: Option<Timestamp>,
@@ -342,6 +353,8 @@ impl Tracker {
         Tracker {
             cfg,
             table: HashMap::default(),
+            tuples: HashMap::default(),
+            aliases: HashMap::default(),
             open_ids: BTreeSet::new(),
             next_id: 1,
             last_sweep: None,
@@ -363,11 +376,53 @@ impl Tracker {
         self.open_ids.first().copied()
     }
 
+    /// The key a segment belongs to: its own, or that of the connection it is the other
+    /// direction of under asymmetric VLAN tagging.
+    ///
+    /// A mirror (SPAN) port often tags one direction of a connection and not the other. The
+    /// rule that joins them, which depends only on the order of packets (the same in both
+    /// offline passes and live): a segment whose own key is not in the table joins the
+    /// connection with the same endpoints when that connection is the only one in the table
+    /// with those endpoints, exactly one of the two is tagged, it has not been joined yet,
+    /// and it has seen no packet in this segment's direction (else this would be a copy of the
+    /// same direction on another VLAN: another flow). The same 5-tuple tagged differently in
+    /// both directions, or seen on two VLANs, stays separate connections.
+    fn resolve(&mut self, seg: &Segment<'_>) -> Key {
+        let key = Key::of(seg);
+        if self.table.contains_key(&key) {
+            return key;
+        }
+        if let Some(k) = self.aliases.get(&key) {
+            return *k;
+        }
+        let Some(&[other]) = self.tuples.get(&(key.lo, key.hi)).map(Vec::as_slice) else {
+            return key;
+        };
+        if other.is_empty() == key.vlans.is_empty() {
+            return key;
+        }
+        let target = Key {
+            vlans: other,
+            ..key
+        };
+        let Some(c) = self.table.get_mut(&target) else {
+            return key;
+        };
+        let side = usize::from(c.ep[0] != seg.src);
+        if c.vlan_peer.is_some() || c.half[side].packets != 0 {
+            return key;
+        }
+        c.vlan_peer = Some(key.vlans);
+        self.aliases.insert(key, target);
+        self.stats.asymmetric_vlans += 1;
+        target
+    }
+
     /// Feeds one segment.
     pub fn process(&mut self, seg: &Segment<'_>, sink: &mut impl StreamSink) {
         self.stats.segments += 1;
         self.maybe_sweep(seg.ts, sink);
-        let key = Key::of(seg);
+        let mut key = self.resolve(seg);
         if seg.flags.syn() && !seg.flags.ack() {
             let reuse = self.table.get(&key).is_some_and(|c| {
                 let side = usize::from(c.ep[0] != seg.src);
@@ -379,6 +434,8 @@ impl Tracker {
                 if let Some(old) = self.table.remove(&key) {
                     self.finish(*old, sink);
                 }
+                // The new connection goes under its own tagging.
+                key = self.resolve(seg);
             }
         }
         if self.table.len() >= self.cfg.max_connections.max(1) && !self.table.contains_key(&key) {
@@ -391,6 +448,10 @@ impl Tracker {
                 self.next_id += 1;
                 self.stats.connections += 1;
                 self.open_ids.insert(id);
+                self.tuples
+                    .entry((key.lo, key.hi))
+                    .or_default()
+                    .push(key.vlans);
                 e.insert(Box::new(Connection::new(id, seg)))
             }
         };
@@ -510,6 +571,23 @@ impl Tracker {
 
     fn finish(&mut self, mut conn: Connection, sink: &mut impl StreamSink) {
         self.buffered = self.buffered.saturating_sub(conn.buffered());
+        let (lo, hi) = if conn.ep[0] <= conn.ep[1] {
+            (conn.ep[0], conn.ep[1])
+        } else {
+            (conn.ep[1], conn.ep[0])
+        };
+        if let std::collections::hash_map::Entry::Occupied(mut e) = self.tuples.entry((lo, hi)) {
+            let list = e.get_mut();
+            if let Some(i) = list.iter().position(|v| *v == conn.vlans) {
+                list.swap_remove(i);
+            }
+            if list.is_empty() {
+                e.remove();
+            }
+        }
+        if let Some(v) = conn.vlan_peer {
+            self.aliases.remove(&Key { vlans: v, lo, hi });
+        }
         for side in 0..2 {
             conn.flush(side, sink);
         }
@@ -557,6 +635,7 @@ impl Connection {
         Connection {
             id,
             vlans: seg.vlans,
+            vlan_peer: None,
             ep: [seg.src, seg.dst],
             client,
             role_basis,

@@ -69,6 +69,7 @@ struct Lab {
     frame: u64,
     ms: i64,
     window: u16,
+    vlans: Vlans,
 }
 
 impl Lab {
@@ -82,6 +83,7 @@ impl Lab {
             frame: 0,
             ms: 0,
             window: 65535,
+            vlans: Vlans::default(),
         }
     }
     /// Sends a segment from `from` (C or S) to the other port.
@@ -100,7 +102,7 @@ impl Lab {
             ts: Timestamp(self.ms * 1_000_000),
             frame_no: self.frame,
             file: 0,
-            vlans: Vlans::default(),
+            vlans: self.vlans,
             src: ep(from),
             dst: ep(to),
             seq,
@@ -463,5 +465,92 @@ mod closes {
         // The old one went at the sweep; the SYN opened a fresh one.
         assert_eq!(l.rec.closed.len(), 1);
         assert_eq!(l.t.oldest_open(), Some(2));
+    }
+}
+
+mod vlan_tagging {
+    use super::*;
+
+    const UNTAGGED: Vlans = Vlans([0, 0]);
+    const V42: Vlans = Vlans([42 | 0x1000, 0]);
+    const V43: Vlans = Vlans([43 | 0x1000, 0]);
+    const QINQ: Vlans = Vlans([10 | 0x1000, 20 | 0x1000]);
+
+    impl Lab {
+        fn on(&mut self, vlans: Vlans) -> &mut Lab {
+            self.vlans = vlans;
+            self
+        }
+        /// A whole exchange on the current tagging, client side tagged `c`, server side `s`.
+        fn exchange(&mut self, c: Vlans, s: Vlans) {
+            self.on(c).send(C, 100, 0, SYN, b"");
+            self.on(s).send(S, 500, 101, SYN | ACK, b"");
+            self.on(c).send(C, 101, 501, ACK, b"INSERT");
+            self.on(s).send(S, 501, 107, ACK, b"OK");
+            self.on(c).send(C, 107, 503, FIN | ACK, b"");
+            self.on(s).send(S, 503, 108, FIN | ACK, b"");
+            self.on(c).send(C, 108, 504, ACK, b"");
+        }
+    }
+
+    #[test]
+    fn one_direction_tagged_is_one_connection() {
+        for (c, s) in [(V42, UNTAGGED), (UNTAGGED, V42), (QINQ, UNTAGGED)] {
+            let mut l = Lab::new();
+            l.exchange(c, s);
+            assert_eq!(l.t.stats.asymmetric_vlans, 1);
+            let (rec, sums) = l.finish();
+            assert_eq!(sums.len(), 1, "{c:?} {s:?}");
+            assert_eq!(rec.stream(C), b"INSERT");
+            assert_eq!(rec.stream(S), b"OK");
+            assert_eq!(rec.closed[0].vlans, c);
+            assert_eq!(rec.closed[0].vlan_peer, Some(s));
+            assert_eq!(sums[0].close.closed_by, Some(Role::Client));
+        }
+    }
+
+    #[test]
+    fn same_tuple_on_other_taggings_stays_apart() {
+        // Untagged, then VLAN 42, then QinQ, each complete both ways: three connections, as
+        // in vlan-same-tuple-three-times.pcap.
+        let mut l = Lab::new();
+        l.exchange(UNTAGGED, UNTAGGED);
+        l.exchange(V42, V42);
+        l.exchange(QINQ, QINQ);
+        assert_eq!(l.t.stats.asymmetric_vlans, 0);
+        let (_, sums) = l.finish();
+        assert_eq!(sums.len(), 3);
+    }
+
+    #[test]
+    fn a_same_direction_copy_is_another_flow() {
+        // The client's SYN seen untagged and on VLAN 42: two flows; the answer on a third
+        // tagging has two candidates and joins neither.
+        let mut l = Lab::new();
+        l.on(UNTAGGED).send(C, 100, 0, SYN, b"");
+        l.on(V42).send(C, 100, 0, SYN, b"");
+        l.on(V43).send(S, 500, 101, SYN | ACK, b"");
+        assert_eq!(l.t.stats.asymmetric_vlans, 0);
+        assert_eq!(l.t.open_connections(), 3);
+        // Two tagged directions on different VLANs are not joined either.
+        let mut l = Lab::new();
+        l.exchange(V42, V43);
+        assert_eq!(l.t.stats.asymmetric_vlans, 0);
+        assert_eq!(l.t.open_connections(), 2);
+    }
+
+    #[test]
+    fn the_join_ends_with_its_connection() {
+        let mut l = Lab::new();
+        l.exchange(V42, UNTAGGED);
+        // The port is reused later by a connection untagged both ways: its own connection.
+        l.wait(60_000);
+        l.exchange(UNTAGGED, UNTAGGED);
+        assert_eq!(l.t.stats.asymmetric_vlans, 1);
+        l.t.finish_all(&mut l.rec);
+        assert!(l.t.tuples.is_empty() && l.t.aliases.is_empty());
+        let (_, sums) = l.finish();
+        assert_eq!(sums.len(), 2);
+        assert_eq!(sums[1].vlan, None);
     }
 }
