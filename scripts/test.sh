@@ -12,5 +12,7 @@ export PATH="$PATH:/usr/sbin"
 export PROXYSCOPE_LAB=1
 # --all-targets also runs the criterion benchmark once, as a test (the harness takes no --test-threads).
 cargo test --locked --all-targets "$@"
+# The offline-only build (no `live` feature, no libpcap) must keep compiling; a check is enough.
+cargo check --locked --no-default-features --lib --bins
 # Every decoder under libFuzzer for a short while (longer runs: scripts/fuzz.sh 600).
 scripts/fuzz.sh 8

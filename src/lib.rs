@@ -5,7 +5,7 @@
 //! [`source`] (frames) → [`decode`] (TCP segments) → [`tcp`] (reassembled streams, closes)
 //! → [`dissect`] ([`mysql`] and [`tls`] decoders, [`event`]s) → [`model`] (connection
 //! summaries) → [`report`] (text, JSON) and [`export`] (timeline formats, incident pcaps).
-//! [`analyze`] drives it over files, [`live`] over a live capture.
+//! [`analyze`] drives it over files, `live` (cargo feature `live`, libpcap) over a live capture.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -17,6 +17,7 @@ pub mod dissect;
 pub mod event;
 pub mod export;
 pub mod lab;
+#[cfg(feature = "live")]
 pub mod live;
 pub mod model;
 pub mod mysql;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 use proxyscope::analyze::{self, Options, Progress};
 use proxyscope::diagnose::legs::{LegFlags, Legs};
@@ -34,21 +34,76 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Analyse capture files (pcap, pcapng, gzip-compressed, or - for stdin).
+    #[command(after_help = ANALYZE_EXAMPLES)]
     Analyze(AnalyzeArgs),
     /// Say what a client's error text or number means on the wire, which verdicts produce it
     /// and what to capture next.
+    #[command(after_help = EXPLAIN_EXAMPLES)]
     Explain(ExplainArgs),
     /// Capture live from an interface (libpcap) and print each close verdict as it happens.
+    #[command(after_help = LIVE_EXAMPLES)]
     Live(Box<LiveArgs>),
     /// List the interfaces a live capture can use (like tcpdump -D).
     Interfaces,
+    /// Print a shell completion script to standard output.
+    #[command(after_help = COMPLETIONS_EXAMPLES)]
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to standard output, or write one page per command into a
+    /// directory.
+    #[command(after_help = MANPAGE_EXAMPLES)]
+    Manpage {
+        /// Write proxyscope.1 and proxyscope-COMMAND.1 here instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
     /// Run the proxy lab: a small ProxySQL-like MySQL proxy that can inject known faults and
     /// writes the ground truth of what it did.
     Lab(Box<LabArgs>),
     /// Export the events of capture files as JSON Lines, CSV, an HTML timeline or a Perfetto
     /// trace.
+    #[command(after_help = TIMELINE_EXAMPLES)]
     Timeline(Box<TimelineArgs>),
 }
+
+// Examples under each command's --help: real invocations, as in the README.
+const ANALYZE_EXAMPLES: &str = "\
+Examples:
+  proxyscope analyze proxy.pcapng
+  proxyscope analyze --proxy 10.0.0.5 --keylog keys.log --only-problems app.pcap db.pcap
+  proxyscope analyze --format json capture.pcap.gz > report.json
+  tcpdump -w - -U -i any 'tcp port 6033 or tcp port 3306' | proxyscope analyze -q -";
+const TIMELINE_EXAMPLES: &str = "\
+Examples:
+  proxyscope timeline --format html -o timeline.html proxy.pcapng
+  proxyscope timeline --format perfetto -o trace.json --only-problems proxy.pcapng
+  proxyscope timeline --format jsonl --conn 3 --since 10 --until 12 proxy.pcapng
+  proxyscope timeline --format csv --leg backend -o backend.csv proxy.pcapng";
+const LIVE_EXAMPLES: &str = "\
+Examples:
+  sudo proxyscope live -i any --bpf 'tcp port 6033 or tcp port 3306'
+  sudo proxyscope live -i eth0 --only-problems --duration 3600 -w /var/tmp/px.pcap -C 100 -W 10
+  sudo proxyscope live -i lo --format jsonl --verdicts-only --keylog /tmp/keys.log
+Needs CAP_NET_RAW: root, or `sudo setcap cap_net_raw,cap_net_admin=eip $(command -v proxyscope)`;
+capabilities are dropped once the device is open.";
+const EXPLAIN_EXAMPLES: &str = "\
+Examples:
+  proxyscope explain \"Lost connection to MySQL server during query\"
+  proxyscope explain \"(2026, 'TLS/SSL error: Success (0)')\"
+  proxyscope explain 2013
+  proxyscope explain --list --format json";
+const COMPLETIONS_EXAMPLES: &str = "\
+Examples:
+  proxyscope completions bash > ~/.local/share/bash-completion/completions/proxyscope
+  proxyscope completions zsh > ~/.zfunc/_proxyscope
+  proxyscope completions fish > ~/.config/fish/completions/proxyscope.fish";
+const MANPAGE_EXAMPLES: &str = "\
+Examples:
+  proxyscope manpage | man -l -
+  proxyscope manpage --dir /usr/local/share/man/man1";
 
 #[derive(clap::Args)]
 struct ExplainArgs {
@@ -204,6 +259,7 @@ struct LabArgs {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+#[cfg_attr(not(feature = "live"), allow(dead_code))]
 enum LiveFormat {
     /// A row per close as it happens, incident blocks, a summary at the end.
     Text,
@@ -212,7 +268,9 @@ enum LiveFormat {
     Jsonl,
 }
 
+// Parsed in every build (same --help, completions and man page); used only with `live`.
 #[derive(clap::Args)]
+#[cfg_attr(not(feature = "live"), allow(dead_code))]
 struct LiveArgs {
     /// Interface to capture on (`any` for all; `proxyscope interfaces` lists them).
     #[arg(short = 'i', long, value_name = "IFACE")]
@@ -372,6 +430,7 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        #[cfg(feature = "live")]
         Command::Live(args) => match live_cmd(*args) {
             Ok(code) => code,
             Err(e) => {
@@ -382,6 +441,17 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        #[cfg(not(feature = "live"))]
+        Command::Live(_) => without_live("live"),
+        #[cfg(not(feature = "live"))]
+        Command::Interfaces => without_live("interfaces"),
+        Command::Completions { shell } => {
+            let mut out = io::stdout().lock();
+            clap_complete::generate(shell, &mut Cli::command(), "proxyscope", &mut out);
+            ExitCode::SUCCESS
+        }
+        Command::Manpage { dir } => edge(manpage_cmd(dir)),
+        #[cfg(feature = "live")]
         Command::Interfaces => match proxyscope::live::interfaces() {
             Ok(list) => {
                 for (n, d) in list.iter().enumerate() {
@@ -403,6 +473,36 @@ fn main() -> ExitCode {
         Command::Analyze(args) => edge(analyze_cmd(args)),
         Command::Timeline(args) => edge(timeline_cmd(*args)),
     }
+}
+
+/// `live` and `interfaces` in a build without libpcap: say so, exit 1 (a usage error).
+#[cfg(not(feature = "live"))]
+fn without_live(cmd: &str) -> ExitCode {
+    eprintln!(
+        "proxyscope {cmd}: this proxyscope was built without live capture (the `live` cargo \
+         feature, which needs libpcap); capture with tcpdump and run `proxyscope analyze`, or \
+         rebuild with default features"
+    );
+    ExitCode::from(1)
+}
+
+/// `manpage`: proxyscope(1) on stdout, or every page into `dir`.
+fn manpage_cmd(dir: Option<std::path::PathBuf>) -> Result<ExitCode> {
+    let cmd = Cli::command();
+    match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("{}: cannot create", dir.display()))?;
+            clap_mangen::generate_to(cmd, &dir)
+                .with_context(|| format!("{}: cannot write man pages", dir.display()))?;
+        }
+        None => {
+            let mut out = io::stdout().lock();
+            clap_mangen::Man::new(cmd).render(&mut out)?;
+            out.flush()?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `explain`: the entries the text matches, or all of them with `--list`; exit 1 when nothing
@@ -558,10 +658,12 @@ fn max_events(s: &str) -> Result<usize, String> {
     }
 }
 
+#[cfg(feature = "live")]
 fn secs_to_ns(s: f64) -> i64 {
     (s * 1e9).clamp(0.0, i64::MAX as f64) as i64
 }
 
+#[cfg(feature = "live")]
 fn live_cmd(args: LiveArgs) -> Result<ExitCode> {
     use proxyscope::live::{self, DeviceOptions, LiveOptions, Rotation};
     let opts = LiveOptions {
