@@ -116,7 +116,9 @@ fn json_numbers_incidents_and_lists_unreadable_files() {
         let port = c["client_port"].as_u64().unwrap_or(0);
         assert!(client.ends_with(&format!(":{port}")), "{client} / {port}");
         assert!(client.contains(c["client_ip"].as_str().unwrap_or("-")));
-        assert!(c["community_id"].as_str().is_some_and(|s| s.starts_with("1:")));
+        assert!(c["community_id"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("1:")));
         assert!(!c["conn_state"].as_str().unwrap_or("").is_empty());
     }
 }

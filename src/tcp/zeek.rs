@@ -177,7 +177,7 @@ impl Zeek {
         let f = seg.flags;
         let len = u32::try_from(seg.payload.len())
             .unwrap_or(u32::MAX)
-            .saturating_add(u32::from(seg.missing));
+            .saturating_add(seg.missing);
         let seq = seg.seq;
         let seg_len = len
             .wrapping_add(u32::from(f.syn()))
@@ -424,8 +424,10 @@ mod tests {
 
     #[test]
     fn rstos0_pattern() {
-        let mut z = Zeek::default();
-        z.history = "SR".into();
+        let mut z = Zeek {
+            history: "SR".into(),
+            ..Zeek::default()
+        };
         assert!(z.rstos0());
         z.history = "^SdR".into();
         assert!(z.rstos0());
