@@ -11,6 +11,7 @@
 
 pub mod analyze;
 pub mod bytes;
+pub mod community_id;
 pub mod decode;
 pub mod diagnose;
 pub mod dissect;

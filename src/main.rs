@@ -808,30 +808,33 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 /// Prepares the inputs (a stream is read once and spooled for the second pass), saying on
 /// stderr which cannot be opened: the inputs, and whether any could not.
-fn prepare(paths: &[String]) -> (Vec<Input>, bool) {
+fn prepare(paths: &[String]) -> (Vec<Input>, Unreadable) {
     let mut inputs = Vec::new();
-    let mut unreadable = false;
+    let mut unreadable = Vec::new();
     for path in paths {
         match Input::new(path) {
             Ok(i) => inputs.push(i),
             Err(e) => {
                 eprintln!("proxyscope: {e}");
-                unreadable = true;
+                unreadable.push((path.clone(), e.to_string()));
             }
         }
     }
     (inputs, unreadable)
 }
 
+/// Inputs that could not be opened: (path as given, reason).
+type Unreadable = Vec<(String, String)>;
+
 /// Opens the inputs for the analysis, saying on stderr which cannot be.
-fn open_all(inputs: &[Input], unreadable: &mut bool) -> Vec<CaptureFile> {
+fn open_all(inputs: &[Input], unreadable: &mut Unreadable) -> Vec<CaptureFile> {
     let mut files = Vec::new();
     for (i, input) in inputs.iter().enumerate() {
         match input.open(i) {
             Ok(f) => files.push(f),
             Err(e) => {
                 eprintln!("proxyscope: {e}");
-                *unreadable = true;
+                unreadable.push((input.path().to_string(), e.to_string()));
             }
         }
     }
@@ -907,7 +910,7 @@ fn timeline_cmd(args: TimelineArgs) -> Result<ExitCode> {
             out.flush()?;
         }
     }
-    Ok(outcome(&run, unreadable))
+    Ok(outcome(&run, !unreadable.is_empty()))
 }
 
 fn analyze_cmd(args: AnalyzeArgs) -> Result<ExitCode> {
@@ -970,7 +973,7 @@ fn analyze_cmd(args: AnalyzeArgs) -> Result<ExitCode> {
                 .only_problems(args.only_problems)
                 .max_rows(opts.budget.report_rows()),
         ),
-        Format::Json => Box::new(JsonReport::new(out)),
+        Format::Json => Box::new(JsonReport::new(out).with_unreadable(unreadable.clone())),
     };
     // As the design says: progress only where a person watches both streams.
     let show = !args.quiet && on_terminal && io::stderr().is_terminal();
@@ -1027,7 +1030,7 @@ fn analyze_cmd(args: AnalyzeArgs) -> Result<ExitCode> {
             );
         }
     }
-    Ok(outcome(&run, unreadable))
+    Ok(outcome(&run, !unreadable.is_empty()))
 }
 
 /// Says on stderr where input broke off or was skipped; the exit code: 1 when a file could

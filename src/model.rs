@@ -183,6 +183,23 @@ pub struct Summary {
     /// Server address.
     #[serde(serialize_with = "ser_display")]
     pub server: Endpoint,
+    /// The client's address alone, for joins (`client` is `ip:port`).
+    pub client_ip: std::net::IpAddr,
+    /// The client's port.
+    pub client_port: u16,
+    /// The server's address alone.
+    pub server_ip: std::net::IpAddr,
+    /// The server's port.
+    pub server_port: u16,
+    /// Community ID v1 of the flow (seed 0), as Zeek, Suricata and Wireshark compute it.
+    pub community_id: String,
+    /// Zeek's `conn_state` (`SF`, `S0`, `REJ`, `RSTO`, …) as of the end of the capture.
+    pub conn_state: &'static str,
+    /// Zeek's `history` letters (upper case: Zeek's originator, see `history_orig`).
+    pub history: String,
+    /// Which role Zeek would call the originator: `client`, or `server` when our roles were
+    /// decided by later evidence than Zeek's first-packet rule.
+    pub history_orig: Role,
     /// How the roles were decided.
     pub role_basis: RoleBasis,
     /// The start was not captured.
@@ -469,6 +486,14 @@ impl Summary {
             vlan_one_way: c.vlan_peer.is_some(),
             client: c.client_ep(),
             server: c.server_ep(),
+            client_ip: c.client_ep().ip,
+            client_port: c.client_ep().port,
+            server_ip: c.server_ep().ip,
+            server_port: c.server_ep().port,
+            community_id: crate::community_id::tcp(c.client_ep(), c.server_ep(), 0),
+            conn_state: c.zeek.conn_state([c.half[0].bytes, c.half[1].bytes]),
+            history: c.zeek.history().to_string(),
+            history_orig: role(c.zeek.orig_side()),
             role_basis: c.role_basis,
             mid_stream: c.mid_stream,
             start: pt(c.first),

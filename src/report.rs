@@ -623,6 +623,7 @@ fn frame_ref(file: usize, frame: u64) -> String {
 pub struct JsonReport<W: Write> {
     out: W,
     started: bool,
+    unreadable: Vec<(String, String)>,
 }
 
 /// Schema name and version of the `analyze --format json` document.
@@ -634,7 +635,15 @@ impl<W: Write> JsonReport<W> {
         JsonReport {
             out,
             started: false,
+            unreadable: Vec::new(),
         }
+    }
+
+    /// Files that could not be opened (path, reason): listed in `summary.files` as
+    /// `{"path", "error"}` after the files that were read.
+    pub fn with_unreadable(mut self, unreadable: Vec<(String, String)>) -> Self {
+        self.unreadable = unreadable;
+        self
     }
 
     fn start(&mut self) -> io::Result<bool> {
@@ -660,7 +669,22 @@ impl<W: Write> Report for JsonReport<W> {
     fn finish(&mut self, run: &RunSummary) -> io::Result<()> {
         self.start()?;
         self.out.write_all(b"\n],\"summary\":")?;
-        serde_json::to_writer(&mut self.out, run)?;
+        let mut v = serde_json::to_value(run)?;
+        // Each incident gets its number (1-based, as the text report and the timeline's
+        // `verdict.incident` records count them), so that jq users can refer to one.
+        if let Some(list) = v.get_mut("incidents").and_then(|i| i.as_array_mut()) {
+            for (n, inc) in list.iter_mut().enumerate() {
+                if let Some(o) = inc.as_object_mut() {
+                    o.insert("id".into(), serde_json::json!(n + 1));
+                }
+            }
+        }
+        if let Some(files) = v.get_mut("files").and_then(|f| f.as_array_mut()) {
+            for (path, error) in &self.unreadable {
+                files.push(serde_json::json!({"path": path, "error": error}));
+            }
+        }
+        serde_json::to_writer(&mut self.out, &v)?;
         self.out.write_all(b"}\n")?;
         self.out.flush()
     }

@@ -147,6 +147,14 @@ pub fn verdict_line(s: &Summary) -> Value {
     );
     d.insert("client".into(), json!(s.client.to_string()));
     d.insert("server".into(), json!(s.server.to_string()));
+    d.insert("client_ip".into(), json!(s.client_ip));
+    d.insert("client_port".into(), json!(s.client_port));
+    d.insert("server_ip".into(), json!(s.server_ip));
+    d.insert("server_port".into(), json!(s.server_port));
+    d.insert("community_id".into(), json!(s.community_id));
+    d.insert("conn_state".into(), json!(s.conn_state));
+    d.insert("history".into(), json!(s.history));
+    d.insert("history_orig".into(), json!(s.history_orig));
     if let Some(v) = &s.vlan {
         d.insert("vlan".into(), json!(v));
     }

@@ -12,6 +12,7 @@
 //! cut a packet, or when the connection ends with bytes still missing.
 
 pub mod assembler;
+pub mod zeek;
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -169,6 +170,8 @@ pub struct Connection {
     pub evicted: bool,
     /// Bytes carried in RST segments (not part of the stream).
     pub rst_payload: u64,
+    /// Zeek's state machine and `history` for this connection.
+    pub zeek: zeek::Zeek,
 }
 
 impl Connection {
@@ -650,6 +653,7 @@ impl Connection {
             idle_expired: false,
             evicted: false,
             rst_payload: 0,
+            zeek: zeek::Zeek::new(seg),
         }
     }
 
@@ -685,6 +689,7 @@ impl Connection {
         let other = side ^ 1;
         let at = at_of(seg);
         self.last = at;
+        self.zeek.packet(seg, side);
         // The peer's last advertised window, before this segment can change ours.
         let peer_window = self.half[other].window;
         {
