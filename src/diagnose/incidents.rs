@@ -26,7 +26,7 @@ const CLIENT_SSL: u32 = 0x0000_0800;
 /// Problem closes kept for incident building (beyond it, the oldest are dropped).
 const MAX_KEPT: usize = 100_000;
 
-/// A known failure signature (PROTOCOLS.md), with its references.
+/// A known failure signature (docs/signatures.md), with its references.
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct Signature {
     /// Identifier.

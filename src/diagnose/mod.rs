@@ -3,7 +3,7 @@
 //!
 //! The starter is whichever came first of: the client's COM_QUIT (read, or inferred from a
 //! 5-byte TLS record), an ERR followed by the close, a TLS close_notify or fatal alert, bytes
-//! that are not TLS inside TLS, or the first FIN/RST (DESIGN.md). Capture order decides; the
+//! that are not TLS inside TLS, or the first FIN/RST (docs/design.md). Capture order decides; the
 //! first FIN alone is kept as a separate fact because a clean MySQL close sends both FINs in
 //! either order. Proxy legs, pairing across the proxy and incidents are the next step (issue 5).
 
