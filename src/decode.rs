@@ -3,6 +3,11 @@
 //! reassembled by [`Decoder`]), tunnels (GRE, GRETAP, ERSPAN I/II/III, VXLAN, IP in IP) and TCP,
 //! into a [`Segment`] that borrows the frame's bytes (or the reassembled datagram's).
 //!
+//! etherparse parses the standard layers (Ethernet, VLAN tags, IPv4, IPv6 and its extension
+//! headers, UDP, TCP), again on each inner frame; what it lacks is read here: the SLL, SLL2
+//! and null link headers, PPPoE, GRE, ERSPAN, VXLAN, and the walk from a tunnel to its inner
+//! frame. Plain Ethernet/IPv4/TCP is read by hand first, for speed.
+//!
 //! Decoding is lax: a snaplen-cut packet still yields its TCP header, and the bytes the cut
 //! removed are reported as `missing` so that reassembly can record a gap of the right length.
 //! Anything that is not TCP is counted by [`Skip`] reason.
@@ -17,9 +22,9 @@ use std::net::IpAddr;
 
 use etherparse::err::Layer;
 use etherparse::{
-    ip_number, EtherType, IpNumber, Ipv6ExtensionSlice, Ipv6ExtensionsSlice, LaxIpv4Slice,
-    LaxIpv6Slice, LaxLinkExtSlice, LaxNetSlice, LaxSlicedPacket, TcpSlice, TransportSlice,
-    UdpSlice,
+    ip_number, EtherType, IpAuthHeaderSlice, IpNumber, Ipv6ExtensionsSlice,
+    Ipv6FragmentHeaderSlice, Ipv6RawExtHeaderSlice, LaxIpv4Slice, LaxIpv6Slice, LaxLinkExtSlice,
+    LaxNetSlice, LaxSlicedPacket, TcpSlice, TransportSlice, UdpSlice,
 };
 
 use crate::source::{Frame, Linktype};
@@ -200,6 +205,8 @@ const ETH_TYPE: usize = 12;
 const IPV4_MIN_LEN: usize = 20;
 const TCP_MIN_LEN: usize = 20;
 const IPV4_FRAGMENTING: u16 = 0x3fff;
+/// IPv6 fixed header.
+const IPV6_LEN: usize = 40;
 
 /// EtherTypes (and GRE protocol types, which share the registry) etherparse does not name.
 struct Ether;
@@ -606,15 +613,7 @@ fn ipv6<'a>(
         IpAddr::V6(h.destination_addr()),
     );
     let payload = ip.payload();
-    let fragment = ip
-        .extensions()
-        .clone()
-        .into_iter()
-        .find_map(|ext| match ext {
-            Ipv6ExtensionSlice::Fragment(f) if f.is_fragmenting_payload() => Some(f),
-            _ => None,
-        });
-    let Some(f) = fragment else {
+    if !payload.fragmented {
         if ip_layer_error(p) {
             return Err(Skip::BadIp);
         }
@@ -627,39 +626,63 @@ fn ipv6<'a>(
             frag: None,
             v6: true,
         });
-    };
+    }
     // etherparse reads on past a fragment header as if the next header followed, but in a
-    // fragment that is not the first those bytes are the datagram's middle: the fragment's
-    // data is everything after the fragment header, up to the end of the IPv6 payload.
+    // fragment that is not the first those bytes are the datagram's middle; and its iterator
+    // over the headers it read can run past their end when that reading stopped on an error
+    // (found by the decode fuzz target: a heap overflow in `Ipv6ExtensionSliceIter`). So the
+    // headers are walked again here with its checked parsers, up to the fragment header, and
+    // the fragment's data is everything after it, up to the end of the IPv6 payload.
     let base = bytes.as_ptr() as usize;
-    let start = (f.slice().as_ptr() as usize)
-        .checked_add(f.slice().len())
-        .and_then(|a| a.checked_sub(base));
     let end = (payload.payload.as_ptr() as usize)
         .checked_add(payload.payload.len())
-        .and_then(|a| a.checked_sub(base));
-    let data = start
-        .zip(end)
-        .and_then(|(s, e)| bytes.get(s..e))
+        .and_then(|a| a.checked_sub(base))
         .ok_or(Skip::BadIp)?;
-    Ok(Net {
-        src,
-        dst,
-        proto: f.next_header(),
-        payload: data,
-        cut: payload.incomplete,
-        frag: Some((
-            frag::Key {
-                src,
-                dst,
-                id: f.identification(),
-                proto: 0,
-            },
-            usize::from(f.fragment_offset().byte_offset()),
-            f.more_fragments(),
-        )),
-        v6: true,
-    })
+    let mut rest = bytes.get(IPV6_LEN..end).ok_or(Skip::BadIp)?;
+    let mut nh = h.next_header();
+    for _ in 0..MAX_STEPS {
+        let len = match nh {
+            ip_number::IPV6_FRAG => {
+                let f = Ipv6FragmentHeaderSlice::from_slice(rest).map_err(|_| Skip::BadIp)?;
+                let after = rest.get(f.slice().len()..).ok_or(Skip::BadIp)?;
+                if !f.is_fragmenting_payload() {
+                    (nh, rest) = (f.next_header(), after);
+                    continue;
+                }
+                return Ok(Net {
+                    src,
+                    dst,
+                    proto: f.next_header(),
+                    payload: after,
+                    cut: payload.incomplete,
+                    frag: Some((
+                        frag::Key {
+                            src,
+                            dst,
+                            id: f.identification(),
+                            proto: 0,
+                        },
+                        usize::from(f.fragment_offset().byte_offset()),
+                        f.more_fragments(),
+                    )),
+                    v6: true,
+                });
+            }
+            ip_number::IPV6_HOP_BY_HOP | ip_number::IPV6_ROUTE | ip_number::IPV6_DEST_OPTIONS => {
+                let x = Ipv6RawExtHeaderSlice::from_slice(rest).map_err(|_| Skip::BadIp)?;
+                nh = x.next_header();
+                x.slice().len()
+            }
+            ip_number::AUTH => {
+                let x = IpAuthHeaderSlice::from_slice(rest).map_err(|_| Skip::BadIp)?;
+                nh = x.next_header();
+                x.slice().len()
+            }
+            _ => return Err(Skip::BadIp),
+        };
+        rest = rest.get(len..).ok_or(Skip::BadIp)?;
+    }
+    Err(Skip::BadIp)
 }
 
 /// Counts one more tunnel entered.
