@@ -1,7 +1,9 @@
 //! Frame decoding on arbitrary bytes under every supported (and one unsupported) link type:
 //! each input once alone (stateless), then cut into several frames fed to one reassembling
 //! decoder with a tiny fragment budget, so that tunnels (PPPoE, GRE, ERSPAN, VXLAN), IPv6
-//! extension headers and fragment reassembly, overlap, timeout and budget paths are reached.
+//! extension headers and fragment reassembly, overlap, timeout and budget paths are reached;
+//! Ethernet/IPv4 frames are checked to decode as the same packet behind SLL does (the first
+//! takes the hand-read fast path, the second etherparse).
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use proxyscope::decode::{decode, frag, Decoder};
@@ -24,7 +26,25 @@ fuzz_target!(|data: &[u8]| {
         data: bytes,
         orig_len: bytes.len() as u32 + u32::from(sel & 0x0f),
     };
-    let _ = decode(&frame);
+    let eth = decode(&frame);
+
+    // Ethernet/IPv4 goes through a hand-read fast path; the same IP packet behind a Linux SLL
+    // header is parsed by etherparse alone, and must decode the same.
+    if lt == 1 && bytes.get(12..14) == Some(&[0x08, 0x00]) {
+        let mut sll = vec![0u8; 16];
+        sll[14..].copy_from_slice(&[0x08, 0x00]);
+        sll.extend_from_slice(&bytes[14..]);
+        let other = Frame {
+            linktype: Linktype(113),
+            data: &sll,
+            orig_len: frame.orig_len + 2,
+            ..frame
+        };
+        let key = |s: proxyscope::decode::Segment<'_>| {
+            (s.src, s.dst, s.seq, s.ack, s.flags, s.window, s.payload.to_vec(), s.missing)
+        };
+        assert_eq!(eth.map(key), decode(&other).map(key));
+    }
 
     // Frames: [len: u8][ts step: u8][bytes; len], all under the first byte's link type.
     let mut dec = Decoder::new(frag::Config {
