@@ -54,6 +54,8 @@ for t in "${targets[@]}"; do
   extra=()
   [[ $t == capture ]] && extra=("$seeds")
   [[ $t == decode ]] && extra=("$seeds/decode")
+  # Inputs that once failed (committed): every run replays them under AddressSanitizer first.
+  [[ -d regressions/$t ]] && extra+=("regressions/$t")
   echo "fuzz: $t for ${secs}s"
   rc=0
   runs=()
