@@ -343,6 +343,19 @@ fn check_live(dir: &Path, scenario: &str) {
         ] {
             verdict.remove(k);
         }
+        // Facts of the connection that the JSON report keeps beside the verdict: equal too.
+        for k in [
+            "client_ip",
+            "client_port",
+            "server_ip",
+            "server_port",
+            "community_id",
+            "conn_state",
+            "history",
+            "history_orig",
+        ] {
+            assert_eq!(verdict.remove(k), c.get(k).cloned(), "{k}");
+        }
         assert_eq!(v["detail"]["leg_confidence"], c["leg_confidence"]);
         assert_eq!(v["detail"]["close"], c["close"]);
         assert_eq!(
