@@ -196,6 +196,16 @@ const BOTH_LEGS: &str = "capture on the proxy host on both legs at once (fronten
     ports) with the TLS key log (ProxySQL admin-ssl_keylog_file, SSLKEYLOGFILE), then `proxyscope \
     analyze --keylog KEYS`: the backend leg shows whether the server or the proxy closed first";
 
+/// Verdicts of a close that happened before the client's failing write or request.
+const EARLIER_CLOSE: &[Label] = &[
+    Label::ServerIdleTimeout,
+    Label::ProxyClosedFrontend,
+    Label::ServerKill,
+];
+/// What to capture when the error reports a close that happened earlier.
+const CAPTURE_EARLIER_CLOSE: &str =
+    "capture long enough to include the earlier close, on the proxy host on both legs";
+
 /// The known client errors. Order matters only between entries that match equally well (an
 /// error number alone): the usual meaning of a number comes first.
 pub const KNOWN: &[Explanation] = &[
@@ -427,13 +437,8 @@ pub const KNOWN: &[Explanation] = &[
             broken pipe', Node 'EPIPE', Connector/Python '2055: ... system error: 32 Broken pipe'",
         on_the_wire: "a FIN (and often a RST after the first write) arrived earlier; the client \
             wrote anyway",
-        verdicts: &[
-            Label::ServerIdleTimeout,
-            Label::ProxyClosedFrontend,
-            Label::ServerKill,
-        ],
-        capture_next: "capture long enough to include the earlier close, on the proxy host on \
-            both legs",
+        verdicts: EARLIER_CLOSE,
+        capture_next: CAPTURE_EARLIER_CLOSE,
     },
     Explanation {
         id: "connection-refused",
@@ -711,13 +716,8 @@ pub const KNOWN: &[Explanation] = &[
             mysqljs/mysql ('Cannot enqueue Query after fatal error.')",
         on_the_wire: "nothing new: the connection had been closed earlier (look for \
             PROTOCOL_CONNECTION_LOST or ECONNRESET before it)",
-        verdicts: &[
-            Label::ServerIdleTimeout,
-            Label::ProxyClosedFrontend,
-            Label::ServerKill,
-        ],
-        capture_next: "capture long enough to include the earlier close, on the proxy host on \
-            both legs",
+        verdicts: EARLIER_CLOSE,
+        capture_next: CAPTURE_EARLIER_CLOSE,
     },
     Explanation {
         id: "dotnet-connect-timeout",
