@@ -12,11 +12,13 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Only what the build reads (see .dockerignore): the manifest, the lock file, the sources and
-# the benchmark the manifest declares.
+# the benchmark the manifest declares, and lab/ because cargo loads every workspace member. The
+# image ships the analyzer only: the proxy lab (proxyscope-lab) is a tool to make captures with.
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY benches ./benches
-RUN cargo build --release --locked --bin proxyscope \
+COPY lab ./lab
+RUN cargo build --release --locked -p proxyscope --bin proxyscope \
     && install -D target/release/proxyscope /out/proxyscope \
     && /out/proxyscope completions bash > /out/proxyscope.bash \
     && mkdir -p /out/man1 && /out/proxyscope manpage --dir /out/man1

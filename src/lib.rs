@@ -17,7 +17,6 @@ pub mod diagnose;
 pub mod dissect;
 pub mod event;
 pub mod export;
-pub mod lab;
 #[cfg(feature = "live")]
 pub mod live;
 pub mod model;

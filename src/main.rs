@@ -62,7 +62,12 @@ enum Command {
     },
     /// Run the proxy lab: a small ProxySQL-like MySQL proxy that can inject known faults and
     /// writes the ground truth of what it did.
-    Lab(Box<LabArgs>),
+    #[command(disable_help_flag = true)]
+    Lab {
+        /// The arguments of `proxyscope-lab` (`proxyscope lab --help` lists them).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
     /// Export the events of capture files as JSON Lines, CSV, an HTML timeline or a Perfetto
     /// trace.
     #[command(after_help = TIMELINE_EXAMPLES)]
@@ -185,77 +190,6 @@ impl LegArgs {
             proxy: self.proxy,
         }
     }
-}
-
-#[derive(clap::Args)]
-struct LabArgs {
-    /// Frontend address to listen on.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:6033")]
-    listen: String,
-    /// Backend MySQL server.
-    #[arg(long, value_name = "HOST:PORT")]
-    backend: String,
-    /// Backend user.
-    #[arg(long, value_name = "USER")]
-    backend_user: String,
-    /// Backend password.
-    #[arg(long, value_name = "PASSWORD", default_value = "")]
-    backend_password: String,
-    /// TLS to the backend (needs --backend-ca).
-    #[arg(long, requires = "backend_ca")]
-    backend_tls: bool,
-    /// CA certificate (PEM) the backend's certificate must chain to.
-    #[arg(long, value_name = "FILE", requires = "backend_tls")]
-    backend_ca: Option<std::path::PathBuf>,
-    /// Frontend TLS certificate chain (PEM); with --key, clients may ask for TLS.
-    #[arg(long, value_name = "FILE", requires = "key")]
-    cert: Option<std::path::PathBuf>,
-    /// Frontend TLS private key (PEM).
-    #[arg(long, value_name = "FILE", requires = "cert")]
-    key: Option<std::path::PathBuf>,
-    /// Write TLS secrets of both legs here (NSS key log format).
-    #[arg(long, value_name = "FILE")]
-    keylog: Option<std::path::PathBuf>,
-    /// Write the ground truth here (JSON Lines, one event a line).
-    #[arg(long, value_name = "FILE")]
-    ground_truth: Option<std::path::PathBuf>,
-    /// Inject a fault (repeatable): dirty-ssl, plaintext-quit, err-then-close, max-age,
-    /// drop-burst, wait-timeout, connect-timeout.
-    #[arg(long, value_name = "FAULT")]
-    fault: Vec<proxyscope::lab::Fault>,
-    /// Period of plaintext-quit, err-then-close and drop-burst, in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 700)]
-    fault_interval_ms: u64,
-    /// Backend age at which --fault max-age closes it, in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 500)]
-    backend_max_age_ms: u64,
-    /// Session wait_timeout (seconds) for backend connections (--fault wait-timeout: 1).
-    #[arg(long, value_name = "SECS")]
-    backend_wait_timeout: Option<u32>,
-    /// How long --fault connect-timeout waits for a client's first packet, in milliseconds.
-    #[arg(long, value_name = "MS", default_value_t = 2000)]
-    connect_timeout_ms: u64,
-    /// --fault dirty-ssl: re-send a broken query on a new backend this many times before the
-    /// frontend is closed (ProxySQL's mysql-query_retries_on_failure).
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    dirty_ssl_retries: u32,
-    /// --fault dirty-ssl: break backends with fin, rst or alternate.
-    #[arg(long, value_name = "HOW", default_value = "fin")]
-    dirty_ssl_break: proxyscope::lab::BreakWith,
-    /// Ping idle pooled backends this often, in milliseconds (0: never); with --fault dirty-ssl
-    /// a trigger that finds no request in flight breaks the next ping.
-    #[arg(long, value_name = "MS", default_value_t = 0)]
-    ping_interval_ms: u64,
-    /// Leave CLIENT_SSL out of the frontend greeting (mysql-have_ssl=false) but still answer an
-    /// SSLRequest with TLS, as ProxySQL 2.6.3 does.
-    #[arg(long)]
-    no_tls_offer: bool,
-    /// Frontend TLS 1.2 only (the backend leg keeps 1.3).
-    #[arg(long)]
-    frontend_tls12: bool,
-    /// Stop after this many seconds (default: at SIGINT or SIGTERM).
-    #[arg(long, value_name = "SECS", value_parser = proxyscope::time::parse_secs)]
-    duration: Option<f64>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -423,13 +357,7 @@ fn main() -> ExitCode {
         .without_time()
         .init();
     match cli.command {
-        Command::Lab(args) => match lab_cmd(*args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("proxyscope lab: {e:#}");
-                ExitCode::from(1)
-            }
-        },
+        Command::Lab { args } => run_lab(args, cli.verbose),
         #[cfg(feature = "live")]
         Command::Live(args) => match live_cmd(*args) {
             Ok(code) => code,
@@ -740,34 +668,38 @@ fn live_cmd(args: LiveArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn lab_cmd(args: LabArgs) -> Result<()> {
-    let cfg = proxyscope::lab::Config {
-        listen: args.listen,
-        backend: args.backend,
-        backend_user: args.backend_user,
-        backend_password: args.backend_password,
-        backend_ca: args.backend_ca.filter(|_| args.backend_tls),
-        tls: args.cert.zip(args.key),
-        keylog: args.keylog,
-        ground_truth: args.ground_truth,
-        faults: args.fault,
-        duration: args
-            .duration
-            .map(|s| Duration::from_secs_f64(s.clamp(0.0, 1e9))),
-        hostgroup: 0,
-        fault_interval: Duration::from_millis(args.fault_interval_ms.max(1)),
-        backend_max_age: Duration::from_millis(args.backend_max_age_ms),
-        backend_wait_timeout: args.backend_wait_timeout,
-        connect_timeout: Duration::from_millis(args.connect_timeout_ms),
-        dirty_ssl_retries: args.dirty_ssl_retries,
-        break_with: args.dirty_ssl_break,
-        ping_interval: (args.ping_interval_ms > 0)
-            .then(|| Duration::from_millis(args.ping_interval_ms)),
-        no_tls_offer: args.no_tls_offer,
-        frontend_tls12: args.frontend_tls12,
+/// `proxyscope lab ARGS` runs `proxyscope-lab ARGS`: the lab is a package of its own so that the
+/// analyzer compiles and ships no tokio or rustls. It is looked for beside this executable (where
+/// `cargo build` puts it), else on PATH. On Unix it replaces this process, so a SIGTERM to the pid
+/// the scripts started reaches the lab itself.
+fn run_lab(args: Vec<std::ffi::OsString>, verbose: u8) -> ExitCode {
+    const LAB: &str = "proxyscope-lab";
+    let beside = std::env::current_exe()
+        .map(|exe| exe.with_file_name(LAB))
+        .ok()
+        .filter(|p| p.is_file());
+    let mut cmd =
+        std::process::Command::new(beside.as_deref().unwrap_or(std::path::Path::new(LAB)));
+    // `proxyscope -v lab ...`: the global flag was ours to parse; the lab takes it too.
+    cmd.args(std::iter::repeat_n("-v", verbose.into()))
+        .args(args);
+    #[cfg(unix)]
+    let err = std::os::unix::process::CommandExt::exec(&mut cmd);
+    #[cfg(not(unix))]
+    let err = match cmd.status() {
+        Ok(s) => return ExitCode::from(s.code().and_then(|c| u8::try_from(c).ok()).unwrap_or(1)),
+        Err(e) => e,
     };
-    proxyscope::lab::run_blocking(cfg)?;
-    Ok(())
+    if err.kind() == io::ErrorKind::NotFound {
+        eprintln!(
+            "proxyscope lab: {LAB} is not installed, neither beside this executable nor on PATH; \
+             `cargo install --locked --path lab` installs it, `cargo build --release` builds it \
+             beside proxyscope"
+        );
+    } else {
+        eprintln!("proxyscope lab: cannot run {LAB}: {err}");
+    }
+    ExitCode::from(1)
 }
 
 /// Frames the first pass reads to find proxies (a few seconds of a busy proxy).

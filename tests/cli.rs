@@ -501,3 +501,52 @@ fn proxysql_log_lines_are_set_against_the_capture() {
         "{t}"
     );
 }
+
+/// A copy of the binary alone in a fresh directory, so that what lies beside it is the test's.
+fn binary_in(dir: &str) -> PathBuf {
+    let d = tmp(dir);
+    std::fs::create_dir_all(&d).unwrap();
+    let exe = d.join("proxyscope");
+    std::fs::copy(env!("CARGO_BIN_EXE_proxyscope"), &exe).unwrap();
+    exe
+}
+
+#[cfg(unix)]
+#[test]
+fn lab_runs_the_lab_binary_beside_it_in_its_own_process() {
+    use std::os::unix::fs::PermissionsExt;
+    let exe = binary_in("lab-beside");
+    // A stand-in for proxyscope-lab (the real one needs a MySQL server): says what it got, and
+    // which process it runs in, and exits 3.
+    let lab = exe.with_file_name("proxyscope-lab");
+    std::fs::write(&lab, "#!/bin/sh\necho \"pid=$$ args=$*\"\nexit 3\n").unwrap();
+    std::fs::set_permissions(&lab, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let child = Command::new(&exe)
+        .args(["-v", "lab", "--help", "--fault", "dirty-ssl", "--", "x"])
+        .env("PATH", "")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "the lab's exit status");
+    assert_eq!(
+        text(&out.stdout).trim(),
+        // The same process (exec), so the scripts' SIGTERM reaches the lab; -v goes along.
+        format!("pid={pid} args=-v --help --fault dirty-ssl -- x")
+    );
+}
+
+#[test]
+fn lab_without_the_lab_binary_says_how_to_get_it() {
+    let exe = binary_in("lab-missing");
+    let out = Command::new(&exe)
+        .args(["lab", "--backend", "127.0.0.1:3306"])
+        .env("PATH", "")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("proxyscope-lab is not installed"), "{err}");
+    assert!(err.contains("cargo install --locked --path lab"), "{err}");
+}

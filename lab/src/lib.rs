@@ -4,13 +4,15 @@
 //! Clients connect to the frontend (plain or TLS terminated with rustls); the lab greets them
 //! itself, accepts any login, and relays each command over a backend connection taken from a pool
 //! of authenticated connections to a real MySQL/MariaDB server (plain or TLS). A backend goes back
-//! to the pool as soon as its response is complete (judged by [`crate::mysql::Decoder`]), unless
-//! the server says a transaction is open: then it stays with that client until the transaction
-//! ends — ProxySQL's multiplexing. Every connection event, and every fault the lab injects, is
-//! written to a JSON Lines ground-truth file (see [`truth`]).
+//! to the pool as soon as its response is complete (judged by the analyzer's
+//! [`proxyscope::mysql::Decoder`]), unless the server says a transaction is open: then it stays
+//! with that client until the transaction ends — ProxySQL's multiplexing. Every connection event,
+//! and every fault the lab injects, is written to a JSON Lines ground-truth file (see [`truth`]).
 //!
 //! Faults ([`Fault`]) reproduce known proxy failures, e.g. [`Fault::DirtySsl`], the pattern of
 //! sysown/proxysql#4500.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod backend;
 pub mod faults;

@@ -39,7 +39,7 @@ pub const COM_QUIT_PACKET: [u8; 5] = [1, 0, 0, 0, 1];
 /// The auth plugin the lab speaks on both legs.
 pub const NATIVE_PASSWORD: &str = "mysql_native_password";
 /// Capabilities the lab asks of a backend: no CLIENT_DEPRECATE_EOF and no MariaDB extensions,
-/// so responses are classic result sets (what [`crate::mysql::Decoder`] expects of a
+/// so responses are classic result sets (what [`proxyscope::mysql::Decoder`] expects of a
 /// connection it meets in the command phase) and can be relayed to any client unchanged.
 pub const BACKEND_CAPS: u32 = CLIENT_LONG_PASSWORD
     | CLIENT_FOUND_ROWS
@@ -320,7 +320,7 @@ pub fn parse_err(p: &[u8]) -> (u16, String) {
 
 /// A length-encoded integer and the bytes it took.
 fn lenenc(b: &[u8]) -> Option<(u64, usize)> {
-    crate::mysql::decoder::lenenc(b)
+    proxyscope::mysql::decoder::lenenc(b)
 }
 
 /// Server status of an OK (`00`) or EOF (`fe`, short) payload; None for anything else.
@@ -347,7 +347,7 @@ mod tests {
     fn greeting_round_trip() {
         let scramble: [u8; 20] = *b"abcdefghijklmnopqrst";
         let g = greeting("5.5.30-lab", 42, &scramble, FRONTEND_CAPS | CLIENT_SSL);
-        assert!(crate::mysql::looks_like_greeting(&frame(0, &g)));
+        assert!(proxyscope::mysql::looks_like_greeting(&frame(0, &g)));
         let p = parse_greeting(&g).unwrap();
         assert_eq!(p.thread_id, 42);
         assert_eq!(p.scramble, scramble);
