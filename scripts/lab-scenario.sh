@@ -29,7 +29,8 @@
 # truth, wall-clock ns), SCENARIO.keylog (TLS secrets of both legs), SCENARIO.lab.log (the lab's stderr:
 # ProxySQL-style log lines), SCENARIO.clients.txt (every error the real clients saw, and a summary per client).
 #
-# The lab binary: $PROXYSCOPE_BIN if set, else target/release/proxyscope (built here with cargo build --release).
+# The lab binary: $PROXYSCOPE_BIN if set, else target/release/proxyscope (built here with cargo build --release);
+# its `lab` command runs the proxyscope-lab beside it (the workspace's lab package; the same build makes it).
 # Needs root (tcpdump) and the Debian packages of scripts/ensure-packages.sh.
 #
 # LAB_CAPTURE=live captures with `proxyscope live -i lo --write SCENARIO.pcap --format jsonl --verdicts-only`
@@ -120,6 +121,10 @@ if [[ -z "$bin" ]]; then
 fi
 [[ -x "$bin" ]] || {
   echo "$0: no lab binary at $bin" >&2
+  exit 1
+}
+[[ -x "$(dirname "$bin")/proxyscope-lab" ]] || command -v proxyscope-lab >/dev/null || {
+  echo "$0: no proxyscope-lab beside $bin nor on PATH (cargo build --release builds both)" >&2
   exit 1
 }
 
