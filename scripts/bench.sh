@@ -5,6 +5,8 @@
 # with the file; tshark runs on the same files in the same run, so the ratio holds on any machine.
 #
 #   scripts/bench.sh [SECONDS...]      capture lengths (default: 4 16); results in target/bench/results.txt
+#   BENCH_BASELINE=BIN scripts/bench.sh another proxyscope binary (e.g. the last release) timed on the same
+#                                       files in the same run: performance before and after a change
 #   BENCH_LO_MTU=1500 scripts/bench.sh  the same with loopback at Ethernet's MTU for the run (restored at
 #                                       exit): frames as small as on a real network, not 64 KiB segments
 #
@@ -24,6 +26,7 @@ cargo build --release --locked --quiet
 bin=$repo/target/release/proxyscope
 out=$repo/target/bench
 mkdir -p "$out"
+baseline=${BENCH_BASELINE:-}
 durations=("$@")
 ((${#durations[@]})) || durations=(4 16)
 
@@ -67,22 +70,40 @@ measure() {
 }
 
 {
-  printf '# proxyscope %s vs %s, %s, %s cores, lo mtu %s\n' "$($bin --version | cut -d' ' -f2)" \
-    "$(tshark --version | head -1)" "$(date -u +%F)" "$(nproc)" "$(cat /sys/class/net/lo/mtu)"
-  printf '%-12s %9s %9s %9s %9s %10s %10s %9s %9s %10s %8s\n' file MB frames conns \
-    ours_s ours_MB/s ours_Mfps ours_RSS tshark_s tshark_RSS speedup
+  printf '# proxyscope %s vs %s and %s, %s\n' "$($bin --version | cut -d' ' -f2)" \
+    "$(tshark --version | head -1)" "$(tcpdump --version 2>&1 | head -1)" "$(date -u +%F)"
+  printf '# machine: %s, %s cores, %s GiB RAM, kernel %s, lo mtu %s\n' \
+    "$(lscpu | sed -n 's/^Model name: *//p' | head -1)" "$(nproc)" \
+    "$(awk '/MemTotal/ {printf "%.0f", $2/1048576}' /proc/meminfo)" "$(uname -r)" "$(cat /sys/class/net/lo/mtu)"
+  [[ -n $baseline ]] && printf '# before: %s (%s)\n' "$baseline" "$("$baseline" --version)"
+  printf '%-14s %7s %8s %6s | %-10s %8s %8s %8s %7s' file MB frames conns tool seconds MB/s Mframes/s RSS_MB
+  printf ' %8s\n' "vs_ours"
   for f in "${files[@]}"; do
     mb=$(awk -v b="$(stat -c %s "$f")" 'BEGIN{printf "%.1f", b/1e6}')
     json=$("$bin" analyze -q --format json "$f")
     read -r frames conns < <(python3 -c 'import json,sys; s=json.load(sys.stdin)["summary"]; print(s["frames"], s["tcp"]["connections"])' <<<"$json")
     read -r ot orss < <(measure "$bin" analyze -q --format json "$f")
+    rows=("proxyscope $ot $orss")
+    if [[ -n $baseline ]]; then
+      read -r bt brss < <(measure "$baseline" analyze -q --format json "$f")
+      rows+=("before $bt $brss")
+    fi
     BENCH_ONCE=tshark
+    # tshark decoding what proxyscope decodes: TCP streams and closes plus the MySQL fields.
     read -r tt trss < <(measure tshark -n -r "$f" -d "tcp.port==$LAB_PORT,mysql" -T fields \
-      -e frame.number -e tcp.stream -e tcp.flags.fin -e tcp.flags.reset)
+      -e frame.number -e tcp.stream -e tcp.flags.fin -e tcp.flags.reset \
+      -e mysql.command -e mysql.query -e mysql.error_code -e mysql.sqlstate)
     BENCH_ONCE=""
-    printf '%-12s %9s %9s %9s %9s %10s %10s %8sM %9s %9sM %7sx\n' "$(basename "$f")" "$mb" "$frames" "$conns" \
-      "$ot" "$(awk -v m="$mb" -v t="$ot" 'BEGIN{printf "%.0f", m/(t>0?t:0.001)}')" \
-      "$(awk -v n="$frames" -v t="$ot" 'BEGIN{printf "%.2f", n/1e6/(t>0?t:0.001)}')" "$((orss / 1024))" \
-      "$tt" "$((trss / 1024))" "$(awk -v a="$tt" -v b="$ot" 'BEGIN{printf "%.1f", a/(b>0?b:0.001)}')"
+    rows+=("tshark $tt $trss")
+    # tcpdump -r: the floor of reading and printing a capture, no reassembly, no MySQL.
+    read -r dt drss < <(measure tcpdump -n -r "$f")
+    rows+=("tcpdump-r $dt $drss")
+    for r in "${rows[@]}"; do
+      read -r tool t rss <<<"$r"
+      printf '%-14s %7s %8s %6s | %-10s %8s %8s %8s %7s %7sx\n' "$(basename "$f")" "$mb" "$frames" "$conns" \
+        "$tool" "$t" "$(awk -v m="$mb" -v t="$t" 'BEGIN{printf "%.0f", m/(t>0?t:0.001)}')" \
+        "$(awk -v n="$frames" -v t="$t" 'BEGIN{printf "%.2f", n/1e6/(t>0?t:0.001)}')" "$((rss / 1024))" \
+        "$(awk -v a="$t" -v b="$ot" 'BEGIN{printf "%.1f", a/(b>0?b:0.001)}')"
+    done
   done
 } | tee "$out/results.txt"
