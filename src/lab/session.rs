@@ -17,9 +17,9 @@ use super::stream::Stream;
 use super::truth::now_ns;
 use super::wire::{self, Packet, CLIENT_SSL, FRONTEND_CAPS, SERVER_STATUS_IN_TRANS};
 use super::{faults, Active, Fault, Lab, LabError, Order};
+use crate::common::At;
 use crate::mysql::framer::Framer;
 use crate::mysql::{Decoder, Phase};
-use crate::tcp::At;
 use crate::time::Timestamp;
 
 /// Server version the lab announces (ProxySQL announces a 5.5.30 too).
