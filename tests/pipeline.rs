@@ -4,8 +4,18 @@
 //! and inline paths, test modules included) must name a module of the same or an earlier rank
 //! than the file's own top module. Every top module must have a rank, so a new one is placed on
 //! purpose, and `src/lib.rs` declares them in this order.
+//!
+//! What a stage needs from a later one comes from the drivers: the last test checks, on a real
+//! capture, that the engine still gives tcp MySQL's greeting test.
 
 use std::path::{Path, PathBuf};
+
+use proxyscope::analyze::{Engine, Options};
+use proxyscope::dissect::Carries;
+use proxyscope::model::Summary;
+use proxyscope::report::{Report, RunSummary};
+use proxyscope::source::{CaptureFile, Sources};
+use proxyscope::tcp::RoleBasis;
 
 /// The stages, earliest first; modules on one line share a rank (`lib.rs` says the same).
 const RANKS: &[&[&str]] = &[
@@ -218,4 +228,72 @@ fn the_scan_finds_groups_and_inline_paths() {
     );
     let names: Vec<String> = crate_paths(&code).into_iter().map(|(_, n)| n).collect();
     assert_eq!(names, ["a", "c", "d", "f", "i"]);
+}
+
+struct Keep(Vec<Summary>);
+
+impl Report for Keep {
+    fn connection(&mut self, c: &Summary) -> std::io::Result<()> {
+        self.0.push(c.clone());
+        Ok(())
+    }
+    fn finish(&mut self, _: &RunSummary) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The summaries of a capture run through the engine, without the frames `drop` picks.
+fn run(path: &Path, drop: impl Fn(&proxyscope::source::Frame<'_>) -> bool) -> Vec<Summary> {
+    let mut engine = Engine::new(&Options::default());
+    let file = CaptureFile::open(path.to_str().expect("utf-8 path"), 0).expect("open capture");
+    let mut sources = Sources::new(vec![file]);
+    let mut out = Keep(Vec::new());
+    while let Some(frame) = sources.next_frame() {
+        if !drop(&frame) {
+            engine.push(&frame, &mut out).expect("push");
+        }
+    }
+    engine.finish(Vec::new(), &mut out).expect("finish");
+    out.0
+}
+
+#[test]
+fn the_engine_gives_tcp_the_mysql_greeting_test() {
+    // Real captures with every SYN and SYN-ACK taken out: only the server's greeting can tell
+    // the roles (the port guess would say `port`), and it must name the same server as the SYNs.
+    let mut greeted = 0;
+    for name in [
+        "commands-plain.pcap",
+        "prepared-statements.pcap",
+        "login-failure.pcap",
+    ] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("captures")
+            .join(name);
+        let full = run(&path, |_| false);
+        let no_syn = run(&path, |f| {
+            proxyscope::decode::decode(f).is_ok_and(|seg| seg.flags.syn())
+        });
+        for s in no_syn.iter().filter(|s| s.carries == Carries::Mysql) {
+            let with_syn = full
+                .iter()
+                .find(|f| {
+                    [f.client, f.server] == [s.client, s.server]
+                        || [f.client, f.server] == [s.server, s.client]
+                })
+                .expect("the same connection in the full run");
+            assert_eq!(with_syn.role_basis, RoleBasis::Syn, "{name} {}", s.client);
+            assert_eq!(s.role_basis, RoleBasis::Greeting, "{name} {}", s.client);
+            assert_eq!(
+                (s.client, s.server),
+                (with_syn.client, with_syn.server),
+                "{name}"
+            );
+            greeted += 1;
+        }
+    }
+    assert!(
+        greeted >= 3,
+        "only {greeted} MySQL connections in the captures"
+    );
 }
