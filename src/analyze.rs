@@ -5,6 +5,7 @@ use std::io;
 
 use std::hash::{Hash, Hasher};
 
+use crate::common::At;
 use crate::decode::{self, Skip};
 use crate::diagnose::legs::{ConnFacts, Pairing, Request};
 use crate::dissect::{Carries, Dissector};
@@ -12,13 +13,13 @@ use crate::event::{Event, Kind};
 use crate::model::Summary;
 use crate::report::{Report, RunSummary};
 use crate::source::{Frame, Sources};
-use crate::tcp::{self, At, Connection, StreamEvent, StreamSink, Tracker};
+use crate::tcp::{self, Connection, StreamEvent, StreamSink, Tracker};
 use crate::time::Timestamp;
 
 /// Settings of an analysis run.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// TCP tracker settings.
+    /// TCP tracker settings (its `server_greeting` is the engine's: MySQL's greeting test).
     pub tcp: tcp::Config,
     /// Events kept per connection from its start, and as many from its end.
     pub keep_events: usize,
@@ -445,6 +446,8 @@ impl Engine {
             .max_connections
             .min(opts.budget.connections(opts.keep_events));
         tcp.max_buffer_total = tcp.max_buffer_total.min(opts.budget.out_of_order());
+        // The dissectors speak MySQL, so a MySQL greeting names the server when no SYN did.
+        tcp.server_greeting = crate::mysql::looks_like_greeting;
         Engine {
             decoder: decode::Decoder::new(decode::frag::Config {
                 max_bytes: opts.budget.ip_fragments(),

@@ -4,7 +4,7 @@
 //! `"1:" + base64(SHA1(seed (2 bytes, big-endian) ‖ src ip ‖ dst ip ‖ proto ‖ 0 ‖ src port ‖
 //! dst port))`, the endpoints ordered so that both directions hash alike.
 
-use crate::decode::Endpoint;
+use crate::common::Endpoint;
 
 /// IANA protocol number of TCP, the only transport hashed here.
 pub const PROTO_TCP: u8 = 6;

@@ -27,26 +27,9 @@ use etherparse::{
     LaxNetSlice, LaxSlicedPacket, TcpSlice, TransportSlice, UdpSlice,
 };
 
+use crate::common::Endpoint;
 use crate::source::{Frame, Linktype};
 use crate::time::Timestamp;
-
-/// One end of a TCP connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
-pub struct Endpoint {
-    /// IP address.
-    pub ip: IpAddr,
-    /// TCP port.
-    pub port: u16,
-}
-
-impl fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.ip {
-            IpAddr::V4(ip) => write!(f, "{ip}:{}", self.port),
-            IpAddr::V6(ip) => write!(f, "[{ip}]:{}", self.port),
-        }
-    }
-}
 
 /// The VLAN ids a frame carried, outermost first (up to two; 0 where absent).
 ///

@@ -8,7 +8,7 @@
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
-use crate::tcp::At;
+use crate::common::At;
 
 /// The protocol layer an event belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -192,6 +192,27 @@ pub fn field_type_name(t: u8) -> &'static str {
         0xfe => "string",
         0xff => "geometry",
         _ => "unknown",
+    }
+}
+
+/// The plaintext length a record's size implies: exact for AEAD suites, a range for CBC (padding).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PlainLen {
+    /// Fewest plaintext bytes.
+    pub lo: u16,
+    /// Most plaintext bytes.
+    pub hi: u16,
+}
+
+impl PlainLen {
+    /// The size is known exactly.
+    pub fn exact(self) -> bool {
+        self.lo == self.hi
+    }
+
+    /// `n` plaintext bytes fit this record.
+    pub fn fits(self, n: u16) -> bool {
+        (self.lo..=self.hi).contains(&n)
     }
 }
 
@@ -432,7 +453,7 @@ pub enum Kind {
         len: u16,
         /// The plaintext length its size implies (exact when decrypted or AEAD; a range for
         /// CBC), once the version and cipher are known.
-        plain: Option<crate::tls::PlainLen>,
+        plain: Option<PlainLen>,
         /// Decrypted with a key log (its MySQL is decoded from it).
         decrypted: bool,
     },

@@ -1,14 +1,17 @@
 //! The connection model handed to reports: a finished TCP connection summarised with roles,
 //! counts, and the record of how it closed, every fact with the frame that shows it.
 
+pub mod diagnosis;
+
 use serde::Serialize;
 
-use crate::decode::Endpoint;
+use crate::common::{At, Endpoint};
 use crate::dissect::{AppFacts, Carries};
 use crate::event::{alert_name, cipher_name, tls_version_name, Detail, Event};
 use crate::mysql;
-use crate::tcp::{At, Connection, RoleBasis};
+use crate::tcp::{Connection, RoleBasis};
 use crate::time::Timestamp;
+use diagnosis::{Confidence, Cut, Leg, Relay, Verdict};
 
 /// The role of an endpoint in a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -251,22 +254,22 @@ pub struct Summary {
     /// The protocol state when the teardown started (what the verdict reads).
     pub teardown: crate::dissect::teardown::Teardown,
     /// The leg around a proxy.
-    pub leg: crate::diagnose::legs::Leg,
+    pub leg: Leg,
     /// How the leg was decided.
     pub leg_basis: String,
     /// How sure the leg is (null when no proxy is involved).
-    pub leg_confidence: Option<crate::diagnose::Confidence>,
+    pub leg_confidence: Option<Confidence>,
     /// Connections on the other leg that carried this one's requests (or whose requests this
     /// one carried), with the number of requests paired: `[id, requests]`.
     pub relayed: Vec<(u64, u32)>,
     /// Per request, the request(s) on the other leg it was relayed as: the first and the last
     /// `--events` of them (a pooled connection carries millions).
-    pub relays: Vec<crate::diagnose::legs::Relay>,
+    pub relays: Vec<Relay>,
     /// A backend the proxy closed while a frontend request it relayed was unanswered.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cut: Option<crate::diagnose::legs::Cut>,
+    pub cut: Option<Cut>,
     /// The verdict on the close.
-    pub verdict: Option<crate::diagnose::Verdict>,
+    pub verdict: Option<Verdict>,
     /// The capture's start (times are relative to it).
     #[serde(skip)]
     pub origin: Timestamp,
@@ -353,7 +356,7 @@ pub struct EventLine {
     /// Connection id.
     pub conn: u64,
     /// Leg of the connection (as known when the event was written).
-    pub leg: crate::diagnose::legs::Leg,
+    pub leg: Leg,
     /// The event.
     pub event: EventOut,
 }
@@ -374,7 +377,7 @@ impl EventOut {
     fn serialize_with<S: serde::Serializer>(
         &self,
         s: S,
-        conn: Option<(u64, crate::diagnose::legs::Leg)>,
+        conn: Option<(u64, Leg)>,
     ) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut m = s.serialize_map(None)?;
@@ -570,7 +573,7 @@ impl Summary {
                 .collect(),
             events_dropped: app.events.dropped,
             teardown: app.teardown,
-            leg: crate::diagnose::legs::Leg::Unknown,
+            leg: Leg::Unknown,
             leg_basis: String::new(),
             leg_confidence: None,
             relayed: Vec::new(),
@@ -583,7 +586,7 @@ impl Summary {
 
     /// Sets the connection's relays and marks its request events with the requests on the
     /// other leg they were relayed as.
-    pub fn set_relays(&mut self, relays: Vec<crate::diagnose::legs::Relay>) {
+    pub fn set_relays(&mut self, relays: Vec<Relay>) {
         for e in &mut self.events {
             let request = match e.event.kind {
                 crate::event::Kind::Command { .. } => e.dir == "c2s",
@@ -607,3 +610,6 @@ impl Summary {
         Point::of(at, self.origin)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -40,7 +40,7 @@ pub struct RunSummary {
     pub proxies: Vec<crate::diagnose::legs::ProxyPair>,
     /// Proxy listeners known from a ProxySQL log (the servers of the clients it names).
     #[serde(skip)]
-    pub listeners: Vec<crate::decode::Endpoint>,
+    pub listeners: Vec<crate::common::Endpoint>,
     /// Linked closes across the proxy, with matched signatures.
     pub incidents: Vec<crate::diagnose::incidents::Incident>,
     /// Connections by verdict label.
@@ -61,7 +61,7 @@ pub struct Dropped {
     /// Unanswered SYN-only flows dropped from a full flow table (not reported one by one).
     pub half_open: u64,
     /// Those flows by destination (the first destinations seen; the rest in `half_open_other`).
-    pub half_open_by_destination: Vec<(crate::decode::Endpoint, u64)>,
+    pub half_open_by_destination: Vec<(crate::common::Endpoint, u64)>,
     /// Half-open flows to destinations beyond that list.
     pub half_open_other: u64,
     /// Times the run-wide out-of-order share was full and a connection declared its missing
@@ -298,7 +298,7 @@ pub fn write_totals(o: &mut dyn Write, run: &RunSummary) -> io::Result<()> {
             }
         )?;
         if !d.half_open_by_destination.is_empty() {
-            let mut by: Vec<&(crate::decode::Endpoint, u64)> =
+            let mut by: Vec<&(crate::common::Endpoint, u64)> =
                 d.half_open_by_destination.iter().collect();
             by.sort_by_key(|e| std::cmp::Reverse(e.1));
             let top: Vec<String> = by.iter().take(5).map(|(e, n)| format!("{e} {n}")).collect();

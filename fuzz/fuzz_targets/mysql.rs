@@ -15,7 +15,7 @@ use std::io::Write;
 use libfuzzer_sys::fuzz_target;
 use proxyscope::mysql::compress::{self, Algorithm};
 use proxyscope::mysql::{Decoder, Phase};
-use proxyscope::tcp::At;
+use proxyscope::common::At;
 use proxyscope::time::Timestamp;
 
 fn pkt(seq: u8, payload: &[u8]) -> Vec<u8> {

@@ -5,9 +5,9 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use libfuzzer_sys::fuzz_target;
-use proxyscope::decode::Endpoint;
+use proxyscope::common::Endpoint;
 use proxyscope::diagnose::legs::{Pairing, Request};
-use proxyscope::tcp::At;
+use proxyscope::common::At;
 use proxyscope::time::Timestamp;
 
 fuzz_target!(|data: &[u8]| {

@@ -4,7 +4,8 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use libfuzzer_sys::fuzz_target;
-use proxyscope::decode::{Endpoint, Segment, TcpFlags, Vlans};
+use proxyscope::common::Endpoint;
+use proxyscope::decode::{Segment, TcpFlags, Vlans};
 use proxyscope::tcp::{Config, Connection, StreamSink, Tracker};
 use proxyscope::time::Timestamp;
 
@@ -23,6 +24,7 @@ fuzz_target!(|data: &[u8]| {
         linger: 2_000_000_000,
         max_connections: 3,
         max_buffer_total: 200,
+        server_greeting: proxyscope::mysql::looks_like_greeting,
     });
     let ep = |i: u8| Endpoint {
         ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1 + (i & 1))),

@@ -1,7 +1,7 @@
 //! The TLS decoder on arbitrary byte streams, both directions, with gaps and FINs.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use proxyscope::tcp::At;
+use proxyscope::common::At;
 use proxyscope::time::Timestamp;
 use proxyscope::tls::Decoder;
 

@@ -17,9 +17,9 @@ use super::stream::Stream;
 use super::truth::now_ns;
 use super::wire::{self, Packet, CLIENT_SSL, FRONTEND_CAPS, SERVER_STATUS_IN_TRANS};
 use super::{faults, Active, Fault, Lab, LabError, Order};
+use proxyscope::common::At;
 use proxyscope::mysql::framer::Framer;
 use proxyscope::mysql::{Decoder, Phase};
-use proxyscope::tcp::At;
 use proxyscope::time::Timestamp;
 
 /// Server version the lab announces (ProxySQL announces a 5.5.30 too).

@@ -21,22 +21,9 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use super::Confidence;
-use crate::decode::Endpoint;
-use crate::tcp::At;
-
-/// The leg of a MySQL connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Leg {
-    /// Application → proxy.
-    Frontend,
-    /// Proxy → MySQL server.
-    Backend,
-    /// Application → MySQL server, no proxy in between.
-    Direct,
-    /// Not MySQL, or not decided.
-    Unknown,
-}
+use crate::common::{At, Endpoint};
+/// The leg data, defined below the stages that carry it (the summary holds a connection's leg).
+pub use crate::model::diagnosis::{Cut, Leg, Match, Relay};
 
 /// A proxy: its listening endpoint and the server it relays to.
 #[derive(Clone, Debug, Serialize)]
@@ -340,39 +327,6 @@ impl Legs {
     }
 }
 
-/// How two requests were matched.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Match {
-    /// The same query text.
-    Text,
-    /// The same size, once each leg's TLS record overhead is taken off.
-    Size,
-}
-
-/// One request relayed across the proxy, as one connection sees it.
-#[derive(Clone, Copy, Debug, Serialize)]
-pub struct Relay {
-    /// Frame of this connection's request.
-    pub frame: u64,
-    /// Its file (omitted for the first).
-    #[serde(skip_serializing_if = "is_zero")]
-    pub file: usize,
-    /// The connection on the other leg.
-    pub conn: u64,
-    /// Frame of the request there.
-    pub peer_frame: u64,
-    /// Its file (omitted for the first).
-    #[serde(skip_serializing_if = "is_zero")]
-    pub peer_file: usize,
-    /// How they were matched.
-    pub by: Match,
-    /// This connection is the frontend (its request was relayed as the peer's).
-    pub frontend: bool,
-    /// A second relay of one frontend request: the proxy retried it.
-    pub retry: bool,
-}
-
 /// Whether two requests can be one relayed: the same text where both are readable, else sizes
 /// that overlap once each leg's TLS overhead is taken off.
 fn same_request(a: &Request, b: &Request) -> Option<Match> {
@@ -401,10 +355,6 @@ fn q_server(p: &Pairing, seq: u64) -> Option<Endpoint> {
 
 fn before_at(a: At, b: At) -> bool {
     crate::dissect::teardown::before(a, b)
-}
-
-fn is_zero(n: &usize) -> bool {
-    *n == 0
 }
 
 /// A request as pairing sees it.
@@ -489,17 +439,6 @@ pub struct ConnRelays {
     /// A backend its client (the proxy) closed while the frontend request it had relayed was
     /// still unanswered: that frontend connection and request frame, and this one's frame.
     pub cut: Option<Cut>,
-}
-
-/// A frontend request left unanswered when the proxy closed the backend carrying it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct Cut {
-    /// The frontend connection.
-    pub conn: u64,
-    /// Its request's frame.
-    pub frame: u64,
-    /// The frame of the relayed copy on the backend.
-    pub relayed_frame: u64,
 }
 
 /// How long a frontend request waits for its relay (a new backend connection, TLS and login

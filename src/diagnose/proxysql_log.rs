@@ -30,10 +30,10 @@ pub struct UnhealthyLine {
     pub text: String,
     /// The client endpoint it names.
     #[serde(serialize_with = "display")]
-    pub client: crate::decode::Endpoint,
+    pub client: crate::common::Endpoint,
 }
 
-fn display<S: serde::Serializer>(v: &crate::decode::Endpoint, s: S) -> Result<S::Ok, S::Error> {
+fn display<S: serde::Serializer>(v: &crate::common::Endpoint, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(v)
 }
 
@@ -95,10 +95,10 @@ pub fn parse_unhealthy(text: &str) -> Vec<UnhealthyLine> {
 }
 
 /// `IP:PORT` or `[V6]:PORT`.
-fn parse_endpoint(s: &str) -> Option<crate::decode::Endpoint> {
+fn parse_endpoint(s: &str) -> Option<crate::common::Endpoint> {
     let (ip, port) = s.rsplit_once(':')?;
     let ip = ip.trim_start_matches('[').trim_end_matches(']');
-    Some(crate::decode::Endpoint {
+    Some(crate::common::Endpoint {
         ip: ip.parse().ok()?,
         port: port.parse().ok()?,
     })

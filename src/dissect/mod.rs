@@ -11,9 +11,10 @@ pub mod teardown;
 
 use std::collections::{HashMap, VecDeque};
 
+use crate::common::At;
 use crate::event::{Event, Kind};
 use crate::mysql;
-use crate::tcp::{At, Connection, StreamEvent};
+use crate::tcp::{Connection, StreamEvent};
 use crate::tls;
 
 /// Events kept by default from the start of a connection (the handshake is there) and, as many

@@ -8,10 +8,10 @@
 
 use serde::Serialize;
 
-use crate::event::{Event, Kind};
+use crate::common::At;
+use crate::event::{Event, Kind, PlainLen};
 use crate::mysql::{InFlight, Phase};
-use crate::tcp::At;
-use crate::tls::{LastRecord, PlainLen, RecordMeaning};
+use crate::tls::{LastRecord, RecordMeaning};
 
 /// The client's goodbye.
 const COM_QUIT: u8 = 0x01;

@@ -13,7 +13,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use crate::decode::{self, Endpoint};
+use crate::common::Endpoint;
+use crate::decode;
 use crate::diagnose::incidents::{Incident, Incidents};
 use crate::model::Summary;
 use crate::report::{Report, RunSummary};

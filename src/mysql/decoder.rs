@@ -9,8 +9,8 @@ use mysql_common::packets::{
 
 use super::compress::{self, Algorithm, Compression, Inflater};
 use super::framer::{Framer, Note, Packet};
+use crate::common::At;
 use crate::event::{Event, Kind, QueryAttr};
-use crate::tcp::At;
 
 const CLIENT_PROTOCOL_41: u32 = 0x0000_0200;
 const CLIENT_SSL: u32 = 0x0000_0800;

@@ -7,7 +7,7 @@
 //! found again at the start of a later slice whose bytes are an exact chain of plausible packets.
 
 use crate::bytes::HeaderBuf;
-use crate::tcp::At;
+use crate::common::At;
 
 /// Bytes of a payload kept when it does not arrive whole (enough for any header we decode).
 pub const PREFIX: usize = 4096;

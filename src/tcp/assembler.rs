@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use super::At;
+use crate::common::At;
 
 /// What a stretch of buffered stream holds.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -3,8 +3,8 @@
 //! The tracker is a passive observer: it never rejects a segment, it records what it saw. Each
 //! connection has two halves (one per direction, by the side that sent them: side 0 is the
 //! sender of the first packet seen). Client and server are roles laid over the sides, decided
-//! by the SYN, else the SYN-ACK, else a MySQL greeting, else port numbers — and the basis is
-//! kept so a report can say how sure it is.
+//! by the SYN, else the SYN-ACK, else a server greeting (a test the driver gives in [`Config`]:
+//! MySQL's), else port numbers — and the basis is kept so a report can say how sure it is.
 //!
 //! In-order bytes are handed on as borrowed slices of the packet; out-of-order bytes wait in a
 //! bounded [`assembler::Assembler`]. A gap (bytes never captured) is reported with its length
@@ -16,21 +16,10 @@ pub mod zeek;
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::decode::{Endpoint, Segment, Vlans};
-use crate::mysql;
+use crate::common::{At, Endpoint};
+use crate::decode::{Segment, Vlans};
 use crate::time::Timestamp;
 use assembler::{Assembler, Piece};
-
-/// Where a piece of evidence is: its timestamp, frame number and file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct At {
-    /// Capture timestamp.
-    pub ts: Timestamp,
-    /// Frame number within its file (1-based).
-    pub frame: u64,
-    /// File index within the run.
-    pub file: usize,
-}
 
 /// A TCP sequence number; comparisons are modulo 2^32 (RFC 793 §3.3), never raw `u32` order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -260,6 +249,15 @@ pub struct Config {
     /// Out-of-order bytes buffered across all connections (each chunk charged with its
     /// bookkeeping); beyond it the connection adding more declares its missing bytes lost.
     pub max_buffer_total: usize,
+    /// Whether a direction's first bytes are a server's greeting, which decides the roles when
+    /// no SYN did. The application protocol's test, given by the driver (`analyze::Engine` sets
+    /// `mysql::looks_like_greeting`); the default knows no protocol and says no.
+    pub server_greeting: fn(&[u8]) -> bool,
+}
+
+/// The default [`Config::server_greeting`]: no payload is taken for a greeting.
+fn no_greeting(_: &[u8]) -> bool {
+    false
 }
 
 impl Default for Config {
@@ -270,6 +268,7 @@ impl Default for Config {
             linger: 30_000_000_000,
             max_connections: usize::MAX,
             max_buffer_total: usize::MAX,
+            server_greeting: no_greeting,
         }
     }
 }
@@ -371,6 +370,12 @@ impl Tracker {
     /// Connections currently in the table.
     pub fn open_connections(&self) -> usize {
         self.table.len()
+    }
+
+    /// No direction joins (VLAN tuples, aliases) are left: a test's view of the private tables.
+    #[cfg(test)]
+    pub(crate) fn joins_empty(&self) -> bool {
+        self.tuples.is_empty() && self.aliases.is_empty()
     }
 
     /// The smallest id still in the table: every connection below it has been handed to
@@ -861,7 +866,7 @@ impl Connection {
             h.gap_bytes += hole;
         }
         if !fresh.is_empty() {
-            self.learn_role(side, fresh);
+            self.learn_role(side, fresh, cfg.server_greeting);
             sink.event(self, side, at, StreamEvent::Data(fresh));
         }
         if hole > 0 {
@@ -871,11 +876,11 @@ impl Connection {
         false
     }
 
-    /// A MySQL greeting decides the roles when no SYN did.
-    fn learn_role(&mut self, side: usize, first_bytes: &[u8]) {
+    /// A server greeting (MySQL's, by the driver's test) decides the roles when no SYN did.
+    fn learn_role(&mut self, side: usize, first_bytes: &[u8], is_greeting: fn(&[u8]) -> bool) {
         if self.role_basis < RoleBasis::Greeting
             && self.half[side & 1].bytes == first_bytes.len() as u64
-            && mysql::looks_like_greeting(first_bytes)
+            && is_greeting(first_bytes)
         {
             self.client = side ^ 1;
             self.role_basis = RoleBasis::Greeting;
@@ -956,6 +961,3 @@ fn at_of(seg: &Segment<'_>) -> At {
         file: seg.file,
     }
 }
-
-#[cfg(test)]
-mod tests;

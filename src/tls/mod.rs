@@ -11,8 +11,8 @@ use tls_parser::{
 };
 
 use crate::bytes::HeaderBuf;
-use crate::event::{Event, Kind};
-use crate::tcp::At;
+use crate::common::At;
+use crate::event::{Event, Kind, PlainLen};
 
 const CHANGE_CIPHER_SPEC: u8 = 0x14;
 const ALERT: u8 = 0x15;
@@ -665,27 +665,6 @@ impl Decoder {
     /// Final facts.
     pub fn finish(self) -> Facts {
         self.facts
-    }
-}
-
-/// The plaintext length a record's size implies: exact for AEAD suites, a range for CBC (padding).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct PlainLen {
-    /// Fewest plaintext bytes.
-    pub lo: u16,
-    /// Most plaintext bytes.
-    pub hi: u16,
-}
-
-impl PlainLen {
-    /// The size is known exactly.
-    pub fn exact(self) -> bool {
-        self.lo == self.hi
-    }
-
-    /// `n` plaintext bytes fit this record.
-    pub fn fits(self, n: u16) -> bool {
-        (self.lo..=self.hi).contains(&n)
     }
 }
 

@@ -1,11 +1,14 @@
-//! Reassembly on crafted segment sequences: reorder, duplicate, overlap, wrap, gap, mid-stream.
-//! Compiled only under #[cfg(test)] (declared so in mod.rs).
+//! Reassembly on crafted segment sequences: reorder, duplicate, overlap, wrap, gap, mid-stream,
+//! as the connection summaries show it (so here, after tcp, not beside it).
+//! Compiled only under #[cfg(test)] (declared so in model.rs).
 
 use std::net::{IpAddr, Ipv4Addr};
 
 use super::*;
-use crate::decode::{Endpoint, Segment, TcpFlags, Vlans};
+use crate::common::Endpoint;
+use crate::decode::{Segment, TcpFlags, Vlans};
 use crate::model::{CloseKind, Role, Summary};
+use crate::tcp::{Config, StreamEvent, StreamSink, Tracker};
 
 const C: u16 = 40000;
 const S: u16 = 3306;
@@ -78,7 +81,10 @@ impl Lab {
     }
     fn with(cfg: Config) -> Lab {
         Lab {
-            t: Tracker::new(cfg),
+            t: Tracker::new(Config {
+                server_greeting: crate::mysql::looks_like_greeting,
+                ..cfg
+            }),
             rec: Rec::default(),
             frame: 0,
             ms: 0,
@@ -548,7 +554,7 @@ mod vlan_tagging {
         l.exchange(UNTAGGED, UNTAGGED);
         assert_eq!(l.t.stats.asymmetric_vlans, 1);
         l.t.finish_all(&mut l.rec);
-        assert!(l.t.tuples.is_empty() && l.t.aliases.is_empty());
+        assert!(l.t.joins_empty());
         let (_, sums) = l.finish();
         assert_eq!(sums.len(), 2);
         assert_eq!(sums[1].vlan, None);
