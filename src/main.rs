@@ -10,7 +10,6 @@ use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
 use proxyscope::analyze::{self, Options, Progress};
 use proxyscope::diagnose::legs::{LegFlags, Legs};
-use proxyscope::model::Summary;
 use proxyscope::report::RunSummary;
 use proxyscope::report::{JsonReport, Report, TextReport};
 use proxyscope::source::{CaptureFile, Input, Sources};
@@ -770,21 +769,6 @@ fn lab_cmd(args: LabArgs) -> Result<()> {
     Ok(())
 }
 
-/// Frames the first pass reads to find proxies (a few seconds of a busy proxy).
-const FIRST_PASS_FRAMES: u64 = 100_000;
-
-/// A report that writes nothing (the first pass).
-struct NullReport;
-
-impl Report for NullReport {
-    fn connection(&mut self, _: &Summary) -> io::Result<()> {
-        Ok(())
-    }
-    fn finish(&mut self, _: &RunSummary) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Reads the key log files named on the command line (None when there are none).
 fn read_keylogs(paths: &[String]) -> Result<Option<KeyLog>> {
     if paths.is_empty() {
@@ -841,34 +825,6 @@ fn open_all(inputs: &[Input], unreadable: &mut Unreadable) -> Vec<CaptureFile> {
     files
 }
 
-/// The legs: from the flags when given; otherwise a light first pass finds proxies by pairing
-/// requests across connections, so that every verdict of the real pass already knows its leg.
-/// A stream (pipe, FIFO, standard input) is read once: the first pass's bytes are spooled and
-/// replayed to the second, so it gets the same answers as a file.
-fn find_legs(inputs: &[Input], flags: LegFlags, opts: &Options) -> Result<Legs> {
-    let given = !flags.frontend_ports.is_empty()
-        || !flags.backend_ports.is_empty()
-        || flags.proxy.is_some();
-    if given {
-        return Ok(Legs::new(flags, Vec::new()));
-    }
-    let again: Vec<CaptureFile> = inputs
-        .iter()
-        .enumerate()
-        .filter_map(|(i, p)| p.open_first(i).ok())
-        .collect();
-    let mut first = Sources::new(again);
-    // Pairing needs no kept events, and a proxy shows within the first requests: the first
-    // pass is light and reads at most FIRST_PASS_FRAMES frames.
-    let light = Options {
-        keep_events: 0,
-        max_frames: Some(FIRST_PASS_FRAMES),
-        ..opts.clone()
-    };
-    let found = analyze::run(&mut first, &light, &mut NullReport, &mut |_| {})?;
-    Ok(Legs::new(flags, found.proxies).with_listeners(found.listeners))
-}
-
 fn timeline_cmd(args: TimelineArgs) -> Result<ExitCode> {
     let (inputs, mut unreadable) = prepare(&args.files);
     if inputs.is_empty() {
@@ -880,7 +836,7 @@ fn timeline_cmd(args: TimelineArgs) -> Result<ExitCode> {
         budget: analyze::Budget::mb(args.legs.memory as usize),
         ..Options::default()
     };
-    opts.legs = find_legs(&inputs, args.legs.flags(), &opts)?;
+    opts.legs = analyze::find_legs(&inputs, args.legs.flags(), &opts)?;
     let files = open_all(&inputs, &mut unreadable);
     if files.is_empty() {
         return Ok(ExitCode::from(1));
@@ -953,7 +909,7 @@ fn analyze_cmd(args: AnalyzeArgs) -> Result<ExitCode> {
             log
         },
     };
-    opts.legs = find_legs(&inputs, args.legs.flags(), &opts)?;
+    opts.legs = analyze::find_legs(&inputs, args.legs.flags(), &opts)?;
     let files = open_all(&inputs, &mut unreadable);
     if files.is_empty() {
         return Ok(ExitCode::from(1));
