@@ -5,11 +5,13 @@
 //! [`source`] (frames) → [`decode`] (TCP segments) → [`tcp`] (reassembled streams, closes)
 //! → [`dissect`] ([`mysql`] and [`tls`] decoders, [`event`]s) → [`model`] (connection
 //! summaries) → [`report`] (text, JSON) and [`export`] (timeline formats, incident pcaps).
-//! [`analyze`] drives it over files, `live` (cargo feature `live`, libpcap) over a live capture.
+//! [`analyze`] drives it over files, `live` (cargo feature `live`, libpcap) over a live capture;
+//! [`app`] holds the commands around them, which the `proxyscope` binary only parses and calls.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 pub mod analyze;
+pub mod app;
 pub mod bytes;
 pub mod community_id;
 pub mod decode;
