@@ -7,12 +7,12 @@ use std::hash::{Hash, Hasher};
 
 use crate::common::At;
 use crate::decode::{self, Skip};
-use crate::diagnose::legs::{ConnFacts, Pairing, Request};
+use crate::diagnose::legs::{ConnFacts, LegFlags, Legs, Pairing, Request};
 use crate::dissect::{Carries, Dissector};
 use crate::event::{Event, Kind};
 use crate::model::Summary;
 use crate::report::{Report, RunSummary};
-use crate::source::{Frame, Sources};
+use crate::source::{CaptureFile, Frame, Input, Sources};
 use crate::tcp::{self, Connection, StreamEvent, StreamSink, Tracker};
 use crate::time::Timestamp;
 
@@ -682,4 +682,48 @@ pub fn run(
     });
     let files = sources.files().iter().map(|f| f.info.clone()).collect();
     engine.finish(files, report)
+}
+
+/// Frames the first pass reads to find proxies (a few seconds of a busy proxy).
+pub const FIRST_PASS_FRAMES: u64 = 100_000;
+
+/// A report that writes nothing (the first pass).
+struct NullReport;
+
+impl Report for NullReport {
+    fn connection(&mut self, _: &Summary) -> io::Result<()> {
+        Ok(())
+    }
+    fn finish(&mut self, _: &RunSummary) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The legs: from the flags when given; otherwise a light first pass finds proxies by pairing
+/// requests across connections, so that every verdict of the real pass already knows its leg.
+/// A stream (pipe, FIFO, standard input) is read once: the first pass's bytes are spooled and
+/// replayed to the second, so it gets the same answers as a file. Inputs that cannot be opened
+/// are left out (the second pass says why).
+pub fn find_legs(inputs: &[Input], flags: LegFlags, opts: &Options) -> io::Result<Legs> {
+    let given = !flags.frontend_ports.is_empty()
+        || !flags.backend_ports.is_empty()
+        || flags.proxy.is_some();
+    if given {
+        return Ok(Legs::new(flags, Vec::new()));
+    }
+    let again: Vec<CaptureFile> = inputs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| p.open_first(i).ok())
+        .collect();
+    let mut first = Sources::new(again);
+    // Pairing needs no kept events, and a proxy shows within the first requests: the first
+    // pass is light and reads at most FIRST_PASS_FRAMES frames.
+    let light = Options {
+        keep_events: 0,
+        max_frames: Some(FIRST_PASS_FRAMES),
+        ..opts.clone()
+    };
+    let found = run(&mut first, &light, &mut NullReport, &mut |_| {})?;
+    Ok(Legs::new(flags, found.proxies).with_listeners(found.listeners))
 }

@@ -21,6 +21,8 @@
 //! - [`export`], stage 7b: timeline exports and incident pcaps;
 //! - [`analyze`], driver: the pipeline over capture files;
 //! - `live`, driver: the pipeline over a live capture (cargo feature `live`, libpcap);
+//! - [`app`], the commands (analyze, timeline, explain, live) around the drivers, which the
+//!   `proxyscope` binary only parses and calls.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -62,3 +64,5 @@ pub mod analyze;
 
 #[cfg(feature = "live")]
 pub mod live;
+
+pub mod app;

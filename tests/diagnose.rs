@@ -233,11 +233,10 @@ fn proxysql_log_lines_are_matched_to_backends() {
             continue;
         };
         let lines = proxyscope::diagnose::proxysql_log::ProxysqlLog::parse(&text);
-        let (_, first) = analyze_with_keys(&pcap, None);
         let f = proxyscope::source::CaptureFile::open(pcap.to_str().unwrap(), 0).unwrap();
         let mut sources = proxyscope::source::Sources::new(vec![f]);
         let opts = proxyscope::analyze::Options {
-            legs: proxyscope::diagnose::legs::Legs::new(Default::default(), first.proxies),
+            legs: common::find_legs(&[&pcap], &Default::default()),
             proxysql_log: lines,
             ..Default::default()
         };
@@ -283,16 +282,15 @@ fn a_capture_without_the_trigger_names_4500_as_possible_and_says_why() {
             .and_then(|b| b.rsplit(':').next())
             .and_then(|p| p.parse().ok())
             .unwrap();
+        let path = dir.join(format!("{name}.back.pcap.gz"));
+        let flags = proxyscope::diagnose::legs::LegFlags {
+            backend_ports: vec![port],
+            ..Default::default()
+        };
         let (_, run) = common::run_file(
-            &dir.join(format!("{name}.back.pcap.gz")),
+            &path,
             proxyscope::analyze::Options {
-                legs: proxyscope::diagnose::legs::Legs::new(
-                    proxyscope::diagnose::legs::LegFlags {
-                        backend_ports: vec![port],
-                        ..Default::default()
-                    },
-                    Vec::new(),
-                ),
+                legs: common::legs_of(&[&path], flags, &Default::default()),
                 ..Default::default()
             },
         );
@@ -455,21 +453,8 @@ fn two_proxies_in_one_run_keep_their_own_legs_and_incidents() {
     let b = dir.join("max-age.pcap.gz");
     let (alone_a, run_a) = analyze_two_pass(&a, None);
     let (alone_b, _) = analyze_two_pass(&b, None);
-    let files: Vec<proxyscope::source::CaptureFile> = [&a, &b]
-        .iter()
-        .enumerate()
-        .map(|(i, p)| proxyscope::source::CaptureFile::open(p.to_str().unwrap(), i).unwrap())
-        .collect();
-    let opts = proxyscope::analyze::Options::default();
-    let mut c = Collect::default();
-    let first = proxyscope::analyze::run(
-        &mut proxyscope::source::Sources::new(files),
-        &opts,
-        &mut c,
-        &mut |_| {},
-    )
-    .unwrap();
-    assert_eq!(first.proxies.len(), 2, "{:?}", first.proxies);
+    let legs = common::find_legs(&[&a, &b], &proxyscope::analyze::Options::default());
+    assert_eq!(legs.pairs().len(), 2, "{:?}", legs.pairs());
     let files: Vec<proxyscope::source::CaptureFile> = [&a, &b]
         .iter()
         .enumerate()
@@ -479,7 +464,7 @@ fn two_proxies_in_one_run_keep_their_own_legs_and_incidents() {
     let run = proxyscope::analyze::run(
         &mut proxyscope::source::Sources::new(files),
         &proxyscope::analyze::Options {
-            legs: proxyscope::diagnose::legs::Legs::new(Default::default(), first.proxies),
+            legs,
             ..Default::default()
         },
         &mut c,

@@ -53,8 +53,8 @@ fn the_engine_streams_verdicts_and_incidents_while_the_capture_goes_on() {
         },
         ..Options::default()
     };
-    let (offline, first) = analyze_file(&path);
-    let legs = proxyscope::diagnose::legs::Legs::new(Default::default(), first.proxies.clone());
+    let (offline, _) = analyze_file(&path);
+    let legs = find_legs(&[&path], &Options::default());
     let mut engine = Engine::new(&Options {
         legs: legs.clone(),
         ..opts.clone()
@@ -509,9 +509,8 @@ fn the_event_hook_names_a_backend_requests_relay_as_it_streams() {
     // request it relays, at once; the offline run's final pairing (after its repairs) agrees on
     // nearly all of them.
     let path = repo().join("captures/lab/dirty-ssl.pcap.gz");
-    let (_, first) = analyze_file(&path);
     let opts = Options {
-        legs: proxyscope::diagnose::legs::Legs::new(Default::default(), first.proxies.clone()),
+        legs: find_legs(&[&path], &Options::default()),
         keep_events: 10_000,
         ..Options::default()
     };

@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 
 use common::*;
 use proxyscope::analyze::{Engine, Options};
-use proxyscope::diagnose::legs::Legs;
 use proxyscope::source::{CaptureFile, Frame, Linktype, Sources};
 use proxyscope::time::Timestamp;
 
@@ -42,9 +41,8 @@ fn live_engine_heap_is_flat_over_hours_of_capture() {
     }
     let first = frames[0].0 .0;
     let span = frames.last().unwrap().0 .0 - first + 5_000_000_000;
-    let (_, run) = analyze_file(&path);
     let mut opts = Options {
-        legs: Legs::new(Default::default(), run.proxies),
+        legs: find_legs(&[&path], &Options::default()),
         ..Options::default()
     };
     opts.tcp.linger = 2_000_000_000;

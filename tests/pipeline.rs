@@ -36,6 +36,7 @@ const RANKS: &[&[&str]] = &[
     // The drivers, which wire the stages.
     &["analyze"],
     &["live"],
+    &["app"],
     &["cli"],
 ];
 

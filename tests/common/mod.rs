@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 pub mod schema;
 
 use proxyscope::analyze::{self, Options};
-use proxyscope::diagnose::legs::Leg;
+use proxyscope::diagnose::legs::{Leg, LegFlags, Legs};
 use proxyscope::diagnose::Label;
 use proxyscope::model::{Role, Summary};
 use proxyscope::report::{Report, RunSummary};
-use proxyscope::source::{CaptureFile, Sources};
+use proxyscope::source::{CaptureFile, Input, Sources};
 
 /// Collects summaries in memory.
 #[derive(Default)]
@@ -107,18 +107,33 @@ pub fn have(cmd: &str) -> bool {
 
 /// Two passes, as the CLI does: the first finds proxies, the second knows every leg.
 pub fn analyze_two_pass(path: &Path, keylog: Option<&Path>) -> (Vec<Summary>, RunSummary) {
-    let (_, first) = analyze_with_keys(path, keylog);
-    let (sums, mut run) = run_file(
-        path,
-        Options {
-            keep_events: 10_000,
-            keylog: load_keylog(keylog),
-            legs: proxyscope::diagnose::legs::Legs::new(Default::default(), first.proxies.clone()),
-            ..Options::default()
-        },
-    );
-    run.proxies = first.proxies;
+    let mut opts = Options {
+        keep_events: 10_000,
+        keylog: load_keylog(keylog),
+        ..Options::default()
+    };
+    opts.legs = find_legs(&[path], &opts);
+    let proxies = opts.legs.pairs().to_vec();
+    let (sums, mut run) = run_file(path, opts);
+    run.proxies = proxies;
     (sums, run)
+}
+
+/// The legs the CLI's first pass finds in these files when no leg flags are given.
+pub fn find_legs(paths: &[&Path], opts: &Options) -> Legs {
+    legs_of(paths, LegFlags::default(), opts)
+}
+
+/// The legs the CLI uses for these files and leg flags.
+pub fn legs_of(paths: &[&Path], flags: LegFlags, opts: &Options) -> Legs {
+    let inputs: Vec<Input> = paths
+        .iter()
+        .map(|p| {
+            Input::new(p.to_str().expect("utf-8 path"))
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        })
+        .collect();
+    analyze::find_legs(&inputs, flags, opts).expect("first pass")
 }
 
 /// The leg, label and closer a faulted close must get, from the lab's own record of it.

@@ -1,0 +1,531 @@
+//! The commands, as library calls: each takes plain settings and writers (report on `out`,
+//! diagnostics on `err`) and returns an [`Outcome`], which the binary maps to its exit code.
+//! [`analyze`](crate::analyze) drives the pipeline; this module adds what a command does around
+//! it: opening the inputs, reading key logs and ProxySQL logs, the first pass that finds
+//! proxies, the progress line, and what it says about inputs that broke off.
+
+pub mod explain;
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::analyze::{self, Budget, Options, Progress};
+use crate::diagnose::legs::LegFlags;
+use crate::diagnose::proxysql_log::ProxysqlLog;
+use crate::export::{self, pcap::KeyRecorder, Filter, Timeline};
+use crate::report::{JsonReport, Report, RunSummary, TermSafe, TextReport};
+use crate::source::{CaptureFile, Input, Sources};
+use crate::tls::decrypt::KeyLog;
+
+pub use explain::{explain, ExplainCommand};
+
+/// Why a command could not finish (bad input is not an error: see [`Outcome`]).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A key log named on the command line cannot be read.
+    #[error("{path}: cannot read key log")]
+    KeyLog {
+        /// The path as given.
+        path: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// A ProxySQL log named on the command line cannot be read.
+    #[error("{path}: cannot read the ProxySQL log")]
+    ProxysqlLog {
+        /// The path as given.
+        path: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// `--write-incident` with an input that can be read only once.
+    #[error(
+        "{path}: --write-incident reads the files again after the analysis: it needs regular \
+         files, not a pipe or standard input"
+    )]
+    NotRereadable {
+        /// The input.
+        path: String,
+    },
+    /// Writing the output failed.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// Writing the incident pcaps failed.
+    #[error(transparent)]
+    Incidents(#[from] export::pcap::Error),
+    /// Writing JSON failed.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+impl Error {
+    /// The reader of the output went away (`| head`): a normal way to stop, not a failure.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, Error::Io(e) if e.kind() == io::ErrorKind::BrokenPipe)
+    }
+}
+
+/// How a command went, as far as its exit code is concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything was read (exit 0).
+    Done,
+    /// An input could not be opened (exit 1).
+    Unreadable,
+    /// An input stopped early; everything before was analysed (exit 2).
+    Partial,
+    /// `explain` knows nothing of the text (exit 1, as grep).
+    NoMatch,
+}
+
+impl Outcome {
+    /// The process exit code.
+    pub fn code(self) -> u8 {
+        match self {
+            Outcome::Done => 0,
+            Outcome::Unreadable | Outcome::NoMatch => 1,
+            Outcome::Partial => 2,
+        }
+    }
+}
+
+/// Report formats of `analyze`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReportFormat {
+    /// A table, one row per connection, then a summary.
+    Text,
+    /// One JSON document (schema proxyscope.analyze/1).
+    Json,
+}
+
+/// Settings of `analyze`.
+#[derive(Clone, Debug)]
+pub struct AnalyzeCommand {
+    /// Capture files (`-` for standard input); several are merged in timestamp order.
+    pub files: Vec<String>,
+    /// Output format.
+    pub format: ReportFormat,
+    /// Text: list only problem closes.
+    pub only_problems: bool,
+    /// The pipeline's settings; its key log, legs and ProxySQL log are filled in from the
+    /// fields below.
+    pub analysis: Options,
+    /// Key log files.
+    pub keylogs: Vec<String>,
+    /// ProxySQL error logs.
+    pub proxysql_logs: Vec<String>,
+    /// Legs given on the command line (none: a first pass finds proxies).
+    pub leg_flags: LegFlags,
+    /// Write a pcap per incident into this directory.
+    pub write_incident: Option<PathBuf>,
+    /// Show a progress line on `err` (where a person watches both streams).
+    pub progress: bool,
+}
+
+/// `analyze`: the report on `out`. `out` should be line-buffered on a terminal, so that whole
+/// rows overwrite the progress line.
+pub fn analyze<W: Write>(
+    cmd: &AnalyzeCommand,
+    out: W,
+    err: &mut dyn Write,
+) -> Result<Outcome, Error> {
+    let (inputs, mut unreadable) = prepare(&cmd.files, err);
+    if inputs.is_empty() {
+        return Ok(Outcome::Unreadable);
+    }
+    if let Some(i) = inputs.iter().find(|i| !i.rereadable()) {
+        if cmd.write_incident.is_some() {
+            return Err(Error::NotRereadable {
+                path: i.path().to_string(),
+            });
+        }
+    }
+    let mut opts = Options {
+        keylog: read_keylogs(&cmd.keylogs, err)?,
+        proxysql_log: read_proxysql_logs(&cmd.proxysql_logs)?,
+        ..cmd.analysis.clone()
+    };
+    opts.legs = analyze::find_legs(&inputs, cmd.leg_flags.clone(), &opts)?;
+    let files = open_all(&inputs, &mut unreadable, err);
+    if files.is_empty() {
+        return Ok(Outcome::Unreadable);
+    }
+    let mut sources = Sources::new(files);
+    let mut report: Box<dyn Report + '_> = match cmd.format {
+        ReportFormat::Text => Box::new(
+            TextReport::new(TermSafe::new(out))
+                .only_problems(cmd.only_problems)
+                .max_rows(opts.budget.report_rows()),
+        ),
+        ReportFormat::Json => Box::new(JsonReport::new(out).with_unreadable(unreadable.clone())),
+    };
+    let mut progress = progress_line(cmd.progress, err);
+    let mut incident_keys = Default::default();
+    // The keys of incident connections are recorded only when their packets are to be written.
+    let run = if cmd.write_incident.is_some() {
+        let mut keys = KeyRecorder {
+            inner: report.as_mut(),
+            keys: Default::default(),
+            order: Default::default(),
+        };
+        let run = analyze::run(&mut sources, &opts, &mut keys, &mut progress)?;
+        incident_keys = keys.keys;
+        run
+    } else {
+        analyze::run(&mut sources, &opts, report.as_mut(), &mut progress)?
+    };
+    drop(progress);
+    if let Some(dir) = &cmd.write_incident {
+        let readable: Vec<String> = cmd
+            .files
+            .iter()
+            .filter(|p| CaptureFile::open(p, 0).is_ok())
+            .cloned()
+            .collect();
+        let written =
+            export::pcap::write_incidents(&readable, &run.incidents, &incident_keys, dir)?;
+        for w in &written {
+            let _ = writeln!(
+                err,
+                "proxyscope: incident {}: {} ({} frames)",
+                w.incident,
+                w.path.display(),
+                w.frames
+            );
+        }
+    }
+    Ok(outcome(&run, !unreadable.is_empty(), err))
+}
+
+/// Settings of `timeline`.
+#[derive(Clone, Debug)]
+pub struct TimelineCommand {
+    /// Capture files; several are merged in timestamp order.
+    pub files: Vec<String>,
+    /// Output format.
+    pub format: export::Format,
+    /// Write here (atomically) instead of to the `out` writer.
+    pub output: Option<PathBuf>,
+    /// Which connections and which time range.
+    pub filter: Filter,
+    /// Events kept per connection from its start, and as many from its end.
+    pub keep_events: usize,
+    /// Key log files.
+    pub keylogs: Vec<String>,
+    /// Legs given on the command line (none: a first pass finds proxies).
+    pub leg_flags: LegFlags,
+    /// The memory budget.
+    pub budget: Budget,
+}
+
+/// `timeline`: the export into `cmd.output`, or on `out` without one.
+pub fn timeline(
+    cmd: TimelineCommand,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Outcome, Error> {
+    let (inputs, mut unreadable) = prepare(&cmd.files, err);
+    if inputs.is_empty() {
+        return Ok(Outcome::Unreadable);
+    }
+    let mut opts = Options {
+        keep_events: cmd.keep_events,
+        keylog: read_keylogs(&cmd.keylogs, err)?,
+        budget: cmd.budget,
+        ..Options::default()
+    };
+    opts.legs = analyze::find_legs(&inputs, cmd.leg_flags, &opts)?;
+    let files = open_all(&inputs, &mut unreadable, err);
+    if files.is_empty() {
+        return Ok(Outcome::Unreadable);
+    }
+    let mut tl = Timeline::new(cmd.filter);
+    let run = analyze::run(&mut Sources::new(files), &opts, &mut tl, &mut |_| {})?;
+    let title: Vec<String> = cmd
+        .files
+        .iter()
+        .map(|f| {
+            let p = Path::new(f);
+            p.file_name()
+                .map_or(f.clone(), |n| n.to_string_lossy().into_owned())
+        })
+        .collect();
+    match &cmd.output {
+        // Written under a temporary name and renamed when complete: never through a planted
+        // link, never half a file.
+        Some(p) => {
+            let mut file = crate::outfile::Atomic::create(p)?;
+            export::write(&tl, cmd.format, &title.join(", "), &mut file)?;
+            file.commit()?;
+        }
+        None => {
+            export::write(&tl, cmd.format, &title.join(", "), out)?;
+            out.flush()?;
+        }
+    }
+    Ok(outcome(&run, !unreadable.is_empty(), err))
+}
+
+/// `live`: verdicts on `out` as they happen (text neutralised for a terminal, JSON Lines
+/// exact); a note on `err` when packets were dropped.
+#[cfg(feature = "live")]
+pub fn live<W: Write>(
+    opts: &crate::live::LiveOptions,
+    out: W,
+    err: &mut dyn Write,
+) -> Result<Outcome, crate::live::LiveError> {
+    use crate::live::{self, LiveError, LiveFormat};
+    let mut out = out;
+    let summary = match opts.format {
+        LiveFormat::Text => live::run_blocking(opts, &mut TermSafe::new(out)),
+        LiveFormat::Jsonl => live::run_blocking(opts, &mut out),
+    };
+    let summary = match summary {
+        Ok(s) => s,
+        // The reader went away (`| head`): a normal way to stop.
+        Err(LiveError::Io(e)) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(Outcome::Done),
+        Err(e) => return Err(e),
+    };
+    if let Some(c) = summary.capture {
+        if c.dropped > 0 || c.if_dropped > 0 {
+            let _ = writeln!(
+                err,
+                "proxyscope live: {} packets dropped by the kernel, {} by the interface: \
+                 verdicts may lack evidence (a larger --buffer-size or a narrower --bpf helps)",
+                c.dropped, c.if_dropped
+            );
+        }
+    }
+    Ok(Outcome::Done)
+}
+
+/// Reads key log files (None when there are none), saying on `err` which hold no secrets.
+pub fn read_keylogs(paths: &[String], err: &mut dyn Write) -> Result<Option<KeyLog>, Error> {
+    if paths.is_empty() {
+        return Ok(None);
+    }
+    let mut log = KeyLog::default();
+    for p in paths {
+        let text = std::fs::read_to_string(p).map_err(|source| Error::KeyLog {
+            path: p.clone(),
+            source,
+        })?;
+        if log.add_text(&text) == 0 {
+            let _ = writeln!(err, "proxyscope: {p}: no TLS secrets found in this key log");
+        }
+    }
+    Ok(Some(log))
+}
+
+/// Reads ProxySQL error logs, their lines in the order given.
+pub fn read_proxysql_logs(paths: &[String]) -> Result<ProxysqlLog, Error> {
+    let mut log = ProxysqlLog::default();
+    for p in paths {
+        let text = std::fs::read_to_string(p).map_err(|source| Error::ProxysqlLog {
+            path: p.clone(),
+            source,
+        })?;
+        log.extend(ProxysqlLog::parse(&text));
+    }
+    Ok(log)
+}
+
+/// Inputs that could not be opened: (path as given, reason).
+pub type Unreadable = Vec<(String, String)>;
+
+/// Prepares the inputs (a stream is read once and spooled for the second pass), saying on
+/// `err` which cannot be opened: the inputs, and those that could not be.
+pub fn prepare(paths: &[String], err: &mut dyn Write) -> (Vec<Input>, Unreadable) {
+    let mut inputs = Vec::new();
+    let mut unreadable = Vec::new();
+    for path in paths {
+        match Input::new(path) {
+            Ok(i) => inputs.push(i),
+            Err(e) => {
+                let _ = writeln!(err, "proxyscope: {e}");
+                unreadable.push((path.clone(), e.to_string()));
+            }
+        }
+    }
+    (inputs, unreadable)
+}
+
+/// Opens the inputs for the analysis, saying on `err` which cannot be.
+pub fn open_all(
+    inputs: &[Input],
+    unreadable: &mut Unreadable,
+    err: &mut dyn Write,
+) -> Vec<CaptureFile> {
+    let mut files = Vec::new();
+    for (i, input) in inputs.iter().enumerate() {
+        match input.open(i) {
+            Ok(f) => files.push(f),
+            Err(e) => {
+                let _ = writeln!(err, "proxyscope: {e}");
+                unreadable.push((input.path().to_string(), e.to_string()));
+            }
+        }
+    }
+    files
+}
+
+/// The progress line: when `show`, at most twice a second on `err`, erased at the end.
+pub fn progress_line(show: bool, err: &mut dyn Write) -> impl FnMut(Progress) + '_ {
+    let started = Instant::now();
+    let mut last = Instant::now();
+    move |p: Progress| {
+        if show && p.done {
+            let _ = write!(err, "\r\x1b[K");
+        } else if show && last.elapsed() >= Duration::from_millis(500) {
+            last = Instant::now();
+            let mb = p.bytes as f64 / 1e6;
+            let rate = mb / started.elapsed().as_secs_f64().max(1e-9);
+            // Ends at column 0: the next report row (always longer) overwrites it.
+            let _ = write!(
+                err,
+                "\x1b[K{mb:.0} MB, {} frames, {} open connections, {rate:.0} MB/s\r",
+                p.frames, p.open
+            );
+            let _ = err.flush();
+        }
+    }
+}
+
+/// Says on `err` where input broke off or was skipped; the outcome: [`Outcome::Unreadable`]
+/// when a file could not be read, [`Outcome::Partial`] when one stopped early.
+pub fn outcome(run: &RunSummary, unreadable: bool, err: &mut dyn Write) -> Outcome {
+    let mut partial = false;
+    for f in &run.files {
+        if let Some(stop) = &f.stop {
+            let _ = writeln!(
+                err,
+                "proxyscope: {}: {stop}; everything before it was analysed",
+                f.path
+            );
+            partial = true;
+        }
+        if f.undeclared_interface > 0 {
+            let _ = writeln!(
+                err,
+                "proxyscope: {}: {} packets name an undeclared interface (skipped)",
+                f.path, f.undeclared_interface
+            );
+        }
+    }
+    for (reason, n) in &run.skipped {
+        if reason.starts_with("unsupported link type") {
+            let _ = writeln!(err, "proxyscope: {n} frames skipped: {reason}");
+        }
+    }
+    if unreadable {
+        Outcome::Unreadable
+    } else if partial {
+        Outcome::Partial
+    } else {
+        Outcome::Done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn capture(name: &str) -> String {
+        format!("{}/captures/{name}", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    fn temp(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("proxyscope-app-{}-{name}", std::process::id()))
+    }
+
+    fn analyze_files(files: Vec<String>) -> (Outcome, String, String) {
+        let cmd = AnalyzeCommand {
+            files,
+            format: ReportFormat::Text,
+            only_problems: false,
+            analysis: Options::default(),
+            keylogs: Vec::new(),
+            proxysql_logs: Vec::new(),
+            leg_flags: LegFlags::default(),
+            write_incident: None,
+            progress: false,
+        };
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let outcome = analyze(&cmd, &mut out, &mut err).expect("analyze");
+        let text = |b: Vec<u8>| String::from_utf8(b).expect("utf-8");
+        (outcome, text(out), text(err))
+    }
+
+    #[test]
+    fn outcomes_map_to_the_documented_exit_codes() {
+        let codes: Vec<u8> = [
+            Outcome::Done,
+            Outcome::Unreadable,
+            Outcome::Partial,
+            Outcome::NoMatch,
+        ]
+        .iter()
+        .map(|o| o.code())
+        .collect();
+        assert_eq!(codes, [0, 1, 2, 1]);
+    }
+
+    #[test]
+    fn a_readable_capture_is_done_and_an_unreadable_one_is_named_on_err() {
+        let good = capture("plain-clean-quit.pcap");
+        let (outcome, out, err) = analyze_files(vec![good.clone()]);
+        assert_eq!(outcome, Outcome::Done, "{err}");
+        assert!(err.is_empty(), "{err}");
+        assert!(out.contains("verdict clean_quit"), "{out}");
+        let missing = temp("missing.pcap").display().to_string();
+        let (outcome, out2, err) = analyze_files(vec![good, missing.clone()]);
+        assert_eq!(outcome, Outcome::Unreadable);
+        assert!(err.starts_with(&format!("proxyscope: {missing}")), "{err}");
+        // The readable file is still reported.
+        assert_eq!(out, out2);
+    }
+
+    #[test]
+    fn a_capture_cut_short_is_partial_and_says_where() {
+        let whole = std::fs::read(capture("plain-clean-quit.pcap")).expect("capture");
+        let cut = temp("cut.pcap");
+        std::fs::write(&cut, whole.get(..whole.len() - 10).expect("long enough")).expect("write");
+        let (outcome, _, err) = analyze_files(vec![cut.display().to_string()]);
+        let _ = std::fs::remove_file(&cut);
+        assert_eq!(outcome, Outcome::Partial, "{err}");
+        assert!(err.contains("everything before it was analysed"), "{err}");
+    }
+
+    #[test]
+    fn key_logs_unreadable_are_errors_and_empty_ones_a_note() {
+        let missing = temp("missing.keylog").display().to_string();
+        let e = read_keylogs(std::slice::from_ref(&missing), &mut io::sink()).unwrap_err();
+        assert_eq!(e.to_string(), format!("{missing}: cannot read key log"));
+        assert!(std::error::Error::source(&e).is_some());
+        let empty = temp("empty.keylog");
+        std::fs::write(&empty, "# nothing here\n").expect("write");
+        let mut err = Vec::new();
+        let log = read_keylogs(&[empty.display().to_string()], &mut err).expect("readable");
+        let _ = std::fs::remove_file(&empty);
+        assert!(log.is_some());
+        assert_eq!(
+            String::from_utf8(err).expect("utf-8"),
+            format!(
+                "proxyscope: {}: no TLS secrets found in this key log\n",
+                empty.display()
+            )
+        );
+    }
+
+    #[test]
+    fn only_a_closed_output_pipe_is_a_broken_pipe() {
+        let pipe = Error::Io(io::Error::from(io::ErrorKind::BrokenPipe));
+        assert!(pipe.is_broken_pipe());
+        assert!(!Error::Io(io::Error::from(io::ErrorKind::NotFound)).is_broken_pipe());
+        let cmd_error = Error::NotRereadable { path: "-".into() };
+        assert!(!cmd_error.is_broken_pipe());
+    }
+}

@@ -1,0 +1,454 @@
+//! The command line: clap's types for every command (also what completions and the man page
+//! are generated from), and their conversion into the library's settings.
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use proxyscope::analyze::{self, Options};
+use proxyscope::app::{AnalyzeCommand, ExplainCommand, ReportFormat, TimelineCommand};
+use proxyscope::diagnose::legs::LegFlags;
+use proxyscope::tcp;
+
+#[derive(Parser)]
+#[command(
+    name = "proxyscope",
+    version,
+    about = "Who closed each MySQL connection around a proxy, how, and when — from packet captures"
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+    /// More diagnostics on stderr (-v, -vv).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub(crate) verbose: u8,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Analyse capture files (pcap, pcapng, gzip-compressed, or - for stdin).
+    #[command(after_help = ANALYZE_EXAMPLES)]
+    Analyze(AnalyzeArgs),
+    /// Say what a client's error text or number means on the wire, which verdicts produce it
+    /// and what to capture next.
+    #[command(after_help = EXPLAIN_EXAMPLES)]
+    Explain(ExplainArgs),
+    /// Capture live from an interface (libpcap) and print each close verdict as it happens.
+    #[command(after_help = LIVE_EXAMPLES)]
+    Live(Box<LiveArgs>),
+    /// List the interfaces a live capture can use (like tcpdump -D).
+    Interfaces,
+    /// Print a shell completion script to standard output.
+    #[command(after_help = COMPLETIONS_EXAMPLES)]
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to standard output, or write one page per command into a
+    /// directory.
+    #[command(after_help = MANPAGE_EXAMPLES)]
+    Manpage {
+        /// Write proxyscope.1 and proxyscope-COMMAND.1 here instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
+    },
+    /// Run the proxy lab: a small ProxySQL-like MySQL proxy that can inject known faults and
+    /// writes the ground truth of what it did.
+    #[command(disable_help_flag = true)]
+    Lab {
+        /// The arguments of `proxyscope-lab` (`proxyscope lab --help` lists them).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
+    /// Export the events of capture files as JSON Lines, CSV, an HTML timeline or a Perfetto
+    /// trace.
+    #[command(after_help = TIMELINE_EXAMPLES)]
+    Timeline(Box<TimelineArgs>),
+}
+
+// Examples under each command's --help: real invocations, as in the README.
+const ANALYZE_EXAMPLES: &str = "\
+Examples:
+  proxyscope analyze proxy.pcapng
+  proxyscope analyze --proxy 10.0.0.5 --keylog keys.log --only-problems app.pcap db.pcap
+  proxyscope analyze --format json capture.pcap.gz > report.json
+  tcpdump -w - -U -i any 'tcp port 6033 or tcp port 3306' | proxyscope analyze -q -";
+const TIMELINE_EXAMPLES: &str = "\
+Examples:
+  proxyscope timeline --format html -o timeline.html proxy.pcapng
+  proxyscope timeline --format perfetto -o trace.json --only-problems proxy.pcapng
+  proxyscope timeline --format jsonl --conn 3 --since 10 --until 12 proxy.pcapng
+  proxyscope timeline --format csv --leg backend -o backend.csv proxy.pcapng";
+const LIVE_EXAMPLES: &str = "\
+Examples:
+  sudo proxyscope live -i any --bpf 'tcp port 6033 or tcp port 3306'
+  sudo proxyscope live -i eth0 --only-problems --duration 3600 -w /var/tmp/px.pcap -C 100 -W 10
+  sudo proxyscope live -i lo --format jsonl --verdicts-only --keylog /tmp/keys.log
+Needs CAP_NET_RAW: root, or `sudo setcap cap_net_raw,cap_net_admin=eip $(command -v proxyscope)`;
+capabilities are dropped once the device is open.";
+const EXPLAIN_EXAMPLES: &str = "\
+Examples:
+  proxyscope explain \"Lost connection to MySQL server during query\"
+  proxyscope explain \"(2026, 'TLS/SSL error: Success (0)')\"
+  proxyscope explain 2013
+  proxyscope explain --list --format json";
+const COMPLETIONS_EXAMPLES: &str = "\
+Examples:
+  proxyscope completions bash > ~/.local/share/bash-completion/completions/proxyscope
+  proxyscope completions zsh > ~/.zfunc/_proxyscope
+  proxyscope completions fish > ~/.config/fish/completions/proxyscope.fish";
+const MANPAGE_EXAMPLES: &str = "\
+Examples:
+  proxyscope manpage | man -l -
+  proxyscope manpage --dir /usr/local/share/man/man1";
+
+#[derive(clap::Args)]
+pub(crate) struct ExplainArgs {
+    /// The error text (several words are joined with spaces), an error number or its name, e.g.
+    /// "(2026, 'TLS/SSL error: Success (0)')", 2013, CR_SERVER_LOST.
+    #[arg(
+        value_name = "TEXT",
+        required_unless_present = "list",
+        conflicts_with = "list"
+    )]
+    text: Vec<String>,
+    /// Print every known error and every known error number.
+    #[arg(long)]
+    list: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ExplainFormat::Text)]
+    format: ExplainFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ExplainFormat {
+    /// Readable text.
+    Text,
+    /// One JSON document (schema proxyscope.explain/1).
+    Json,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct TimelineArgs {
+    /// Capture files; several are merged in timestamp order.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum)]
+    format: proxyscope::export::Format,
+    /// Write here instead of to standard output.
+    #[arg(short, long, value_name = "OUT")]
+    output: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    filter: proxyscope::export::Filter,
+    #[command(flatten)]
+    legs: LegArgs,
+    /// Events kept per connection from its start, and as many from its end (the rest are
+    /// counted as omitted). At most 65536: the memory budget is split by it.
+    #[arg(long, value_name = "N", default_value_t = proxyscope::export::KEEP_EVENTS,
+          value_parser = max_events)]
+    events: usize,
+}
+
+/// Leg labels and TLS keys, shared by the commands that read captures.
+#[derive(clap::Args)]
+pub(crate) struct LegArgs {
+    /// Server port of frontend connections (application → proxy); repeatable.
+    #[arg(long, value_name = "PORT")]
+    frontend_port: Vec<u16>,
+    /// Server port of backend connections (proxy → MySQL); repeatable.
+    #[arg(long, value_name = "PORT")]
+    backend_port: Vec<u16>,
+    /// The proxy's address: connections to it are frontend, from it backend.
+    #[arg(long, value_name = "IP")]
+    proxy: Option<std::net::IpAddr>,
+    /// TLS key log (NSS SSLKEYLOGFILE format) to decrypt sessions with; repeatable. Secrets in
+    /// pcapng Decryption Secrets Blocks are used too.
+    #[arg(long, value_name = "FILE")]
+    keylog: Vec<String>,
+    /// Memory budget in MB for the analysis state (tracked connections, out-of-order bytes,
+    /// decoder buffers, TLS secrets, text-report rows); what does not fit is counted in the
+    /// summary's `dropped`.
+    #[arg(long, value_name = "MB", default_value_t = analyze::DEFAULT_MEMORY_MB as u64,
+          value_parser = clap::value_parser!(u64).range(16..=1_048_576))]
+    memory: u64,
+}
+
+impl LegArgs {
+    fn flags(&self) -> LegFlags {
+        LegFlags {
+            frontend_ports: self.frontend_port.clone(),
+            backend_ports: self.backend_port.clone(),
+            proxy: self.proxy,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+#[cfg_attr(not(feature = "live"), allow(dead_code))]
+pub(crate) enum LiveFormat {
+    /// A row per close as it happens, incident blocks, a summary at the end.
+    Text,
+    /// JSON Lines: every event, a verdict.close line per close, verdict.incident lines, and a
+    /// live.summary line at the end.
+    Jsonl,
+}
+
+// Parsed in every build (same --help, completions and man page); used only with `live`.
+#[derive(clap::Args)]
+#[cfg_attr(not(feature = "live"), allow(dead_code))]
+pub(crate) struct LiveArgs {
+    /// Interface to capture on (`any` for all; `proxyscope interfaces` lists them).
+    #[arg(short = 'i', long, value_name = "IFACE")]
+    interface: String,
+    /// BPF capture filter (tcpdump syntax).
+    #[arg(long, value_name = "EXPR", default_value = "tcp")]
+    bpf: String,
+    /// Bytes kept of each packet (the default keeps whole TLS records and loopback segments).
+    #[arg(long, value_name = "BYTES", default_value_t = 262_144)]
+    snaplen: i32,
+    /// Kernel capture buffer, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 32)]
+    buffer_size: i32,
+    /// libpcap's immediate mode (each packet delivered at once). Off by default: on Linux it
+    /// gives one fixed-size ring slot per packet, and on loopback the kernel buffer then
+    /// overflows under load; buffered blocks come at most 100 ms late (see README).
+    #[arg(long)]
+    immediate: bool,
+    /// Put the interface in promiscuous mode (off by default: the proxy host's own traffic is
+    /// what matters).
+    #[arg(long)]
+    promisc: bool,
+    /// Save the packets seen to this pcap file (nanosecond timestamps), to open in Wireshark or
+    /// re-analyse offline with identical results.
+    #[arg(short = 'w', long, value_name = "FILE")]
+    write: Option<std::path::PathBuf>,
+    /// Start a new file when the current one reaches this many MB (like tcpdump -C): FILE,
+    /// then FILE's name with .1, .2, ... before its extension.
+    #[arg(short = 'C', long, value_name = "MB")]
+    rotate_size: Option<u64>,
+    /// Start a new file every this many seconds of packets (like tcpdump -G).
+    #[arg(short = 'G', long, value_name = "SECS")]
+    rotate_seconds: Option<u64>,
+    /// With rotation, keep at most this many files, overwriting the oldest (like tcpdump -W).
+    #[arg(short = 'W', long, value_name = "N")]
+    rotate_count: Option<u32>,
+    /// Stop after this many seconds.
+    #[arg(long, value_name = "SECS", value_parser = proxyscope::time::parse_secs)]
+    duration: Option<f64>,
+    /// Stop after this many packets.
+    #[arg(short = 'c', long, value_name = "N")]
+    count: Option<u64>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: LiveFormat,
+    /// Text: list only connections whose close is a problem.
+    #[arg(long)]
+    only_problems: bool,
+    /// JSON Lines: only verdict, incident and summary lines, no per-event lines.
+    #[arg(long)]
+    verdicts_only: bool,
+    /// Expire connections silent for this many seconds (bounded memory over hours).
+    #[arg(long, value_name = "SECS", default_value_t = 900.0, value_parser = proxyscope::time::parse_secs)]
+    idle_timeout: f64,
+    /// Keep a closed connection this many seconds for late packets before its verdict is
+    /// printed.
+    #[arg(long, value_name = "SECS", default_value_t = 2.0, value_parser = proxyscope::time::parse_secs)]
+    linger: f64,
+    /// Out-of-order bytes buffered per direction before the missing bytes are declared a gap.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    max_buffer: usize,
+    /// Closes on the two legs of a proxy within this many milliseconds are one incident.
+    #[arg(long, value_name = "MS", default_value_t = 5.0, value_parser = proxyscope::time::parse_secs)]
+    link_window_ms: f64,
+    #[command(flatten)]
+    legs: LegArgs,
+    /// Keep the process's capabilities after opening the device (by default all are dropped).
+    #[arg(long)]
+    keep_privileges: bool,
+    /// Started as root: the user to switch to once the device is open (default nobody; `root`
+    /// stays uid 0, still without capabilities). Rotated --write files are created as this
+    /// user, like tcpdump -Z.
+    #[arg(long, value_name = "USER")]
+    user: Option<String>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum Format {
+    /// A table, one row per connection, then a summary.
+    Text,
+    /// One JSON document (schema proxyscope.analyze/1).
+    Json,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct AnalyzeArgs {
+    /// Capture files; several are merged in timestamp order.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+    /// Finish connections silent for this many seconds (default: keep them until the end).
+    #[arg(long, value_name = "SECS", value_parser = proxyscope::time::parse_secs)]
+    idle_timeout: Option<f64>,
+    /// Out-of-order bytes buffered per direction before the missing bytes are declared a gap.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    max_buffer: usize,
+    /// A ProxySQL error log: its "Detected a broken connection ... (HG,HOST,PORT,THREAD_ID)"
+    /// lines are matched to the backend connections whose greeting carried that thread id.
+    #[arg(long, value_name = "FILE")]
+    proxysql_log: Vec<String>,
+    /// Closes on the two legs of a proxy within this many milliseconds are one incident.
+    #[arg(long, value_name = "MS", default_value_t = 5.0, value_parser = proxyscope::time::parse_secs)]
+    link_window_ms: f64,
+    /// List only connections whose close is a problem (clean ones are counted).
+    #[arg(long)]
+    only_problems: bool,
+    #[command(flatten)]
+    legs: LegArgs,
+    /// Write, per incident, a pcap of the packets of the connections involved into this
+    /// directory (a second pass over the files).
+    #[arg(long, value_name = "DIR")]
+    write_incident: Option<std::path::PathBuf>,
+    /// Events kept per connection from its start, and as many from its end (JSON `events`). At
+    /// most 65536: the memory budget is split by it.
+    #[arg(long, value_name = "N", default_value_t = proxyscope::dissect::KEEP_EVENTS,
+          value_parser = max_events)]
+    events: usize,
+    /// No progress line on stderr.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+/// `--events`: a count the budget can hold (each kept event costs every tracked connection).
+fn max_events(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if n <= 65_536 => Ok(n),
+        Ok(_) => Err(format!("{s} is more than 65536")),
+        Err(_) => Err(format!("{s:?} is not a count")),
+    }
+}
+
+impl AnalyzeArgs {
+    /// The `analyze` command; `progress`: show the progress line.
+    pub(crate) fn command(self, progress: bool) -> AnalyzeCommand {
+        AnalyzeCommand {
+            analysis: Options {
+                tcp: tcp::Config {
+                    max_buffer: self.max_buffer,
+                    idle_timeout: self
+                        .idle_timeout
+                        .map(|s| (s * 1e9).clamp(0.0, i64::MAX as f64) as i64),
+                    ..tcp::Config::default()
+                },
+                keep_events: self.events,
+                link_window_ns: (self.link_window_ms * 1e6).clamp(0.0, 1e12) as i64,
+                max_frames: None,
+                budget: analyze::Budget::mb(self.legs.memory as usize),
+                ..Options::default()
+            },
+            format: match self.format {
+                Format::Text => ReportFormat::Text,
+                Format::Json => ReportFormat::Json,
+            },
+            only_problems: self.only_problems,
+            leg_flags: self.legs.flags(),
+            keylogs: self.legs.keylog,
+            proxysql_logs: self.proxysql_log,
+            write_incident: self.write_incident,
+            files: self.files,
+            progress: progress && !self.quiet,
+        }
+    }
+}
+
+impl TimelineArgs {
+    /// The `timeline` command.
+    pub(crate) fn command(self) -> TimelineCommand {
+        TimelineCommand {
+            format: self.format,
+            output: self.output,
+            filter: self.filter,
+            keep_events: self.events,
+            leg_flags: self.legs.flags(),
+            budget: analyze::Budget::mb(self.legs.memory as usize),
+            keylogs: self.legs.keylog,
+            files: self.files,
+        }
+    }
+}
+
+impl ExplainArgs {
+    /// The `explain` command.
+    pub(crate) fn command(&self) -> ExplainCommand {
+        ExplainCommand {
+            text: self.text.join(" "),
+            list: self.list,
+            json: self.format == ExplainFormat::Json,
+        }
+    }
+}
+
+#[cfg(feature = "live")]
+fn secs_to_ns(s: f64) -> i64 {
+    (s * 1e9).clamp(0.0, i64::MAX as f64) as i64
+}
+
+#[cfg(feature = "live")]
+impl LiveArgs {
+    /// The live run's settings; reads the key logs (saying on stderr which hold no secrets)
+    /// and, as root, looks up the account to switch to.
+    pub(crate) fn options(&self) -> anyhow::Result<proxyscope::live::LiveOptions> {
+        use proxyscope::live::{self, DeviceOptions, LiveOptions, Rotation};
+        Ok(LiveOptions {
+            device: DeviceOptions {
+                iface: self.interface.clone(),
+                snaplen: self.snaplen.max(96),
+                buffer_size: self.buffer_size.clamp(1, 2047).saturating_mul(1 << 20),
+                promisc: self.promisc,
+                bpf: self.bpf.clone(),
+                immediate: self.immediate,
+            },
+            analysis: Options {
+                tcp: tcp::Config {
+                    max_buffer: self.max_buffer,
+                    idle_timeout: Some(secs_to_ns(self.idle_timeout)),
+                    linger: secs_to_ns(self.linger),
+                    ..tcp::Config::default()
+                },
+                budget: analyze::Budget::mb(self.legs.memory as usize),
+                keylog: proxyscope::app::read_keylogs(&self.legs.keylog, &mut std::io::stderr())?,
+                link_window_ns: (self.link_window_ms * 1e6).clamp(0.0, 1e12) as i64,
+                ..Options::default()
+            },
+            leg_flags: self.legs.flags(),
+            format: match self.format {
+                LiveFormat::Text => live::LiveFormat::Text,
+                LiveFormat::Jsonl => live::LiveFormat::Jsonl,
+            },
+            only_problems: self.only_problems,
+            verdicts_only: self.verdicts_only,
+            write: self.write.clone(),
+            rotation: Rotation {
+                size: self.rotate_size.map(|mb| mb.saturating_mul(1_000_000)),
+                seconds: self.rotate_seconds,
+                count: self.rotate_count,
+            },
+            duration: self
+                .duration
+                .map(|s| Duration::from_secs_f64(s.clamp(0.0, 1e9))),
+            count: self.count,
+            drop_privileges: !self.keep_privileges,
+            user: match (&self.user, live::device::is_root()) {
+                _ if self.keep_privileges => None,
+                (Some(u), true) if u == "root" || u == "0" => None,
+                (Some(u), true) => Some(live::device::account(u)?),
+                (None, true) => Some(live::device::account("nobody")?),
+                (Some(_), false) => anyhow::bail!("--user needs live to be started as root"),
+                (None, false) => None,
+            },
+        })
+    }
+}
