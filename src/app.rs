@@ -64,7 +64,12 @@ pub enum Error {
 impl Error {
     /// The reader of the output went away (`| head`): a normal way to stop, not a failure.
     pub fn is_broken_pipe(&self) -> bool {
-        matches!(self, Error::Io(e) if e.kind() == io::ErrorKind::BrokenPipe)
+        match self {
+            Error::Io(e) => e.kind() == io::ErrorKind::BrokenPipe,
+            // serde_json wraps the writer's error (`explain --format json | head -1`).
+            Error::Json(e) => e.io_error_kind() == Some(io::ErrorKind::BrokenPipe),
+            _ => false,
+        }
     }
 }
 
@@ -527,5 +532,9 @@ mod tests {
         assert!(!Error::Io(io::Error::from(io::ErrorKind::NotFound)).is_broken_pipe());
         let cmd_error = Error::NotRereadable { path: "-".into() };
         assert!(!cmd_error.is_broken_pipe());
+        let json = Error::Json(serde_json::Error::io(io::Error::from(
+            io::ErrorKind::BrokenPipe,
+        )));
+        assert!(json.is_broken_pipe());
     }
 }
