@@ -279,7 +279,7 @@ struct Collector {
 }
 
 impl StreamSink for Collector {
-    fn event(&mut self, conn: &Connection, side: usize, at: At, ev: StreamEvent<'_>) {
+    fn event(&mut self, conn: &Connection, side: tcp::Side, at: At, ev: StreamEvent<'_>) {
         let Collector {
             dissector,
             pairing,

@@ -8,7 +8,7 @@
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 
-use crate::tcp::At;
+use crate::tcp::{At, Side};
 
 /// The protocol layer an event belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -27,10 +27,46 @@ pub enum Layer {
 pub struct Event {
     /// Where the bytes that showed it were captured.
     pub at: At,
-    /// Sending side of the connection (0 or 1, as in `tcp::Connection::ep`).
-    pub side: usize,
+    /// Sending side of the connection (as in `tcp::Connection::ep`).
+    pub side: Side,
     /// What it is.
     pub kind: Kind,
+}
+
+/// Which way something went: sent by the client (`c2s`) or by the server (`s2c`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Dir {
+    /// Client to server.
+    #[serde(rename = "c2s")]
+    C2s,
+    /// Server to client.
+    #[serde(rename = "s2c")]
+    S2c,
+}
+
+impl Dir {
+    /// `C2s` when the client sent it.
+    pub fn from_client(client: bool) -> Dir {
+        if client {
+            Dir::C2s
+        } else {
+            Dir::S2c
+        }
+    }
+
+    /// `c2s` or `s2c`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dir::C2s => "c2s",
+            Dir::S2c => "s2c",
+        }
+    }
+}
+
+impl std::fmt::Display for Dir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
 }
 
 /// MySQL command names by command byte (COM_*), as in the MySQL and MariaDB sources.

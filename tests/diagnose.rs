@@ -380,7 +380,7 @@ fn public_captures_once_called_wrong() {
         assert_eq!(v.confidence, proxyscope::diagnose::Confidence::Certain);
         let tls = s.tls.as_ref().unwrap();
         assert_eq!((tls.decrypted.c2s, tls.decrypted.s2c), (3, 2));
-        assert!(s.events.iter().any(|e| e.dir == "c2s"
+        assert!(s.events.iter().any(|e| e.dir == proxyscope::event::Dir::C2s
             && matches!(
                 e.event.kind,
                 proxyscope::event::Kind::Alert { level: 1, desc: 0 }

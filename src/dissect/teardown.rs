@@ -10,18 +10,18 @@ use serde::Serialize;
 
 use crate::event::{Event, Kind};
 use crate::mysql::{InFlight, Phase};
-use crate::tcp::At;
+use crate::tcp::{At, Side};
 use crate::tls::{LastRecord, PlainLen, RecordMeaning};
 
 /// The client's goodbye.
 const COM_QUIT: u8 = 0x01;
 
-/// A fact with where it was seen and which side (0 or 1, as `tcp::Connection::ep`) sent it.
+/// A fact with where it was seen and which side (as `tcp::Connection::ep`) sent it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Seen {
     /// Sending side.
     #[serde(skip)]
-    pub side: usize,
+    pub side: Side,
     /// Where.
     #[serde(skip)]
     pub at: At,
@@ -30,7 +30,7 @@ pub struct Seen {
 }
 
 impl Seen {
-    fn new(side: usize, at: At) -> Seen {
+    fn new(side: Side, at: At) -> Seen {
         Seen {
             side,
             at,
@@ -164,16 +164,16 @@ pub struct Teardown {
     /// The state is final (frozen at the first FIN/RST or at the end).
     #[serde(skip)]
     pub frozen: bool,
-    /// The client's side index.
+    /// The client's side.
     #[serde(skip)]
-    pub client: usize,
+    pub client: Side,
 }
 
 /// Decoder state handed over at the freeze.
 pub struct Freeze<'a> {
     /// The MySQL request in flight and the phase, if MySQL.
     pub mysql: Option<(&'a Option<InFlight>, Phase, Option<bool>)>,
-    /// The last app records of an undecrypted TLS session, `[side 0, side 1]`.
+    /// The last app records of an undecrypted TLS session, by [`Side`].
     pub records: [Option<LastRecord>; 2],
     /// TLS is being decrypted.
     pub decrypted: bool,
@@ -191,16 +191,17 @@ pub fn before(a: At, b: At) -> bool {
 }
 
 impl Teardown {
-    /// A record for a connection whose client is `client` (side index).
-    pub fn new(client: usize) -> Teardown {
+    /// A record for a connection whose client is `client`.
+    pub fn new(client: Side) -> Teardown {
         Teardown {
-            client: client & 1,
+            client,
             ..Teardown::default()
         }
     }
 
-    fn role(&self, side: usize) -> usize {
-        usize::from(side & 1 != self.client)
+    /// Index into the `[client, server]` pairs.
+    fn role(&self, side: Side) -> usize {
+        usize::from(side != self.client)
     }
 
     /// Takes in one event (before the freeze; after it, nothing changes).
@@ -208,8 +209,8 @@ impl Teardown {
         if self.frozen {
             return;
         }
-        let seen = Seen::new(e.side & 1, e.at);
-        let from_client = e.side & 1 == self.client;
+        let seen = Seen::new(e.side, e.at);
+        let from_client = e.side == self.client;
         if !matches!(e.kind.layer(), crate::event::Layer::Tcp) {
             self.last_spoke[self.role(e.side)] = Some(seen);
         }
@@ -287,13 +288,13 @@ impl Teardown {
 
     /// The first FIN or RST (`rst`) of the connection, sent by `side` at `at`: the state
     /// freezes. `d` is the decoders' state then.
-    pub fn freeze(&mut self, first: Option<(usize, At, bool)>, d: Freeze<'_>) {
+    pub fn freeze(&mut self, first: Option<(Side, At, bool)>, d: Freeze<'_>) {
         if self.frozen {
             return;
         }
         self.frozen = true;
         self.first = first.map(|(side, at, rst)| First {
-            seen: Seen::new(side & 1, at),
+            seen: Seen::new(side, at),
             rst,
         });
         if let Some((flight, phase, login_ok)) = d.mysql {
@@ -306,8 +307,8 @@ impl Teardown {
         if d.decrypted {
             return;
         }
-        for (side, rec) in d.records.iter().enumerate() {
-            if let Some(r) = rec {
+        for side in Side::BOTH {
+            if let Some(r) = &d.records[side] {
                 self.last_record[self.role(side)] = Some(RecordSeen {
                     seen: Seen::new(side, r.at),
                     len: r.len,
@@ -431,7 +432,7 @@ mod tests {
         })
     }
 
-    fn freeze(t: &mut Teardown, records: [Option<LastRecord>; 2], first: (usize, u64)) {
+    fn freeze(t: &mut Teardown, records: [Option<LastRecord>; 2], first: (Side, u64)) {
         let flight = None;
         t.freeze(
             Some((first.0, at(first.1), false)),
@@ -448,8 +449,8 @@ mod tests {
     fn a_last_five_byte_client_record_is_a_quit_whichever_fin_comes_first() {
         // Client side 0: its 27-byte TLS 1.3 record after the server's last one; the server's FIN
         // happens to come first.
-        let mut t = Teardown::new(0);
-        freeze(&mut t, [rec(20, 27, 5), rec(18, 100, 83)], (1, 21));
+        let mut t = Teardown::new(Side::A);
+        freeze(&mut t, [rec(20, 27, 5), rec(18, 100, 83)], (Side::B, 21));
         let q = t.quit.unwrap();
         assert_eq!((q.basis, q.seen.frame), (QuitBasis::RecordSize, 20));
         assert!(t.request_by_record_order().is_none());
@@ -457,28 +458,28 @@ mod tests {
 
     #[test]
     fn a_five_byte_record_the_server_answered_is_a_ping_not_a_quit() {
-        let mut t = Teardown::new(0);
-        t.last_spoke[1] = Some(Seen::new(1, at(21)));
-        freeze(&mut t, [rec(20, 27, 5), rec(21, 28, 11)], (0, 22));
+        let mut t = Teardown::new(Side::A);
+        t.last_spoke[1] = Some(Seen::new(Side::B, at(21)));
+        freeze(&mut t, [rec(20, 27, 5), rec(21, 28, 11)], (Side::A, 22));
         assert!(t.quit.is_none());
         assert!(t.answered_ping());
     }
 
     #[test]
     fn a_larger_last_client_record_is_a_request_in_flight() {
-        let mut t = Teardown::new(0);
-        freeze(&mut t, [rec(20, 78, 61), rec(18, 100, 83)], (1, 21));
+        let mut t = Teardown::new(Side::A);
+        freeze(&mut t, [rec(20, 78, 61), rec(18, 100, 83)], (Side::B, 21));
         assert!(t.quit.is_none());
         assert_eq!(t.request_by_record_order().map(|r| r.seen.frame), Some(20));
     }
 
     #[test]
     fn nothing_changes_after_the_freeze() {
-        let mut t = Teardown::new(0);
-        freeze(&mut t, [None, None], (1, 10));
+        let mut t = Teardown::new(Side::A);
+        freeze(&mut t, [None, None], (Side::B, 10));
         t.observe(&Event {
             at: at(11),
-            side: 0,
+            side: Side::A,
             kind: Kind::Alert { level: 2, desc: 50 },
         });
         assert!(t.alert.is_none());

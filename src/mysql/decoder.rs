@@ -10,7 +10,7 @@ use mysql_common::packets::{
 use super::compress::{self, Algorithm, Compression, Inflater};
 use super::framer::{Framer, Note, Packet};
 use crate::event::{Event, Kind, QueryAttr};
-use crate::tcp::At;
+use crate::tcp::{At, Side};
 
 const CLIENT_PROTOCOL_41: u32 = 0x0000_0200;
 const CLIENT_SSL: u32 = 0x0000_0800;
@@ -191,7 +191,7 @@ fn is_zero(n: &u64) -> bool {
 
 /// The decoder of one MySQL connection.
 pub struct Decoder {
-    server: usize,
+    server: Side,
     phase: Phase,
     framers: [Framer; 2],
     resp: Resp,
@@ -219,9 +219,9 @@ pub struct Decoder {
 impl Decoder {
     /// A decoder for a connection whose server is `server` (side index), starting at `phase`
     /// (`Greeting` normally; `Command` for a connection picked up mid-stream).
-    pub fn new(server: usize, phase: Phase) -> Decoder {
+    pub fn new(server: Side, phase: Phase) -> Decoder {
         Decoder {
-            server: server & 1,
+            server,
             phase,
             framers: [Framer::default(), Framer::default()],
             resp: Resp::Idle,
@@ -263,21 +263,14 @@ impl Decoder {
 
     /// Stream bytes from `side`. Returns `Some(n)` when the protocol switched to TLS after `n`
     /// bytes of `data`: the rest belongs to the TLS decoder.
-    pub fn data(
-        &mut self,
-        side: usize,
-        data: &[u8],
-        at: At,
-        out: &mut Vec<Event>,
-    ) -> Option<usize> {
-        let side = side & 1;
+    pub fn data(&mut self, side: Side, data: &[u8], at: At, out: &mut Vec<Event>) -> Option<usize> {
         if self.phase == Phase::Tls || self.inside_tls {
             return Some(0);
         }
         let request = side != self.server;
         if let Some(dirs) = self.mid_stream.as_mut() {
             if dirs[side].is_none() {
-                dirs[side] = match dirs[side ^ 1] {
+                dirs[side] = match dirs[side.other()] {
                     // Wait for a slice that starts with a compressed packet.
                     Some(true) => compress::starts_compressed(data, request).then_some(true),
                     Some(false) => Some(false),
@@ -338,8 +331,7 @@ impl Decoder {
     }
 
     /// MySQL bytes decrypted from the TLS stream that followed the SSLRequest.
-    pub fn decrypted(&mut self, side: usize, data: &[u8], at: At, out: &mut Vec<Event>) {
-        let side = side & 1;
+    pub fn decrypted(&mut self, side: Side, data: &[u8], at: At, out: &mut Vec<Event>) {
         if self.phase == Phase::Tls {
             // The handshake response travels inside TLS.
             self.phase = Phase::Login;
@@ -351,7 +343,7 @@ impl Decoder {
     }
 
     /// Uncompressed protocol bytes; returns how many were consumed before a protocol switch.
-    fn plain(&mut self, side: usize, data: &[u8], at: At, out: &mut Vec<Event>) -> usize {
+    fn plain(&mut self, side: Side, data: &[u8], at: At, out: &mut Vec<Event>) -> usize {
         let request = side != self.server;
         let mut framer = std::mem::take(&mut self.framers[side]);
         let mut notes = Vec::new();
@@ -372,8 +364,7 @@ impl Decoder {
     }
 
     /// `n` bytes from `side` were never captured.
-    pub fn gap(&mut self, side: usize, n: u64, at: At, out: &mut Vec<Event>) {
-        let side = side & 1;
+    pub fn gap(&mut self, side: Side, n: u64, at: At, out: &mut Vec<Event>) {
         if self.mid_stream.is_some_and(|d| d[side].is_none()) {
             // Not judged yet: nothing is being followed.
             return;
@@ -403,7 +394,7 @@ impl Decoder {
         self.notes(side, &notes, at, out);
     }
 
-    fn notes(&mut self, side: usize, notes: &[Note], at: At, out: &mut Vec<Event>) {
+    fn notes(&mut self, side: Side, notes: &[Note], at: At, out: &mut Vec<Event>) {
         for n in notes {
             let kind = match n {
                 Note::Desync => {
@@ -420,7 +411,7 @@ impl Decoder {
         }
     }
 
-    fn packet(&mut self, side: usize, p: Packet<'_>, out: &mut Vec<Event>) {
+    fn packet(&mut self, side: Side, p: Packet<'_>, out: &mut Vec<Event>) {
         let from_server = side == self.server;
         let ev = |kind| Event {
             at: p.at,
@@ -517,7 +508,7 @@ impl Decoder {
         self.facts.server_capabilities.unwrap_or(0) & self.facts.client_capabilities.unwrap_or(0)
     }
 
-    fn auth_reply(&mut self, p: &Packet<'_>, out: &mut Vec<Event>, side: usize) {
+    fn auth_reply(&mut self, p: &Packet<'_>, out: &mut Vec<Event>, side: Side) {
         let ev = |kind| Event {
             at: p.at,
             side,
@@ -615,7 +606,7 @@ impl Decoder {
         }
     }
 
-    fn command(&mut self, p: &Packet<'_>, out: &mut Vec<Event>, side: usize) {
+    fn command(&mut self, p: &Packet<'_>, out: &mut Vec<Event>, side: Side) {
         if p.seq != 0 {
             self.client_continuation(p, out, side);
             return;
@@ -699,7 +690,7 @@ impl Decoder {
 
     /// A client packet that is not a command (sequence id > 0): LOCAL INFILE content, or the
     /// auth exchange of a COM_CHANGE_USER.
-    fn client_continuation(&mut self, p: &Packet<'_>, out: &mut Vec<Event>, side: usize) {
+    fn client_continuation(&mut self, p: &Packet<'_>, out: &mut Vec<Event>, side: Side) {
         if let Some((bytes, packets)) = self.infile.as_mut() {
             if p.len == 0 {
                 // The empty packet ends the file; the server's OK or ERR follows.
@@ -784,7 +775,7 @@ impl Decoder {
         self.facts.in_flight = None;
     }
 
-    fn response(&mut self, p: &Packet<'_>, out: &mut Vec<Event>, side: usize) {
+    fn response(&mut self, p: &Packet<'_>, out: &mut Vec<Event>, side: Side) {
         let ev = |kind| Event {
             at: p.at,
             side,

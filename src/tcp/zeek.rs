@@ -130,9 +130,9 @@ impl Zeek {
         z
     }
 
-    /// The side (0 or 1) Zeek names the originator.
-    pub fn orig_side(&self) -> usize {
-        self.orig
+    /// The side Zeek names the originator.
+    pub fn orig_side(&self) -> super::Side {
+        super::Side::b_if(self.orig != 0)
     }
 
     /// The history string, upper case for the originator.

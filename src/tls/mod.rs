@@ -7,18 +7,18 @@ pub mod decrypt;
 
 use tls_parser::{
     parse_tls_extensions, parse_tls_message_handshake, parse_tls_server_hello_extensions,
-    TlsExtension, TlsMessage, TlsMessageHandshake,
+    TlsExtension, TlsMessage, TlsMessageHandshake, TlsRecordType,
 };
 
 use crate::bytes::HeaderBuf;
 use crate::event::{Event, Kind};
-use crate::tcp::At;
+use crate::tcp::{self, At};
 
-const CHANGE_CIPHER_SPEC: u8 = 0x14;
-const ALERT: u8 = 0x15;
-const HANDSHAKE: u8 = 0x16;
-const APPLICATION_DATA: u8 = 0x17;
-const HEARTBEAT: u8 = 0x18;
+const CHANGE_CIPHER_SPEC: TlsRecordType = TlsRecordType::ChangeCipherSpec;
+const ALERT: TlsRecordType = TlsRecordType::Alert;
+const HANDSHAKE: TlsRecordType = TlsRecordType::Handshake;
+const APPLICATION_DATA: TlsRecordType = TlsRecordType::ApplicationData;
+const HEARTBEAT: TlsRecordType = TlsRecordType::Heartbeat;
 const HEADER: usize = 5;
 /// 2^14 plus the largest expansion RFC 5246 allows.
 const MAX_RECORD: usize = (1 << 14) + 2048;
@@ -37,7 +37,7 @@ const HRR_RANDOM: [u8; 32] = [
 pub fn looks_like_record(b: &[u8]) -> bool {
     match (b.first(), b.get(1), b.get(2), b.get(3), b.get(4)) {
         (Some(&t), Some(&3), Some(&minor), Some(&hi), Some(&lo)) => {
-            (CHANGE_CIPHER_SPEC..=HEARTBEAT).contains(&t)
+            (CHANGE_CIPHER_SPEC.0..=HEARTBEAT.0).contains(&t)
                 && minor <= 4
                 && (usize::from(hi) << 8 | usize::from(lo)) <= MAX_RECORD
         }
@@ -80,7 +80,7 @@ pub struct Facts {
     /// First certificate's subject (TLS ≤ 1.2).
     pub certificate_subject: Option<String>,
     /// Plaintext alerts: (side, level, description), the first [`MAX_ALERTS`].
-    pub alerts: Vec<(usize, u8, u8)>,
+    pub alerts: Vec<(tcp::Side, u8, u8)>,
     /// Plaintext alerts beyond [`MAX_ALERTS`], only counted.
     pub alerts_dropped: u64,
     /// Per side (index = side): records and sizes.
@@ -94,11 +94,11 @@ pub struct Facts {
     pub decrypted: [u64; 2],
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Side {
     hdr: HeaderBuf<HEADER>,
     header: [u8; HEADER],
-    rtype: u8,
+    rtype: TlsRecordType,
     rlen: u16,
     /// Body bytes of the current record still to come (None: expecting a header).
     remaining: Option<usize>,
@@ -111,8 +111,28 @@ struct Side {
     /// Records from this side are encrypted from here on.
     encrypted: bool,
     desynced: bool,
-    last: Option<(u8, u16, At)>,
+    last: Option<(TlsRecordType, u16, At)>,
     record_at: Option<At>,
+}
+
+impl Default for Side {
+    fn default() -> Side {
+        Side {
+            hdr: HeaderBuf::default(),
+            header: [0; HEADER],
+            rtype: TlsRecordType(0),
+            rlen: 0,
+            remaining: None,
+            body: Vec::new(),
+            body_lossy: false,
+            hs_lost: false,
+            hs: Vec::new(),
+            encrypted: false,
+            desynced: false,
+            last: None,
+            record_at: None,
+        }
+    }
 }
 
 /// A handshake buffer emptied with more capacity than this is freed.
@@ -123,7 +143,7 @@ const SHRINK_ABOVE: usize = 1 << 16;
 pub const MAX_ALERTS: usize = 16;
 
 impl Facts {
-    fn alert(&mut self, side: usize, level: u8, desc: u8) {
+    fn alert(&mut self, side: tcp::Side, level: u8, desc: u8) {
         if self.alerts.len() < MAX_ALERTS {
             self.alerts.push((side, level, desc));
         } else {
@@ -135,7 +155,7 @@ impl Facts {
 /// The TLS decoder of one connection.
 pub struct Decoder {
     sides: [Side; 2],
-    client: usize,
+    client: tcp::Side,
     mysql: bool,
     keylog: Option<decrypt::SharedKeyLog>,
     client_random: Vec<u8>,
@@ -144,7 +164,7 @@ pub struct Decoder {
     /// Decryptors by side, once the ServerHello and a key log allow.
     dec: Option<[decrypt::Direction; 2]>,
     /// Decrypted application data waiting for the caller: (side, where, bytes).
-    plaintext: Vec<(usize, At, Vec<u8>)>,
+    plaintext: Vec<(tcp::Side, At, Vec<u8>)>,
     /// What is known so far.
     pub facts: Facts,
 }
@@ -152,10 +172,10 @@ pub struct Decoder {
 impl Decoder {
     /// A decoder; `client` is the client's side; `mysql` says the TLS carries MySQL (so a
     /// 5-byte last record reads as a COM_QUIT).
-    pub fn new(client: usize, mysql: bool) -> Decoder {
+    pub fn new(client: tcp::Side, mysql: bool) -> Decoder {
         Decoder {
             sides: [Side::default(), Side::default()],
-            client: client & 1,
+            client,
             mysql,
             keylog: None,
             client_random: Vec::new(),
@@ -173,13 +193,12 @@ impl Decoder {
     }
 
     /// Decrypted application data since the last call: (side, where, bytes).
-    pub fn take_plaintext(&mut self) -> Vec<(usize, At, Vec<u8>)> {
+    pub fn take_plaintext(&mut self) -> Vec<(tcp::Side, At, Vec<u8>)> {
         std::mem::take(&mut self.plaintext)
     }
 
     /// Stream bytes from `side`.
-    pub fn data(&mut self, side: usize, data: &[u8], at: At, out: &mut Vec<Event>) {
-        let side = side & 1;
+    pub fn data(&mut self, side: tcp::Side, data: &[u8], at: At, out: &mut Vec<Event>) {
         let mut d = data;
         if self.sides[side].desynced {
             if !looks_like_record(d) {
@@ -208,7 +227,7 @@ impl Decoder {
                             return;
                         }
                         s.header = hdr;
-                        s.rtype = hdr[0];
+                        s.rtype = TlsRecordType(hdr[0]);
                         s.rlen = u16::from_be_bytes([hdr[3], hdr[4]]);
                         s.remaining = Some(usize::from(s.rlen));
                         s.body.clear();
@@ -239,8 +258,7 @@ impl Decoder {
     }
 
     /// `n` bytes from `side` were never captured.
-    pub fn gap(&mut self, side: usize, n: u64, at: At, out: &mut Vec<Event>) {
-        let side = side & 1;
+    pub fn gap(&mut self, side: tcp::Side, n: u64, at: At, out: &mut Vec<Event>) {
         let s = &mut self.sides[side];
         match s.remaining {
             Some(rem) if rem as u64 > n => {
@@ -270,8 +288,7 @@ impl Decoder {
     }
 
     /// `side` sent its FIN: say what its last record most likely was, where sizes tell.
-    pub fn fin(&mut self, side: usize, out: &mut Vec<Event>) {
-        let side = side & 1;
+    pub fn fin(&mut self, side: tcp::Side, out: &mut Vec<Event>) {
         if self.dec.is_some() {
             // Nothing to infer when the records were read.
             return;
@@ -294,8 +311,8 @@ impl Decoder {
 
     /// The last record `side` sent, when it was application data of a session that is not
     /// decrypted and whose framing held: its size, and the plaintext size that implies.
-    pub fn last_app_record(&self, side: usize) -> Option<LastRecord> {
-        let s = self.sides.get(side & 1)?;
+    pub fn last_app_record(&self, side: tcp::Side) -> Option<LastRecord> {
+        let s = &self.sides[side];
         if s.desynced {
             return None;
         }
@@ -313,7 +330,7 @@ impl Decoder {
         self.dec.is_some()
     }
 
-    fn plaintext(&mut self, side: usize, d: &[u8], at: At, out: &mut Vec<Event>) {
+    fn plaintext(&mut self, side: tcp::Side, d: &[u8], at: At, out: &mut Vec<Event>) {
         let s = &mut self.sides[side];
         s.desynced = true;
         s.hs.clear();
@@ -331,7 +348,7 @@ impl Decoder {
         });
     }
 
-    fn record(&mut self, side: usize, out: &mut Vec<Event>) {
+    fn record(&mut self, side: tcp::Side, out: &mut Vec<Event>) {
         let s = &mut self.sides[side];
         s.remaining = None;
         let at = s.record_at.unwrap_or(At {
@@ -412,7 +429,14 @@ impl Decoder {
 
     /// A decrypted record: alerts and handshake types become plain events, application data
     /// goes to the caller.
-    fn opened(&mut self, side: usize, rlen: u16, at: At, o: decrypt::Opened, out: &mut Vec<Event>) {
+    fn opened(
+        &mut self,
+        side: tcp::Side,
+        rlen: u16,
+        at: At,
+        o: decrypt::Opened,
+        out: &mut Vec<Event>,
+    ) {
         let ev = |kind| Event { at, side, kind };
         match o.content_type {
             APPLICATION_DATA => {
@@ -449,7 +473,7 @@ impl Decoder {
         }
     }
 
-    fn handshake_messages(&mut self, side: usize, at: At, out: &mut Vec<Event>) {
+    fn handshake_messages(&mut self, side: tcp::Side, at: At, out: &mut Vec<Event>) {
         loop {
             let hs = &self.sides[side].hs;
             let (Some(&t), Some(&a), Some(&b), Some(&c)) =
@@ -628,7 +652,7 @@ impl Decoder {
             etm,
         ) {
             Some((c2s, s2c)) => {
-                self.dec = Some(if self.client == 0 {
+                self.dec = Some(if self.client == tcp::Side::A {
                     [c2s, s2c]
                 } else {
                     [s2c, c2s]

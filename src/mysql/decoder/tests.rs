@@ -20,8 +20,8 @@ fn pkt(seq: u8, payload: &[u8]) -> Vec<u8> {
     v
 }
 
-const SERVER: usize = 1;
-const CLIENT: usize = 0;
+const SERVER: Side = Side::B;
+const CLIENT: Side = Side::A;
 
 fn greeting(caps: u32) -> Vec<u8> {
     let mut g = vec![0x0a];
