@@ -8,7 +8,7 @@ use std::hash::{Hash, Hasher};
 use crate::decode::{self, Skip};
 use crate::diagnose::legs::{ConnFacts, Pairing, Request};
 use crate::dissect::{Carries, Dissector};
-use crate::event::{Event, Kind};
+use crate::event::{Com, Event, Kind};
 use crate::model::Summary;
 use crate::report::{Report, RunSummary};
 use crate::source::{Frame, Sources};
@@ -176,8 +176,6 @@ fn stable_hash(v: impl Hash) -> u64 {
     h.finish()
 }
 
-/// COM_QUIT: never relayed.
-const COM_QUIT: u8 = 0x01;
 const TLS13: u16 = 0x0304;
 
 /// Feeds request pairing from one decoded event of a MySQL connection; a request that relays
@@ -204,7 +202,7 @@ fn pair_event(
             aux.caps_mixed = true;
             // Pairing keeps the fingerprints of the backends that relay requests, so that a
             // pooled backend of the same proxy that never relayed one is still known as one.
-            pairing.fingerprint(conn.id, aux.mix(capabilities));
+            pairing.fingerprint(conn.id, aux.mix(capabilities.bits()));
         }
         Kind::ClientHello {
             versions,
@@ -221,7 +219,8 @@ fn pair_event(
         Kind::Greeting { version, .. } if !from_client => {
             pairing.greeting(conn.server_ep(), version)
         }
-        Kind::Command { cmd, text, len, .. } if from_client && *cmd != COM_QUIT => {
+        // A COM_QUIT is never relayed.
+        Kind::Command { cmd, text, len, .. } if from_client && *cmd != Com::QUIT => {
             return pairing.request(request(Some((*len, *len)), text.as_ref().map(stable_hash)));
         }
         Kind::AppData {

@@ -69,43 +69,115 @@ impl std::fmt::Display for Dir {
     }
 }
 
-/// MySQL command names by command byte (COM_*), as in the MySQL and MariaDB sources.
-pub fn command_name(cmd: u8) -> &'static str {
-    match cmd {
-        0x00 => "com_sleep",
-        0x01 => "com_quit",
-        0x02 => "com_init_db",
-        0x03 => "com_query",
-        0x04 => "com_field_list",
-        0x05 => "com_create_db",
-        0x06 => "com_drop_db",
-        0x07 => "com_refresh",
-        0x08 => "com_shutdown",
-        0x09 => "com_statistics",
-        0x0a => "com_process_info",
-        0x0b => "com_connect",
-        0x0c => "com_process_kill",
-        0x0d => "com_debug",
-        0x0e => "com_ping",
-        0x0f => "com_time",
-        0x10 => "com_delayed_insert",
-        0x11 => "com_change_user",
-        0x12 => "com_binlog_dump",
-        0x13 => "com_table_dump",
-        0x14 => "com_connect_out",
-        0x15 => "com_register_slave",
-        0x16 => "com_stmt_prepare",
-        0x17 => "com_stmt_execute",
-        0x18 => "com_stmt_send_long_data",
-        0x19 => "com_stmt_close",
-        0x1a => "com_stmt_reset",
-        0x1b => "com_set_option",
-        0x1c => "com_stmt_fetch",
-        0x1d => "com_daemon",
-        0x1e => "com_binlog_dump_gtid",
-        0x1f => "com_reset_connection",
-        0xfa => "com_stmt_bulk_execute",
-        _ => "com_unknown",
+pub use mysql_common::constants::{CapabilityFlags, Command, StatusFlags};
+
+/// A MySQL client command byte (COM_*). A newtype rather than mysql_common's [`Command`] alone
+/// because a capture can hold any byte there and reports keep it (`"code"`); [`Com::command`]
+/// gives the [`Command`] it names, when it names one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Com(pub u8);
+
+impl Com {
+    /// COM_QUIT: the client's goodbye.
+    pub const QUIT: Com = Com::of(Command::COM_QUIT);
+    /// COM_PING: a keep-alive.
+    pub const PING: Com = Com::of(Command::COM_PING);
+
+    /// The byte of `c`.
+    pub const fn of(c: Command) -> Com {
+        Com(c as u8)
+    }
+
+    /// The command this byte names (MySQL and MariaDB), if any.
+    pub fn command(self) -> Option<Command> {
+        use Command::*;
+        Some(match self.0 {
+            0x00 => COM_SLEEP,
+            0x01 => COM_QUIT,
+            0x02 => COM_INIT_DB,
+            0x03 => COM_QUERY,
+            0x04 => COM_FIELD_LIST,
+            0x05 => COM_CREATE_DB,
+            0x06 => COM_DROP_DB,
+            0x07 => COM_REFRESH,
+            0x08 => COM_DEPRECATED_1,
+            0x09 => COM_STATISTICS,
+            0x0a => COM_PROCESS_INFO,
+            0x0b => COM_CONNECT,
+            0x0c => COM_PROCESS_KILL,
+            0x0d => COM_DEBUG,
+            0x0e => COM_PING,
+            0x0f => COM_TIME,
+            0x10 => COM_DELAYED_INSERT,
+            0x11 => COM_CHANGE_USER,
+            0x12 => COM_BINLOG_DUMP,
+            0x13 => COM_TABLE_DUMP,
+            0x14 => COM_CONNECT_OUT,
+            0x15 => COM_REGISTER_SLAVE,
+            0x16 => COM_STMT_PREPARE,
+            0x17 => COM_STMT_EXECUTE,
+            0x18 => COM_STMT_SEND_LONG_DATA,
+            0x19 => COM_STMT_CLOSE,
+            0x1a => COM_STMT_RESET,
+            0x1b => COM_SET_OPTION,
+            0x1c => COM_STMT_FETCH,
+            0x1d => COM_DAEMON,
+            0x1e => COM_BINLOG_DUMP_GTID,
+            0x1f => COM_RESET_CONNECTION,
+            0xfa => COM_STMT_BULK_EXECUTE,
+            _ => return None,
+        })
+    }
+
+    /// The name in reports (`com_query`), as in the MySQL and MariaDB sources; `com_unknown`
+    /// for a byte that names no command.
+    pub fn name(self) -> &'static str {
+        use Command::*;
+        match self.command() {
+            Some(COM_SLEEP) => "com_sleep",
+            Some(COM_QUIT) => "com_quit",
+            Some(COM_INIT_DB) => "com_init_db",
+            Some(COM_QUERY) => "com_query",
+            Some(COM_FIELD_LIST) => "com_field_list",
+            Some(COM_CREATE_DB) => "com_create_db",
+            Some(COM_DROP_DB) => "com_drop_db",
+            Some(COM_REFRESH) => "com_refresh",
+            // COM_SHUTDOWN in MariaDB and MySQL before 8.0.
+            Some(COM_DEPRECATED_1) => "com_shutdown",
+            Some(COM_STATISTICS) => "com_statistics",
+            Some(COM_PROCESS_INFO) => "com_process_info",
+            Some(COM_CONNECT) => "com_connect",
+            Some(COM_PROCESS_KILL) => "com_process_kill",
+            Some(COM_DEBUG) => "com_debug",
+            Some(COM_PING) => "com_ping",
+            Some(COM_TIME) => "com_time",
+            Some(COM_DELAYED_INSERT) => "com_delayed_insert",
+            Some(COM_CHANGE_USER) => "com_change_user",
+            Some(COM_BINLOG_DUMP) => "com_binlog_dump",
+            Some(COM_TABLE_DUMP) => "com_table_dump",
+            Some(COM_CONNECT_OUT) => "com_connect_out",
+            Some(COM_REGISTER_SLAVE) => "com_register_slave",
+            Some(COM_STMT_PREPARE) => "com_stmt_prepare",
+            Some(COM_STMT_EXECUTE) => "com_stmt_execute",
+            Some(COM_STMT_SEND_LONG_DATA) => "com_stmt_send_long_data",
+            Some(COM_STMT_CLOSE) => "com_stmt_close",
+            Some(COM_STMT_RESET) => "com_stmt_reset",
+            Some(COM_SET_OPTION) => "com_set_option",
+            Some(COM_STMT_FETCH) => "com_stmt_fetch",
+            Some(COM_DAEMON) => "com_daemon",
+            Some(COM_BINLOG_DUMP_GTID) => "com_binlog_dump_gtid",
+            Some(COM_RESET_CONNECTION) => "com_reset_connection",
+            Some(COM_STMT_BULK_EXECUTE) => "com_stmt_bulk_execute",
+            // A sentinel in mysql_common, not a command on the wire.
+            Some(COM_END) | None => "com_unknown",
+        }
+    }
+}
+
+impl From<Command> for Com {
+    fn from(c: Command) -> Com {
+        Com::of(c)
     }
 }
 
@@ -254,7 +326,7 @@ pub enum Kind {
         /// Connection (thread) id.
         thread_id: u32,
         /// Capability flags (32 bits).
-        capabilities: u32,
+        capabilities: CapabilityFlags,
         /// MariaDB extended capabilities.
         mariadb_capabilities: u32,
         /// Default auth plugin.
@@ -270,7 +342,7 @@ pub enum Kind {
     /// SSLRequest: the client asks to switch to TLS.
     SslRequest {
         /// Client capability flags.
-        capabilities: u32,
+        capabilities: CapabilityFlags,
     },
     /// Handshake response (plaintext login, or inside TLS when decrypted).
     HandshakeResponse {
@@ -281,7 +353,7 @@ pub enum Kind {
         /// Auth plugin, if any.
         auth_plugin: Option<String>,
         /// Client capability flags.
-        capabilities: u32,
+        capabilities: CapabilityFlags,
     },
     /// The server asks for another auth method.
     AuthSwitch {
@@ -308,7 +380,7 @@ pub enum Kind {
         /// Warnings.
         warnings: u16,
         /// Server status flags.
-        status: u16,
+        status: StatusFlags,
     },
     /// The server answered a query with LOCAL INFILE: it asks for the client's file.
     LocalInfile {
@@ -329,7 +401,7 @@ pub enum Kind {
         /// Affected rows.
         affected_rows: u64,
         /// Server status flags.
-        status: u16,
+        status: StatusFlags,
         /// It ended the login rather than a command.
         login: bool,
     },
@@ -349,7 +421,7 @@ pub enum Kind {
     /// A client command.
     Command {
         /// Command byte.
-        cmd: u8,
+        cmd: Com,
         /// Statement id (COM_STMT_*).
         stmt_id: Option<u32>,
         /// Query text (COM_QUERY, COM_STMT_PREPARE, COM_INIT_DB), truncated; for a COM_QUERY
@@ -396,8 +468,8 @@ pub enum Kind {
     PlaintextInTls {
         /// Bytes seen (first 16, hex).
         hex: String,
-        /// Recognised as a MySQL packet (e.g. `com_quit`).
-        mysql: Option<&'static str>,
+        /// Recognised as a MySQL command packet (e.g. COM_QUIT).
+        mysql: Option<Com>,
     },
     /// TLS ClientHello.
     ClientHello {
@@ -531,7 +603,7 @@ impl Kind {
             BinlogStream => "mysql.binlog_stream",
             Ok { .. } => "mysql.ok",
             Err { .. } => "mysql.err",
-            Command { cmd, .. } => return format!("mysql.{}", command_name(*cmd)),
+            Command { cmd, .. } => return format!("mysql.{}", cmd.name()),
             StmtPrepared { .. } => "mysql.stmt_prepared",
             ResultSet { .. } => "mysql.result_set",
             Desync { .. } => "mysql.desync",
@@ -577,16 +649,16 @@ impl Kind {
             ),
             Command {
                 cmd, text: Some(t), ..
-            } => format!("{} {t:?}", command_name(*cmd).to_uppercase()),
+            } => format!("{} {t:?}", cmd.name().to_uppercase()),
             Command {
                 cmd, user: Some(u), ..
-            } => format!("{} {u}", command_name(*cmd).to_uppercase()),
+            } => format!("{} {u}", cmd.name().to_uppercase()),
             LocalInfile { file } => format!("local_infile {file:?}"),
             InfileData { bytes, .. } => format!("infile data {bytes} B"),
-            Command { cmd, .. } => command_name(*cmd).to_uppercase(),
+            Command { cmd, .. } => cmd.name().to_uppercase(),
             ResultSet { rows, .. } => format!("result {rows} rows"),
             PlaintextInTls { hex, mysql } => match mysql {
-                Some(m) => format!("plaintext {} in TLS ({hex})", m.to_uppercase()),
+                Some(m) => format!("plaintext {} in TLS ({hex})", m.name().to_uppercase()),
                 None => format!("plaintext in TLS ({hex})"),
             },
             ServerHello {
@@ -622,7 +694,7 @@ impl Kind {
             }
             Eof { warnings, status } => {
                 m.serialize_entry("warnings", warnings)?;
-                m.serialize_entry("status", &format!("0x{status:04x}"))
+                m.serialize_entry("status", &format!("0x{:04x}", status.bits()))
             }
             LocalInfile { file } => m.serialize_entry("file", file),
             InfileData { bytes, packets } => {
@@ -639,12 +711,13 @@ impl Kind {
             } => {
                 m.serialize_entry("version", version)?;
                 m.serialize_entry("thread_id", thread_id)?;
-                m.serialize_entry("capabilities", &format!("0x{capabilities:08x}"))?;
+                m.serialize_entry("capabilities", &format!("0x{:08x}", capabilities.bits()))?;
                 m.serialize_entry(
                     "mariadb_capabilities",
                     &format!("0x{mariadb_capabilities:08x}"),
                 )?;
-                m.serialize_entry("tls_offered", &(capabilities & 0x0800 != 0))?;
+                let tls = capabilities.contains(CapabilityFlags::CLIENT_SSL);
+                m.serialize_entry("tls_offered", &tls)?;
                 m.serialize_entry("auth_plugin", auth_plugin)
             }
             GreetingErr { code, message } => {
@@ -652,7 +725,7 @@ impl Kind {
                 m.serialize_entry("message", message)
             }
             SslRequest { capabilities } => {
-                m.serialize_entry("capabilities", &format!("0x{capabilities:08x}"))
+                m.serialize_entry("capabilities", &format!("0x{:08x}", capabilities.bits()))
             }
             HandshakeResponse {
                 user,
@@ -663,7 +736,7 @@ impl Kind {
                 m.serialize_entry("user", user)?;
                 m.serialize_entry("database", database)?;
                 m.serialize_entry("auth_plugin", auth_plugin)?;
-                m.serialize_entry("capabilities", &format!("0x{capabilities:08x}"))
+                m.serialize_entry("capabilities", &format!("0x{:08x}", capabilities.bits()))
             }
             AuthSwitch { plugin } => m.serialize_entry("plugin", plugin),
             Ok {
@@ -672,7 +745,7 @@ impl Kind {
                 login,
             } => {
                 m.serialize_entry("affected_rows", affected_rows)?;
-                m.serialize_entry("status", &format!("0x{status:04x}"))?;
+                m.serialize_entry("status", &format!("0x{:04x}", status.bits()))?;
                 m.serialize_entry("login", login)
             }
             Err {
@@ -696,7 +769,7 @@ impl Kind {
                 attrs,
                 user,
             } => {
-                m.serialize_entry("command", command_name(*cmd))?;
+                m.serialize_entry("command", cmd.name())?;
                 m.serialize_entry("code", cmd)?;
                 m.serialize_entry("len", len)?;
                 if let Some(id) = stmt_id {
@@ -734,7 +807,7 @@ impl Kind {
             Desync { reason } => m.serialize_entry("reason", reason),
             PlaintextInTls { hex, mysql } => {
                 m.serialize_entry("hex", hex)?;
-                m.serialize_entry("mysql", mysql)
+                m.serialize_entry("mysql", &mysql.map(Com::name))
             }
             ClientHello {
                 versions,

@@ -364,7 +364,7 @@ fn public_captures_once_called_wrong() {
             proxyscope::event::Kind::Command { cmd, .. } => Some(*cmd),
             _ => None,
         });
-        assert_eq!(last_cmd, Some(0x01), "COM_QUIT");
+        assert_eq!(last_cmd, Some(proxyscope::event::Com::QUIT), "COM_QUIT");
     }
     // Graceful TLS closes (a close_notify, encrypted, before the client's FIN), RSTs or not.
     for f in ["tls13-hrr-raw-ip.pcap", "tls12-cbc-ipv6-null.pcap"] {

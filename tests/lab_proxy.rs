@@ -203,7 +203,7 @@ fn check(dir: &Path, scenario: &str, ext: &str) -> usize {
                         && matches!(
                             e.event.kind,
                             Kind::PlaintextInTls {
-                                mysql: Some("com_quit"),
+                                mysql: Some(proxyscope::event::Com::QUIT),
                                 ..
                             }
                         )

@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::dissect::teardown::{self, QuitBasis, Teardown};
 use crate::dissect::Carries;
+use crate::event::Com;
 use crate::model::{CloseKind, Mark, Role, Summary};
 use crate::mysql::Phase;
 use crate::tcp::Side;
@@ -309,7 +310,7 @@ pub fn starter(t: &Teardown, mysql: bool) -> Option<Start> {
     }
     if let Some(p) = t
         .plaintext
-        .filter(|p| not_after(p.seen.at, first) && p.mysql != Some("com_quit"))
+        .filter(|p| not_after(p.seen.at, first) && p.mysql != Some(Com::QUIT))
     {
         c.push(Start {
             cause: Cause::Plaintext,

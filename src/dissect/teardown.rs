@@ -8,13 +8,10 @@
 
 use serde::Serialize;
 
-use crate::event::{Event, Kind};
+use crate::event::{Com, Event, Kind};
 use crate::mysql::{InFlight, Phase};
 use crate::tcp::{At, Side};
 use crate::tls::{LastRecord, PlainLen, RecordMeaning};
-
-/// The client's goodbye.
-const COM_QUIT: u8 = 0x01;
 
 /// A fact with where it was seen and which side (as `tcp::Connection::ep`) sent it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -99,8 +96,13 @@ pub struct PlaintextSeen {
     /// Where.
     #[serde(flatten)]
     pub seen: Seen,
-    /// Recognised as a MySQL command (e.g. `com_quit`).
-    pub mysql: Option<&'static str>,
+    /// Recognised as a MySQL command (e.g. COM_QUIT), written by its name.
+    #[serde(serialize_with = "ser_com_name")]
+    pub mysql: Option<Com>,
+}
+
+fn ser_com_name<S: serde::Serializer>(c: &Option<Com>, s: S) -> Result<S::Ok, S::Error> {
+    c.map(Com::name).serialize(s)
 }
 
 /// The first FIN or RST.
@@ -142,7 +144,7 @@ pub struct Teardown {
     /// The request whose response had not finished then (read from MySQL).
     pub in_flight: Option<InFlight>,
     /// The client's last command before it (read from MySQL): where, and its command byte.
-    pub last_command: Option<(Seen, u8)>,
+    pub last_command: Option<(Seen, Com)>,
     /// Undecrypted TLS: the last application record of the client and of the server
     /// (`[client, server]`) before it.
     pub last_record: [Option<RecordSeen>; 2],
@@ -220,7 +222,7 @@ impl Teardown {
                 if let Some(err) = self.err.as_mut() {
                     err.client_spoke_after = true;
                 }
-                if *cmd == COM_QUIT && self.quit.is_none() {
+                if *cmd == Com::QUIT && self.quit.is_none() {
                     self.quit = Some(Quit {
                         seen,
                         basis: QuitBasis::Read,
@@ -267,7 +269,7 @@ impl Teardown {
                         mysql: *mysql,
                     });
                 }
-                if from_client && *mysql == Some("com_quit") && self.quit.is_none() {
+                if from_client && *mysql == Some(Com::QUIT) && self.quit.is_none() {
                     self.quit = Some(Quit {
                         seen,
                         basis: QuitBasis::PlaintextInTls,
@@ -368,7 +370,6 @@ impl Teardown {
     /// The client's last request was a 1-byte command (COM_PING, read or by its 5-byte record)
     /// that the server answered just before the teardown: a keep-alive ping.
     pub fn answered_ping(&self) -> bool {
-        const COM_PING: u8 = 0x0e;
         let first = match self.first {
             Some(f) => f.seen.at,
             None => return false,
@@ -381,7 +382,7 @@ impl Teardown {
             _ => false,
         };
         let read =
-            self.last_command.is_some_and(|(_, cmd)| cmd == COM_PING) && self.in_flight.is_none();
+            self.last_command.is_some_and(|(_, cmd)| cmd == Com::PING) && self.in_flight.is_none();
         let recent = self.last_spoke[1].is_some_and(|s| first.ts.nanos_since(s.at.ts) < 50_000_000);
         (by_size || read) && recent
     }

@@ -337,7 +337,7 @@ impl Decoder {
         self.facts.sides[side].plaintext_events += 1;
         let hex: String = d.iter().take(16).map(|b| format!("{b:02x}")).collect();
         let mysql = if crate::mysql::framer::exact_chain(d, true) {
-            d.get(4).map(|&c| crate::event::command_name(c))
+            d.get(4).map(|&c| crate::event::Com(c))
         } else {
             None
         };

@@ -133,7 +133,7 @@ fn plaintext_com_quit_in_tls_is_an_event_not_a_failure() {
     d.data(tcp::Side::A, &[1, 0, 0, 0, 1], at(), &mut out);
     assert!(matches!(
         &out.last().unwrap().kind,
-        Kind::PlaintextInTls { mysql: Some("com_quit"), hex } if hex == "0100000001"
+        Kind::PlaintextInTls { mysql: Some(crate::event::Com::QUIT), hex } if hex == "0100000001"
     ));
     // Records resume at the next slice that starts with one.
     d.data(
