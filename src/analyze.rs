@@ -176,8 +176,6 @@ fn stable_hash(v: impl Hash) -> u64 {
     h.finish()
 }
 
-const TLS13: u16 = 0x0304;
-
 /// Feeds request pairing from one decoded event of a MySQL connection; a request that relays
 /// another connection's gives that one's `(connection, frame)`.
 fn pair_event(
@@ -211,11 +209,14 @@ fn pair_event(
             groups,
             sni,
             ..
-        } if from_client => pairing.fingerprint(
-            conn.id,
-            aux.mix((versions, ciphers, alpn, groups, sni.is_some())),
-        ),
-        Kind::ServerHello { version, .. } => aux.tls13 = *version == TLS13,
+        } if from_client => {
+            // Hashed as the wire values (once per ClientHello).
+            let versions: Vec<u16> = versions.iter().map(|v| v.0).collect();
+            let ciphers: Vec<u16> = ciphers.iter().map(|c| c.0).collect();
+            let fp = aux.mix((versions, ciphers, alpn, groups, sni.is_some()));
+            pairing.fingerprint(conn.id, fp)
+        }
+        Kind::ServerHello { version, .. } => aux.tls13 = *version == tls_parser::TlsVersion::Tls13,
         Kind::Greeting { version, .. } if !from_client => {
             pairing.greeting(conn.server_ep(), version)
         }

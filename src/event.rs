@@ -7,6 +7,9 @@
 
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
+use tls_parser::{
+    TlsAlertDescription, TlsAlertSeverity, TlsCipherSuiteID, TlsHandshakeType, TlsVersion,
+};
 
 use crate::tcp::{At, Side};
 
@@ -181,75 +184,87 @@ impl From<Command> for Com {
     }
 }
 
-/// TLS alert description names (RFC 8446 §6, RFC 5246 §7.2).
-pub fn alert_name(desc: u8) -> &'static str {
+/// TLS alert description names (RFC 8446 §6, RFC 5246 §7.2), as the RFCs spell them
+/// (tls-parser's own names are CamelCase).
+pub fn alert_name(desc: TlsAlertDescription) -> &'static str {
+    type D = TlsAlertDescription;
     match desc {
-        0 => "close_notify",
-        10 => "unexpected_message",
-        20 => "bad_record_mac",
-        21 => "decryption_failed",
-        22 => "record_overflow",
-        30 => "decompression_failure",
-        40 => "handshake_failure",
-        41 => "no_certificate",
-        42 => "bad_certificate",
-        43 => "unsupported_certificate",
-        44 => "certificate_revoked",
-        45 => "certificate_expired",
-        46 => "certificate_unknown",
-        47 => "illegal_parameter",
-        48 => "unknown_ca",
-        49 => "access_denied",
-        50 => "decode_error",
-        51 => "decrypt_error",
-        70 => "protocol_version",
-        71 => "insufficient_security",
-        80 => "internal_error",
-        86 => "inappropriate_fallback",
-        90 => "user_canceled",
-        100 => "no_renegotiation",
-        109 => "missing_extension",
-        110 => "unsupported_extension",
-        112 => "unrecognized_name",
-        113 => "bad_certificate_status_response",
-        115 => "unknown_psk_identity",
-        116 => "certificate_required",
-        120 => "no_application_protocol",
+        D::CloseNotify => "close_notify",
+        D::UnexpectedMessage => "unexpected_message",
+        D::BadRecordMac => "bad_record_mac",
+        D::DecryptionFailed => "decryption_failed",
+        D::RecordOverflow => "record_overflow",
+        D::DecompressionFailure => "decompression_failure",
+        D::HandshakeFailure => "handshake_failure",
+        D::NoCertificate => "no_certificate",
+        D::BadCertificate => "bad_certificate",
+        D::UnsupportedCertificate => "unsupported_certificate",
+        D::CertificateRevoked => "certificate_revoked",
+        D::CertificateExpired => "certificate_expired",
+        D::CertificateUnknown => "certificate_unknown",
+        D::IllegalParameter => "illegal_parameter",
+        D::UnknownCa => "unknown_ca",
+        D::AccessDenied => "access_denied",
+        D::DecodeError => "decode_error",
+        D::DecryptError => "decrypt_error",
+        D::ProtocolVersion => "protocol_version",
+        D::InsufficientSecurity => "insufficient_security",
+        D::InternalError => "internal_error",
+        D::InappropriateFallback => "inappropriate_fallback",
+        D::UserCancelled => "user_canceled",
+        D::NoRenegotiation => "no_renegotiation",
+        D::MissingExtension => "missing_extension",
+        D::UnsupportedExtension => "unsupported_extension",
+        D::UnrecognizedName => "unrecognized_name",
+        D::BadCertStatusResponse => "bad_certificate_status_response",
+        D::UnknownPskIdentity => "unknown_psk_identity",
+        D::CertificateRequired => "certificate_required",
+        D::NoApplicationProtocol => "no_application_protocol",
         _ => "unknown",
+    }
+}
+
+/// `fatal` or `warning` (anything but fatal is reported as a warning).
+pub fn alert_level_name(level: TlsAlertSeverity) -> &'static str {
+    if level == TlsAlertSeverity::Fatal {
+        "fatal"
+    } else {
+        "warning"
     }
 }
 
 /// TLS handshake message names by type.
-pub fn handshake_name(t: u8) -> &'static str {
+pub fn handshake_name(t: TlsHandshakeType) -> &'static str {
+    type H = TlsHandshakeType;
     match t {
-        0 => "hello_request",
-        1 => "client_hello",
-        2 => "server_hello",
-        4 => "new_session_ticket",
-        5 => "end_of_early_data",
-        8 => "encrypted_extensions",
-        11 => "certificate",
-        12 => "server_key_exchange",
-        13 => "certificate_request",
-        14 => "server_hello_done",
-        15 => "certificate_verify",
-        16 => "client_key_exchange",
-        20 => "finished",
-        22 => "certificate_status",
-        24 => "key_update",
+        H::HelloRequest => "hello_request",
+        H::ClientHello => "client_hello",
+        H::ServerHello => "server_hello",
+        H::NewSessionTicket => "new_session_ticket",
+        H::EndOfEarlyData => "end_of_early_data",
+        H::EncryptedExtensions => "encrypted_extensions",
+        H::Certificate => "certificate",
+        H::ServerKeyExchange => "server_key_exchange",
+        H::CertificateRequest => "certificate_request",
+        H::ServerDone => "server_hello_done",
+        H::CertificateVerify => "certificate_verify",
+        H::ClientKeyExchange => "client_key_exchange",
+        H::Finished => "finished",
+        H::CertificateStatus => "certificate_status",
+        H::KeyUpdate => "key_update",
         _ => "unknown",
     }
 }
 
-/// A TLS protocol version as on the wire (0x0303 = TLS 1.2), with a readable name.
-pub fn tls_version_name(v: u16) -> String {
+/// A TLS protocol version with a readable name (`TLS 1.2`; an unknown one as its number).
+pub fn tls_version_name(v: TlsVersion) -> String {
     match v {
-        0x0300 => "SSL 3.0".into(),
-        0x0301 => "TLS 1.0".into(),
-        0x0302 => "TLS 1.1".into(),
-        0x0303 => "TLS 1.2".into(),
-        0x0304 => "TLS 1.3".into(),
-        other => format!("0x{other:04x}"),
+        TlsVersion::Ssl30 => "SSL 3.0".into(),
+        TlsVersion::Tls10 => "TLS 1.0".into(),
+        TlsVersion::Tls11 => "TLS 1.1".into(),
+        TlsVersion::Tls12 => "TLS 1.2".into(),
+        TlsVersion::Tls13 => "TLS 1.3".into(),
+        other => format!("0x{:04x}", other.0),
     }
 }
 
@@ -474,9 +489,9 @@ pub enum Kind {
     /// TLS ClientHello.
     ClientHello {
         /// Versions offered (supported_versions, else the legacy version).
-        versions: Vec<u16>,
+        versions: Vec<TlsVersion>,
         /// Cipher suites offered (GREASE values left out).
-        ciphers: Vec<u16>,
+        ciphers: Vec<TlsCipherSuiteID>,
         /// Server name (SNI).
         sni: Option<String>,
         /// ALPN protocols.
@@ -489,9 +504,9 @@ pub enum Kind {
     /// TLS ServerHello (or HelloRetryRequest).
     ServerHello {
         /// Negotiated version.
-        version: u16,
+        version: TlsVersion,
         /// Cipher suite.
-        cipher: u16,
+        cipher: TlsCipherSuiteID,
         /// Server random (hex).
         random: String,
         /// A HelloRetryRequest.
@@ -513,7 +528,7 @@ pub enum Kind {
     /// Another plaintext handshake message.
     Handshake {
         /// Handshake type.
-        msg: u8,
+        msg: TlsHandshakeType,
     },
     /// A handshake record after ChangeCipherSpec (TLS ≤ 1.2): encrypted, e.g. Finished.
     EncryptedHandshake {
@@ -524,10 +539,10 @@ pub enum Kind {
     ChangeCipherSpec,
     /// A plaintext alert.
     Alert {
-        /// 1 warning, 2 fatal.
-        level: u8,
+        /// Warning or fatal.
+        level: TlsAlertSeverity,
         /// Description.
-        desc: u8,
+        desc: TlsAlertDescription,
     },
     /// An alert record that is encrypted (TLS 1.2 keeps the content type visible).
     EncryptedAlert {
@@ -618,7 +633,10 @@ impl Kind {
             Handshake { msg } => return format!("tls.{}", handshake_name(*msg)),
             EncryptedHandshake { .. } => "tls.encrypted_handshake",
             ChangeCipherSpec => "tls.change_cipher_spec",
-            Alert { desc: 0, .. } => "tls.close_notify",
+            Alert {
+                desc: TlsAlertDescription::CloseNotify,
+                ..
+            } => "tls.close_notify",
             Alert { .. } => "tls.alert",
             EncryptedAlert { .. } => "tls.encrypted_alert",
             AppData { .. } => "tls.app_data",
@@ -664,13 +682,15 @@ impl Kind {
             ServerHello {
                 version, cipher, ..
             } => {
-                format!("server_hello {} 0x{cipher:04x}", tls_version_name(*version))
+                format!(
+                    "server_hello {} 0x{:04x}",
+                    tls_version_name(*version),
+                    cipher.0
+                )
             }
-            Alert { level, desc } => format!(
-                "{} alert {}",
-                if *level == 2 { "fatal" } else { "warning" },
-                alert_name(*desc)
-            ),
+            Alert { level, desc } => {
+                format!("{} alert {}", alert_level_name(*level), alert_name(*desc))
+            }
             EncryptedAlert { len } => format!("encrypted alert ({len} B)"),
             AppData { len, .. } => format!("app data {len} B"),
             InferredClose { what, inner_len } => format!("{what}? (inferred, {inner_len} B)"),
@@ -819,7 +839,7 @@ impl Kind {
             } => {
                 let v: Vec<String> = versions.iter().map(|v| tls_version_name(*v)).collect();
                 m.serialize_entry("versions", &v)?;
-                let c: Vec<String> = ciphers.iter().map(|c| format!("0x{c:04x}")).collect();
+                let c: Vec<String> = ciphers.iter().map(|c| format!("0x{:04x}", c.0)).collect();
                 m.serialize_entry("ciphers", &c)?;
                 m.serialize_entry("sni", sni)?;
                 m.serialize_entry("alpn", alpn)?;
@@ -833,7 +853,7 @@ impl Kind {
                 retry,
             } => {
                 m.serialize_entry("version", &tls_version_name(*version))?;
-                m.serialize_entry("cipher", &format!("0x{cipher:04x}"))?;
+                m.serialize_entry("cipher", &format!("0x{:04x}", cipher.0))?;
                 m.serialize_entry("cipher_name", &cipher_name(*cipher))?;
                 m.serialize_entry("random", random)?;
                 m.serialize_entry("hello_retry_request", retry)
@@ -852,7 +872,7 @@ impl Kind {
                 m.serialize_entry("not_after", not_after)
             }
             Handshake { msg } => {
-                m.serialize_entry("type", msg)?;
+                m.serialize_entry("type", &msg.0)?;
                 m.serialize_entry("name", handshake_name(*msg))
             }
             EncryptedHandshake { len } | EncryptedAlert { len } => m.serialize_entry("len", len),
@@ -865,9 +885,9 @@ impl Kind {
                 }
             }
             Alert { level, desc } => {
-                m.serialize_entry("level", if *level == 2 { "fatal" } else { "warning" })?;
+                m.serialize_entry("level", alert_level_name(*level))?;
                 m.serialize_entry("description", alert_name(*desc))?;
-                m.serialize_entry("code", desc)
+                m.serialize_entry("code", &desc.0)
             }
             InferredClose { what, inner_len } => {
                 m.serialize_entry("probably", what)?;
@@ -879,9 +899,9 @@ impl Kind {
 }
 
 /// IANA name of a cipher suite, or its number.
-pub fn cipher_name(id: u16) -> String {
-    tls_parser::TlsCipherSuite::from_id(id)
-        .map_or_else(|| format!("0x{id:04x}"), |c| c.name.to_string())
+pub fn cipher_name(id: TlsCipherSuiteID) -> String {
+    id.get_ciphersuite()
+        .map_or_else(|| format!("0x{:04x}", id.0), |c| c.name.to_string())
 }
 
 /// Serialises a kind's detail as a JSON object, with `relayed_as` on a relayed request.

@@ -5,7 +5,9 @@ use serde::Serialize;
 
 use crate::decode::Endpoint;
 use crate::dissect::{AppFacts, Carries};
-use crate::event::{alert_name, cipher_name, tls_version_name, Detail, Dir, Event};
+use crate::event::{
+    alert_level_name, alert_name, cipher_name, tls_version_name, Detail, Dir, Event,
+};
 use crate::mysql;
 use crate::tcp::{At, Connection, RoleBasis, Side};
 use crate::time::Timestamp;
@@ -533,7 +535,7 @@ impl Summary {
                 let by = |side: Side| role(side);
                 TlsSummary {
                     version: t.version.map(tls_version_name),
-                    cipher: t.cipher.map(|c| format!("0x{c:04x}")),
+                    cipher: t.cipher.map(|c| format!("0x{:04x}", c.0)),
                     cipher_name: t.cipher.map(cipher_name),
                     offered_versions: t
                         .offered_versions
@@ -555,7 +557,7 @@ impl Summary {
                         .iter()
                         .map(|&(side, level, desc)| AlertOut {
                             by: by(side),
-                            level: if level == 2 { "fatal" } else { "warning" },
+                            level: alert_level_name(level),
                             description: alert_name(desc),
                         })
                         .collect(),

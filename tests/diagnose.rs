@@ -383,7 +383,10 @@ fn public_captures_once_called_wrong() {
         assert!(s.events.iter().any(|e| e.dir == proxyscope::event::Dir::C2s
             && matches!(
                 e.event.kind,
-                proxyscope::event::Kind::Alert { level: 1, desc: 0 }
+                proxyscope::event::Kind::Alert {
+                    level: tls_parser::TlsAlertSeverity::Warning,
+                    desc: tls_parser::TlsAlertDescription::CloseNotify
+                }
             )));
     }
     // A connection still open carries no closer.

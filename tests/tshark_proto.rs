@@ -208,13 +208,13 @@ fn ours(path: &Path, keylog: Option<&Path>) -> (BTreeMap<u64, Proto>, BTreeSet<u
                 } => {
                     p.handshakes.push(2);
                     if !retry {
-                        p.version = Some(*version);
-                        p.cipher = Some(*cipher);
+                        p.version = Some(version.0);
+                        p.cipher = Some(cipher.0);
                     }
                 }
                 Kind::Certificate { .. } => p.handshakes.push(11),
-                Kind::Handshake { msg } => p.handshakes.push(*msg),
-                Kind::Alert { desc, .. } => p.alerts.push(*desc),
+                Kind::Handshake { msg } => p.handshakes.push(msg.0),
+                Kind::Alert { desc, .. } => p.alerts.push(desc.0),
                 _ => {}
             }
         }

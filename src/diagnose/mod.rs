@@ -21,6 +21,7 @@ use crate::model::{CloseKind, Mark, Role, Summary};
 use crate::mysql::Phase;
 use crate::tcp::Side;
 use legs::Leg;
+use tls_parser::TlsAlertDescription;
 
 /// What kind of close it was.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -280,10 +281,10 @@ pub fn starter(t: &Teardown, mysql: bool) -> Option<Start> {
         .filter(|a| not_after(a.seen.at, first) && !(mysql && a.inferred))
     {
         let (how, code) = match (a.level, a.desc) {
-            (_, Some(0)) => ("close_notify".to_string(), Some(0)),
+            (_, Some(TlsAlertDescription::CloseNotify)) => ("close_notify".to_string(), Some(0)),
             (_, Some(d)) => (
                 format!("fatal alert {}", crate::event::alert_name(d)),
-                Some(u16::from(d)),
+                Some(u16::from(d.0)),
             ),
             _ => (
                 "an encrypted alert (close_notify or fatal)".to_string(),
@@ -742,8 +743,8 @@ mod tests {
         // The client's fatal alert answers the server's FIN.
         t.alert = Some(AlertSeen {
             seen: seen(Side::A, 11),
-            level: Some(2),
-            desc: Some(50),
+            level: Some(tls_parser::TlsAlertSeverity::Fatal),
+            desc: Some(TlsAlertDescription::DecodeError),
             inferred: false,
         });
         let st = starter(&t, true).unwrap();

@@ -12,6 +12,7 @@ use crate::event::{Com, Event, Kind};
 use crate::mysql::{InFlight, Phase};
 use crate::tcp::{At, Side};
 use crate::tls::{LastRecord, PlainLen, RecordMeaning};
+use tls_parser::{TlsAlertDescription, TlsAlertSeverity};
 
 /// A fact with where it was seen and which side (as `tcp::Connection::ep`) sent it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -82,10 +83,12 @@ pub struct AlertSeen {
     /// Where.
     #[serde(flatten)]
     pub seen: Seen,
-    /// 1 warning, 2 fatal (None when encrypted).
-    pub level: Option<u8>,
-    /// Description (None when encrypted).
-    pub desc: Option<u8>,
+    /// Warning or fatal (None when encrypted), written as its number.
+    #[serde(serialize_with = "ser_level")]
+    pub level: Option<TlsAlertSeverity>,
+    /// Description (None when encrypted), written as its number.
+    #[serde(serialize_with = "ser_desc")]
+    pub desc: Option<TlsAlertDescription>,
     /// Known from the record's type or size only (encrypted).
     pub inferred: bool,
 }
@@ -99,6 +102,17 @@ pub struct PlaintextSeen {
     /// Recognised as a MySQL command (e.g. COM_QUIT), written by its name.
     #[serde(serialize_with = "ser_com_name")]
     pub mysql: Option<Com>,
+}
+
+fn ser_level<S: serde::Serializer>(l: &Option<TlsAlertSeverity>, s: S) -> Result<S::Ok, S::Error> {
+    l.map(|l| l.0).serialize(s)
+}
+
+fn ser_desc<S: serde::Serializer>(
+    d: &Option<TlsAlertDescription>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    d.map(|d| d.0).serialize(s)
 }
 
 fn ser_com_name<S: serde::Serializer>(c: &Option<Com>, s: S) -> Result<S::Ok, S::Error> {
@@ -246,7 +260,11 @@ impl Teardown {
                     client_spoke_after: false,
                 });
             }
-            Kind::Alert { level, desc } if (*level == 2 || *desc == 0) && self.alert.is_none() => {
+            Kind::Alert { level, desc }
+                if (*level == TlsAlertSeverity::Fatal
+                    || *desc == TlsAlertDescription::CloseNotify)
+                    && self.alert.is_none() =>
+            {
                 self.alert = Some(AlertSeen {
                     seen,
                     level: Some(*level),
@@ -481,7 +499,10 @@ mod tests {
         t.observe(&Event {
             at: at(11),
             side: Side::A,
-            kind: Kind::Alert { level: 2, desc: 50 },
+            kind: Kind::Alert {
+                level: TlsAlertSeverity::Fatal,
+                desc: TlsAlertDescription::DecodeError,
+            },
         });
         assert!(t.alert.is_none());
     }

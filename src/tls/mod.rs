@@ -7,7 +7,8 @@ pub mod decrypt;
 
 use tls_parser::{
     parse_tls_extensions, parse_tls_message_handshake, parse_tls_server_hello_extensions,
-    TlsExtension, TlsMessage, TlsMessageHandshake, TlsRecordType,
+    TlsAlertDescription, TlsAlertSeverity, TlsCipherSuiteID, TlsExtension, TlsHandshakeType,
+    TlsMessage, TlsMessageHandshake, TlsRecordType, TlsVersion,
 };
 
 use crate::bytes::HeaderBuf;
@@ -24,7 +25,7 @@ const HEADER: usize = 5;
 const MAX_RECORD: usize = (1 << 14) + 2048;
 /// Handshake messages larger than this are skipped (a certificate chain fits easily).
 const MAX_HANDSHAKE: usize = 1 << 18;
-const TLS13: u16 = 0x0304;
+const TLS13: TlsVersion = TlsVersion::Tls13;
 /// The encrypt_then_mac extension (RFC 7366).
 const EXT_ENCRYPT_THEN_MAC: u16 = 22;
 /// ServerHello.random of a HelloRetryRequest (RFC 8446 §4.1.3).
@@ -63,14 +64,14 @@ pub struct Records {
 }
 
 /// What the TLS decoder learnt.
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default)]
 pub struct Facts {
     /// Negotiated version (from the ServerHello's supported_versions, else its version).
-    pub version: Option<u16>,
+    pub version: Option<TlsVersion>,
     /// Negotiated cipher suite.
-    pub cipher: Option<u16>,
+    pub cipher: Option<TlsCipherSuiteID>,
     /// Versions the client offered.
-    pub offered_versions: Vec<u16>,
+    pub offered_versions: Vec<TlsVersion>,
     /// Server name (SNI).
     pub sni: Option<String>,
     /// ALPN protocols offered.
@@ -80,7 +81,7 @@ pub struct Facts {
     /// First certificate's subject (TLS ≤ 1.2).
     pub certificate_subject: Option<String>,
     /// Plaintext alerts: (side, level, description), the first [`MAX_ALERTS`].
-    pub alerts: Vec<(tcp::Side, u8, u8)>,
+    pub alerts: Vec<(tcp::Side, TlsAlertSeverity, TlsAlertDescription)>,
     /// Plaintext alerts beyond [`MAX_ALERTS`], only counted.
     pub alerts_dropped: u64,
     /// Per side (index = side): records and sizes.
@@ -143,7 +144,7 @@ const SHRINK_ABOVE: usize = 1 << 16;
 pub const MAX_ALERTS: usize = 16;
 
 impl Facts {
-    fn alert(&mut self, side: tcp::Side, level: u8, desc: u8) {
+    fn alert(&mut self, side: tcp::Side, level: TlsAlertSeverity, desc: TlsAlertDescription) {
         if self.alerts.len() < MAX_ALERTS {
             self.alerts.push((side, level, desc));
         } else {
@@ -393,6 +394,7 @@ impl Decoder {
             }
             ALERT => match (body.first(), body.get(1)) {
                 (Some(&level), Some(&desc)) if rlen == 2 && !lossy => {
+                    let (level, desc) = (TlsAlertSeverity(level), TlsAlertDescription(desc));
                     self.facts.alert(side, level, desc);
                     out.push(ev(Kind::Alert { level, desc }));
                 }
@@ -406,7 +408,7 @@ impl Decoder {
                 self.sides[side].hs_lost = false;
                 // TLS ≤ 1.2: encrypted from here. In 1.3 (and around a HelloRetryRequest, before
                 // any version is settled) a CCS is only for middlebox compatibility.
-                if matches!(self.facts.version, Some(v) if v < TLS13) {
+                if matches!(self.facts.version, Some(v) if v.0 < TLS13.0) {
                     self.sides[side].encrypted = true;
                 }
             }
@@ -455,6 +457,7 @@ impl Decoder {
             }
             ALERT => {
                 if let (Some(&level), Some(&desc)) = (o.data.first(), o.data.get(1)) {
+                    let (level, desc) = (TlsAlertSeverity(level), TlsAlertDescription(desc));
                     self.facts.alert(side, level, desc);
                     out.push(ev(Kind::Alert { level, desc }));
                 }
@@ -464,7 +467,9 @@ impl Decoder {
                 while let (Some(&t), Some(&a), Some(&b), Some(&c)) =
                     (rest.first(), rest.get(1), rest.get(2), rest.get(3))
                 {
-                    out.push(ev(Kind::Handshake { msg: t }));
+                    out.push(ev(Kind::Handshake {
+                        msg: TlsHandshakeType(t),
+                    }));
                     let n = usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c);
                     rest = rest.get(4 + n..).unwrap_or(&[]);
                 }
@@ -487,7 +492,9 @@ impl Decoder {
                 out.push(Event {
                     at,
                     side,
-                    kind: Kind::Handshake { msg: t },
+                    kind: Kind::Handshake {
+                        msg: TlsHandshakeType(t),
+                    },
                 });
                 return;
             }
@@ -511,6 +518,7 @@ impl Decoder {
     }
 
     fn handshake(&mut self, t: u8, msg: &[u8]) -> Kind {
+        let t = TlsHandshakeType(t);
         let parsed = match parse_tls_message_handshake(msg) {
             Ok((_, TlsMessage::Handshake(h))) => h,
             _ => return Kind::Handshake { msg: t },
@@ -525,8 +533,7 @@ impl Decoder {
                     for e in exts {
                         match e {
                             TlsExtension::SupportedVersions(v) => {
-                                versions =
-                                    v.iter().map(|v| v.0).filter(|v| !is_grease(*v)).collect()
+                                versions = v.iter().copied().filter(|v| !is_grease(v.0)).collect()
                             }
                             TlsExtension::SNI(names) => {
                                 sni = names
@@ -545,7 +552,7 @@ impl Decoder {
                     }
                 }
                 if versions.is_empty() {
-                    versions.push(ch.version.0);
+                    versions.push(ch.version);
                 }
                 self.facts.saw_client_hello = true;
                 self.client_random = ch.random.to_vec();
@@ -558,8 +565,8 @@ impl Decoder {
                     ciphers: ch
                         .ciphers
                         .iter()
-                        .map(|c| c.0)
-                        .filter(|c| !is_grease(*c))
+                        .copied()
+                        .filter(|c| !is_grease(c.0))
                         .collect(),
                     sni,
                     alpn,
@@ -568,12 +575,12 @@ impl Decoder {
                 }
             }
             TlsMessageHandshake::ServerHello(sh) => {
-                let mut version = sh.version.0;
+                let mut version = sh.version;
                 if let Some(Ok((_, exts))) = sh.ext.map(parse_tls_server_hello_extensions) {
                     for e in exts {
                         if let TlsExtension::SupportedVersions(v) = e {
-                            if let Some(v) = v.first() {
-                                version = v.0;
+                            if let Some(&v) = v.first() {
+                                version = v;
                             }
                         }
                     }
@@ -583,10 +590,10 @@ impl Decoder {
                     self.facts.hello_retry = true;
                 } else {
                     self.facts.version = Some(version);
-                    self.facts.cipher = Some(sh.cipher.0);
+                    self.facts.cipher = Some(sh.cipher);
                     // The server echoes encrypt-then-MAC only when offered (RFC 7366 §2).
                     let etm = self.client_etm && has_extension(sh.ext, EXT_ENCRYPT_THEN_MAC);
-                    self.keys_for(version, sh.cipher.0, sh.random, etm);
+                    self.keys_for(version, sh.cipher, sh.random, etm);
                     if version == TLS13 {
                         // Everything after the ServerHello is encrypted, both ways.
                         for s in &mut self.sides {
@@ -596,7 +603,7 @@ impl Decoder {
                 }
                 Kind::ServerHello {
                     version,
-                    cipher: sh.cipher.0,
+                    cipher: sh.cipher,
                     random: hex(sh.random),
                     retry,
                 }
@@ -630,7 +637,13 @@ impl Decoder {
         }
     }
 
-    fn keys_for(&mut self, version: u16, cipher: u16, server_random: &[u8], etm: bool) {
+    fn keys_for(
+        &mut self,
+        version: TlsVersion,
+        cipher: TlsCipherSuiteID,
+        server_random: &[u8],
+        etm: bool,
+    ) {
         let Some(log) = self.keylog.as_ref() else {
             return;
         };
@@ -643,10 +656,11 @@ impl Decoder {
             self.facts.decryption = Some("no keys");
             return;
         };
+        // The key schedule works on the wire values.
         match decrypt::Direction::pair(
             &secrets,
-            version,
-            cipher,
+            version.0,
+            cipher.0,
             &self.client_random,
             server_random,
             etm,
@@ -793,18 +807,18 @@ const CCM_8_SUITES: &[u16] = &[
 /// and CCM; in TLS 1.3 the inner content-type byte), CBC suites a MAC, the padding-length byte,
 /// up to one block of padding (minimal padding, as OpenSSL and its kin send) and from TLS 1.1 an
 /// explicit IV. None when the suite is unknown.
-pub fn overhead(version: u16, cipher: u16) -> Option<Overhead> {
+pub fn overhead(version: TlsVersion, cipher: TlsCipherSuiteID) -> Option<Overhead> {
     use tls_parser::{TlsCipherEnc, TlsCipherEncMode, TlsCipherMac};
-    let tag = if CCM_8_SUITES.contains(&cipher) {
+    let tag = if CCM_8_SUITES.contains(&cipher.0) {
         8
     } else {
         16
     };
-    if version >= TLS13 {
+    if version.0 >= TLS13.0 {
         let n = 1 + tag;
         return Some(Overhead { min: n, max: n });
     }
-    let suite = tls_parser::TlsCipherSuite::from_id(cipher)?;
+    let suite = cipher.get_ciphersuite()?;
     let fixed = |n: u16| Some(Overhead { min: n, max: n });
     match (suite.enc, suite.enc_mode, suite.mac) {
         (TlsCipherEnc::Chacha20_Poly1305, ..) => fixed(16),
@@ -820,7 +834,11 @@ pub fn overhead(version: u16, cipher: u16) -> Option<Overhead> {
                 _ => 16,
             };
             let mac = mac_len(mac)?;
-            let iv = if version >= 0x0302 { block } else { 0 };
+            let iv = if version.0 >= TlsVersion::Tls11.0 {
+                block
+            } else {
+                0
+            };
             Some(Overhead {
                 min: iv + mac + 1,
                 max: iv + mac + block,

@@ -56,8 +56,8 @@ fn tls13_server_hello_then_everything_is_encrypted() {
         names,
         ["tls.server_hello", "tls.change_cipher_spec", "tls.app_data"]
     );
-    assert_eq!(d.facts.version, Some(0x0304));
-    assert_eq!(d.facts.cipher, Some(0x1302));
+    assert_eq!(d.facts.version, Some(TlsVersion::Tls13));
+    assert_eq!(d.facts.cipher, Some(TlsCipherSuiteID(0x1302)));
     // The client's last record before its FIN: 22 bytes = 5 of MySQL + 17 of AEAD.
     d.data(
         tcp::Side::A,
@@ -117,7 +117,7 @@ fn tls12_alerts_plain_and_encrypted() {
             "tls.encrypted_alert"
         ]
     );
-    assert_eq!(d.facts.version, Some(0x0303));
+    assert_eq!(d.facts.version, Some(TlsVersion::Tls12));
 }
 
 #[test]
@@ -157,7 +157,7 @@ fn handshake_split_across_records() {
     assert!(out.is_empty());
     d.data(tcp::Side::B, &record(HANDSHAKE, &msg[10..]), at(), &mut out);
     assert_eq!(out.len(), 1);
-    assert_eq!(d.facts.cipher, Some(0x009c));
+    assert_eq!(d.facts.cipher, Some(TlsCipherSuiteID(0x009c)));
 }
 
 #[test]
