@@ -758,7 +758,7 @@ impl Connection {
         let other = side.other();
         let at = at_of(seg);
         self.last = at;
-        self.zeek.packet(seg, side.index());
+        self.zeek.packet(seg, side);
         // The peer's last advertised window, before this segment can change ours.
         let peer_window = self.half[other].window;
         {
