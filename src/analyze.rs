@@ -9,7 +9,7 @@ use crate::common::At;
 use crate::decode::{self, Skip};
 use crate::diagnose::legs::{ConnFacts, LegFlags, Legs, Pairing, Request};
 use crate::dissect::{Carries, Dissector};
-use crate::event::{Event, Kind};
+use crate::event::{Com, Event, Kind};
 use crate::model::Summary;
 use crate::report::{Report, RunSummary};
 use crate::source::{CaptureFile, Frame, Input, Sources};
@@ -177,10 +177,6 @@ fn stable_hash(v: impl Hash) -> u64 {
     h.finish()
 }
 
-/// COM_QUIT: never relayed.
-const COM_QUIT: u8 = 0x01;
-const TLS13: u16 = 0x0304;
-
 /// Feeds request pairing from one decoded event of a MySQL connection; a request that relays
 /// another connection's gives that one's `(connection, frame)`.
 fn pair_event(
@@ -205,7 +201,7 @@ fn pair_event(
             aux.caps_mixed = true;
             // Pairing keeps the fingerprints of the backends that relay requests, so that a
             // pooled backend of the same proxy that never relayed one is still known as one.
-            pairing.fingerprint(conn.id, aux.mix(capabilities));
+            pairing.fingerprint(conn.id, aux.mix(capabilities.bits()));
         }
         Kind::ClientHello {
             versions,
@@ -214,15 +210,19 @@ fn pair_event(
             groups,
             sni,
             ..
-        } if from_client => pairing.fingerprint(
-            conn.id,
-            aux.mix((versions, ciphers, alpn, groups, sni.is_some())),
-        ),
-        Kind::ServerHello { version, .. } => aux.tls13 = *version == TLS13,
+        } if from_client => {
+            // Hashed as the wire values (once per ClientHello).
+            let versions: Vec<u16> = versions.iter().map(|v| v.0).collect();
+            let ciphers: Vec<u16> = ciphers.iter().map(|c| c.0).collect();
+            let fp = aux.mix((versions, ciphers, alpn, groups, sni.is_some()));
+            pairing.fingerprint(conn.id, fp)
+        }
+        Kind::ServerHello { version, .. } => aux.tls13 = *version == tls_parser::TlsVersion::Tls13,
         Kind::Greeting { version, .. } if !from_client => {
             pairing.greeting(conn.server_ep(), version)
         }
-        Kind::Command { cmd, text, len, .. } if from_client && *cmd != COM_QUIT => {
+        // A COM_QUIT is never relayed.
+        Kind::Command { cmd, text, len, .. } if from_client && *cmd != Com::QUIT => {
             return pairing.request(request(Some((*len, *len)), text.as_ref().map(stable_hash)));
         }
         Kind::AppData {
@@ -280,7 +280,7 @@ struct Collector {
 }
 
 impl StreamSink for Collector {
-    fn event(&mut self, conn: &Connection, side: usize, at: At, ev: StreamEvent<'_>) {
+    fn event(&mut self, conn: &Connection, side: crate::common::Side, at: At, ev: StreamEvent<'_>) {
         let Collector {
             dissector,
             pairing,

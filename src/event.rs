@@ -7,8 +7,11 @@
 
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
+use tls_parser::{
+    TlsAlertDescription, TlsAlertSeverity, TlsCipherSuiteID, TlsHandshakeType, TlsVersion,
+};
 
-use crate::common::At;
+use crate::common::{At, Side};
 
 /// The protocol layer an event belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -27,121 +30,241 @@ pub enum Layer {
 pub struct Event {
     /// Where the bytes that showed it were captured.
     pub at: At,
-    /// Sending side of the connection (0 or 1, as in `tcp::Connection::ep`).
-    pub side: usize,
+    /// Sending side of the connection (as in `tcp::Connection::ep`).
+    pub side: Side,
     /// What it is.
     pub kind: Kind,
 }
 
-/// MySQL command names by command byte (COM_*), as in the MySQL and MariaDB sources.
-pub fn command_name(cmd: u8) -> &'static str {
-    match cmd {
-        0x00 => "com_sleep",
-        0x01 => "com_quit",
-        0x02 => "com_init_db",
-        0x03 => "com_query",
-        0x04 => "com_field_list",
-        0x05 => "com_create_db",
-        0x06 => "com_drop_db",
-        0x07 => "com_refresh",
-        0x08 => "com_shutdown",
-        0x09 => "com_statistics",
-        0x0a => "com_process_info",
-        0x0b => "com_connect",
-        0x0c => "com_process_kill",
-        0x0d => "com_debug",
-        0x0e => "com_ping",
-        0x0f => "com_time",
-        0x10 => "com_delayed_insert",
-        0x11 => "com_change_user",
-        0x12 => "com_binlog_dump",
-        0x13 => "com_table_dump",
-        0x14 => "com_connect_out",
-        0x15 => "com_register_slave",
-        0x16 => "com_stmt_prepare",
-        0x17 => "com_stmt_execute",
-        0x18 => "com_stmt_send_long_data",
-        0x19 => "com_stmt_close",
-        0x1a => "com_stmt_reset",
-        0x1b => "com_set_option",
-        0x1c => "com_stmt_fetch",
-        0x1d => "com_daemon",
-        0x1e => "com_binlog_dump_gtid",
-        0x1f => "com_reset_connection",
-        0xfa => "com_stmt_bulk_execute",
-        _ => "com_unknown",
+/// Which way something went: sent by the client (`c2s`) or by the server (`s2c`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Dir {
+    /// Client to server.
+    #[serde(rename = "c2s")]
+    C2s,
+    /// Server to client.
+    #[serde(rename = "s2c")]
+    S2c,
+}
+
+impl Dir {
+    /// `C2s` when the client sent it.
+    pub fn from_client(client: bool) -> Dir {
+        if client {
+            Dir::C2s
+        } else {
+            Dir::S2c
+        }
+    }
+
+    /// `c2s` or `s2c`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dir::C2s => "c2s",
+            Dir::S2c => "s2c",
+        }
     }
 }
 
-/// TLS alert description names (RFC 8446 §6, RFC 5246 §7.2).
-pub fn alert_name(desc: u8) -> &'static str {
+impl std::fmt::Display for Dir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+pub use mysql_common::constants::{CapabilityFlags, Command, StatusFlags};
+
+/// A MySQL client command byte (COM_*). A newtype rather than mysql_common's [`Command`] alone
+/// because a capture can hold any byte there and reports keep it (`"code"`); [`Com::command`]
+/// gives the [`Command`] it names, when it names one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Com(pub u8);
+
+impl Com {
+    /// COM_QUIT: the client's goodbye.
+    pub const QUIT: Com = Com::of(Command::COM_QUIT);
+    /// COM_PING: a keep-alive.
+    pub const PING: Com = Com::of(Command::COM_PING);
+
+    /// The byte of `c`.
+    pub const fn of(c: Command) -> Com {
+        Com(c as u8)
+    }
+
+    /// The command this byte names (MySQL and MariaDB), if any.
+    pub fn command(self) -> Option<Command> {
+        use Command::*;
+        Some(match self.0 {
+            0x00 => COM_SLEEP,
+            0x01 => COM_QUIT,
+            0x02 => COM_INIT_DB,
+            0x03 => COM_QUERY,
+            0x04 => COM_FIELD_LIST,
+            0x05 => COM_CREATE_DB,
+            0x06 => COM_DROP_DB,
+            0x07 => COM_REFRESH,
+            0x08 => COM_DEPRECATED_1,
+            0x09 => COM_STATISTICS,
+            0x0a => COM_PROCESS_INFO,
+            0x0b => COM_CONNECT,
+            0x0c => COM_PROCESS_KILL,
+            0x0d => COM_DEBUG,
+            0x0e => COM_PING,
+            0x0f => COM_TIME,
+            0x10 => COM_DELAYED_INSERT,
+            0x11 => COM_CHANGE_USER,
+            0x12 => COM_BINLOG_DUMP,
+            0x13 => COM_TABLE_DUMP,
+            0x14 => COM_CONNECT_OUT,
+            0x15 => COM_REGISTER_SLAVE,
+            0x16 => COM_STMT_PREPARE,
+            0x17 => COM_STMT_EXECUTE,
+            0x18 => COM_STMT_SEND_LONG_DATA,
+            0x19 => COM_STMT_CLOSE,
+            0x1a => COM_STMT_RESET,
+            0x1b => COM_SET_OPTION,
+            0x1c => COM_STMT_FETCH,
+            0x1d => COM_DAEMON,
+            0x1e => COM_BINLOG_DUMP_GTID,
+            0x1f => COM_RESET_CONNECTION,
+            0xfa => COM_STMT_BULK_EXECUTE,
+            _ => return None,
+        })
+    }
+
+    /// The name in reports (`com_query`), as in the MySQL and MariaDB sources; `com_unknown`
+    /// for a byte that names no command.
+    pub fn name(self) -> &'static str {
+        use Command::*;
+        match self.command() {
+            Some(COM_SLEEP) => "com_sleep",
+            Some(COM_QUIT) => "com_quit",
+            Some(COM_INIT_DB) => "com_init_db",
+            Some(COM_QUERY) => "com_query",
+            Some(COM_FIELD_LIST) => "com_field_list",
+            Some(COM_CREATE_DB) => "com_create_db",
+            Some(COM_DROP_DB) => "com_drop_db",
+            Some(COM_REFRESH) => "com_refresh",
+            // COM_SHUTDOWN in MariaDB and MySQL before 8.0.
+            Some(COM_DEPRECATED_1) => "com_shutdown",
+            Some(COM_STATISTICS) => "com_statistics",
+            Some(COM_PROCESS_INFO) => "com_process_info",
+            Some(COM_CONNECT) => "com_connect",
+            Some(COM_PROCESS_KILL) => "com_process_kill",
+            Some(COM_DEBUG) => "com_debug",
+            Some(COM_PING) => "com_ping",
+            Some(COM_TIME) => "com_time",
+            Some(COM_DELAYED_INSERT) => "com_delayed_insert",
+            Some(COM_CHANGE_USER) => "com_change_user",
+            Some(COM_BINLOG_DUMP) => "com_binlog_dump",
+            Some(COM_TABLE_DUMP) => "com_table_dump",
+            Some(COM_CONNECT_OUT) => "com_connect_out",
+            Some(COM_REGISTER_SLAVE) => "com_register_slave",
+            Some(COM_STMT_PREPARE) => "com_stmt_prepare",
+            Some(COM_STMT_EXECUTE) => "com_stmt_execute",
+            Some(COM_STMT_SEND_LONG_DATA) => "com_stmt_send_long_data",
+            Some(COM_STMT_CLOSE) => "com_stmt_close",
+            Some(COM_STMT_RESET) => "com_stmt_reset",
+            Some(COM_SET_OPTION) => "com_set_option",
+            Some(COM_STMT_FETCH) => "com_stmt_fetch",
+            Some(COM_DAEMON) => "com_daemon",
+            Some(COM_BINLOG_DUMP_GTID) => "com_binlog_dump_gtid",
+            Some(COM_RESET_CONNECTION) => "com_reset_connection",
+            Some(COM_STMT_BULK_EXECUTE) => "com_stmt_bulk_execute",
+            // A sentinel in mysql_common, not a command on the wire.
+            Some(COM_END) | None => "com_unknown",
+        }
+    }
+}
+
+impl From<Command> for Com {
+    fn from(c: Command) -> Com {
+        Com::of(c)
+    }
+}
+
+/// TLS alert description names (RFC 8446 §6, RFC 5246 §7.2), as the RFCs spell them
+/// (tls-parser's own names are CamelCase).
+pub fn alert_name(desc: TlsAlertDescription) -> &'static str {
+    type D = TlsAlertDescription;
     match desc {
-        0 => "close_notify",
-        10 => "unexpected_message",
-        20 => "bad_record_mac",
-        21 => "decryption_failed",
-        22 => "record_overflow",
-        30 => "decompression_failure",
-        40 => "handshake_failure",
-        41 => "no_certificate",
-        42 => "bad_certificate",
-        43 => "unsupported_certificate",
-        44 => "certificate_revoked",
-        45 => "certificate_expired",
-        46 => "certificate_unknown",
-        47 => "illegal_parameter",
-        48 => "unknown_ca",
-        49 => "access_denied",
-        50 => "decode_error",
-        51 => "decrypt_error",
-        70 => "protocol_version",
-        71 => "insufficient_security",
-        80 => "internal_error",
-        86 => "inappropriate_fallback",
-        90 => "user_canceled",
-        100 => "no_renegotiation",
-        109 => "missing_extension",
-        110 => "unsupported_extension",
-        112 => "unrecognized_name",
-        113 => "bad_certificate_status_response",
-        115 => "unknown_psk_identity",
-        116 => "certificate_required",
-        120 => "no_application_protocol",
+        D::CloseNotify => "close_notify",
+        D::UnexpectedMessage => "unexpected_message",
+        D::BadRecordMac => "bad_record_mac",
+        D::DecryptionFailed => "decryption_failed",
+        D::RecordOverflow => "record_overflow",
+        D::DecompressionFailure => "decompression_failure",
+        D::HandshakeFailure => "handshake_failure",
+        D::NoCertificate => "no_certificate",
+        D::BadCertificate => "bad_certificate",
+        D::UnsupportedCertificate => "unsupported_certificate",
+        D::CertificateRevoked => "certificate_revoked",
+        D::CertificateExpired => "certificate_expired",
+        D::CertificateUnknown => "certificate_unknown",
+        D::IllegalParameter => "illegal_parameter",
+        D::UnknownCa => "unknown_ca",
+        D::AccessDenied => "access_denied",
+        D::DecodeError => "decode_error",
+        D::DecryptError => "decrypt_error",
+        D::ProtocolVersion => "protocol_version",
+        D::InsufficientSecurity => "insufficient_security",
+        D::InternalError => "internal_error",
+        D::InappropriateFallback => "inappropriate_fallback",
+        D::UserCancelled => "user_canceled",
+        D::NoRenegotiation => "no_renegotiation",
+        D::MissingExtension => "missing_extension",
+        D::UnsupportedExtension => "unsupported_extension",
+        D::UnrecognizedName => "unrecognized_name",
+        D::BadCertStatusResponse => "bad_certificate_status_response",
+        D::UnknownPskIdentity => "unknown_psk_identity",
+        D::CertificateRequired => "certificate_required",
+        D::NoApplicationProtocol => "no_application_protocol",
         _ => "unknown",
+    }
+}
+
+/// `fatal` or `warning` (anything but fatal is reported as a warning).
+pub fn alert_level_name(level: TlsAlertSeverity) -> &'static str {
+    if level == TlsAlertSeverity::Fatal {
+        "fatal"
+    } else {
+        "warning"
     }
 }
 
 /// TLS handshake message names by type.
-pub fn handshake_name(t: u8) -> &'static str {
+pub fn handshake_name(t: TlsHandshakeType) -> &'static str {
+    type H = TlsHandshakeType;
     match t {
-        0 => "hello_request",
-        1 => "client_hello",
-        2 => "server_hello",
-        4 => "new_session_ticket",
-        5 => "end_of_early_data",
-        8 => "encrypted_extensions",
-        11 => "certificate",
-        12 => "server_key_exchange",
-        13 => "certificate_request",
-        14 => "server_hello_done",
-        15 => "certificate_verify",
-        16 => "client_key_exchange",
-        20 => "finished",
-        22 => "certificate_status",
-        24 => "key_update",
+        H::HelloRequest => "hello_request",
+        H::ClientHello => "client_hello",
+        H::ServerHello => "server_hello",
+        H::NewSessionTicket => "new_session_ticket",
+        H::EndOfEarlyData => "end_of_early_data",
+        H::EncryptedExtensions => "encrypted_extensions",
+        H::Certificate => "certificate",
+        H::ServerKeyExchange => "server_key_exchange",
+        H::CertificateRequest => "certificate_request",
+        H::ServerDone => "server_hello_done",
+        H::CertificateVerify => "certificate_verify",
+        H::ClientKeyExchange => "client_key_exchange",
+        H::Finished => "finished",
+        H::CertificateStatus => "certificate_status",
+        H::KeyUpdate => "key_update",
         _ => "unknown",
     }
 }
 
-/// A TLS protocol version as on the wire (0x0303 = TLS 1.2), with a readable name.
-pub fn tls_version_name(v: u16) -> String {
+/// A TLS protocol version with a readable name (`TLS 1.2`; an unknown one as its number).
+pub fn tls_version_name(v: TlsVersion) -> String {
     match v {
-        0x0300 => "SSL 3.0".into(),
-        0x0301 => "TLS 1.0".into(),
-        0x0302 => "TLS 1.1".into(),
-        0x0303 => "TLS 1.2".into(),
-        0x0304 => "TLS 1.3".into(),
-        other => format!("0x{other:04x}"),
+        TlsVersion::Ssl30 => "SSL 3.0".into(),
+        TlsVersion::Tls10 => "TLS 1.0".into(),
+        TlsVersion::Tls11 => "TLS 1.1".into(),
+        TlsVersion::Tls12 => "TLS 1.2".into(),
+        TlsVersion::Tls13 => "TLS 1.3".into(),
+        other => format!("0x{:04x}", other.0),
     }
 }
 
@@ -239,7 +362,7 @@ pub enum Kind {
         /// Connection (thread) id.
         thread_id: u32,
         /// Capability flags (32 bits).
-        capabilities: u32,
+        capabilities: CapabilityFlags,
         /// MariaDB extended capabilities.
         mariadb_capabilities: u32,
         /// Default auth plugin.
@@ -255,7 +378,7 @@ pub enum Kind {
     /// SSLRequest: the client asks to switch to TLS.
     SslRequest {
         /// Client capability flags.
-        capabilities: u32,
+        capabilities: CapabilityFlags,
     },
     /// Handshake response (plaintext login, or inside TLS when decrypted).
     HandshakeResponse {
@@ -266,7 +389,7 @@ pub enum Kind {
         /// Auth plugin, if any.
         auth_plugin: Option<String>,
         /// Client capability flags.
-        capabilities: u32,
+        capabilities: CapabilityFlags,
     },
     /// The server asks for another auth method.
     AuthSwitch {
@@ -293,7 +416,7 @@ pub enum Kind {
         /// Warnings.
         warnings: u16,
         /// Server status flags.
-        status: u16,
+        status: StatusFlags,
     },
     /// The server answered a query with LOCAL INFILE: it asks for the client's file.
     LocalInfile {
@@ -314,7 +437,7 @@ pub enum Kind {
         /// Affected rows.
         affected_rows: u64,
         /// Server status flags.
-        status: u16,
+        status: StatusFlags,
         /// It ended the login rather than a command.
         login: bool,
     },
@@ -334,7 +457,7 @@ pub enum Kind {
     /// A client command.
     Command {
         /// Command byte.
-        cmd: u8,
+        cmd: Com,
         /// Statement id (COM_STMT_*).
         stmt_id: Option<u32>,
         /// Query text (COM_QUERY, COM_STMT_PREPARE, COM_INIT_DB), truncated; for a COM_QUERY
@@ -381,15 +504,15 @@ pub enum Kind {
     PlaintextInTls {
         /// Bytes seen (first 16, hex).
         hex: String,
-        /// Recognised as a MySQL packet (e.g. `com_quit`).
-        mysql: Option<&'static str>,
+        /// Recognised as a MySQL command packet (e.g. COM_QUIT).
+        mysql: Option<Com>,
     },
     /// TLS ClientHello.
     ClientHello {
         /// Versions offered (supported_versions, else the legacy version).
-        versions: Vec<u16>,
+        versions: Vec<TlsVersion>,
         /// Cipher suites offered (GREASE values left out).
-        ciphers: Vec<u16>,
+        ciphers: Vec<TlsCipherSuiteID>,
         /// Server name (SNI).
         sni: Option<String>,
         /// ALPN protocols.
@@ -402,9 +525,9 @@ pub enum Kind {
     /// TLS ServerHello (or HelloRetryRequest).
     ServerHello {
         /// Negotiated version.
-        version: u16,
+        version: TlsVersion,
         /// Cipher suite.
-        cipher: u16,
+        cipher: TlsCipherSuiteID,
         /// Server random (hex).
         random: String,
         /// A HelloRetryRequest.
@@ -426,7 +549,7 @@ pub enum Kind {
     /// Another plaintext handshake message.
     Handshake {
         /// Handshake type.
-        msg: u8,
+        msg: TlsHandshakeType,
     },
     /// A handshake record after ChangeCipherSpec (TLS ≤ 1.2): encrypted, e.g. Finished.
     EncryptedHandshake {
@@ -437,10 +560,10 @@ pub enum Kind {
     ChangeCipherSpec,
     /// A plaintext alert.
     Alert {
-        /// 1 warning, 2 fatal.
-        level: u8,
+        /// Warning or fatal.
+        level: TlsAlertSeverity,
         /// Description.
-        desc: u8,
+        desc: TlsAlertDescription,
     },
     /// An alert record that is encrypted (TLS 1.2 keeps the content type visible).
     EncryptedAlert {
@@ -516,7 +639,7 @@ impl Kind {
             BinlogStream => "mysql.binlog_stream",
             Ok { .. } => "mysql.ok",
             Err { .. } => "mysql.err",
-            Command { cmd, .. } => return format!("mysql.{}", command_name(*cmd)),
+            Command { cmd, .. } => return format!("mysql.{}", cmd.name()),
             StmtPrepared { .. } => "mysql.stmt_prepared",
             ResultSet { .. } => "mysql.result_set",
             Desync { .. } => "mysql.desync",
@@ -531,7 +654,10 @@ impl Kind {
             Handshake { msg } => return format!("tls.{}", handshake_name(*msg)),
             EncryptedHandshake { .. } => "tls.encrypted_handshake",
             ChangeCipherSpec => "tls.change_cipher_spec",
-            Alert { desc: 0, .. } => "tls.close_notify",
+            Alert {
+                desc: TlsAlertDescription::CloseNotify,
+                ..
+            } => "tls.close_notify",
             Alert { .. } => "tls.alert",
             EncryptedAlert { .. } => "tls.encrypted_alert",
             AppData { .. } => "tls.app_data",
@@ -562,28 +688,30 @@ impl Kind {
             ),
             Command {
                 cmd, text: Some(t), ..
-            } => format!("{} {t:?}", command_name(*cmd).to_uppercase()),
+            } => format!("{} {t:?}", cmd.name().to_uppercase()),
             Command {
                 cmd, user: Some(u), ..
-            } => format!("{} {u}", command_name(*cmd).to_uppercase()),
+            } => format!("{} {u}", cmd.name().to_uppercase()),
             LocalInfile { file } => format!("local_infile {file:?}"),
             InfileData { bytes, .. } => format!("infile data {bytes} B"),
-            Command { cmd, .. } => command_name(*cmd).to_uppercase(),
+            Command { cmd, .. } => cmd.name().to_uppercase(),
             ResultSet { rows, .. } => format!("result {rows} rows"),
             PlaintextInTls { hex, mysql } => match mysql {
-                Some(m) => format!("plaintext {} in TLS ({hex})", m.to_uppercase()),
+                Some(m) => format!("plaintext {} in TLS ({hex})", m.name().to_uppercase()),
                 None => format!("plaintext in TLS ({hex})"),
             },
             ServerHello {
                 version, cipher, ..
             } => {
-                format!("server_hello {} 0x{cipher:04x}", tls_version_name(*version))
+                format!(
+                    "server_hello {} 0x{:04x}",
+                    tls_version_name(*version),
+                    cipher.0
+                )
             }
-            Alert { level, desc } => format!(
-                "{} alert {}",
-                if *level == 2 { "fatal" } else { "warning" },
-                alert_name(*desc)
-            ),
+            Alert { level, desc } => {
+                format!("{} alert {}", alert_level_name(*level), alert_name(*desc))
+            }
             EncryptedAlert { len } => format!("encrypted alert ({len} B)"),
             AppData { len, .. } => format!("app data {len} B"),
             InferredClose { what, inner_len } => format!("{what}? (inferred, {inner_len} B)"),
@@ -607,7 +735,7 @@ impl Kind {
             }
             Eof { warnings, status } => {
                 m.serialize_entry("warnings", warnings)?;
-                m.serialize_entry("status", &format!("0x{status:04x}"))
+                m.serialize_entry("status", &format!("0x{:04x}", status.bits()))
             }
             LocalInfile { file } => m.serialize_entry("file", file),
             InfileData { bytes, packets } => {
@@ -624,12 +752,13 @@ impl Kind {
             } => {
                 m.serialize_entry("version", version)?;
                 m.serialize_entry("thread_id", thread_id)?;
-                m.serialize_entry("capabilities", &format!("0x{capabilities:08x}"))?;
+                m.serialize_entry("capabilities", &format!("0x{:08x}", capabilities.bits()))?;
                 m.serialize_entry(
                     "mariadb_capabilities",
                     &format!("0x{mariadb_capabilities:08x}"),
                 )?;
-                m.serialize_entry("tls_offered", &(capabilities & 0x0800 != 0))?;
+                let tls = capabilities.contains(CapabilityFlags::CLIENT_SSL);
+                m.serialize_entry("tls_offered", &tls)?;
                 m.serialize_entry("auth_plugin", auth_plugin)
             }
             GreetingErr { code, message } => {
@@ -637,7 +766,7 @@ impl Kind {
                 m.serialize_entry("message", message)
             }
             SslRequest { capabilities } => {
-                m.serialize_entry("capabilities", &format!("0x{capabilities:08x}"))
+                m.serialize_entry("capabilities", &format!("0x{:08x}", capabilities.bits()))
             }
             HandshakeResponse {
                 user,
@@ -648,7 +777,7 @@ impl Kind {
                 m.serialize_entry("user", user)?;
                 m.serialize_entry("database", database)?;
                 m.serialize_entry("auth_plugin", auth_plugin)?;
-                m.serialize_entry("capabilities", &format!("0x{capabilities:08x}"))
+                m.serialize_entry("capabilities", &format!("0x{:08x}", capabilities.bits()))
             }
             AuthSwitch { plugin } => m.serialize_entry("plugin", plugin),
             Ok {
@@ -657,7 +786,7 @@ impl Kind {
                 login,
             } => {
                 m.serialize_entry("affected_rows", affected_rows)?;
-                m.serialize_entry("status", &format!("0x{status:04x}"))?;
+                m.serialize_entry("status", &format!("0x{:04x}", status.bits()))?;
                 m.serialize_entry("login", login)
             }
             Err {
@@ -681,7 +810,7 @@ impl Kind {
                 attrs,
                 user,
             } => {
-                m.serialize_entry("command", command_name(*cmd))?;
+                m.serialize_entry("command", cmd.name())?;
                 m.serialize_entry("code", cmd)?;
                 m.serialize_entry("len", len)?;
                 if let Some(id) = stmt_id {
@@ -719,7 +848,7 @@ impl Kind {
             Desync { reason } => m.serialize_entry("reason", reason),
             PlaintextInTls { hex, mysql } => {
                 m.serialize_entry("hex", hex)?;
-                m.serialize_entry("mysql", mysql)
+                m.serialize_entry("mysql", &mysql.map(Com::name))
             }
             ClientHello {
                 versions,
@@ -731,7 +860,7 @@ impl Kind {
             } => {
                 let v: Vec<String> = versions.iter().map(|v| tls_version_name(*v)).collect();
                 m.serialize_entry("versions", &v)?;
-                let c: Vec<String> = ciphers.iter().map(|c| format!("0x{c:04x}")).collect();
+                let c: Vec<String> = ciphers.iter().map(|c| format!("0x{:04x}", c.0)).collect();
                 m.serialize_entry("ciphers", &c)?;
                 m.serialize_entry("sni", sni)?;
                 m.serialize_entry("alpn", alpn)?;
@@ -745,7 +874,7 @@ impl Kind {
                 retry,
             } => {
                 m.serialize_entry("version", &tls_version_name(*version))?;
-                m.serialize_entry("cipher", &format!("0x{cipher:04x}"))?;
+                m.serialize_entry("cipher", &format!("0x{:04x}", cipher.0))?;
                 m.serialize_entry("cipher_name", &cipher_name(*cipher))?;
                 m.serialize_entry("random", random)?;
                 m.serialize_entry("hello_retry_request", retry)
@@ -764,7 +893,7 @@ impl Kind {
                 m.serialize_entry("not_after", not_after)
             }
             Handshake { msg } => {
-                m.serialize_entry("type", msg)?;
+                m.serialize_entry("type", &msg.0)?;
                 m.serialize_entry("name", handshake_name(*msg))
             }
             EncryptedHandshake { len } | EncryptedAlert { len } => m.serialize_entry("len", len),
@@ -777,9 +906,9 @@ impl Kind {
                 }
             }
             Alert { level, desc } => {
-                m.serialize_entry("level", if *level == 2 { "fatal" } else { "warning" })?;
+                m.serialize_entry("level", alert_level_name(*level))?;
                 m.serialize_entry("description", alert_name(*desc))?;
-                m.serialize_entry("code", desc)
+                m.serialize_entry("code", &desc.0)
             }
             InferredClose { what, inner_len } => {
                 m.serialize_entry("probably", what)?;
@@ -791,9 +920,9 @@ impl Kind {
 }
 
 /// IANA name of a cipher suite, or its number.
-pub fn cipher_name(id: u16) -> String {
-    tls_parser::TlsCipherSuite::from_id(id)
-        .map_or_else(|| format!("0x{id:04x}"), |c| c.name.to_string())
+pub fn cipher_name(id: TlsCipherSuiteID) -> String {
+    id.get_ciphersuite()
+        .map_or_else(|| format!("0x{:04x}", id.0), |c| c.name.to_string())
 }
 
 /// Serialises a kind's detail as a JSON object, with `relayed_as` on a relayed request.

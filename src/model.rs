@@ -5,9 +5,11 @@ pub mod diagnosis;
 
 use serde::Serialize;
 
-use crate::common::{At, Endpoint};
+use crate::common::{At, Endpoint, Side};
 use crate::dissect::{AppFacts, Carries};
-use crate::event::{alert_name, cipher_name, tls_version_name, Detail, Event};
+use crate::event::{
+    alert_level_name, alert_name, cipher_name, tls_version_name, Detail, Dir, Event,
+};
 use crate::mysql;
 use crate::tcp::{Connection, RoleBasis};
 use crate::time::Timestamp;
@@ -323,7 +325,7 @@ pub struct EventOut {
     /// Where.
     pub at: Point,
     /// Sent by the client (`c2s`) or the server (`s2c`).
-    pub dir: &'static str,
+    pub dir: Dir,
     /// Sender address.
     pub from: Endpoint,
     /// Receiver address.
@@ -341,9 +343,9 @@ impl EventOut {
         EventOut {
             relayed_as: Vec::new(),
             at: Point::of(e.at, origin),
-            dir: if c.is_client(e.side) { "c2s" } else { "s2c" },
-            from: c.ep[e.side & 1],
-            to: c.ep[(e.side ^ 1) & 1],
+            dir: Dir::from_client(c.is_client(e.side)),
+            from: c.ep[e.side],
+            to: c.ep[e.side.other()],
             event: e.clone(),
         }
     }
@@ -391,7 +393,7 @@ impl EventOut {
             m.serialize_entry("conn", &conn)?;
             m.serialize_entry("leg", &leg)?;
         }
-        m.serialize_entry("dir", self.dir)?;
+        m.serialize_entry("dir", &self.dir)?;
         m.serialize_entry("from", &self.from.to_string())?;
         m.serialize_entry("to", &self.to.to_string())?;
         m.serialize_entry("layer", &self.event.kind.layer())?;
@@ -419,16 +421,16 @@ fn before(a: At, b: At) -> bool {
 impl Summary {
     /// Summarises `c` with its protocol facts; `origin` is the capture's start.
     pub fn of(c: &Connection, origin: Timestamp, app: AppFacts) -> Summary {
-        let role = |side: usize| {
+        let role = |side: Side| {
             if c.is_client(side) {
                 Role::Client
             } else {
                 Role::Server
             }
         };
-        let mark = |(side, at): (usize, At)| Mark {
+        let mark = |(side, at): (Side, At)| Mark {
             by: role(side),
-            from: c.ep[side & 1],
+            from: c.ep[side],
             at: Point::of(at, origin),
         };
         let pt = |at: At| Point::of(at, origin);
@@ -494,7 +496,9 @@ impl Summary {
             server_ip: c.server_ep().ip,
             server_port: c.server_ep().port,
             community_id: crate::community_id::tcp(c.client_ep(), c.server_ep(), 0),
-            conn_state: c.zeek.conn_state([c.half[0].bytes, c.half[1].bytes]),
+            conn_state: c
+                .zeek
+                .conn_state([c.half[Side::A].bytes, c.half[Side::B].bytes]),
             history: c.zeek.history().to_string(),
             history_orig: role(c.zeek.orig_side()),
             role_basis: c.role_basis,
@@ -531,10 +535,10 @@ impl Summary {
             carries: app.carries.unwrap_or(Carries::Unknown),
             mysql: app.mysql,
             tls: app.tls.map(|t| {
-                let by = |side: usize| role(side);
+                let by = |side: Side| role(side);
                 TlsSummary {
                     version: t.version.map(tls_version_name),
-                    cipher: t.cipher.map(|c| format!("0x{c:04x}")),
+                    cipher: t.cipher.map(|c| format!("0x{:04x}", c.0)),
                     cipher_name: t.cipher.map(cipher_name),
                     offered_versions: t
                         .offered_versions
@@ -548,21 +552,21 @@ impl Summary {
                     handshake_seen: t.saw_client_hello,
                     decryption: t.decryption,
                     decrypted: Dirs {
-                        c2s: t.decrypted[c.client & 1],
-                        s2c: t.decrypted[(c.client ^ 1) & 1],
+                        c2s: t.decrypted[c.client],
+                        s2c: t.decrypted[c.client.other()],
                     },
                     alerts: t
                         .alerts
                         .iter()
                         .map(|&(side, level, desc)| AlertOut {
                             by: by(side),
-                            level: if level == 2 { "fatal" } else { "warning" },
+                            level: alert_level_name(level),
                             description: alert_name(desc),
                         })
                         .collect(),
                     records: Dirs {
-                        c2s: t.sides[c.client & 1],
-                        s2c: t.sides[(c.client ^ 1) & 1],
+                        c2s: t.sides[c.client],
+                        s2c: t.sides[c.client.other()],
                     },
                 }
             }),
@@ -589,8 +593,8 @@ impl Summary {
     pub fn set_relays(&mut self, relays: Vec<Relay>) {
         for e in &mut self.events {
             let request = match e.event.kind {
-                crate::event::Kind::Command { .. } => e.dir == "c2s",
-                crate::event::Kind::AppData { .. } => e.dir == "c2s",
+                crate::event::Kind::Command { .. } => e.dir == Dir::C2s,
+                crate::event::Kind::AppData { .. } => e.dir == Dir::C2s,
                 _ => false,
             };
             if !request {

@@ -362,7 +362,7 @@ fn public_captures_once_called_wrong() {
             proxyscope::event::Kind::Command { cmd, .. } => Some(*cmd),
             _ => None,
         });
-        assert_eq!(last_cmd, Some(0x01), "COM_QUIT");
+        assert_eq!(last_cmd, Some(proxyscope::event::Com::QUIT), "COM_QUIT");
     }
     // Graceful TLS closes (a close_notify, encrypted, before the client's FIN), RSTs or not.
     for f in ["tls13-hrr-raw-ip.pcap", "tls12-cbc-ipv6-null.pcap"] {
@@ -378,10 +378,13 @@ fn public_captures_once_called_wrong() {
         assert_eq!(v.confidence, proxyscope::diagnose::Confidence::Certain);
         let tls = s.tls.as_ref().unwrap();
         assert_eq!((tls.decrypted.c2s, tls.decrypted.s2c), (3, 2));
-        assert!(s.events.iter().any(|e| e.dir == "c2s"
+        assert!(s.events.iter().any(|e| e.dir == proxyscope::event::Dir::C2s
             && matches!(
                 e.event.kind,
-                proxyscope::event::Kind::Alert { level: 1, desc: 0 }
+                proxyscope::event::Kind::Alert {
+                    level: tls_parser::TlsAlertSeverity::Warning,
+                    desc: tls_parser::TlsAlertDescription::CloseNotify
+                }
             )));
     }
     // A connection still open carries no closer.

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::*;
-use proxyscope::event::{command_name, Kind};
+use proxyscope::event::Kind;
 use proxyscope::model::{CloseKind, Role};
 
 struct Row {
@@ -140,7 +140,7 @@ fn check_mysql(dir: &Path) -> Vec<String> {
             (
                 "commands",
                 events(&|k| match k {
-                    Kind::Command { cmd, .. } => Some(command_name(*cmd).to_string()),
+                    Kind::Command { cmd, .. } => Some(cmd.name().to_string()),
                     _ => None,
                 }),
             ),
@@ -174,7 +174,9 @@ fn check_mysql(dir: &Path) -> Vec<String> {
             (
                 "tls_offered",
                 events(&|k| match k {
-                    Kind::Greeting { capabilities, .. } => Some(yes(capabilities & 0x800 != 0)),
+                    Kind::Greeting { capabilities, .. } => Some(yes(
+                        capabilities.contains(proxyscope::event::CapabilityFlags::CLIENT_SSL)
+                    )),
                     _ => None,
                 }),
             ),

@@ -199,11 +199,11 @@ fn check(dir: &Path, scenario: &str, ext: &str) -> usize {
         if fault == "plaintext-quit" && event == "backend_closed" {
             let quit = caps.both.iter().filter(|s| find(s)).any(|s| {
                 s.events.iter().any(|e| {
-                    e.dir == "c2s"
+                    e.dir == proxyscope::event::Dir::C2s
                         && matches!(
                             e.event.kind,
                             Kind::PlaintextInTls {
-                                mysql: Some("com_quit"),
+                                mysql: Some(proxyscope::event::Com::QUIT),
                                 ..
                             }
                         )

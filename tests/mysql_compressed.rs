@@ -81,7 +81,7 @@ fn commands(sums: &[Summary], from: u64, shift: u64) -> Vec<(u64, u8)> {
         .flat_map(|s| &s.events)
         .filter(|e| e.event.at.frame >= from)
         .filter_map(|e| match e.event.kind {
-            Kind::Command { cmd, .. } => Some((e.event.at.frame + shift, cmd)),
+            Kind::Command { cmd, .. } => Some((e.event.at.frame + shift, cmd.0)),
             _ => None,
         })
         .collect();

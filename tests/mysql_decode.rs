@@ -8,8 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
-use proxyscope::event::Kind;
+use proxyscope::event::{Com, Kind};
 use proxyscope::model::Summary;
+
+const COM_QUERY: Com = Com::of(proxyscope::event::Command::COM_QUERY);
+const COM_CHANGE_USER: Com = Com::of(proxyscope::event::Command::COM_CHANGE_USER);
 
 /// tshark's fields for the packets matching `filter`, one `Vec` per packet.
 fn tshark(path: &Path, filter: &str, fields: &[&str]) -> Vec<Vec<String>> {
@@ -35,7 +38,7 @@ fn queries(s: &Summary) -> Vec<Query> {
         .iter()
         .filter_map(|e| match &e.event.kind {
             Kind::Command {
-                cmd: 3,
+                cmd: COM_QUERY,
                 text,
                 attrs,
                 ..
@@ -149,7 +152,7 @@ fn change_user_changes_the_user_and_its_auth_is_not_commands() {
         .events
         .iter()
         .filter_map(|e| match e.event.kind {
-            Kind::Command { cmd, .. } => Some(cmd),
+            Kind::Command { cmd, .. } => Some(cmd.0),
             _ => None,
         })
         .collect();
@@ -161,7 +164,9 @@ fn change_user_changes_the_user_and_its_auth_is_not_commands() {
     assert_eq!(m.commands, theirs.len() as u64);
     let change = s.events.iter().find_map(|e| match &e.event.kind {
         Kind::Command {
-            cmd: 0x11, user, ..
+            cmd: COM_CHANGE_USER,
+            user,
+            ..
         } => Some(user.clone()),
         _ => None,
     });

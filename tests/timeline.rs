@@ -774,7 +774,9 @@ fn requests_end_at_their_response_or_stay_in_flight() {
     let commands = s
         .events
         .iter()
-        .filter(|e| e.dir == "c2s" && e.event.kind.name().starts_with("mysql.com_"))
+        .filter(|e| {
+            e.dir == proxyscope::event::Dir::C2s && e.event.kind.name().starts_with("mysql.com_")
+        })
         .count();
     assert_eq!(reqs.len(), commands);
     let last = reqs.last().unwrap();

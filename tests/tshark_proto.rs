@@ -14,7 +14,7 @@ use std::process::Command;
 
 use common::*;
 use proxyscope::dissect::Carries;
-use proxyscope::event::Kind;
+use proxyscope::event::{Com, Kind};
 
 #[derive(Debug, Default, PartialEq, Eq, Clone)]
 struct Proto {
@@ -31,8 +31,8 @@ struct Proto {
     alerts: Vec<u8>,
 }
 
-const COM_QUERY: u8 = 0x03;
-const COM_STMT_PREPARE: u8 = 0x16;
+const COM_QUERY: Com = Com::of(proxyscope::event::Command::COM_QUERY);
+const COM_STMT_PREPARE: Com = Com::of(proxyscope::event::Command::COM_STMT_PREPARE);
 
 /// The fields compared, in report order.
 const FIELDS: [&str; 12] = [
@@ -186,7 +186,7 @@ fn ours(path: &Path, keylog: Option<&Path>) -> (BTreeMap<u64, Proto>, BTreeSet<u
                 Kind::Command {
                     cmd, text, user, ..
                 } => {
-                    p.commands.push(*cmd);
+                    p.commands.push(cmd.0);
                     p.users.extend(user.clone());
                     if matches!(*cmd, COM_QUERY | COM_STMT_PREPARE) {
                         p.queries.extend(text.clone());
@@ -208,13 +208,13 @@ fn ours(path: &Path, keylog: Option<&Path>) -> (BTreeMap<u64, Proto>, BTreeSet<u
                 } => {
                     p.handshakes.push(2);
                     if !retry {
-                        p.version = Some(*version);
-                        p.cipher = Some(*cipher);
+                        p.version = Some(version.0);
+                        p.cipher = Some(cipher.0);
                     }
                 }
                 Kind::Certificate { .. } => p.handshakes.push(11),
-                Kind::Handshake { msg } => p.handshakes.push(*msg),
-                Kind::Alert { desc, .. } => p.alerts.push(*desc),
+                Kind::Handshake { msg } => p.handshakes.push(msg.0),
+                Kind::Alert { desc, .. } => p.alerts.push(desc.0),
                 _ => {}
             }
         }

@@ -15,7 +15,7 @@ use std::io::Write;
 use libfuzzer_sys::fuzz_target;
 use proxyscope::mysql::compress::{self, Algorithm};
 use proxyscope::mysql::{Decoder, Phase};
-use proxyscope::common::At;
+use proxyscope::common::{At, Side};
 use proxyscope::time::Timestamp;
 
 fn pkt(seq: u8, payload: &[u8]) -> Vec<u8> {
@@ -82,11 +82,11 @@ fn compressed_paths(ctl: u8, rest: &[u8]) {
     let _ = compress::decompress(Algorithm::Zlib, body, ulen);
 
     // The bytes as the contents of compressed packets, each direction in turn.
-    let mut d = Decoder::new(1, Phase::Command);
+    let mut d = Decoder::new(Side::B, Phase::Command);
     let mut out = Vec::new();
     let size = usize::from(ctl & 0x0e).max(1) * 16;
     for (i, chunk) in body.chunks(size).enumerate() {
-        let side = usize::from(i % 2 == 1 || ctl & 1 == 1) & 1;
+        let side = Side::b_if(i % 2 == 1 || ctl & 1 == 1);
         let pick = chunk.first().copied().unwrap_or(0) % 3;
         let mut pkt = Vec::new();
         match pick {
@@ -138,21 +138,21 @@ fuzz_target!(|data: &[u8]| {
     } else {
         Phase::Command
     };
-    let mut d = Decoder::new(1, phase);
+    let mut d = Decoder::new(Side::B, phase);
     let mut out = Vec::new();
     if ctl & 3 == 2 {
         let at = at(0);
         let [client, server] = login8();
         let greeting_len = usize::from(server[0]) + 4;
-        let _ = d.data(1, &server[..greeting_len], at, &mut out);
-        let _ = d.data(0, &client, at, &mut out);
-        let _ = d.data(1, &server[greeting_len..], at, &mut out);
+        let _ = d.data(Side::B, &server[..greeting_len], at, &mut out);
+        let _ = d.data(Side::A, &client, at, &mut out);
+        let _ = d.data(Side::B, &server[greeting_len..], at, &mut out);
         assert_eq!(d.phase(), Phase::Command);
         out.clear();
     }
     let size = usize::from(ctl >> 2).max(1);
     for (i, chunk) in rest.chunks(size).enumerate() {
-        let side = chunk.first().map_or(0, |b| usize::from(b & 1));
+        let side = Side::b_if(chunk.first().is_some_and(|b| b & 1 == 1));
         if chunk.first() == Some(&0xee) {
             d.gap(side, u64::from(chunk.len() as u32), at(i), &mut out);
         } else {

@@ -440,9 +440,9 @@ async fn request(lab: &Lab, mut b: Backend, cmd: &Packet, front: &mut Stream, id
         frame: 0,
         file: 0,
     };
-    let mut dec = Decoder::new(1, Phase::Command);
+    let mut dec = Decoder::new(proxyscope::common::Side::B, Phase::Command);
     let mut events = Vec::new();
-    dec.data(0, &cmd.raw, at, &mut events);
+    dec.data(proxyscope::common::Side::A, &cmd.raw, at, &mut events);
     let mut framer = Framer::default();
     let mut status = 0u16;
     let mut relayed = 0u64;
@@ -464,7 +464,7 @@ async fn request(lab: &Lab, mut b: Backend, cmd: &Packet, front: &mut Stream, id
             }
             let data = buf.get(..n).unwrap_or_default();
             events.clear();
-            dec.data(1, data, at, &mut events);
+            dec.data(proxyscope::common::Side::B, data, at, &mut events);
             framer.feed(
                 data,
                 at,

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::legs::Leg;
 use super::{Label, State};
+use crate::event::CapabilityFlags;
 use crate::model::{Point, Summary};
 use crate::time::Timestamp;
 
@@ -21,8 +22,6 @@ const TRIGGER_MAX_NS: i64 = 100_000_000;
 const PING_TRIGGER_MAX_NS: i64 = 30_000_000_000;
 /// A backend retired by age is closed within this long after its last response.
 const AGE_RETURN_MS: f64 = 5.0;
-/// CLIENT_SSL in a greeting's capability flags.
-const CLIENT_SSL: u32 = 0x0000_0800;
 /// Problem closes kept for incident building (beyond it, the oldest are dropped).
 const MAX_KEPT: usize = 100_000;
 
@@ -330,7 +329,7 @@ fn sentence(s: &Summary) -> Option<(Brief, Label)> {
                 .mysql
                 .as_ref()
                 .and_then(|m| m.server_capabilities)
-                .map(|c| c & CLIENT_SSL != 0),
+                .map(|c| c.contains(CapabilityFlags::CLIENT_SSL)),
         },
         v.label,
     ))

@@ -12,13 +12,16 @@ pub mod incidents;
 pub mod legs;
 pub mod proxysql_log;
 
+use crate::common::Side;
 use crate::dissect::teardown::{self, QuitBasis, Teardown};
 use crate::dissect::Carries;
+use crate::event::Com;
 /// The diagnosis data, defined below the stages that carry it (the summary holds a verdict).
 pub use crate::model::diagnosis::{Confidence, Label, Pending, State, Verdict};
 use crate::model::{CloseKind, Mark, Role, Summary};
 use crate::mysql::Phase;
 use legs::Leg;
+use tls_parser::TlsAlertDescription;
 
 /// What started a teardown, in order of precedence when two come in the same packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -42,8 +45,8 @@ pub struct Start {
     pub cause: Cause,
     /// In words.
     pub how: String,
-    /// Side index of the sender.
-    pub side: usize,
+    /// Side of the sender.
+    pub side: Side,
     /// Where.
     pub at: crate::common::At,
     /// ERR code, or 0 for a close_notify.
@@ -160,10 +163,10 @@ pub fn starter(t: &Teardown, mysql: bool) -> Option<Start> {
         .filter(|a| not_after(a.seen.at, first) && !(mysql && a.inferred))
     {
         let (how, code) = match (a.level, a.desc) {
-            (_, Some(0)) => ("close_notify".to_string(), Some(0)),
+            (_, Some(TlsAlertDescription::CloseNotify)) => ("close_notify".to_string(), Some(0)),
             (_, Some(d)) => (
                 format!("fatal alert {}", crate::event::alert_name(d)),
-                Some(u16::from(d)),
+                Some(u16::from(d.0)),
             ),
             _ => (
                 "an encrypted alert (close_notify or fatal)".to_string(),
@@ -190,7 +193,7 @@ pub fn starter(t: &Teardown, mysql: bool) -> Option<Start> {
     }
     if let Some(p) = t
         .plaintext
-        .filter(|p| not_after(p.seen.at, first) && p.mysql != Some("com_quit"))
+        .filter(|p| not_after(p.seen.at, first) && p.mysql != Some(Com::QUIT))
     {
         c.push(Start {
             cause: Cause::Plaintext,
@@ -420,7 +423,7 @@ pub fn verdict(s: &Summary, leg: Leg, leg_confidence: Confidence) -> Verdict {
             state = State::RequestInFlight;
         }
     }
-    let role_of = |side: usize| {
+    let role_of = |side: Side| {
         if side == t.client {
             Role::Client
         } else {
@@ -521,8 +524,8 @@ mod tests {
     use crate::dissect::teardown::{AlertSeen, ErrSeen, First, Quit, Seen};
     use crate::time::Timestamp;
 
-    /// Side 0 is the client.
-    fn seen(side: usize, frame: u64) -> Seen {
+    /// Side A is the client.
+    fn seen(side: Side, frame: u64) -> Seen {
         Seen {
             side,
             at: At {
@@ -534,7 +537,7 @@ mod tests {
         }
     }
 
-    fn closed_by(side: usize, frame: u64, rst: bool) -> Teardown {
+    fn closed_by(side: Side, frame: u64, rst: bool) -> Teardown {
         Teardown {
             first: Some(First {
                 seen: seen(side, frame),
@@ -547,7 +550,7 @@ mod tests {
 
     fn err(frame: u64, code: u16, login: bool, client_spoke_after: bool) -> Option<ErrSeen> {
         Some(ErrSeen {
-            seen: seen(1, frame),
+            seen: seen(Side::B, frame),
             code,
             login,
             client_spoke_after,
@@ -556,18 +559,21 @@ mod tests {
 
     #[test]
     fn an_ordinary_err_then_the_clients_fin_is_the_clients_close() {
-        let mut t = closed_by(0, 10, false);
+        let mut t = closed_by(Side::A, 10, false);
         t.err = err(8, 1146, false, false);
         let st = starter(&t, true).unwrap();
-        assert_eq!((st.cause, st.side), (Cause::Teardown, 0));
+        assert_eq!((st.cause, st.side), (Cause::Teardown, Side::A));
     }
 
     #[test]
     fn an_err_then_the_servers_own_close_starts_it() {
-        let mut t = closed_by(1, 10, false);
+        let mut t = closed_by(Side::B, 10, false);
         t.err = err(8, 1146, false, false);
         let st = starter(&t, true).unwrap();
-        assert_eq!((st.cause, st.side, st.code), (Cause::Err, 1, Some(1146)));
+        assert_eq!(
+            (st.cause, st.side, st.code),
+            (Cause::Err, Side::B, Some(1146))
+        );
         // Unless the client sent a command after it: an ordinary reply.
         t.err = err(8, 1146, false, true);
         assert_eq!(starter(&t, true).unwrap().cause, Cause::Teardown);
@@ -576,35 +582,35 @@ mod tests {
     #[test]
     fn an_err_that_ends_the_session_starts_it_whoever_fins_first() {
         for (code, login) in [(1045, true), (1130, true), (1927, false), (4031, false)] {
-            let mut t = closed_by(0, 10, false);
+            let mut t = closed_by(Side::A, 10, false);
             t.err = err(8, code, login, false);
             let st = starter(&t, true).unwrap();
-            assert_eq!((st.cause, st.side), (Cause::Err, 1), "{code}");
+            assert_eq!((st.cause, st.side), (Cause::Err, Side::B), "{code}");
         }
     }
 
     #[test]
     fn nothing_after_the_first_fin_starts_the_close() {
-        let mut t = closed_by(1, 10, false);
+        let mut t = closed_by(Side::B, 10, false);
         // The client's fatal alert answers the server's FIN.
         t.alert = Some(AlertSeen {
-            seen: seen(0, 11),
-            level: Some(2),
-            desc: Some(50),
+            seen: seen(Side::A, 11),
+            level: Some(tls_parser::TlsAlertSeverity::Fatal),
+            desc: Some(TlsAlertDescription::DecodeError),
             inferred: false,
         });
         let st = starter(&t, true).unwrap();
         assert_eq!(
             (st.cause, st.side, st.how.as_str()),
-            (Cause::Teardown, 1, "FIN")
+            (Cause::Teardown, Side::B, "FIN")
         );
     }
 
     #[test]
     fn a_quit_in_the_fin_segment_wins_over_the_fin() {
-        let mut t = closed_by(0, 10, false);
+        let mut t = closed_by(Side::A, 10, false);
         t.quit = Some(Quit {
-            seen: seen(0, 10),
+            seen: seen(Side::A, 10),
             basis: QuitBasis::Read,
             plaintext_len: None,
         });
@@ -615,7 +621,7 @@ mod tests {
         );
         // Inferred from a CBC record size: possible only.
         t.quit = Some(Quit {
-            seen: seen(0, 9),
+            seen: seen(Side::A, 9),
             basis: QuitBasis::RecordSize,
             plaintext_len: Some(crate::event::PlainLen { lo: 0, hi: 11 }),
         });
@@ -624,9 +630,9 @@ mod tests {
 
     #[test]
     fn an_encrypted_alert_starts_a_close_only_outside_mysql() {
-        let mut t = closed_by(1, 10, false);
+        let mut t = closed_by(Side::B, 10, false);
         t.alert = Some(AlertSeen {
-            seen: seen(1, 10),
+            seen: seen(Side::B, 10),
             level: None,
             desc: None,
             inferred: true,

@@ -11,7 +11,7 @@ pub mod teardown;
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::common::At;
+use crate::common::{At, Side};
 use crate::event::{Event, Kind};
 use crate::mysql;
 use crate::tcp::{Connection, StreamEvent};
@@ -115,14 +115,14 @@ impl State {
     }
 
     /// Freezes the teardown record with the decoders' state now.
-    fn freeze(&mut self, first: Option<(usize, At, bool)>) {
+    fn freeze(&mut self, first: Option<(Side, At, bool)>) {
         let mysql = self
             .mysql
             .as_ref()
             .map(|m| (&m.facts.in_flight, m.phase(), m.facts.login_ok));
         let (records, decrypted, negotiated) = match self.tls.as_ref() {
             Some(t) => (
-                [t.last_app_record(0), t.last_app_record(1)],
+                [t.last_app_record(Side::A), t.last_app_record(Side::B)],
                 t.decrypting(),
                 t.facts.version.is_some(),
             ),
@@ -189,7 +189,7 @@ impl Dissector {
     pub fn stream(
         &mut self,
         conn: &Connection,
-        side: usize,
+        side: Side,
         at: At,
         ev: StreamEvent<'_>,
         sink: &mut dyn FnMut(&Connection, Carries, &Event),
@@ -286,7 +286,7 @@ impl Dissector {
 fn data(
     st: &mut State,
     conn: &Connection,
-    side: usize,
+    side: Side,
     d: &[u8],
     at: At,
     out: &mut Vec<Event>,
@@ -325,7 +325,7 @@ fn data(
 fn detect(
     st: &mut State,
     conn: &Connection,
-    side: usize,
+    side: Side,
     d: &[u8],
     keylog: &Option<tls::decrypt::SharedKeyLog>,
 ) {
@@ -345,7 +345,7 @@ fn detect(
         // compressed protocol; the decoder judges that again, on the same bytes).
         st.carries = Carries::Mysql;
         st.mysql = Some(Box::new(mysql::Decoder::new(
-            side ^ 1,
+            side.other(),
             mysql::Phase::Command,
         )));
     } else if st.tries >= DETECT_TRIES {

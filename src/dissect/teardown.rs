@@ -8,20 +8,18 @@
 
 use serde::Serialize;
 
-use crate::common::At;
-use crate::event::{Event, Kind, PlainLen};
+use crate::common::{At, Side};
+use crate::event::{Com, Event, Kind, PlainLen};
 use crate::mysql::{InFlight, Phase};
 use crate::tls::{LastRecord, RecordMeaning};
+use tls_parser::{TlsAlertDescription, TlsAlertSeverity};
 
-/// The client's goodbye.
-const COM_QUIT: u8 = 0x01;
-
-/// A fact with where it was seen and which side (0 or 1, as `tcp::Connection::ep`) sent it.
+/// A fact with where it was seen and which side (as `tcp::Connection::ep`) sent it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Seen {
     /// Sending side.
     #[serde(skip)]
-    pub side: usize,
+    pub side: Side,
     /// Where.
     #[serde(skip)]
     pub at: At,
@@ -30,7 +28,7 @@ pub struct Seen {
 }
 
 impl Seen {
-    fn new(side: usize, at: At) -> Seen {
+    fn new(side: Side, at: At) -> Seen {
         Seen {
             side,
             at,
@@ -85,10 +83,12 @@ pub struct AlertSeen {
     /// Where.
     #[serde(flatten)]
     pub seen: Seen,
-    /// 1 warning, 2 fatal (None when encrypted).
-    pub level: Option<u8>,
-    /// Description (None when encrypted).
-    pub desc: Option<u8>,
+    /// Warning or fatal (None when encrypted), written as its number.
+    #[serde(serialize_with = "ser_level")]
+    pub level: Option<TlsAlertSeverity>,
+    /// Description (None when encrypted), written as its number.
+    #[serde(serialize_with = "ser_desc")]
+    pub desc: Option<TlsAlertDescription>,
     /// Known from the record's type or size only (encrypted).
     pub inferred: bool,
 }
@@ -99,8 +99,24 @@ pub struct PlaintextSeen {
     /// Where.
     #[serde(flatten)]
     pub seen: Seen,
-    /// Recognised as a MySQL command (e.g. `com_quit`).
-    pub mysql: Option<&'static str>,
+    /// Recognised as a MySQL command (e.g. COM_QUIT), written by its name.
+    #[serde(serialize_with = "ser_com_name")]
+    pub mysql: Option<Com>,
+}
+
+fn ser_level<S: serde::Serializer>(l: &Option<TlsAlertSeverity>, s: S) -> Result<S::Ok, S::Error> {
+    l.map(|l| l.0).serialize(s)
+}
+
+fn ser_desc<S: serde::Serializer>(
+    d: &Option<TlsAlertDescription>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    d.map(|d| d.0).serialize(s)
+}
+
+fn ser_com_name<S: serde::Serializer>(c: &Option<Com>, s: S) -> Result<S::Ok, S::Error> {
+    c.map(Com::name).serialize(s)
 }
 
 /// The first FIN or RST.
@@ -142,7 +158,7 @@ pub struct Teardown {
     /// The request whose response had not finished then (read from MySQL).
     pub in_flight: Option<InFlight>,
     /// The client's last command before it (read from MySQL): where, and its command byte.
-    pub last_command: Option<(Seen, u8)>,
+    pub last_command: Option<(Seen, Com)>,
     /// Undecrypted TLS: the last application record of the client and of the server
     /// (`[client, server]`) before it.
     pub last_record: [Option<RecordSeen>; 2],
@@ -164,16 +180,16 @@ pub struct Teardown {
     /// The state is final (frozen at the first FIN/RST or at the end).
     #[serde(skip)]
     pub frozen: bool,
-    /// The client's side index.
+    /// The client's side.
     #[serde(skip)]
-    pub client: usize,
+    pub client: Side,
 }
 
 /// Decoder state handed over at the freeze.
 pub struct Freeze<'a> {
     /// The MySQL request in flight and the phase, if MySQL.
     pub mysql: Option<(&'a Option<InFlight>, Phase, Option<bool>)>,
-    /// The last app records of an undecrypted TLS session, `[side 0, side 1]`.
+    /// The last app records of an undecrypted TLS session, by [`Side`].
     pub records: [Option<LastRecord>; 2],
     /// TLS is being decrypted.
     pub decrypted: bool,
@@ -191,16 +207,17 @@ pub fn before(a: At, b: At) -> bool {
 }
 
 impl Teardown {
-    /// A record for a connection whose client is `client` (side index).
-    pub fn new(client: usize) -> Teardown {
+    /// A record for a connection whose client is `client`.
+    pub fn new(client: Side) -> Teardown {
         Teardown {
-            client: client & 1,
+            client,
             ..Teardown::default()
         }
     }
 
-    fn role(&self, side: usize) -> usize {
-        usize::from(side & 1 != self.client)
+    /// Index into the `[client, server]` pairs.
+    fn role(&self, side: Side) -> usize {
+        usize::from(side != self.client)
     }
 
     /// Takes in one event (before the freeze; after it, nothing changes).
@@ -208,8 +225,8 @@ impl Teardown {
         if self.frozen {
             return;
         }
-        let seen = Seen::new(e.side & 1, e.at);
-        let from_client = e.side & 1 == self.client;
+        let seen = Seen::new(e.side, e.at);
+        let from_client = e.side == self.client;
         if !matches!(e.kind.layer(), crate::event::Layer::Tcp) {
             self.last_spoke[self.role(e.side)] = Some(seen);
         }
@@ -219,7 +236,7 @@ impl Teardown {
                 if let Some(err) = self.err.as_mut() {
                     err.client_spoke_after = true;
                 }
-                if *cmd == COM_QUIT && self.quit.is_none() {
+                if *cmd == Com::QUIT && self.quit.is_none() {
                     self.quit = Some(Quit {
                         seen,
                         basis: QuitBasis::Read,
@@ -243,7 +260,11 @@ impl Teardown {
                     client_spoke_after: false,
                 });
             }
-            Kind::Alert { level, desc } if (*level == 2 || *desc == 0) && self.alert.is_none() => {
+            Kind::Alert { level, desc }
+                if (*level == TlsAlertSeverity::Fatal
+                    || *desc == TlsAlertDescription::CloseNotify)
+                    && self.alert.is_none() =>
+            {
                 self.alert = Some(AlertSeen {
                     seen,
                     level: Some(*level),
@@ -266,7 +287,7 @@ impl Teardown {
                         mysql: *mysql,
                     });
                 }
-                if from_client && *mysql == Some("com_quit") && self.quit.is_none() {
+                if from_client && *mysql == Some(Com::QUIT) && self.quit.is_none() {
                     self.quit = Some(Quit {
                         seen,
                         basis: QuitBasis::PlaintextInTls,
@@ -287,13 +308,13 @@ impl Teardown {
 
     /// The first FIN or RST (`rst`) of the connection, sent by `side` at `at`: the state
     /// freezes. `d` is the decoders' state then.
-    pub fn freeze(&mut self, first: Option<(usize, At, bool)>, d: Freeze<'_>) {
+    pub fn freeze(&mut self, first: Option<(Side, At, bool)>, d: Freeze<'_>) {
         if self.frozen {
             return;
         }
         self.frozen = true;
         self.first = first.map(|(side, at, rst)| First {
-            seen: Seen::new(side & 1, at),
+            seen: Seen::new(side, at),
             rst,
         });
         if let Some((flight, phase, login_ok)) = d.mysql {
@@ -306,8 +327,8 @@ impl Teardown {
         if d.decrypted {
             return;
         }
-        for (side, rec) in d.records.iter().enumerate() {
-            if let Some(r) = rec {
+        for side in Side::BOTH {
+            if let Some(r) = &d.records[side] {
                 self.last_record[self.role(side)] = Some(RecordSeen {
                     seen: Seen::new(side, r.at),
                     len: r.len,
@@ -367,7 +388,6 @@ impl Teardown {
     /// The client's last request was a 1-byte command (COM_PING, read or by its 5-byte record)
     /// that the server answered just before the teardown: a keep-alive ping.
     pub fn answered_ping(&self) -> bool {
-        const COM_PING: u8 = 0x0e;
         let first = match self.first {
             Some(f) => f.seen.at,
             None => return false,
@@ -380,7 +400,7 @@ impl Teardown {
             _ => false,
         };
         let read =
-            self.last_command.is_some_and(|(_, cmd)| cmd == COM_PING) && self.in_flight.is_none();
+            self.last_command.is_some_and(|(_, cmd)| cmd == Com::PING) && self.in_flight.is_none();
         let recent = self.last_spoke[1].is_some_and(|s| first.ts.nanos_since(s.at.ts) < 50_000_000);
         (by_size || read) && recent
     }
@@ -431,7 +451,7 @@ mod tests {
         })
     }
 
-    fn freeze(t: &mut Teardown, records: [Option<LastRecord>; 2], first: (usize, u64)) {
+    fn freeze(t: &mut Teardown, records: [Option<LastRecord>; 2], first: (Side, u64)) {
         let flight = None;
         t.freeze(
             Some((first.0, at(first.1), false)),
@@ -448,8 +468,8 @@ mod tests {
     fn a_last_five_byte_client_record_is_a_quit_whichever_fin_comes_first() {
         // Client side 0: its 27-byte TLS 1.3 record after the server's last one; the server's FIN
         // happens to come first.
-        let mut t = Teardown::new(0);
-        freeze(&mut t, [rec(20, 27, 5), rec(18, 100, 83)], (1, 21));
+        let mut t = Teardown::new(Side::A);
+        freeze(&mut t, [rec(20, 27, 5), rec(18, 100, 83)], (Side::B, 21));
         let q = t.quit.unwrap();
         assert_eq!((q.basis, q.seen.frame), (QuitBasis::RecordSize, 20));
         assert!(t.request_by_record_order().is_none());
@@ -457,29 +477,32 @@ mod tests {
 
     #[test]
     fn a_five_byte_record_the_server_answered_is_a_ping_not_a_quit() {
-        let mut t = Teardown::new(0);
-        t.last_spoke[1] = Some(Seen::new(1, at(21)));
-        freeze(&mut t, [rec(20, 27, 5), rec(21, 28, 11)], (0, 22));
+        let mut t = Teardown::new(Side::A);
+        t.last_spoke[1] = Some(Seen::new(Side::B, at(21)));
+        freeze(&mut t, [rec(20, 27, 5), rec(21, 28, 11)], (Side::A, 22));
         assert!(t.quit.is_none());
         assert!(t.answered_ping());
     }
 
     #[test]
     fn a_larger_last_client_record_is_a_request_in_flight() {
-        let mut t = Teardown::new(0);
-        freeze(&mut t, [rec(20, 78, 61), rec(18, 100, 83)], (1, 21));
+        let mut t = Teardown::new(Side::A);
+        freeze(&mut t, [rec(20, 78, 61), rec(18, 100, 83)], (Side::B, 21));
         assert!(t.quit.is_none());
         assert_eq!(t.request_by_record_order().map(|r| r.seen.frame), Some(20));
     }
 
     #[test]
     fn nothing_changes_after_the_freeze() {
-        let mut t = Teardown::new(0);
-        freeze(&mut t, [None, None], (1, 10));
+        let mut t = Teardown::new(Side::A);
+        freeze(&mut t, [None, None], (Side::B, 10));
         t.observe(&Event {
             at: at(11),
-            side: 0,
-            kind: Kind::Alert { level: 2, desc: 50 },
+            side: Side::A,
+            kind: Kind::Alert {
+                level: TlsAlertSeverity::Fatal,
+                desc: TlsAlertDescription::DecodeError,
+            },
         });
         assert!(t.alert.is_none());
     }

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use super::{lane_order, leg_name, requests, JsonSeq, Mark, Timeline};
 use crate::diagnose::legs::Leg;
+use crate::event::Dir;
 use crate::model::Summary;
 
 const TEMPLATE: &str = include_str!("timeline.html");
@@ -146,7 +147,7 @@ pub fn write_data(tl: &Timeline, title: &str, out: &mut dyn Write) -> io::Result
                 n,
                 r9(e.at.t),
                 MARKS.iter().position(|x| *x == m).unwrap_or(0),
-                sender(s.leg, e.dir == "c2s"),
+                sender(s.leg, e.dir == Dir::C2s),
                 e.at.frame,
                 k,
                 short(e.event.kind.brief()),

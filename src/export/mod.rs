@@ -18,7 +18,7 @@ use serde_json::{json, Map, Value};
 
 use crate::diagnose::incidents::Incident;
 use crate::diagnose::legs::Leg;
-use crate::event::Kind;
+use crate::event::{Dir, Kind};
 use crate::model::{EventLine, Point, Role, Summary};
 use crate::report::{Report, RunSummary};
 
@@ -128,8 +128,8 @@ pub fn verdict_line(s: &Summary) -> Value {
     m.insert("conn".into(), json!(s.id));
     m.insert("leg".into(), json!(leg_name(s.leg)));
     let (dir, from, to) = match mark {
-        Some(k) if k.by == Role::Server => (json!("s2c"), s.server, s.client),
-        Some(_) => (json!("c2s"), s.client, s.server),
+        Some(k) if k.by == Role::Server => (json!(Dir::S2c), s.server, s.client),
+        Some(_) => (json!(Dir::C2s), s.client, s.server),
         None => (Value::Null, s.client, s.server),
     };
     m.insert("dir".into(), dir);
@@ -505,7 +505,7 @@ pub fn requests(s: &Summary) -> Vec<Request> {
     let mut answered = false;
     for e in &s.events {
         let mark = Mark::of(&e.event.kind);
-        match (e.dir == "c2s", mark) {
+        match (e.dir == Dir::C2s, mark) {
             (true, Mark::Query) | (true, Mark::Data) => {
                 if let (Some(r), false) = (open.as_mut(), answered) {
                     // A request in several records, or the command inside a TLS record.

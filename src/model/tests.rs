@@ -33,7 +33,7 @@ struct Rec {
 }
 
 impl StreamSink for Rec {
-    fn event(&mut self, conn: &Connection, side: usize, _at: At, ev: StreamEvent<'_>) {
+    fn event(&mut self, conn: &Connection, side: Side, _at: At, ev: StreamEvent<'_>) {
         let e = match ev {
             StreamEvent::Data(d) => Ev::Data(d.to_vec()),
             StreamEvent::Gap(n) => Ev::Gap(n),

@@ -35,6 +35,7 @@
 use std::io::Read;
 
 use flate2::{Decompress, FlushDecompress, Status};
+use mysql_common::constants::CapabilityFlags;
 
 use crate::bytes::HeaderBuf;
 
@@ -96,22 +97,16 @@ impl Algorithm {
     }
 
     /// What the login negotiated, from the capability flags both sides announced.
-    pub fn negotiated(caps: u32) -> Option<Algorithm> {
-        if caps & CLIENT_COMPRESS != 0 {
+    pub fn negotiated(caps: CapabilityFlags) -> Option<Algorithm> {
+        if caps.contains(CapabilityFlags::CLIENT_COMPRESS) {
             Some(Algorithm::Zlib)
-        } else if caps & CLIENT_ZSTD_COMPRESSION_ALGORITHM != 0 {
+        } else if caps.contains(CapabilityFlags::CLIENT_ZSTD_COMPRESSION_ALGORITHM) {
             Some(Algorithm::Zstd)
         } else {
             None
         }
     }
 }
-
-/// Capability: the zlib compressed protocol.
-pub const CLIENT_COMPRESS: u32 = 0x0000_0020;
-/// Capability: the zstd compressed protocol (MySQL 8.0.18+); the handshake response then ends
-/// with a 1-byte compression level.
-pub const CLIENT_ZSTD_COMPRESSION_ALGORITHM: u32 = 0x0400_0000;
 
 /// What the decoder learnt about a connection's compression.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -132,7 +127,10 @@ pub fn zstd_level(payload: &[u8]) -> Option<u8> {
     use mysql_common::packets::HandshakeResponse;
     let mut buf = ParseBuf(payload);
     let r = buf.parse::<HandshakeResponse<'_>>(()).ok()?;
-    if r.capabilities().bits() & CLIENT_ZSTD_COMPRESSION_ALGORITHM == 0 {
+    if !r
+        .capabilities()
+        .contains(CapabilityFlags::CLIENT_ZSTD_COMPRESSION_ALGORITHM)
+    {
         return None;
     }
     buf.0.first().copied()
@@ -686,12 +684,16 @@ mod tests {
         plain[3] = 0;
         assert_eq!(zstd_level(&plain), None);
         assert_eq!(zstd_level(&r[..r.len() - 1]), None);
+        let caps = CapabilityFlags::from_bits_retain(caps);
         assert_eq!(Algorithm::negotiated(caps), Some(Algorithm::Zstd));
         assert_eq!(
-            Algorithm::negotiated(caps | CLIENT_COMPRESS),
+            Algorithm::negotiated(caps | CapabilityFlags::CLIENT_COMPRESS),
             Some(Algorithm::Zlib)
         );
-        assert_eq!(Algorithm::negotiated(0x0000_a28f), None);
+        assert_eq!(
+            Algorithm::negotiated(CapabilityFlags::from_bits_retain(0x0000_a28f)),
+            None
+        );
     }
 
     #[test]

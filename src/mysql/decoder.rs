@@ -1,6 +1,6 @@
 //! The MySQL protocol state machine of one connection.
 
-use mysql_common::constants::CapabilityFlags;
+use mysql_common::constants::{CapabilityFlags, StatusFlags};
 use mysql_common::io::ParseBuf;
 use mysql_common::packets::{
     AuthSwitchRequest, CommonOkPacket, ErrPacket, HandshakePacket, HandshakeResponse,
@@ -9,40 +9,40 @@ use mysql_common::packets::{
 
 use super::compress::{self, Algorithm, Compression, Inflater};
 use super::framer::{Framer, Note, Packet};
-use crate::common::At;
-use crate::event::{Event, Kind, QueryAttr};
+use crate::common::{At, Side};
+use crate::event::{Com, Command, Event, Kind, QueryAttr};
 
-const CLIENT_PROTOCOL_41: u32 = 0x0000_0200;
-const CLIENT_SSL: u32 = 0x0000_0800;
-const CLIENT_SECURE_CONNECTION: u32 = 0x0000_8000;
-const CLIENT_PLUGIN_AUTH: u32 = 0x0008_0000;
-const CLIENT_DEPRECATE_EOF: u32 = 0x0100_0000;
+const CLIENT_PROTOCOL_41: CapabilityFlags = CapabilityFlags::CLIENT_PROTOCOL_41;
+const CLIENT_SSL: CapabilityFlags = CapabilityFlags::CLIENT_SSL;
+const CLIENT_SECURE_CONNECTION: CapabilityFlags = CapabilityFlags::CLIENT_SECURE_CONNECTION;
+const CLIENT_PLUGIN_AUTH: CapabilityFlags = CapabilityFlags::CLIENT_PLUGIN_AUTH;
+const CLIENT_DEPRECATE_EOF: CapabilityFlags = CapabilityFlags::CLIENT_DEPRECATE_EOF;
 /// MySQL 8.0.23+: COM_QUERY and COM_STMT_EXECUTE carry query attributes.
-const CLIENT_QUERY_ATTRIBUTES: u32 = 0x0800_0000;
+const CLIENT_QUERY_ATTRIBUTES: CapabilityFlags = CapabilityFlags::CLIENT_QUERY_ATTRIBUTES;
 /// COM_STMT_EXECUTE flag: a parameter count (placeholders + attributes) follows.
 const PARAMETER_COUNT_AVAILABLE: u8 = 0x08;
-const SERVER_MORE_RESULTS_EXISTS: u16 = 0x0008;
+const SERVER_MORE_RESULTS_EXISTS: StatusFlags = StatusFlags::SERVER_MORE_RESULTS_EXISTS;
 /// MariaDB extended capability: result-set metadata may be left out when the client caches it.
 const MARIADB_CACHE_METADATA: u32 = 0x0000_0010;
 const SSL_REQUEST_LEN: u64 = 32;
 /// Query text kept per command (characters beyond are cut, with an ellipsis).
 pub const TEXT_MAX: usize = 200;
 
-const COM_QUIT: u8 = 0x01;
-const COM_INIT_DB: u8 = 0x02;
-const COM_QUERY: u8 = 0x03;
-const COM_FIELD_LIST: u8 = 0x04;
-const COM_STATISTICS: u8 = 0x09;
-const COM_CHANGE_USER: u8 = 0x11;
-const COM_BINLOG_DUMP: u8 = 0x12;
-const COM_STMT_PREPARE: u8 = 0x16;
-const COM_STMT_EXECUTE: u8 = 0x17;
-const COM_STMT_SEND_LONG_DATA: u8 = 0x18;
-const COM_STMT_CLOSE: u8 = 0x19;
-const COM_STMT_RESET: u8 = 0x1a;
-const COM_STMT_FETCH: u8 = 0x1c;
-const COM_BINLOG_DUMP_GTID: u8 = 0x1e;
-const COM_RESET_CONNECTION: u8 = 0x1f;
+const COM_QUIT: Com = Com::of(Command::COM_QUIT);
+const COM_INIT_DB: Com = Com::of(Command::COM_INIT_DB);
+const COM_QUERY: Com = Com::of(Command::COM_QUERY);
+const COM_FIELD_LIST: Com = Com::of(Command::COM_FIELD_LIST);
+const COM_STATISTICS: Com = Com::of(Command::COM_STATISTICS);
+const COM_CHANGE_USER: Com = Com::of(Command::COM_CHANGE_USER);
+const COM_BINLOG_DUMP: Com = Com::of(Command::COM_BINLOG_DUMP);
+const COM_STMT_PREPARE: Com = Com::of(Command::COM_STMT_PREPARE);
+const COM_STMT_EXECUTE: Com = Com::of(Command::COM_STMT_EXECUTE);
+const COM_STMT_SEND_LONG_DATA: Com = Com::of(Command::COM_STMT_SEND_LONG_DATA);
+const COM_STMT_CLOSE: Com = Com::of(Command::COM_STMT_CLOSE);
+const COM_STMT_RESET: Com = Com::of(Command::COM_STMT_RESET);
+const COM_STMT_FETCH: Com = Com::of(Command::COM_STMT_FETCH);
+const COM_BINLOG_DUMP_GTID: Com = Com::of(Command::COM_BINLOG_DUMP_GTID);
+const COM_RESET_CONNECTION: Com = Com::of(Command::COM_RESET_CONNECTION);
 
 /// First payload byte of an OK packet (and of a binlog event in a replication stream).
 const OK: u8 = 0x00;
@@ -104,11 +104,13 @@ pub struct Facts {
     /// Connection (thread) id from the greeting.
     pub thread_id: Option<u32>,
     /// Server capability flags.
-    pub server_capabilities: Option<u32>,
+    #[serde(serialize_with = "ser_caps")]
+    pub server_capabilities: Option<CapabilityFlags>,
     /// MariaDB extended capabilities both sides announced (greeting and handshake response).
     pub mariadb_capabilities: u32,
     /// Client capability flags (handshake response or SSLRequest).
-    pub client_capabilities: Option<u32>,
+    #[serde(serialize_with = "ser_caps")]
+    pub client_capabilities: Option<CapabilityFlags>,
     /// User (plaintext logins); after a successful COM_CHANGE_USER, the new user.
     pub user: Option<String>,
     /// The user before the last COM_CHANGE_USER that changed it.
@@ -144,21 +146,26 @@ pub struct Facts {
     pub compression: Option<Compression>,
 }
 
+/// Capability flags as their number, as reports wrote them before they had a type.
+fn ser_caps<S: serde::Serializer>(c: &Option<CapabilityFlags>, s: S) -> Result<S::Ok, S::Error> {
+    serde::Serialize::serialize(&c.map(|c| c.bits()), s)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Resp {
     Idle,
-    First(u8),
+    First(Com),
     Columns {
-        cmd: u8,
+        cmd: Com,
         left: u64,
         cols: u64,
     },
     ColumnsEof {
-        cmd: u8,
+        cmd: Com,
         cols: u64,
     },
     Rows {
-        cmd: u8,
+        cmd: Com,
         cols: u64,
         rows: u64,
     },
@@ -191,7 +198,7 @@ fn is_zero(n: &u64) -> bool {
 
 /// The decoder of one MySQL connection.
 pub struct Decoder {
-    server: usize,
+    server: Side,
     phase: Phase,
     framers: [Framer; 2],
     resp: Resp,
@@ -219,9 +226,9 @@ pub struct Decoder {
 impl Decoder {
     /// A decoder for a connection whose server is `server` (side index), starting at `phase`
     /// (`Greeting` normally; `Command` for a connection picked up mid-stream).
-    pub fn new(server: usize, phase: Phase) -> Decoder {
+    pub fn new(server: Side, phase: Phase) -> Decoder {
         Decoder {
-            server: server & 1,
+            server,
             phase,
             framers: [Framer::default(), Framer::default()],
             resp: Resp::Idle,
@@ -263,21 +270,14 @@ impl Decoder {
 
     /// Stream bytes from `side`. Returns `Some(n)` when the protocol switched to TLS after `n`
     /// bytes of `data`: the rest belongs to the TLS decoder.
-    pub fn data(
-        &mut self,
-        side: usize,
-        data: &[u8],
-        at: At,
-        out: &mut Vec<Event>,
-    ) -> Option<usize> {
-        let side = side & 1;
+    pub fn data(&mut self, side: Side, data: &[u8], at: At, out: &mut Vec<Event>) -> Option<usize> {
         if self.phase == Phase::Tls || self.inside_tls {
             return Some(0);
         }
         let request = side != self.server;
         if let Some(dirs) = self.mid_stream.as_mut() {
             if dirs[side].is_none() {
-                dirs[side] = match dirs[side ^ 1] {
+                dirs[side] = match dirs[side.other()] {
                     // Wait for a slice that starts with a compressed packet.
                     Some(true) => compress::starts_compressed(data, request).then_some(true),
                     Some(false) => Some(false),
@@ -338,8 +338,7 @@ impl Decoder {
     }
 
     /// MySQL bytes decrypted from the TLS stream that followed the SSLRequest.
-    pub fn decrypted(&mut self, side: usize, data: &[u8], at: At, out: &mut Vec<Event>) {
-        let side = side & 1;
+    pub fn decrypted(&mut self, side: Side, data: &[u8], at: At, out: &mut Vec<Event>) {
         if self.phase == Phase::Tls {
             // The handshake response travels inside TLS.
             self.phase = Phase::Login;
@@ -351,7 +350,7 @@ impl Decoder {
     }
 
     /// Uncompressed protocol bytes; returns how many were consumed before a protocol switch.
-    fn plain(&mut self, side: usize, data: &[u8], at: At, out: &mut Vec<Event>) -> usize {
+    fn plain(&mut self, side: Side, data: &[u8], at: At, out: &mut Vec<Event>) -> usize {
         let request = side != self.server;
         let mut framer = std::mem::take(&mut self.framers[side]);
         let mut notes = Vec::new();
@@ -372,8 +371,7 @@ impl Decoder {
     }
 
     /// `n` bytes from `side` were never captured.
-    pub fn gap(&mut self, side: usize, n: u64, at: At, out: &mut Vec<Event>) {
-        let side = side & 1;
+    pub fn gap(&mut self, side: Side, n: u64, at: At, out: &mut Vec<Event>) {
         if self.mid_stream.is_some_and(|d| d[side].is_none()) {
             // Not judged yet: nothing is being followed.
             return;
@@ -403,7 +401,7 @@ impl Decoder {
         self.notes(side, &notes, at, out);
     }
 
-    fn notes(&mut self, side: usize, notes: &[Note], at: At, out: &mut Vec<Event>) {
+    fn notes(&mut self, side: Side, notes: &[Note], at: At, out: &mut Vec<Event>) {
         for n in notes {
             let kind = match n {
                 Note::Desync => {
@@ -420,7 +418,7 @@ impl Decoder {
         }
     }
 
-    fn packet(&mut self, side: usize, p: Packet<'_>, out: &mut Vec<Event>) {
+    fn packet(&mut self, side: Side, p: Packet<'_>, out: &mut Vec<Event>) {
         let from_server = side == self.server;
         let ev = |kind| Event {
             at: p.at,
@@ -434,9 +432,9 @@ impl Decoder {
                 }
             }
             (Phase::Login, false) => {
-                let caps = le32(p.payload, 0).unwrap_or(0);
+                let caps = CapabilityFlags::from_bits_retain(le32(p.payload, 0).unwrap_or(0));
                 self.facts.client_capabilities = Some(caps);
-                if p.len == SSL_REQUEST_LEN && caps & CLIENT_SSL != 0 {
+                if p.len == SSL_REQUEST_LEN && caps.contains(CLIENT_SSL) {
                     self.facts.ssl_request = true;
                     self.phase = Phase::Tls;
                     out.push(ev(Kind::SslRequest { capabilities: caps }));
@@ -482,7 +480,7 @@ impl Decoder {
         }
     }
 
-    fn handshake_response(&mut self, p: &Packet<'_>, caps: u32) -> Kind {
+    fn handshake_response(&mut self, p: &Packet<'_>, caps: CapabilityFlags) -> Kind {
         let parsed = parse_handshake_response(p.payload);
         let (user, database, auth_plugin) = match parsed {
             Some(r) => r,
@@ -493,8 +491,8 @@ impl Decoder {
             ),
         };
         // MariaDB puts its extended capabilities in the last 4 reserved bytes when CLIENT_MYSQL
-        // (bit 0) is clear.
-        if caps & 1 == 0 {
+        // (bit 0, MySQL's CLIENT_LONG_PASSWORD) is clear.
+        if !caps.contains(CapabilityFlags::CLIENT_LONG_PASSWORD) {
             self.facts.mariadb_capabilities &= le32(p.payload, 28).unwrap_or(0);
         } else {
             self.facts.mariadb_capabilities = 0;
@@ -513,11 +511,13 @@ impl Decoder {
         }
     }
 
-    fn caps(&self) -> u32 {
-        self.facts.server_capabilities.unwrap_or(0) & self.facts.client_capabilities.unwrap_or(0)
+    fn caps(&self) -> CapabilityFlags {
+        let none = CapabilityFlags::empty();
+        self.facts.server_capabilities.unwrap_or(none)
+            & self.facts.client_capabilities.unwrap_or(none)
     }
 
-    fn auth_reply(&mut self, p: &Packet<'_>, out: &mut Vec<Event>, side: usize) {
+    fn auth_reply(&mut self, p: &Packet<'_>, out: &mut Vec<Event>, side: Side) {
         let ev = |kind| Event {
             at: p.at,
             side,
@@ -597,7 +597,7 @@ impl Decoder {
 
     fn err(&mut self, p: &Packet<'_>, unsolicited: bool, login: bool) -> Kind {
         let protocol41 = if self.caps_known() {
-            self.caps() & CLIENT_PROTOCOL_41 != 0
+            self.caps().contains(CLIENT_PROTOCOL_41)
         } else {
             // No login seen: every server since 4.1 sends `#` and a 5-character SQLSTATE after
             // the code; a pre-4.1 message starting with `#` and 5 such characters is unheard of.
@@ -615,12 +615,13 @@ impl Decoder {
         }
     }
 
-    fn command(&mut self, p: &Packet<'_>, out: &mut Vec<Event>, side: usize) {
+    fn command(&mut self, p: &Packet<'_>, out: &mut Vec<Event>, side: Side) {
         if p.seq != 0 {
             self.client_continuation(p, out, side);
             return;
         }
-        let Some(cmd) = p.first() else { return };
+        let Some(byte) = p.first() else { return };
+        let cmd = Com(byte);
         self.facts.commands += 1;
         self.infile = None;
         let body = p.payload.get(1..).unwrap_or(&[]);
@@ -677,7 +678,7 @@ impl Decoder {
             self.facts.quit_frame = Some(p.at.frame);
         }
         self.facts.in_flight = (self.resp != Resp::Idle).then(|| InFlight {
-            command: crate::event::command_name(cmd),
+            command: cmd.name(),
             text: text.clone(),
             frame: p.at.frame,
             at: Some(p.at),
@@ -699,7 +700,7 @@ impl Decoder {
 
     /// A client packet that is not a command (sequence id > 0): LOCAL INFILE content, or the
     /// auth exchange of a COM_CHANGE_USER.
-    fn client_continuation(&mut self, p: &Packet<'_>, out: &mut Vec<Event>, side: usize) {
+    fn client_continuation(&mut self, p: &Packet<'_>, out: &mut Vec<Event>, side: Side) {
         if let Some((bytes, packets)) = self.infile.as_mut() {
             if p.len == 0 {
                 // The empty packet ends the file; the server's OK or ERR follows.
@@ -735,7 +736,7 @@ impl Decoder {
     /// printable character or whitespace.
     fn query_attributes(&self, body: &[u8]) -> Option<(Vec<QueryAttr>, u64, usize)> {
         if self.caps_known() {
-            if self.caps() & CLIENT_QUERY_ATTRIBUTES == 0 {
+            if !self.caps().contains(CLIENT_QUERY_ATTRIBUTES) {
                 return None;
             }
             return params::query_attrs(body);
@@ -753,7 +754,7 @@ impl Decoder {
     /// placeholders (from its PREPARE OK, else those with a name). Mid-stream: none (the layout
     /// depends on capabilities not seen).
     fn execute_attributes(&self, payload: &[u8]) -> Vec<QueryAttr> {
-        if !self.caps_known() || self.caps() & CLIENT_QUERY_ATTRIBUTES == 0 {
+        if !self.caps_known() || !self.caps().contains(CLIENT_QUERY_ATTRIBUTES) {
             return Vec::new();
         }
         // command(1) statement_id(4) flags(1) iteration_count(4)
@@ -784,14 +785,14 @@ impl Decoder {
         self.facts.in_flight = None;
     }
 
-    fn response(&mut self, p: &Packet<'_>, out: &mut Vec<Event>, side: usize) {
+    fn response(&mut self, p: &Packet<'_>, out: &mut Vec<Event>, side: Side) {
         let ev = |kind| Event {
             at: p.at,
             side,
             kind,
         };
         let first = p.first();
-        let deprecate_eof = self.caps() & CLIENT_DEPRECATE_EOF != 0;
+        let deprecate_eof = self.caps().contains(CLIENT_DEPRECATE_EOF);
         let is_eof = first == Some(EOF) && p.len < 9;
         if let Some(f) = self.facts.in_flight.as_mut() {
             f.streaming = true;
@@ -831,7 +832,7 @@ impl Decoder {
                         status,
                         login: false,
                     }));
-                    if status & SERVER_MORE_RESULTS_EXISTS == 0 {
+                    if !status.contains(SERVER_MORE_RESULTS_EXISTS) {
                         self.done();
                     }
                 }
@@ -894,9 +895,9 @@ impl Decoder {
                     let status = if deprecate_eof {
                         parse_ok(p.payload, self.caps()).1
                     } else {
-                        le16(p.payload, 3).unwrap_or(0)
+                        StatusFlags::from_bits_retain(le16(p.payload, 3).unwrap_or(0))
                     };
-                    let more = status & SERVER_MORE_RESULTS_EXISTS != 0;
+                    let more = status.contains(SERVER_MORE_RESULTS_EXISTS);
                     out.push(ev(Kind::ResultSet {
                         columns: cols,
                         rows,
@@ -998,7 +999,7 @@ impl Decoder {
         } else {
             Kind::Eof {
                 warnings: le16(p.payload, 1).unwrap_or(0),
-                status: le16(p.payload, 3).unwrap_or(0),
+                status: StatusFlags::from_bits_retain(le16(p.payload, 3).unwrap_or(0)),
             }
         }
     }
@@ -1045,7 +1046,7 @@ impl Decoder {
 struct Greeting {
     version: String,
     thread_id: u32,
-    capabilities: u32,
+    capabilities: CapabilityFlags,
     mariadb_capabilities: u32,
     auth_plugin: String,
 }
@@ -1066,7 +1067,7 @@ fn parse_greeting(payload: &[u8]) -> Greeting {
             return Greeting {
                 version: lossy(h.server_version_ref()),
                 thread_id: h.connection_id(),
-                capabilities: h.capabilities().bits(),
+                capabilities: h.capabilities(),
                 mariadb_capabilities: h.mariadb_ext_capabilities().bits(),
                 auth_plugin: h.auth_plugin_name_ref().map(lossy).unwrap_or_default(),
             };
@@ -1081,8 +1082,10 @@ fn parse_greeting(payload: &[u8]) -> Greeting {
     let base = 1 + version.len() + 1;
     Greeting {
         thread_id: le32(payload, base).unwrap_or(0),
-        capabilities: u32::from(le16(payload, base + 13).unwrap_or(0))
-            | u32::from(le16(payload, base + 18).unwrap_or(0)) << 16,
+        capabilities: CapabilityFlags::from_bits_retain(
+            u32::from(le16(payload, base + 13).unwrap_or(0))
+                | u32::from(le16(payload, base + 18).unwrap_or(0)) << 16,
+        ),
         mariadb_capabilities: 0,
         auth_plugin: String::new(),
         version,
@@ -1100,19 +1103,22 @@ fn parse_handshake_response(payload: &[u8]) -> Option<(String, Option<String>, O
     ))
 }
 
-fn parse_ok(payload: &[u8], caps: u32) -> (u64, u16) {
-    let flags = CapabilityFlags::from_bits_truncate(caps | CLIENT_PROTOCOL_41);
+fn parse_ok(payload: &[u8], caps: CapabilityFlags) -> (u64, StatusFlags) {
+    let flags = CapabilityFlags::from_bits_truncate((caps | CLIENT_PROTOCOL_41).bits());
     let mut buf = ParseBuf(payload);
     if let Ok(ok) = buf.parse::<OkPacketDeserializer<'_, CommonOkPacket>>(flags) {
         let ok = ok.into_inner();
-        return (ok.affected_rows(), ok.status_flags().bits());
+        return (ok.affected_rows(), ok.status_flags());
     }
     // By hand: header, two length-encoded integers, status.
     let rest = payload.get(1..).unwrap_or(&[]);
     let (affected, n1) = lenenc(rest).unwrap_or((0, 1));
     let rest = rest.get(n1..).unwrap_or(&[]);
     let (_, n2) = lenenc(rest).unwrap_or((0, 1));
-    (affected, le16(rest, n2).unwrap_or(0))
+    (
+        affected,
+        StatusFlags::from_bits_retain(le16(rest, n2).unwrap_or(0)),
+    )
 }
 
 fn parse_err(payload: &[u8], protocol41: bool) -> (u16, String, String) {
@@ -1150,11 +1156,11 @@ fn has_sqlstate_marker(payload: &[u8]) -> bool {
 /// user NUL, auth response (length-prefixed with CLIENT_SECURE_CONNECTION, else NUL-ended),
 /// database NUL, then with CLIENT_PROTOCOL_41 a 2-byte character set and with
 /// CLIENT_PLUGIN_AUTH the plugin name NUL.
-fn parse_change_user(body: &[u8], caps: u32) -> NewUser {
+fn parse_change_user(body: &[u8], caps: CapabilityFlags) -> NewUser {
     let user = cstr(body).unwrap_or(&[]);
     let mut at = user.len() + 1;
     let user = lossy(user);
-    if caps & CLIENT_SECURE_CONNECTION != 0 {
+    if caps.contains(CLIENT_SECURE_CONNECTION) {
         let n = body.get(at).map_or(0, |&n| usize::from(n));
         at += 1 + n;
     } else {
@@ -1165,10 +1171,10 @@ fn parse_change_user(body: &[u8], caps: u32) -> NewUser {
     };
     at += db.len() + 1;
     let database = Some(lossy(db)).filter(|d| !d.is_empty());
-    if caps & CLIENT_PROTOCOL_41 != 0 {
+    if caps.contains(CLIENT_PROTOCOL_41) {
         at += 2;
     }
-    let plugin = if caps & CLIENT_PLUGIN_AUTH != 0 {
+    let plugin = if caps.contains(CLIENT_PLUGIN_AUTH) {
         body.get(at..)
             .and_then(cstr)
             .filter(|p| !p.is_empty())

@@ -16,7 +16,7 @@ pub mod zeek;
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::common::{At, Endpoint};
+use crate::common::{At, Endpoint, Side};
 use crate::decode::{Segment, Vlans};
 use crate::time::Timestamp;
 use assembler::{Assembler, Piece};
@@ -68,7 +68,7 @@ pub enum StreamEvent<'a> {
 /// Receives reassembled streams and finished connections.
 pub trait StreamSink {
     /// One stream event of `side` of `conn`, observed at `at`.
-    fn event(&mut self, _conn: &Connection, _side: usize, _at: At, _ev: StreamEvent<'_>) {}
+    fn event(&mut self, _conn: &Connection, _side: Side, _at: At, _ev: StreamEvent<'_>) {}
     /// A connection is finished (closed and lingered, idle-expired, or the capture ended).
     fn close(&mut self, conn: Connection);
 }
@@ -131,10 +131,10 @@ pub struct Connection {
     /// The other tagging of an asymmetrically tagged connection (see
     /// [`Tracker::process`]): one direction tagged, the other not.
     pub vlan_peer: Option<Vlans>,
-    /// The endpoints: side 0 sent the first packet seen.
+    /// The endpoints, by [`Side`] (side A sent the first packet seen).
     pub ep: [Endpoint; 2],
     /// Which side is the client.
-    pub client: usize,
+    pub client: Side,
     /// How that was decided.
     pub role_basis: RoleBasis,
     /// The connection's start was not captured (no SYN).
@@ -146,9 +146,9 @@ pub struct Connection {
     /// The two directions, by sending side.
     pub half: [Half; 2],
     /// Every FIN frame (retransmissions included), with its sending side; capped.
-    pub fins: Vec<(usize, At)>,
+    pub fins: Vec<(Side, At)>,
     /// Every RST frame with its sending side; capped.
-    pub rsts: Vec<(usize, At)>,
+    pub rsts: Vec<(Side, At)>,
     /// FIN or RST frames beyond the cap.
     pub evidence_dropped: u64,
     /// When the connection became closed (a RST, or both FINs).
@@ -166,22 +166,22 @@ pub struct Connection {
 impl Connection {
     /// The client endpoint.
     pub fn client_ep(&self) -> Endpoint {
-        self.ep[self.client & 1]
+        self.ep[self.client]
     }
     /// The server endpoint.
     pub fn server_ep(&self) -> Endpoint {
-        self.ep[(self.client ^ 1) & 1]
+        self.ep[self.client.other()]
     }
     /// The half sent by the client.
     pub fn client_half(&self) -> &Half {
-        &self.half[self.client & 1]
+        &self.half[self.client]
     }
     /// The half sent by the server.
     pub fn server_half(&self) -> &Half {
-        &self.half[(self.client ^ 1) & 1]
+        &self.half[self.client.other()]
     }
     /// True when `side` is the client.
-    pub fn is_client(&self, side: usize) -> bool {
+    pub fn is_client(&self, side: Side) -> bool {
         side == self.client
     }
     /// Nothing but SYNs from the client: no answer, no payload, no close (a SYN flood's
@@ -416,7 +416,7 @@ impl Tracker {
         let Some(c) = self.table.get_mut(&target) else {
             return key;
         };
-        let side = usize::from(c.ep[0] != seg.src);
+        let side = Side::b_if(c.ep[Side::A] != seg.src);
         if c.vlan_peer.is_some() || c.half[side].packets != 0 {
             return key;
         }
@@ -433,7 +433,7 @@ impl Tracker {
         let mut key = self.resolve(seg);
         if seg.flags.syn() && !seg.flags.ack() {
             let reuse = self.table.get(&key).is_some_and(|c| {
-                let side = usize::from(c.ep[0] != seg.src);
+                let side = Side::b_if(c.ep[Side::A] != seg.src);
                 let h = &c.half[side];
                 !(c.client == side && h.syn.is_some() && h.isn == Some(SeqNum(seg.seq)))
             });
@@ -463,13 +463,13 @@ impl Tracker {
                 e.insert(Box::new(Connection::new(id, seg)))
             }
         };
-        let side = usize::from(conn.ep[0] != seg.src);
+        let side = Side::b_if(conn.ep[Side::A] != seg.src);
         let before = conn.buffered();
         let mut overflowed = conn.handle(seg, side, &self.cfg, &mut self.stats, sink);
         let mut after = conn.buffered();
         if after > before && self.buffered + after - before > self.cfg.max_buffer_total {
             // The run-wide budget is full: this connection gives up what it waits for.
-            for s in 0..2 {
+            for s in Side::BOTH {
                 conn.flush(s, sink);
             }
             after = conn.buffered();
@@ -596,7 +596,7 @@ impl Tracker {
         if let Some(v) = conn.vlan_peer {
             self.aliases.remove(&Key { vlans: v, lo, hi });
         }
-        for side in 0..2 {
+        for side in Side::BOTH {
             conn.flush(side, sink);
         }
         self.open_ids.remove(&conn.id);
@@ -609,21 +609,21 @@ const SERVER_PORTS: &[u16] = &[
     3306, 3307, 4567, 6032, 6033, 33060, 443, 80, 8080, 5432, 6379,
 ];
 
-fn server_side_by_port(p0: u16, p1: u16) -> usize {
+fn server_side_by_port(p0: u16, p1: u16) -> Side {
     let known = |p| SERVER_PORTS.contains(&p);
     match (known(p0), known(p1)) {
-        (true, false) => return 0,
-        (false, true) => return 1,
+        (true, false) => return Side::A,
+        (false, true) => return Side::B,
         _ => {}
     }
     if p0 < 1024 && p1 >= 1024 {
-        0
+        Side::A
     } else if p1 < 1024 && p0 >= 1024 {
-        1
+        Side::B
     } else if p0 <= p1 {
-        0
+        Side::A
     } else {
-        1
+        Side::B
     }
 }
 
@@ -631,12 +631,12 @@ impl Connection {
     fn new(id: u64, seg: &Segment<'_>) -> Connection {
         let at = at_of(seg);
         let (client, role_basis) = if seg.flags.syn() && !seg.flags.ack() {
-            (0, RoleBasis::Syn)
+            (Side::A, RoleBasis::Syn)
         } else if seg.flags.syn() {
-            (1, RoleBasis::SynAck)
+            (Side::B, RoleBasis::SynAck)
         } else {
             (
-                server_side_by_port(seg.src.port, seg.dst.port) ^ 1,
+                server_side_by_port(seg.src.port, seg.dst.port).other(),
                 RoleBasis::Port,
             )
         };
@@ -673,7 +673,7 @@ impl Connection {
         }
     }
 
-    fn push_evidence(list: &mut Vec<(usize, At)>, dropped: &mut u64, side: usize, at: At) {
+    fn push_evidence(list: &mut Vec<(Side, At)>, dropped: &mut u64, side: Side, at: At) {
         if list.len() < MAX_EVIDENCE {
             list.push((side, at));
         } else {
@@ -685,13 +685,12 @@ impl Connection {
     fn handle(
         &mut self,
         seg: &Segment<'_>,
-        side: usize,
+        side: Side,
         cfg: &Config,
         stats: &mut Stats,
         sink: &mut impl StreamSink,
     ) -> bool {
-        let side = side & 1;
-        let other = side ^ 1;
+        let other = side.other();
         let at = at_of(seg);
         self.last = at;
         self.zeek.packet(seg, side);
@@ -773,13 +772,13 @@ impl Connection {
     /// never had are a gap.
     fn check_ack(
         &mut self,
-        side: usize,
+        side: Side,
         ack: SeqNum,
         at: At,
         stats: &mut Stats,
         sink: &mut impl StreamSink,
     ) {
-        let h = &self.half[side & 1];
+        let h = &self.half[side];
         let Some(next) = h.next else { return };
         // The FIN occupies one sequence number after the data: an ACK of it covers no data byte.
         let upto = match h.fin_seq {
@@ -800,7 +799,7 @@ impl Connection {
     #[allow(clippy::too_many_arguments)]
     fn data(
         &mut self,
-        side: usize,
+        side: Side,
         seq: SeqNum,
         data: &[u8],
         missing: u32,
@@ -808,7 +807,6 @@ impl Connection {
         cfg: &Config,
         sink: &mut impl StreamSink,
     ) -> bool {
-        let side = side & 1;
         let len = data.len() as u64 + u64::from(missing);
         let h = &mut self.half[side];
         let next = *h.next.get_or_insert(seq);
@@ -877,19 +875,18 @@ impl Connection {
     }
 
     /// A server greeting (MySQL's, by the driver's test) decides the roles when no SYN did.
-    fn learn_role(&mut self, side: usize, first_bytes: &[u8], is_greeting: fn(&[u8]) -> bool) {
+    fn learn_role(&mut self, side: Side, first_bytes: &[u8], is_greeting: fn(&[u8]) -> bool) {
         if self.role_basis < RoleBasis::Greeting
-            && self.half[side & 1].bytes == first_bytes.len() as u64
+            && self.half[side].bytes == first_bytes.len() as u64
             && is_greeting(first_bytes)
         {
-            self.client = side ^ 1;
+            self.client = side.other();
             self.role_basis = RoleBasis::Greeting;
         }
     }
 
     /// Delivers buffered chunks that now continue the stream.
-    fn drain(&mut self, side: usize, sink: &mut impl StreamSink) {
-        let side = side & 1;
+    fn drain(&mut self, side: Side, sink: &mut impl StreamSink) {
         loop {
             let h = &mut self.half[side];
             let mut dropped = 0;
@@ -918,8 +915,7 @@ impl Connection {
 
     /// Moves `side`'s stream forward to `target`, reporting never-captured stretches as gaps
     /// and delivering buffered chunks on the way.
-    fn advance_to(&mut self, side: usize, target: u64, at: At, sink: &mut impl StreamSink) {
-        let side = side & 1;
+    fn advance_to(&mut self, side: Side, target: u64, at: At, sink: &mut impl StreamSink) {
         loop {
             self.drain(side, sink);
             let h = &mut self.half[side];
@@ -940,8 +936,7 @@ impl Connection {
     }
 
     /// End of the connection: whatever is still buffered is delivered, with gaps before it.
-    fn flush(&mut self, side: usize, sink: &mut impl StreamSink) {
-        let side = side & 1;
+    fn flush(&mut self, side: Side, sink: &mut impl StreamSink) {
         loop {
             self.drain(side, sink);
             let h = &self.half[side];

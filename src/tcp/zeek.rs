@@ -6,6 +6,7 @@
 //! do not verify checksums), content gaps (`g`), the `x` letter and Zeek's timers (a connection
 //! here ends when our tracker finishes it).
 
+use crate::common::Side;
 use crate::decode::Segment;
 
 /// Ports Zeek's analyzers register as likely servers that matter here: a partial connection
@@ -103,8 +104,8 @@ impl End {
 /// Zeek's state for one connection: a few bytes per endpoint and a short history string.
 #[derive(Clone, Debug, Default)]
 pub struct Zeek {
-    /// Which side (0: the sender of the first packet) Zeek calls the originator.
-    orig: usize,
+    /// Which side Zeek calls the originator.
+    orig: Side,
     end: [End; 2],
     history: String,
 }
@@ -123,15 +124,15 @@ impl Zeek {
             let (src, dst) = (seg.src.port, seg.dst.port);
             let flip = likely(src) && (!likely(dst) || (!f.syn() && src < dst));
             if flip {
-                z.orig = 1;
+                z.orig = Side::B;
                 z.history.push('^');
             }
         }
         z
     }
 
-    /// The side (0 or 1) Zeek names the originator.
-    pub fn orig_side(&self) -> usize {
+    /// The side Zeek names the originator.
+    pub fn orig_side(&self) -> Side {
         self.orig
     }
 
@@ -140,7 +141,7 @@ impl Zeek {
         &self.history
     }
 
-    fn add(&mut self, side: usize, code: char) {
+    fn add(&mut self, side: Side, code: char) {
         if self.history.len() < MAX_HISTORY {
             let c = if side == self.orig {
                 code
@@ -153,14 +154,14 @@ impl Zeek {
 
     /// Zeek's `CheckHistory`: records `code` the first time `mask` is seen from `side`; true
     /// when it had been seen before.
-    fn check(&mut self, side: usize, mask: u8, code: char) -> bool {
+    fn check(&mut self, side: Side, mask: u8, code: char) -> bool {
         if (code == 'A' || code == 'D') && self.history == "H" {
             // Began with a SYN-ACK and now real traffic: Zeek flips and pretends it saw the SYN.
-            self.orig ^= 1;
+            self.orig = self.orig.other();
             self.history.clear();
             self.history.push_str("^h");
         }
-        let e = &mut self.end[side & 1];
+        let e = &mut self.end[side];
         if e.seen & mask == 0 {
             e.seen |= mask;
             self.add(side, code);
@@ -171,9 +172,8 @@ impl Zeek {
     }
 
     /// Applies one segment sent by `side`.
-    pub fn packet(&mut self, seg: &Segment<'_>, side: usize) {
-        let side = side & 1;
-        let peer = side ^ 1;
+    pub fn packet(&mut self, seg: &Segment<'_>, side: Side) {
+        let peer = side.other();
         let f = seg.flags;
         let len = u32::try_from(seg.payload.len())
             .unwrap_or(u32::MAX)
@@ -224,7 +224,7 @@ impl Zeek {
         self.state_machine(side, seg, len);
     }
 
-    fn history_letters(&mut self, side: usize, seg: &Segment<'_>, len: u32) {
+    fn history_letters(&mut self, side: Side, seg: &Segment<'_>, len: u32) {
         let f = seg.flags;
         let bits = u8::from(f.syn()) + u8::from(f.fin()) + u8::from(f.rst());
         if bits > 1 {
@@ -263,9 +263,9 @@ impl Zeek {
     }
 
     /// Zeek's `UpdateStateMachine`, keeping only the state changes.
-    fn state_machine(&mut self, side: usize, seg: &Segment<'_>, len: u32) {
+    fn state_machine(&mut self, side: Side, seg: &Segment<'_>, len: u32) {
         let f = seg.flags;
-        let peer = side ^ 1;
+        let peer = side.other();
         let is_orig = side == self.orig;
         match self.end[side].state {
             State::Inactive => {
@@ -343,10 +343,10 @@ impl Zeek {
     }
 
     /// Zeek's `conn_state` for a TCP connection, given the payload bytes each side sent
-    /// (`[side 0, side 1]`).
+    /// (by [`Side`]).
     pub fn conn_state(&self, bytes: [u64; 2]) -> &'static str {
-        let o = self.end[self.orig & 1].state;
-        let r = self.end[(self.orig & 1) ^ 1].state;
+        let o = self.end[self.orig].state;
+        let r = self.end[self.orig.other()].state;
         let inactive = |s: State| matches!(s, State::Inactive | State::Partial);
         let (o_in, r_in) = (inactive(o), inactive(r));
         if r == State::Reset {

@@ -455,7 +455,7 @@ pub struct Direction {
 /// A decrypted record: its real content type and plaintext.
 pub struct Opened {
     /// Content type (TLS 1.3: the inner type).
-    pub content_type: u8,
+    pub content_type: tls_parser::TlsRecordType,
     /// Plaintext.
     pub data: Vec<u8>,
 }
@@ -586,7 +586,7 @@ impl Direction {
         let (key, iv, explicit_nonce) = match self.keys.get_mut(self.current)? {
             Keys::Cbc(c) => {
                 return Some(Opened {
-                    content_type: header[0],
+                    content_type: tls_parser::TlsRecordType(header[0]),
                     data: c.open(seq, header, body)?,
                 })
             }
@@ -631,12 +631,12 @@ impl Direction {
             let content_type = *buf.get(end)?;
             buf.truncate(end);
             Some(Opened {
-                content_type,
+                content_type: tls_parser::TlsRecordType(content_type),
                 data: buf,
             })
         } else {
             Some(Opened {
-                content_type: header[0],
+                content_type: tls_parser::TlsRecordType(header[0]),
                 data: buf,
             })
         }
@@ -864,7 +864,7 @@ mod tests {
         for (i, (ctype, plain, pad)) in records.iter().enumerate() {
             let (header, body) = tx.seal(*ctype, plain, *pad, Spoil::Nothing);
             let o = rx.open(&header, &body).unwrap();
-            assert_eq!((o.content_type, &o.data), (*ctype, plain), "record {i}");
+            assert_eq!((o.content_type.0, &o.data), (*ctype, plain), "record {i}");
         }
     }
 

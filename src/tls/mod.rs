@@ -7,24 +7,25 @@ pub mod decrypt;
 
 use tls_parser::{
     parse_tls_extensions, parse_tls_message_handshake, parse_tls_server_hello_extensions,
-    TlsExtension, TlsMessage, TlsMessageHandshake,
+    TlsAlertDescription, TlsAlertSeverity, TlsCipherSuiteID, TlsExtension, TlsHandshakeType,
+    TlsMessage, TlsMessageHandshake, TlsRecordType, TlsVersion,
 };
 
 use crate::bytes::HeaderBuf;
-use crate::common::At;
+use crate::common::{self, At};
 use crate::event::{Event, Kind, PlainLen};
 
-const CHANGE_CIPHER_SPEC: u8 = 0x14;
-const ALERT: u8 = 0x15;
-const HANDSHAKE: u8 = 0x16;
-const APPLICATION_DATA: u8 = 0x17;
-const HEARTBEAT: u8 = 0x18;
+const CHANGE_CIPHER_SPEC: TlsRecordType = TlsRecordType::ChangeCipherSpec;
+const ALERT: TlsRecordType = TlsRecordType::Alert;
+const HANDSHAKE: TlsRecordType = TlsRecordType::Handshake;
+const APPLICATION_DATA: TlsRecordType = TlsRecordType::ApplicationData;
+const HEARTBEAT: TlsRecordType = TlsRecordType::Heartbeat;
 const HEADER: usize = 5;
 /// 2^14 plus the largest expansion RFC 5246 allows.
 const MAX_RECORD: usize = (1 << 14) + 2048;
 /// Handshake messages larger than this are skipped (a certificate chain fits easily).
 const MAX_HANDSHAKE: usize = 1 << 18;
-const TLS13: u16 = 0x0304;
+const TLS13: TlsVersion = TlsVersion::Tls13;
 /// The encrypt_then_mac extension (RFC 7366).
 const EXT_ENCRYPT_THEN_MAC: u16 = 22;
 /// ServerHello.random of a HelloRetryRequest (RFC 8446 §4.1.3).
@@ -37,7 +38,7 @@ const HRR_RANDOM: [u8; 32] = [
 pub fn looks_like_record(b: &[u8]) -> bool {
     match (b.first(), b.get(1), b.get(2), b.get(3), b.get(4)) {
         (Some(&t), Some(&3), Some(&minor), Some(&hi), Some(&lo)) => {
-            (CHANGE_CIPHER_SPEC..=HEARTBEAT).contains(&t)
+            (CHANGE_CIPHER_SPEC.0..=HEARTBEAT.0).contains(&t)
                 && minor <= 4
                 && (usize::from(hi) << 8 | usize::from(lo)) <= MAX_RECORD
         }
@@ -63,14 +64,14 @@ pub struct Records {
 }
 
 /// What the TLS decoder learnt.
-#[derive(Clone, Debug, Default, serde::Serialize)]
+#[derive(Clone, Debug, Default)]
 pub struct Facts {
     /// Negotiated version (from the ServerHello's supported_versions, else its version).
-    pub version: Option<u16>,
+    pub version: Option<TlsVersion>,
     /// Negotiated cipher suite.
-    pub cipher: Option<u16>,
+    pub cipher: Option<TlsCipherSuiteID>,
     /// Versions the client offered.
-    pub offered_versions: Vec<u16>,
+    pub offered_versions: Vec<TlsVersion>,
     /// Server name (SNI).
     pub sni: Option<String>,
     /// ALPN protocols offered.
@@ -80,7 +81,7 @@ pub struct Facts {
     /// First certificate's subject (TLS ≤ 1.2).
     pub certificate_subject: Option<String>,
     /// Plaintext alerts: (side, level, description), the first [`MAX_ALERTS`].
-    pub alerts: Vec<(usize, u8, u8)>,
+    pub alerts: Vec<(common::Side, TlsAlertSeverity, TlsAlertDescription)>,
     /// Plaintext alerts beyond [`MAX_ALERTS`], only counted.
     pub alerts_dropped: u64,
     /// Per side (index = side): records and sizes.
@@ -94,11 +95,11 @@ pub struct Facts {
     pub decrypted: [u64; 2],
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Side {
     hdr: HeaderBuf<HEADER>,
     header: [u8; HEADER],
-    rtype: u8,
+    rtype: TlsRecordType,
     rlen: u16,
     /// Body bytes of the current record still to come (None: expecting a header).
     remaining: Option<usize>,
@@ -111,8 +112,28 @@ struct Side {
     /// Records from this side are encrypted from here on.
     encrypted: bool,
     desynced: bool,
-    last: Option<(u8, u16, At)>,
+    last: Option<(TlsRecordType, u16, At)>,
     record_at: Option<At>,
+}
+
+impl Default for Side {
+    fn default() -> Side {
+        Side {
+            hdr: HeaderBuf::default(),
+            header: [0; HEADER],
+            rtype: TlsRecordType(0),
+            rlen: 0,
+            remaining: None,
+            body: Vec::new(),
+            body_lossy: false,
+            hs_lost: false,
+            hs: Vec::new(),
+            encrypted: false,
+            desynced: false,
+            last: None,
+            record_at: None,
+        }
+    }
 }
 
 /// A handshake buffer emptied with more capacity than this is freed.
@@ -123,7 +144,7 @@ const SHRINK_ABOVE: usize = 1 << 16;
 pub const MAX_ALERTS: usize = 16;
 
 impl Facts {
-    fn alert(&mut self, side: usize, level: u8, desc: u8) {
+    fn alert(&mut self, side: common::Side, level: TlsAlertSeverity, desc: TlsAlertDescription) {
         if self.alerts.len() < MAX_ALERTS {
             self.alerts.push((side, level, desc));
         } else {
@@ -135,7 +156,7 @@ impl Facts {
 /// The TLS decoder of one connection.
 pub struct Decoder {
     sides: [Side; 2],
-    client: usize,
+    client: common::Side,
     mysql: bool,
     keylog: Option<decrypt::SharedKeyLog>,
     client_random: Vec<u8>,
@@ -144,7 +165,7 @@ pub struct Decoder {
     /// Decryptors by side, once the ServerHello and a key log allow.
     dec: Option<[decrypt::Direction; 2]>,
     /// Decrypted application data waiting for the caller: (side, where, bytes).
-    plaintext: Vec<(usize, At, Vec<u8>)>,
+    plaintext: Vec<(common::Side, At, Vec<u8>)>,
     /// What is known so far.
     pub facts: Facts,
 }
@@ -152,10 +173,10 @@ pub struct Decoder {
 impl Decoder {
     /// A decoder; `client` is the client's side; `mysql` says the TLS carries MySQL (so a
     /// 5-byte last record reads as a COM_QUIT).
-    pub fn new(client: usize, mysql: bool) -> Decoder {
+    pub fn new(client: common::Side, mysql: bool) -> Decoder {
         Decoder {
             sides: [Side::default(), Side::default()],
-            client: client & 1,
+            client,
             mysql,
             keylog: None,
             client_random: Vec::new(),
@@ -173,13 +194,12 @@ impl Decoder {
     }
 
     /// Decrypted application data since the last call: (side, where, bytes).
-    pub fn take_plaintext(&mut self) -> Vec<(usize, At, Vec<u8>)> {
+    pub fn take_plaintext(&mut self) -> Vec<(common::Side, At, Vec<u8>)> {
         std::mem::take(&mut self.plaintext)
     }
 
     /// Stream bytes from `side`.
-    pub fn data(&mut self, side: usize, data: &[u8], at: At, out: &mut Vec<Event>) {
-        let side = side & 1;
+    pub fn data(&mut self, side: common::Side, data: &[u8], at: At, out: &mut Vec<Event>) {
         let mut d = data;
         if self.sides[side].desynced {
             if !looks_like_record(d) {
@@ -208,7 +228,7 @@ impl Decoder {
                             return;
                         }
                         s.header = hdr;
-                        s.rtype = hdr[0];
+                        s.rtype = TlsRecordType(hdr[0]);
                         s.rlen = u16::from_be_bytes([hdr[3], hdr[4]]);
                         s.remaining = Some(usize::from(s.rlen));
                         s.body.clear();
@@ -239,8 +259,7 @@ impl Decoder {
     }
 
     /// `n` bytes from `side` were never captured.
-    pub fn gap(&mut self, side: usize, n: u64, at: At, out: &mut Vec<Event>) {
-        let side = side & 1;
+    pub fn gap(&mut self, side: common::Side, n: u64, at: At, out: &mut Vec<Event>) {
         let s = &mut self.sides[side];
         match s.remaining {
             Some(rem) if rem as u64 > n => {
@@ -270,8 +289,7 @@ impl Decoder {
     }
 
     /// `side` sent its FIN: say what its last record most likely was, where sizes tell.
-    pub fn fin(&mut self, side: usize, out: &mut Vec<Event>) {
-        let side = side & 1;
+    pub fn fin(&mut self, side: common::Side, out: &mut Vec<Event>) {
         if self.dec.is_some() {
             // Nothing to infer when the records were read.
             return;
@@ -294,8 +312,8 @@ impl Decoder {
 
     /// The last record `side` sent, when it was application data of a session that is not
     /// decrypted and whose framing held: its size, and the plaintext size that implies.
-    pub fn last_app_record(&self, side: usize) -> Option<LastRecord> {
-        let s = self.sides.get(side & 1)?;
+    pub fn last_app_record(&self, side: common::Side) -> Option<LastRecord> {
+        let s = &self.sides[side];
         if s.desynced {
             return None;
         }
@@ -313,14 +331,14 @@ impl Decoder {
         self.dec.is_some()
     }
 
-    fn plaintext(&mut self, side: usize, d: &[u8], at: At, out: &mut Vec<Event>) {
+    fn plaintext(&mut self, side: common::Side, d: &[u8], at: At, out: &mut Vec<Event>) {
         let s = &mut self.sides[side];
         s.desynced = true;
         s.hs.clear();
         self.facts.sides[side].plaintext_events += 1;
         let hex: String = d.iter().take(16).map(|b| format!("{b:02x}")).collect();
         let mysql = if crate::mysql::framer::exact_chain(d, true) {
-            d.get(4).map(|&c| crate::event::command_name(c))
+            d.get(4).map(|&c| crate::event::Com(c))
         } else {
             None
         };
@@ -331,7 +349,7 @@ impl Decoder {
         });
     }
 
-    fn record(&mut self, side: usize, out: &mut Vec<Event>) {
+    fn record(&mut self, side: common::Side, out: &mut Vec<Event>) {
         let s = &mut self.sides[side];
         s.remaining = None;
         let at = s.record_at.unwrap_or(At {
@@ -376,6 +394,7 @@ impl Decoder {
             }
             ALERT => match (body.first(), body.get(1)) {
                 (Some(&level), Some(&desc)) if rlen == 2 && !lossy => {
+                    let (level, desc) = (TlsAlertSeverity(level), TlsAlertDescription(desc));
                     self.facts.alert(side, level, desc);
                     out.push(ev(Kind::Alert { level, desc }));
                 }
@@ -389,7 +408,7 @@ impl Decoder {
                 self.sides[side].hs_lost = false;
                 // TLS ≤ 1.2: encrypted from here. In 1.3 (and around a HelloRetryRequest, before
                 // any version is settled) a CCS is only for middlebox compatibility.
-                if matches!(self.facts.version, Some(v) if v < TLS13) {
+                if matches!(self.facts.version, Some(v) if v.0 < TLS13.0) {
                     self.sides[side].encrypted = true;
                 }
             }
@@ -412,7 +431,14 @@ impl Decoder {
 
     /// A decrypted record: alerts and handshake types become plain events, application data
     /// goes to the caller.
-    fn opened(&mut self, side: usize, rlen: u16, at: At, o: decrypt::Opened, out: &mut Vec<Event>) {
+    fn opened(
+        &mut self,
+        side: common::Side,
+        rlen: u16,
+        at: At,
+        o: decrypt::Opened,
+        out: &mut Vec<Event>,
+    ) {
         let ev = |kind| Event { at, side, kind };
         match o.content_type {
             APPLICATION_DATA => {
@@ -431,6 +457,7 @@ impl Decoder {
             }
             ALERT => {
                 if let (Some(&level), Some(&desc)) = (o.data.first(), o.data.get(1)) {
+                    let (level, desc) = (TlsAlertSeverity(level), TlsAlertDescription(desc));
                     self.facts.alert(side, level, desc);
                     out.push(ev(Kind::Alert { level, desc }));
                 }
@@ -440,7 +467,9 @@ impl Decoder {
                 while let (Some(&t), Some(&a), Some(&b), Some(&c)) =
                     (rest.first(), rest.get(1), rest.get(2), rest.get(3))
                 {
-                    out.push(ev(Kind::Handshake { msg: t }));
+                    out.push(ev(Kind::Handshake {
+                        msg: TlsHandshakeType(t),
+                    }));
                     let n = usize::from(a) << 16 | usize::from(b) << 8 | usize::from(c);
                     rest = rest.get(4 + n..).unwrap_or(&[]);
                 }
@@ -449,7 +478,7 @@ impl Decoder {
         }
     }
 
-    fn handshake_messages(&mut self, side: usize, at: At, out: &mut Vec<Event>) {
+    fn handshake_messages(&mut self, side: common::Side, at: At, out: &mut Vec<Event>) {
         loop {
             let hs = &self.sides[side].hs;
             let (Some(&t), Some(&a), Some(&b), Some(&c)) =
@@ -463,7 +492,9 @@ impl Decoder {
                 out.push(Event {
                     at,
                     side,
-                    kind: Kind::Handshake { msg: t },
+                    kind: Kind::Handshake {
+                        msg: TlsHandshakeType(t),
+                    },
                 });
                 return;
             }
@@ -487,6 +518,7 @@ impl Decoder {
     }
 
     fn handshake(&mut self, t: u8, msg: &[u8]) -> Kind {
+        let t = TlsHandshakeType(t);
         let parsed = match parse_tls_message_handshake(msg) {
             Ok((_, TlsMessage::Handshake(h))) => h,
             _ => return Kind::Handshake { msg: t },
@@ -501,8 +533,7 @@ impl Decoder {
                     for e in exts {
                         match e {
                             TlsExtension::SupportedVersions(v) => {
-                                versions =
-                                    v.iter().map(|v| v.0).filter(|v| !is_grease(*v)).collect()
+                                versions = v.iter().copied().filter(|v| !is_grease(v.0)).collect()
                             }
                             TlsExtension::SNI(names) => {
                                 sni = names
@@ -521,7 +552,7 @@ impl Decoder {
                     }
                 }
                 if versions.is_empty() {
-                    versions.push(ch.version.0);
+                    versions.push(ch.version);
                 }
                 self.facts.saw_client_hello = true;
                 self.client_random = ch.random.to_vec();
@@ -534,8 +565,8 @@ impl Decoder {
                     ciphers: ch
                         .ciphers
                         .iter()
-                        .map(|c| c.0)
-                        .filter(|c| !is_grease(*c))
+                        .copied()
+                        .filter(|c| !is_grease(c.0))
                         .collect(),
                     sni,
                     alpn,
@@ -544,12 +575,12 @@ impl Decoder {
                 }
             }
             TlsMessageHandshake::ServerHello(sh) => {
-                let mut version = sh.version.0;
+                let mut version = sh.version;
                 if let Some(Ok((_, exts))) = sh.ext.map(parse_tls_server_hello_extensions) {
                     for e in exts {
                         if let TlsExtension::SupportedVersions(v) = e {
-                            if let Some(v) = v.first() {
-                                version = v.0;
+                            if let Some(&v) = v.first() {
+                                version = v;
                             }
                         }
                     }
@@ -559,10 +590,10 @@ impl Decoder {
                     self.facts.hello_retry = true;
                 } else {
                     self.facts.version = Some(version);
-                    self.facts.cipher = Some(sh.cipher.0);
+                    self.facts.cipher = Some(sh.cipher);
                     // The server echoes encrypt-then-MAC only when offered (RFC 7366 §2).
                     let etm = self.client_etm && has_extension(sh.ext, EXT_ENCRYPT_THEN_MAC);
-                    self.keys_for(version, sh.cipher.0, sh.random, etm);
+                    self.keys_for(version, sh.cipher, sh.random, etm);
                     if version == TLS13 {
                         // Everything after the ServerHello is encrypted, both ways.
                         for s in &mut self.sides {
@@ -572,7 +603,7 @@ impl Decoder {
                 }
                 Kind::ServerHello {
                     version,
-                    cipher: sh.cipher.0,
+                    cipher: sh.cipher,
                     random: hex(sh.random),
                     retry,
                 }
@@ -606,7 +637,13 @@ impl Decoder {
         }
     }
 
-    fn keys_for(&mut self, version: u16, cipher: u16, server_random: &[u8], etm: bool) {
+    fn keys_for(
+        &mut self,
+        version: TlsVersion,
+        cipher: TlsCipherSuiteID,
+        server_random: &[u8],
+        etm: bool,
+    ) {
         let Some(log) = self.keylog.as_ref() else {
             return;
         };
@@ -619,16 +656,17 @@ impl Decoder {
             self.facts.decryption = Some("no keys");
             return;
         };
+        // The key schedule works on the wire values.
         match decrypt::Direction::pair(
             &secrets,
-            version,
-            cipher,
+            version.0,
+            cipher.0,
             &self.client_random,
             server_random,
             etm,
         ) {
             Some((c2s, s2c)) => {
-                self.dec = Some(if self.client == 0 {
+                self.dec = Some(if self.client == common::Side::A {
                     [c2s, s2c]
                 } else {
                     [s2c, c2s]
@@ -748,18 +786,18 @@ const CCM_8_SUITES: &[u16] = &[
 /// and CCM; in TLS 1.3 the inner content-type byte), CBC suites a MAC, the padding-length byte,
 /// up to one block of padding (minimal padding, as OpenSSL and its kin send) and from TLS 1.1 an
 /// explicit IV. None when the suite is unknown.
-pub fn overhead(version: u16, cipher: u16) -> Option<Overhead> {
+pub fn overhead(version: TlsVersion, cipher: TlsCipherSuiteID) -> Option<Overhead> {
     use tls_parser::{TlsCipherEnc, TlsCipherEncMode, TlsCipherMac};
-    let tag = if CCM_8_SUITES.contains(&cipher) {
+    let tag = if CCM_8_SUITES.contains(&cipher.0) {
         8
     } else {
         16
     };
-    if version >= TLS13 {
+    if version.0 >= TLS13.0 {
         let n = 1 + tag;
         return Some(Overhead { min: n, max: n });
     }
-    let suite = tls_parser::TlsCipherSuite::from_id(cipher)?;
+    let suite = cipher.get_ciphersuite()?;
     let fixed = |n: u16| Some(Overhead { min: n, max: n });
     match (suite.enc, suite.enc_mode, suite.mac) {
         (TlsCipherEnc::Chacha20_Poly1305, ..) => fixed(16),
@@ -775,7 +813,11 @@ pub fn overhead(version: u16, cipher: u16) -> Option<Overhead> {
                 _ => 16,
             };
             let mac = mac_len(mac)?;
-            let iv = if version >= 0x0302 { block } else { 0 };
+            let iv = if version.0 >= TlsVersion::Tls11.0 {
+                block
+            } else {
+                0
+            };
             Some(Overhead {
                 min: iv + mac + 1,
                 max: iv + mac + block,

@@ -13,8 +13,8 @@ fn at() -> At {
     }
 }
 
-fn record(t: u8, body: &[u8]) -> Vec<u8> {
-    let mut v = vec![t, 3, 3, (body.len() >> 8) as u8, body.len() as u8];
+fn record(t: TlsRecordType, body: &[u8]) -> Vec<u8> {
+    let mut v = vec![t.0, 3, 3, (body.len() >> 8) as u8, body.len() as u8];
     v.extend_from_slice(body);
     v
 }
@@ -42,25 +42,35 @@ fn server_hello(version_ext: Option<u16>, cipher: u16) -> Vec<u8> {
 
 #[test]
 fn tls13_server_hello_then_everything_is_encrypted() {
-    let mut d = Decoder::new(0, true);
+    let mut d = Decoder::new(crate::common::Side::A, true);
     let mut out = Vec::new();
     let mut bytes = record(HANDSHAKE, &server_hello(Some(0x0304), 0x1302));
     bytes.extend(record(CHANGE_CIPHER_SPEC, &[1]));
     bytes.extend(record(APPLICATION_DATA, &[0; 40]));
     // Byte by byte: framing must not depend on segment boundaries.
     for b in &bytes {
-        d.data(1, std::slice::from_ref(b), at(), &mut out);
+        d.data(
+            crate::common::Side::B,
+            std::slice::from_ref(b),
+            at(),
+            &mut out,
+        );
     }
     let names: Vec<String> = out.iter().map(|e| e.kind.name()).collect();
     assert_eq!(
         names,
         ["tls.server_hello", "tls.change_cipher_spec", "tls.app_data"]
     );
-    assert_eq!(d.facts.version, Some(0x0304));
-    assert_eq!(d.facts.cipher, Some(0x1302));
+    assert_eq!(d.facts.version, Some(TlsVersion::Tls13));
+    assert_eq!(d.facts.cipher, Some(TlsCipherSuiteID(0x1302)));
     // The client's last record before its FIN: 22 bytes = 5 of MySQL + 17 of AEAD.
-    d.data(0, &record(APPLICATION_DATA, &[0; 22]), at(), &mut out);
-    d.fin(0, &mut out);
+    d.data(
+        crate::common::Side::A,
+        &record(APPLICATION_DATA, &[0; 22]),
+        at(),
+        &mut out,
+    );
+    d.fin(crate::common::Side::A, &mut out);
     assert!(matches!(
         out.last().unwrap().kind,
         Kind::InferredClose {
@@ -69,8 +79,13 @@ fn tls13_server_hello_then_everything_is_encrypted() {
         }
     ));
     // The server's: 19 = an alert.
-    d.data(1, &record(APPLICATION_DATA, &[0; 19]), at(), &mut out);
-    d.fin(1, &mut out);
+    d.data(
+        crate::common::Side::B,
+        &record(APPLICATION_DATA, &[0; 19]),
+        at(),
+        &mut out,
+    );
+    d.fin(crate::common::Side::B, &mut out);
     assert!(matches!(
         out.last().unwrap().kind,
         Kind::InferredClose { inner_len: 2, .. }
@@ -79,18 +94,38 @@ fn tls13_server_hello_then_everything_is_encrypted() {
 
 #[test]
 fn tls12_alerts_plain_and_encrypted() {
-    let mut d = Decoder::new(0, true);
+    let mut d = Decoder::new(crate::common::Side::A, true);
     let mut out = Vec::new();
     d.data(
-        1,
+        crate::common::Side::B,
         &record(HANDSHAKE, &server_hello(None, 0xc02c)),
         at(),
         &mut out,
     );
-    d.data(0, &record(ALERT, &[1, 0]), at(), &mut out);
-    d.data(0, &record(CHANGE_CIPHER_SPEC, &[1]), at(), &mut out);
-    d.data(0, &record(HANDSHAKE, &[0; 40]), at(), &mut out);
-    d.data(0, &record(ALERT, &[0; 26]), at(), &mut out);
+    d.data(
+        crate::common::Side::A,
+        &record(ALERT, &[1, 0]),
+        at(),
+        &mut out,
+    );
+    d.data(
+        crate::common::Side::A,
+        &record(CHANGE_CIPHER_SPEC, &[1]),
+        at(),
+        &mut out,
+    );
+    d.data(
+        crate::common::Side::A,
+        &record(HANDSHAKE, &[0; 40]),
+        at(),
+        &mut out,
+    );
+    d.data(
+        crate::common::Side::A,
+        &record(ALERT, &[0; 26]),
+        at(),
+        &mut out,
+    );
     let names: Vec<String> = out.iter().map(|e| e.kind.name()).collect();
     assert_eq!(
         names,
@@ -102,21 +137,31 @@ fn tls12_alerts_plain_and_encrypted() {
             "tls.encrypted_alert"
         ]
     );
-    assert_eq!(d.facts.version, Some(0x0303));
+    assert_eq!(d.facts.version, Some(TlsVersion::Tls12));
 }
 
 #[test]
 fn plaintext_com_quit_in_tls_is_an_event_not_a_failure() {
-    let mut d = Decoder::new(0, true);
+    let mut d = Decoder::new(crate::common::Side::A, true);
     let mut out = Vec::new();
-    d.data(0, &record(APPLICATION_DATA, &[0; 30]), at(), &mut out);
-    d.data(0, &[1, 0, 0, 0, 1], at(), &mut out);
+    d.data(
+        crate::common::Side::A,
+        &record(APPLICATION_DATA, &[0; 30]),
+        at(),
+        &mut out,
+    );
+    d.data(crate::common::Side::A, &[1, 0, 0, 0, 1], at(), &mut out);
     assert!(matches!(
         &out.last().unwrap().kind,
-        Kind::PlaintextInTls { mysql: Some("com_quit"), hex } if hex == "0100000001"
+        Kind::PlaintextInTls { mysql: Some(crate::event::Com::QUIT), hex } if hex == "0100000001"
     ));
     // Records resume at the next slice that starts with one.
-    d.data(0, &record(APPLICATION_DATA, &[0; 3]), at(), &mut out);
+    d.data(
+        crate::common::Side::A,
+        &record(APPLICATION_DATA, &[0; 3]),
+        at(),
+        &mut out,
+    );
     assert!(matches!(
         out.last().unwrap().kind,
         Kind::AppData { len: 3, .. }
@@ -125,33 +170,48 @@ fn plaintext_com_quit_in_tls_is_an_event_not_a_failure() {
 
 #[test]
 fn handshake_split_across_records() {
-    let mut d = Decoder::new(0, false);
+    let mut d = Decoder::new(crate::common::Side::A, false);
     let mut out = Vec::new();
     let msg = server_hello(None, 0x009c);
-    d.data(1, &record(HANDSHAKE, &msg[..10]), at(), &mut out);
+    d.data(
+        crate::common::Side::B,
+        &record(HANDSHAKE, &msg[..10]),
+        at(),
+        &mut out,
+    );
     assert!(out.is_empty());
-    d.data(1, &record(HANDSHAKE, &msg[10..]), at(), &mut out);
+    d.data(
+        crate::common::Side::B,
+        &record(HANDSHAKE, &msg[10..]),
+        at(),
+        &mut out,
+    );
     assert_eq!(out.len(), 1);
-    assert_eq!(d.facts.cipher, Some(0x009c));
+    assert_eq!(d.facts.cipher, Some(TlsCipherSuiteID(0x009c)));
 }
 
 #[test]
 fn gap_inside_a_record_keeps_framing_and_over_a_header_resyncs() {
-    let mut d = Decoder::new(0, true);
+    let mut d = Decoder::new(crate::common::Side::A, true);
     let mut out = Vec::new();
     let r = record(APPLICATION_DATA, &[0; 100]);
-    d.data(0, &r[..40], at(), &mut out);
-    d.gap(0, 30, at(), &mut out);
-    d.data(0, &r[70..], at(), &mut out);
+    d.data(crate::common::Side::A, &r[..40], at(), &mut out);
+    d.gap(crate::common::Side::A, 30, at(), &mut out);
+    d.data(crate::common::Side::A, &r[70..], at(), &mut out);
     assert!(matches!(
         out.last().unwrap().kind,
         Kind::AppData { len: 100, .. }
     ));
-    d.gap(0, 10, at(), &mut out);
+    d.gap(crate::common::Side::A, 10, at(), &mut out);
     assert!(matches!(out.last().unwrap().kind, Kind::TlsDesync));
-    d.data(0, &r[20..], at(), &mut out);
+    d.data(crate::common::Side::A, &r[20..], at(), &mut out);
     assert!(matches!(out.last().unwrap().kind, Kind::TlsDesync));
-    d.data(0, &record(APPLICATION_DATA, &[1; 5]), at(), &mut out);
+    d.data(
+        crate::common::Side::A,
+        &record(APPLICATION_DATA, &[1; 5]),
+        at(),
+        &mut out,
+    );
     let names: Vec<String> = out.iter().rev().take(2).map(|e| e.kind.name()).collect();
     assert_eq!(names, ["tls.app_data", "tls.resync"]);
 }

@@ -20,8 +20,15 @@ fn pkt(seq: u8, payload: &[u8]) -> Vec<u8> {
     v
 }
 
-const SERVER: usize = 1;
-const CLIENT: usize = 0;
+const SERVER: Side = Side::B;
+// The wire values, to build packets with.
+const CLIENT_PROTOCOL_41: u32 = CapabilityFlags::CLIENT_PROTOCOL_41.bits();
+const CLIENT_SSL: u32 = CapabilityFlags::CLIENT_SSL.bits();
+const CLIENT_SECURE_CONNECTION: u32 = CapabilityFlags::CLIENT_SECURE_CONNECTION.bits();
+const CLIENT_PLUGIN_AUTH: u32 = CapabilityFlags::CLIENT_PLUGIN_AUTH.bits();
+const CLIENT_DEPRECATE_EOF: u32 = CapabilityFlags::CLIENT_DEPRECATE_EOF.bits();
+const CLIENT_QUERY_ATTRIBUTES: u32 = CapabilityFlags::CLIENT_QUERY_ATTRIBUTES.bits();
+const CLIENT: Side = Side::A;
 
 fn greeting(caps: u32) -> Vec<u8> {
     let mut g = vec![0x0a];
@@ -219,7 +226,7 @@ fn prepared_statement_definitions_are_skipped() {
     assert!(matches!(
         out.last().unwrap().kind,
         Kind::Command {
-            cmd: 0x17,
+            cmd: COM_STMT_EXECUTE,
             stmt_id: Some(7),
             ..
         }
@@ -310,7 +317,7 @@ fn query_attributes_are_decoded_and_the_sql_kept_clean() {
     let mut d = Decoder::new(SERVER, Phase::Greeting);
     let mut out = Vec::new();
     login8(&mut d, &mut out);
-    assert!(d.caps() & CLIENT_QUERY_ATTRIBUTES != 0);
+    assert!(d.caps().bits() & CLIENT_QUERY_ATTRIBUTES != 0);
     // Frame 12 of mysql8-query-attributes.pcap: count 0, set count 1, then the SQL.
     let q0 = b"\x03\x00\x01select @@version_comment limit 1";
     d.data(CLIENT, &pkt(0, q0), at(4), &mut out);
@@ -500,7 +507,7 @@ fn change_user_switches_the_user_and_its_auth_is_not_commands() {
     assert_eq!(d.facts.user.as_deref(), Some("root2"));
     assert!(d.facts.in_flight.is_none());
     // COM_RESET_CONNECTION: an OK, nothing else changes.
-    d.data(CLIENT, &pkt(0, &[COM_RESET_CONNECTION]), at(21), &mut out);
+    d.data(CLIENT, &pkt(0, &[COM_RESET_CONNECTION.0]), at(21), &mut out);
     d.data(SERVER, &pkt(1, &[0, 0, 0, 2, 0, 0, 0]), at(22), &mut out);
     assert!(d.facts.in_flight.is_none());
     assert_eq!(out.last().unwrap().kind.name(), "mysql.ok");
@@ -690,7 +697,7 @@ fn eof_responses_are_events() {
     let eofs: Vec<(u16, u16)> = out
         .iter()
         .filter_map(|e| match e.kind {
-            Kind::Eof { warnings, status } => Some((warnings, status)),
+            Kind::Eof { warnings, status } => Some((warnings, status.bits())),
             _ => None,
         })
         .collect();
