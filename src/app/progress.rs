@@ -69,6 +69,8 @@ pub fn sizes(inputs: &[Input]) -> Vec<Option<u64>> {
 /// A bar or spinner on stderr, or nothing (hidden).
 pub struct Meter {
     bar: ProgressBar,
+    /// Nothing is drawn (asking indicatif locks and may ask the terminal).
+    hidden: bool,
     last: Option<Instant>,
     counts: Arc<Counts>,
 }
@@ -93,7 +95,7 @@ fn with_counts(template: &str, fallback: ProgressStyle, counts: &Arc<Counts>) ->
             move |_: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
                 let items = c.items.load(Ordering::Relaxed);
                 let _ = match c.open.load(Ordering::Relaxed).checked_sub(1) {
-                    Some(open) => write!(w, "{items} {}, {open} open connections", c.unit),
+                    Some(open) => write!(w, "{items} {}, {open} open", c.unit),
                     None => write!(w, "{items} {}", c.unit),
                 };
             },
@@ -117,7 +119,8 @@ impl Meter {
                     ProgressDrawTarget::stderr_with_hz(HZ),
                 );
                 bar.set_style(with_counts(
-                    "{bar:30} {decimal_bytes}/{decimal_total_bytes} {percent}% \
+                    // About 72 columns besides the bar, which takes the rest of the line.
+                    "{wide_bar} {decimal_bytes}/{decimal_total_bytes} {percent}% \
                      {decimal_bytes_per_sec} ETA {eta} {counts}",
                     ProgressStyle::default_bar(),
                     &counts,
@@ -136,6 +139,7 @@ impl Meter {
             }
         };
         Meter {
+            hidden: bar.is_hidden(),
             bar,
             last: None,
             counts,
@@ -149,13 +153,13 @@ impl Meter {
 
     /// True when nothing is drawn.
     pub fn is_hidden(&self) -> bool {
-        self.bar.is_hidden()
+        self.hidden
     }
 
     /// The counts so far; cheap when called often (at most one update per [`EVERY`]).
     /// `open`: connections in the flow table, when known.
     pub fn update(&mut self, count: u64, bytes: u64, open: Option<usize>) {
-        if self.bar.is_hidden() || self.last.is_some_and(|t| t.elapsed() < EVERY) {
+        if self.hidden || self.last.is_some_and(|t| t.elapsed() < EVERY) {
             return;
         }
         self.last = Some(Instant::now());
@@ -177,7 +181,7 @@ impl Meter {
     pub fn guard<W: Write>(&self, out: W, stdout: bool) -> BarSafe<W> {
         BarSafe {
             inner: out,
-            bar: (stdout && !self.bar.is_hidden()).then(|| self.bar.clone()),
+            bar: (stdout && !self.hidden).then(|| self.bar.clone()),
             buf: Vec::new(),
             last: Instant::now(),
         }
