@@ -232,6 +232,7 @@ fn a_short_live_run_takes_the_trailing_filter_and_an_interface_number() {
     assert!(err.contains("snapshot length 262144"), "{err}");
     assert!(err.contains("filter \"tcp port 3306\" compiled"), "{err}");
     assert!(err.contains("lo: opened"), "{err}");
+    assert!(err.contains("privileges: "), "{err}");
 }
 
 /// `script` (util-linux) gives the command a pseudo-terminal for stderr while stdout goes to a
@@ -280,4 +281,57 @@ fn the_progress_bar_shows_on_a_terminal_stderr_and_never_touches_stdout() {
     assert_eq!(written, plain_out.stdout);
     assert!(!quiet.contains('%'), "{quiet:?}");
     let _ = std::fs::remove_file(&report);
+}
+
+/// Stdout on the same terminal as the bar: rows are let through with the bar off the screen,
+/// so taking out the bar's drawings leaves exactly the report written without a terminal.
+#[test]
+fn report_rows_on_the_bars_terminal_are_not_garbled() {
+    if !have("script") {
+        eprintln!("SKIPPED: script (util-linux) is not installed");
+        return;
+    }
+    let gz = capture("large-result.pcap.gz");
+    let files: Vec<String> = std::iter::repeat_n(gz, 30).collect();
+    let plain = bin().arg("analyze").args(&files).output().expect("runs");
+    assert!(plain.status.success(), "{}", text(&plain.stderr));
+    let cmd = format!(
+        "{} analyze {}",
+        env!("CARGO_BIN_EXE_proxyscope"),
+        files.join(" ")
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .expect("script runs");
+    let screen = text(&out.stdout).replace("\r\n", "\n");
+    assert!(screen.contains(" ETA "), "no bar drawn: {screen:?}");
+    // A drawing is a carriage-return-separated segment holding the bar's " ETA "; escape
+    // sequences (clear line, cursor up) are the bar's too.
+    let rows: Vec<String> = screen
+        .split('\n')
+        .map(|line| {
+            line.split('\r')
+                .map(strip_escapes)
+                .filter(|seg| !seg.contains(" ETA "))
+                .collect::<String>()
+        })
+        .collect();
+    assert_eq!(rows.join("\n"), text(&plain.stdout));
+}
+
+/// `s` without ANSI CSI sequences (ESC [ digits letter).
+fn strip_escapes(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' && chars.peek() == Some(&'[') {
+            chars.next();
+            while chars.next_if(|c| c.is_ascii_digit() || *c == ';').is_some() {}
+            chars.next();
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

@@ -321,7 +321,7 @@ async fn run(
     if opts.drop_privileges {
         let done = device::drop_privileges(opts.user)?;
         // Not inside the macro: tracing skips its arguments when the level is off.
-        tracing::info!("{done}");
+        tracing::info!("privileges: {done}");
         if let (Some(w), Some(_)) = (writer.as_ref(), opts.user) {
             w.check_rotation_dir()?;
         }
