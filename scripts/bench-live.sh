@@ -68,7 +68,7 @@ write=()
   for t in "${threads[@]}"; do
     # proxyscope live
     : >"$LAB_DIR/live.err"
-    /usr/bin/time -f '%U %S %M' -o "$LAB_DIR/time" "$bin" live -i lo --bpf "$filter" --buffer-size "$buffer" \
+    /usr/bin/time -f '%U %S %M' -o "$LAB_DIR/time" "$bin" live -i lo --bpf "$filter" --buffer-size "${buffer}M" \
       --format jsonl --verdicts-only "${write[@]}" ${BENCH_LIVE_ARGS:-} >"$LAB_DIR/live.jsonl" 2>"$LAB_DIR/live.err" &
     pid=$!
     wait_listening "$LAB_DIR/live.err" "$pid"

@@ -5,10 +5,10 @@
 //! proxies, the progress line, and what it says about inputs that broke off.
 
 pub mod explain;
+pub mod progress;
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use crate::analyze::{self, Budget, Options, Progress};
 use crate::diagnose::legs::LegFlags;
@@ -19,6 +19,7 @@ use crate::source::{CaptureFile, Input, Sources};
 use crate::tls::decrypt::KeyLog;
 
 pub use explain::{explain, ExplainCommand};
+pub use progress::Tty;
 
 /// Why a command could not finish (bad input is not an error: see [`Outcome`]).
 #[derive(Debug, thiserror::Error)]
@@ -126,12 +127,11 @@ pub struct AnalyzeCommand {
     pub leg_flags: LegFlags,
     /// Write a pcap per incident into this directory.
     pub write_incident: Option<PathBuf>,
-    /// Show a progress line on `err` (where a person watches both streams).
-    pub progress: bool,
+    /// Progress on stderr, and whether stdout shares its terminal.
+    pub tty: Tty,
 }
 
-/// `analyze`: the report on `out`. `out` should be line-buffered on a terminal, so that whole
-/// rows overwrite the progress line.
+/// `analyze`: the report on `out`; progress (when `cmd.tty` says so) on stderr.
 pub fn analyze<W: Write>(
     cmd: &AnalyzeCommand,
     out: W,
@@ -154,11 +154,17 @@ pub fn analyze<W: Write>(
         ..cmd.analysis.clone()
     };
     opts.legs = analyze::find_legs(&inputs, cmd.leg_flags.clone(), &opts)?;
+    log_legs(&cmd.leg_flags, &opts.legs);
     let files = open_all(&inputs, &mut unreadable, err);
     if files.is_empty() {
         return Ok(Outcome::Unreadable);
     }
     let mut sources = Sources::new(files);
+    let mut meter = progress::Meter::new(
+        progress::style(cmd.tty.progress, &progress::sizes(&inputs)),
+        "frames",
+    );
+    let out = meter.guard(out, cmd.tty.stdout);
     let mut report: Box<dyn Report + '_> = match cmd.format {
         ReportFormat::Text => Box::new(
             TextReport::new(TermSafe::new(out))
@@ -167,12 +173,13 @@ pub fn analyze<W: Write>(
         ),
         ReportFormat::Json => Box::new(JsonReport::new(out).with_unreadable(unreadable.clone())),
     };
-    let mut progress = progress_line(cmd.progress, err);
+    let mut progress = |p: Progress| meter.update(p.frames, p.bytes, Some(p.open));
     let mut incident_keys = Default::default();
+    let mut tally = TlsTally::new(report.as_mut());
     // The keys of incident connections are recorded only when their packets are to be written.
     let run = if cmd.write_incident.is_some() {
         let mut keys = KeyRecorder {
-            inner: report.as_mut(),
+            inner: &mut tally,
             keys: Default::default(),
             order: Default::default(),
         };
@@ -180,9 +187,11 @@ pub fn analyze<W: Write>(
         incident_keys = keys.keys;
         run
     } else {
-        analyze::run(&mut sources, &opts, report.as_mut(), &mut progress)?
+        analyze::run(&mut sources, &opts, &mut tally, &mut progress)?
     };
-    drop(progress);
+    tally.log();
+    meter.finish();
+    log_files(&run);
     if let Some(dir) = &cmd.write_incident {
         let readable: Vec<String> = cmd
             .files
@@ -224,6 +233,8 @@ pub struct TimelineCommand {
     pub leg_flags: LegFlags,
     /// The memory budget.
     pub budget: Budget,
+    /// Progress on stderr (the export is written after it is cleared).
+    pub tty: Tty,
 }
 
 /// `timeline`: the export into `cmd.output`, or on `out` without one.
@@ -242,13 +253,27 @@ pub fn timeline(
         budget: cmd.budget,
         ..Options::default()
     };
-    opts.legs = analyze::find_legs(&inputs, cmd.leg_flags, &opts)?;
+    opts.legs = analyze::find_legs(&inputs, cmd.leg_flags.clone(), &opts)?;
+    log_legs(&cmd.leg_flags, &opts.legs);
     let files = open_all(&inputs, &mut unreadable, err);
     if files.is_empty() {
         return Ok(Outcome::Unreadable);
     }
     let mut tl = Timeline::new(cmd.filter);
-    let run = analyze::run(&mut Sources::new(files), &opts, &mut tl, &mut |_| {})?;
+    let mut meter = progress::Meter::new(
+        progress::style(cmd.tty.progress, &progress::sizes(&inputs)),
+        "frames",
+    );
+    let mut tally = TlsTally::new(&mut tl);
+    let run = analyze::run(
+        &mut Sources::new(files),
+        &opts,
+        &mut tally,
+        &mut |p: Progress| meter.update(p.frames, p.bytes, Some(p.open)),
+    )?;
+    tally.log();
+    meter.finish();
+    log_files(&run);
     let title: Vec<String> = cmd
         .files
         .iter()
@@ -281,13 +306,21 @@ pub fn live<W: Write>(
     opts: &crate::live::LiveOptions,
     out: W,
     err: &mut dyn Write,
+    tty: Tty,
 ) -> Result<Outcome, crate::live::LiveError> {
     use crate::live::{self, LiveError, LiveFormat};
-    let mut out = out;
+    let mut meter =
+        progress::Meter::new(tty.progress.then_some(progress::Style::Spinner), "packets");
+    let mut out = meter.guard(out, tty.stdout);
+    let mut progress = |p: live::LiveProgress| meter.update(p.packets, p.bytes, None);
     let summary = match opts.format {
-        LiveFormat::Text => live::run_blocking(opts, &mut TermSafe::new(out)),
-        LiveFormat::Jsonl => live::run_blocking(opts, &mut out),
+        LiveFormat::Text => {
+            live::run_with_progress(opts, &mut TermSafe::new(&mut out), &mut progress)
+        }
+        LiveFormat::Jsonl => live::run_with_progress(opts, &mut out, &mut progress),
     };
+    drop(out);
+    meter.finish();
     let summary = match summary {
         Ok(s) => s,
         // The reader went away (`| head`): a normal way to stop.
@@ -299,7 +332,7 @@ pub fn live<W: Write>(
             let _ = writeln!(
                 err,
                 "proxyscope live: {} packets dropped by the kernel, {} by the interface: \
-                 verdicts may lack evidence (a larger --buffer-size or a narrower --bpf helps)",
+                 verdicts may lack evidence (a larger -B/--buffer-size or a narrower filter helps)",
                 c.dropped, c.if_dropped
             );
         }
@@ -318,8 +351,11 @@ pub fn read_keylogs(paths: &[String], err: &mut dyn Write) -> Result<Option<KeyL
             path: p.clone(),
             source,
         })?;
-        if log.add_text(&text) == 0 {
+        let n = log.add_text(&text);
+        if n == 0 {
             let _ = writeln!(err, "proxyscope: {p}: no TLS secrets found in this key log");
+        } else {
+            tracing::info!("{p}: key log, {n} TLS secrets read");
         }
     }
     Ok(Some(log))
@@ -333,7 +369,9 @@ pub fn read_proxysql_logs(paths: &[String]) -> Result<ProxysqlLog, Error> {
             path: p.clone(),
             source,
         })?;
-        log.extend(ProxysqlLog::parse(&text));
+        let lines = ProxysqlLog::parse(&text);
+        tracing::info!("{p}: ProxySQL log read");
+        log.extend(lines);
     }
     Ok(log)
 }
@@ -367,7 +405,21 @@ pub fn open_all(
     let mut files = Vec::new();
     for (i, input) in inputs.iter().enumerate() {
         match input.open(i) {
-            Ok(f) => files.push(f),
+            Ok(f) => {
+                // Link types are logged at the end, once every interface block is read.
+                tracing::info!(
+                    "{}: opened, {}{}{}",
+                    f.info.path,
+                    f.info.format,
+                    if f.info.gzip { ", gzip-compressed" } else { "" },
+                    if input.rereadable() {
+                        ""
+                    } else {
+                        ", a stream (the first pass's bytes were spooled)"
+                    }
+                );
+                files.push(f)
+            }
             Err(e) => {
                 let _ = writeln!(err, "proxyscope: {e}");
                 unreadable.push((input.path().to_string(), e.to_string()));
@@ -377,25 +429,126 @@ pub fn open_all(
     files
 }
 
-/// The progress line: when `show`, at most twice a second on `err`, erased at the end.
-pub fn progress_line(show: bool, err: &mut dyn Write) -> impl FnMut(Progress) + '_ {
-    let started = Instant::now();
-    let mut last = Instant::now();
-    move |p: Progress| {
-        if show && p.done {
-            let _ = write!(err, "\r\x1b[K");
-        } else if show && last.elapsed() >= Duration::from_millis(500) {
-            last = Instant::now();
-            let mb = p.bytes as f64 / 1e6;
-            let rate = mb / started.elapsed().as_secs_f64().max(1e-9);
-            // Ends at column 0: the next report row (always longer) overwrites it.
-            let _ = write!(
-                err,
-                "\x1b[K{mb:.0} MB, {} frames, {} open connections, {rate:.0} MB/s\r",
-                p.frames, p.open
-            );
-            let _ = err.flush();
+/// Says at info level (`-v`) how the legs were settled: given on the command line, or the
+/// proxies the first pass found.
+fn log_legs(given: &LegFlags, legs: &crate::diagnose::legs::Legs) {
+    if !given.frontend_ports.is_empty() || !given.backend_ports.is_empty() || given.proxy.is_some()
+    {
+        let proxy = given
+            .proxy
+            .map(|p| format!(" --proxy {p}"))
+            .unwrap_or_default();
+        tracing::info!(
+            "legs given on the command line ({}--frontend-port {:?} --backend-port {:?}): no \
+             first pass",
+            proxy.trim_start(),
+            given.frontend_ports,
+            given.backend_ports
+        );
+        return;
+    }
+    let pairs = legs.pairs();
+    if pairs.is_empty() {
+        tracing::info!(
+            "first pass ({} frames at most): no proxy found (no request relayed from a frontend \
+             connection to a backend one); legs unknown unless --proxy or ports are given",
+            analyze::FIRST_PASS_FRAMES
+        );
+    }
+    for p in pairs {
+        tracing::info!(
+            "first pass: proxy {} → server {}: {} requests relayed{}",
+            p.frontend,
+            p.backend,
+            p.paired_requests,
+            if p.corroborated_by.is_empty() {
+                String::new()
+            } else {
+                format!(", corroborated by {}", p.corroborated_by.join(", "))
+            }
+        );
+    }
+    for l in legs.listeners() {
+        tracing::debug!("first pass: MySQL listener {l}");
+    }
+}
+
+/// Says at info level (`-v`) what each file held.
+fn log_files(run: &RunSummary) {
+    for f in &run.files {
+        let links: Vec<String> = f
+            .linktypes
+            .iter()
+            .map(|&l| crate::source::Linktype(l).name())
+            .collect();
+        tracing::info!(
+            "{}: {}{}, link types [{}], {} frames, {} bytes read{}",
+            f.path,
+            f.format,
+            if f.gzip { " (gzip)" } else { "" },
+            links.join(", "),
+            f.frames,
+            f.bytes,
+            if f.secrets_blocks > 0 {
+                format!(", {} decryption secrets blocks", f.secrets_blocks)
+            } else {
+                String::new()
+            }
+        );
+    }
+}
+
+/// Counts TLS connections by decryption outcome on their way to the report, for `-v`.
+struct TlsTally<'a> {
+    inner: &'a mut dyn Report,
+    sessions: u64,
+    outcomes: std::collections::BTreeMap<&'static str, u64>,
+}
+
+impl<'a> TlsTally<'a> {
+    fn new(inner: &'a mut dyn Report) -> Self {
+        TlsTally {
+            inner,
+            sessions: 0,
+            outcomes: Default::default(),
         }
+    }
+
+    fn log(&self) {
+        if self.sessions == 0 {
+            tracing::info!("TLS: no TLS connections");
+            return;
+        }
+        let mut by: Vec<String> = self
+            .outcomes
+            .iter()
+            .map(|(&k, n)| match k {
+                "keys" => format!("{n} decrypted"),
+                other => format!("{n} not decrypted ({other})"),
+            })
+            .collect();
+        let tried: u64 = self.outcomes.values().sum();
+        if let Some(rest) = self.sessions.checked_sub(tried).filter(|&r| r > 0) {
+            by.push(format!(
+                "{rest} not tried (no key log, or no handshake seen)"
+            ));
+        }
+        tracing::info!("TLS: {} connections, {}", self.sessions, by.join(", "));
+    }
+}
+
+impl Report for TlsTally<'_> {
+    fn connection(&mut self, c: &crate::model::Summary) -> io::Result<()> {
+        if let Some(tls) = &c.tls {
+            self.sessions += 1;
+            if let Some(d) = tls.decryption {
+                *self.outcomes.entry(d).or_default() += 1;
+            }
+        }
+        self.inner.connection(c)
+    }
+    fn finish(&mut self, run: &RunSummary) -> io::Result<()> {
+        self.inner.finish(run)
     }
 }
 
@@ -456,7 +609,7 @@ mod tests {
             proxysql_logs: Vec::new(),
             leg_flags: LegFlags::default(),
             write_incident: None,
-            progress: false,
+            tty: Tty::default(),
         };
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let outcome = analyze(&cmd, &mut out, &mut err).expect("analyze");

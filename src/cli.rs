@@ -1,12 +1,13 @@
 //! The command line: clap's types for every command (also what completions and the man page
 //! are generated from), and their conversion into the library's settings.
 
+#[cfg(feature = "live")]
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
 use proxyscope::analyze::{self, Options};
-use proxyscope::app::{AnalyzeCommand, ExplainCommand, ReportFormat, TimelineCommand};
+use proxyscope::app::{AnalyzeCommand, ExplainCommand, ReportFormat, TimelineCommand, Tty};
 use proxyscope::diagnose::legs::LegFlags;
 use proxyscope::tcp;
 
@@ -28,7 +29,7 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Analyse capture files (pcap, pcapng, gzip-compressed, or - for stdin).
     #[command(after_help = ANALYZE_EXAMPLES)]
-    Analyze(AnalyzeArgs),
+    Analyze(Box<AnalyzeArgs>),
     /// Say what a client's error text or number means on the wire, which verdicts produce it
     /// and what to capture next.
     #[command(after_help = EXPLAIN_EXAMPLES)]
@@ -73,7 +74,9 @@ Examples:
   proxyscope analyze proxy.pcapng
   proxyscope analyze --proxy 10.0.0.5 --keylog keys.log --only-problems app.pcap db.pcap
   proxyscope analyze --format json capture.pcap.gz > report.json
-  tcpdump -w - -U -i any 'tcp port 6033 or tcp port 3306' | proxyscope analyze -q -";
+  proxyscope -v analyze -r app.pcap -r db.pcap
+  tcpdump -w - -U -i any 'tcp port 6033 or tcp port 3306' | proxyscope analyze -q -
+A progress bar (bytes, percentage, rate, ETA) is shown on stderr when it is a terminal; -q hides it.";
 const TIMELINE_EXAMPLES: &str = "\
 Examples:
   proxyscope timeline --format html -o timeline.html proxy.pcapng
@@ -82,7 +85,8 @@ Examples:
   proxyscope timeline --format csv --leg backend -o backend.csv proxy.pcapng";
 const LIVE_EXAMPLES: &str = "\
 Examples:
-  sudo proxyscope live -i any --bpf 'tcp port 6033 or tcp port 3306'
+  sudo proxyscope live -i any tcp port 6033 or tcp port 3306
+  sudo proxyscope live -i 2 -s 512 -B 65536 -f 'tcp port 3306'
   sudo proxyscope live -i eth0 --only-problems --duration 3600 -w /var/tmp/px.pcap -C 100 -W 10
   sudo proxyscope live -i lo --format jsonl --verdicts-only --keylog /tmp/keys.log
 Needs CAP_NET_RAW: root, or `sudo setcap cap_net_raw,cap_net_admin=eip $(command -v proxyscope)`;
@@ -132,8 +136,14 @@ pub(crate) enum ExplainFormat {
 #[derive(clap::Args)]
 pub(crate) struct TimelineArgs {
     /// Capture files; several are merged in timestamp order.
-    #[arg(required = true, value_name = "FILE")]
+    #[arg(required_unless_present = "read", value_name = "FILE")]
     files: Vec<String>,
+    /// A capture file, like tcpdump -r (repeatable; read before the FILE arguments).
+    #[arg(short = 'r', long = "read", value_name = "FILE")]
+    read: Vec<String>,
+    /// No progress bar on stderr.
+    #[arg(short, long)]
+    quiet: bool,
     /// Output format.
     #[arg(long, value_enum)]
     format: proxyscope::export::Format,
@@ -199,18 +209,29 @@ pub(crate) enum LiveFormat {
 #[derive(clap::Args)]
 #[cfg_attr(not(feature = "live"), allow(dead_code))]
 pub(crate) struct LiveArgs {
-    /// Interface to capture on (`any` for all; `proxyscope interfaces` lists them).
+    /// Interface to capture on: a name (`any` for all), or its number in the list `proxyscope
+    /// interfaces` prints (from 1, like tcpdump -D; an interface named by digits wins).
     #[arg(short = 'i', long, value_name = "IFACE")]
     interface: String,
-    /// BPF capture filter (tcpdump syntax).
-    #[arg(long, value_name = "EXPR", default_value = "tcp")]
-    bpf: String,
-    /// Bytes kept of each packet (the default keeps whole TLS records and loopback segments).
-    #[arg(long, value_name = "BYTES", default_value_t = 262_144)]
+    /// Capture filter (tcpdump syntax), the words joined with spaces as tcpdump does: `live -i
+    /// lo tcp port 3306`. Default: tcp.
+    #[arg(value_name = "EXPRESSION")]
+    filter: Vec<String>,
+    /// The capture filter as one argument (the same as the trailing EXPRESSION; an error when
+    /// both are given and differ).
+    #[arg(short = 'f', long = "bpf", value_name = "EXPR")]
+    bpf: Option<String>,
+    /// Bytes kept of each packet, like tcpdump -s (0: the default, which keeps whole TLS
+    /// records and loopback segments).
+    #[arg(short = 's', long, value_name = "BYTES", default_value_t = 262_144)]
     snaplen: i32,
-    /// Kernel capture buffer, in MiB.
-    #[arg(long, value_name = "MIB", default_value_t = 32)]
-    buffer_size: i32,
+    /// Kernel capture buffer in KiB, like tcpdump -B (a suffix K, M or G gives the unit:
+    /// `-B 64M`). Default 32768 KiB (32 MiB).
+    #[arg(short = 'B', long, value_name = "KIB", default_value = "32768", value_parser = kib)]
+    buffer_size: u64,
+    /// No spinner on stderr.
+    #[arg(short, long)]
+    quiet: bool,
     /// libpcap's immediate mode (each packet delivered at once). Off by default: on Linux it
     /// gives one fixed-size ring slot per packet, and on loopback the kernel buffer then
     /// overflows under load; buffered blocks come at most 100 ms late (see README).
@@ -285,8 +306,11 @@ pub(crate) enum Format {
 #[derive(clap::Args)]
 pub(crate) struct AnalyzeArgs {
     /// Capture files; several are merged in timestamp order.
-    #[arg(required = true, value_name = "FILE")]
+    #[arg(required_unless_present = "read", value_name = "FILE")]
     files: Vec<String>,
+    /// A capture file, like tcpdump -r (repeatable; read before the FILE arguments).
+    #[arg(short = 'r', long = "read", value_name = "FILE")]
+    read: Vec<String>,
     /// Output format.
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
@@ -317,9 +341,32 @@ pub(crate) struct AnalyzeArgs {
     #[arg(long, value_name = "N", default_value_t = proxyscope::dissect::KEEP_EVENTS,
           value_parser = max_events)]
     events: usize,
-    /// No progress line on stderr.
+    /// No progress bar on stderr.
     #[arg(short, long)]
     quiet: bool,
+}
+
+/// `-r` files first, then the FILE arguments.
+fn inputs(read: Vec<String>, files: Vec<String>) -> Vec<String> {
+    read.into_iter().chain(files).collect()
+}
+
+/// `-B`: KiB, or a number with a unit suffix (K, KiB, M, MiB, G, GiB; case ignored).
+fn kib(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size in KiB"))?;
+    let scale = match unit.to_ascii_lowercase().as_str() {
+        "" | "k" | "kib" | "kb" => 1,
+        "m" | "mib" | "mb" => 1 << 10,
+        "g" | "gib" | "gb" => 1 << 20,
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (K, M or G)")),
+    };
+    n.checked_mul(scale)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 /// `--events`: a count the budget can hold (each kept event costs every tracked connection).
@@ -332,8 +379,8 @@ fn max_events(s: &str) -> Result<usize, String> {
 }
 
 impl AnalyzeArgs {
-    /// The `analyze` command; `progress`: show the progress line.
-    pub(crate) fn command(self, progress: bool) -> AnalyzeCommand {
+    /// The `analyze` command; `tty`: where progress may go (`-q` turns it off).
+    pub(crate) fn command(self, tty: Tty) -> AnalyzeCommand {
         AnalyzeCommand {
             analysis: Options {
                 tcp: tcp::Config {
@@ -358,15 +405,18 @@ impl AnalyzeArgs {
             keylogs: self.legs.keylog,
             proxysql_logs: self.proxysql_log,
             write_incident: self.write_incident,
-            files: self.files,
-            progress: progress && !self.quiet,
+            files: inputs(self.read, self.files),
+            tty: Tty {
+                progress: tty.progress && !self.quiet,
+                ..tty
+            },
         }
     }
 }
 
 impl TimelineArgs {
-    /// The `timeline` command.
-    pub(crate) fn command(self) -> TimelineCommand {
+    /// The `timeline` command; `tty`: where progress may go (`-q` turns it off).
+    pub(crate) fn command(self, tty: Tty) -> TimelineCommand {
         TimelineCommand {
             format: self.format,
             output: self.output,
@@ -375,7 +425,11 @@ impl TimelineArgs {
             leg_flags: self.legs.flags(),
             budget: analyze::Budget::mb(self.legs.memory as usize),
             keylogs: self.legs.keylog,
-            files: self.files,
+            files: inputs(self.read, self.files),
+            tty: Tty {
+                progress: tty.progress && !self.quiet,
+                ..tty
+            },
         }
     }
 }
@@ -398,17 +452,32 @@ fn secs_to_ns(s: f64) -> i64 {
 
 #[cfg(feature = "live")]
 impl LiveArgs {
+    /// Progress on stderr unless `-q`.
+    pub(crate) fn tty(&self, tty: Tty) -> Tty {
+        Tty {
+            progress: tty.progress && !self.quiet,
+            ..tty
+        }
+    }
+
     /// The live run's settings; reads the key logs (saying on stderr which hold no secrets)
     /// and, as root, looks up the account to switch to.
     pub(crate) fn options(&self) -> anyhow::Result<proxyscope::live::LiveOptions> {
         use proxyscope::live::{self, DeviceOptions, LiveOptions, Rotation};
         Ok(LiveOptions {
             device: DeviceOptions {
-                iface: self.interface.clone(),
-                snaplen: self.snaplen.max(96),
-                buffer_size: self.buffer_size.clamp(1, 2047).saturating_mul(1 << 20),
+                iface: live::device::pick_interface(&self.interface)?,
+                // tcpdump -s 0: the default.
+                snaplen: if self.snaplen == 0 {
+                    262_144
+                } else {
+                    self.snaplen.max(96)
+                },
+                // libpcap takes an int of bytes: at most 2047 MiB.
+                buffer_size: i32::try_from(self.buffer_size.clamp(1, 2047 << 10) << 10)
+                    .unwrap_or(i32::MAX),
                 promisc: self.promisc,
-                bpf: self.bpf.clone(),
+                bpf: live::device::capture_filter(self.bpf.as_deref(), &self.filter)?,
                 immediate: self.immediate,
             },
             analysis: Options {

@@ -38,6 +38,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
         )
         .without_time()
+        // Colour only on a terminal: logs piped to a file or grep stay plain.
+        .with_ansi(io::stderr().is_terminal())
         .init();
     match cli.command {
         Command::Lab { args } => run_lab(args, cli.verbose),
@@ -85,22 +87,33 @@ fn main() -> ExitCode {
             edge(app::explain(&args.command(), &mut out, &mut io::stderr()))
         }
         Command::Analyze(args) => {
-            // On a terminal, stdout stays line-buffered so that whole rows overwrite the
-            // progress line; otherwise a large buffer.
-            let on_terminal = io::stdout().is_terminal();
-            let out: Box<dyn Write> = if on_terminal {
+            // On a terminal, stdout stays line-buffered (rows show as they come); otherwise a
+            // large buffer.
+            let tty = tty();
+            let out: Box<dyn Write> = if tty.stdout {
                 Box::new(io::stdout().lock())
             } else {
                 Box::new(io::BufWriter::with_capacity(1 << 16, io::stdout().lock()))
             };
-            // As the design says: progress only where a person watches both streams.
-            let cmd = args.command(on_terminal && io::stderr().is_terminal());
-            edge(app::analyze(&cmd, out, &mut io::stderr()))
+            edge(app::analyze(&(*args).command(tty), out, &mut io::stderr()))
         }
         Command::Timeline(args) => {
             let mut out = io::BufWriter::new(io::stdout().lock());
-            edge(app::timeline(args.command(), &mut out, &mut io::stderr()))
+            edge(app::timeline(
+                args.command(tty()),
+                &mut out,
+                &mut io::stderr(),
+            ))
         }
+    }
+}
+
+/// Progress wherever a person watches stderr (whatever stdout is: `analyze big.pcap >
+/// report.txt` shows it too); the commands turn it off for `-q`.
+fn tty() -> app::Tty {
+    app::Tty {
+        progress: io::stderr().is_terminal(),
+        stdout: io::stdout().is_terminal(),
     }
 }
 
@@ -158,7 +171,8 @@ fn fail(e: anyhow::Error) -> ExitCode {
 #[cfg(feature = "live")]
 fn live_cmd(args: cli::LiveArgs) -> Result<ExitCode> {
     let opts = args.options()?;
-    let outcome = app::live(&opts, io::stdout().lock(), &mut io::stderr())?;
+    let tty = args.tty(tty());
+    let outcome = app::live(&opts, io::stdout().lock(), &mut io::stderr(), tty)?;
     Ok(ExitCode::from(outcome.code()))
 }
 

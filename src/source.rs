@@ -238,6 +238,23 @@ pub struct CaptureFile {
     buf: Vec<u8>,
     has_cur: bool,
     done: bool,
+    /// gzip input: compressed bytes read so far.
+    compressed: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+}
+
+/// Counts the bytes read through it (the compressed side of a gzip input).
+struct Counted(
+    Box<dyn Read + Send>,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+);
+
+impl Read for Counted {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.0.read(buf)?;
+        self.1
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        Ok(n)
+    }
 }
 
 enum Step {
@@ -280,14 +297,21 @@ impl CaptureFile {
         let (magic, mut input) = peek(raw, 4).map_err(io_err)?;
         let mut gzip = false;
         let mut magic = magic;
+        let mut compressed = None;
         if magic.starts_with(&[0x1f, 0x8b]) {
             gzip = true;
-            let gz: Box<dyn Read + Send> = Box::new(MultiGzDecoder::new(BufReader::new(input)));
+            // Progress is measured against the file's size: count the compressed bytes read.
+            let read = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let counted = Counted(input, read.clone());
+            let gz: Box<dyn Read + Send> = Box::new(MultiGzDecoder::new(BufReader::new(counted)));
             let (m, i) = peek(gz, 4).map_err(io_err)?;
             magic = m;
             input = i;
+            compressed = Some(read);
         }
-        Self::from_reader(name, index, magic, input, gzip)
+        let mut file = Self::from_reader(name, index, magic, input, gzip)?;
+        file.compressed = compressed;
+        Ok(file)
     }
 
     fn from_reader(
@@ -352,6 +376,7 @@ impl CaptureFile {
             buf: Vec::new(),
             has_cur: false,
             done: false,
+            compressed: None,
         })
     }
 
@@ -368,9 +393,13 @@ impl CaptureFile {
         })
     }
 
-    /// Bytes of the (uncompressed) input consumed so far, for progress reports.
+    /// Bytes of the input consumed so far, for progress reports: as stored, so compressed
+    /// bytes read for a gzip input (comparable with the file's size).
     pub fn consumed(&self) -> u64 {
-        self.reader.consumed() as u64
+        match &self.compressed {
+            Some(read) => read.load(std::sync::atomic::Ordering::Relaxed),
+            None => self.reader.consumed() as u64,
+        }
     }
 
     /// Loads the next frame; false at the end of the file or where it broke (see `info.stop`).
@@ -911,7 +940,7 @@ impl Sources {
         out
     }
 
-    /// Bytes consumed across all files, for progress reports.
+    /// Bytes consumed across all files as stored (compressed for gzip), for progress reports.
     pub fn consumed(&self) -> u64 {
         self.files.iter().map(|f| f.consumed()).sum()
     }

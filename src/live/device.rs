@@ -19,6 +19,24 @@ pub enum LiveError {
         /// libpcap's message.
         detail: String,
     },
+    /// `-i N` beyond the list.
+    #[error("no interface number {index}: `proxyscope interfaces` lists {count}, numbered from 1")]
+    NoIndex {
+        /// The number given.
+        index: String,
+        /// Interfaces listed.
+        count: usize,
+    },
+    /// A filter both as `-f`/`--bpf` and as trailing words, and they differ.
+    #[error(
+        "two different capture filters: -f/--bpf {flag:?} and the expression {words:?}; give one"
+    )]
+    FilterTwice {
+        /// The `-f` value.
+        flag: String,
+        /// The trailing words, joined.
+        words: String,
+    },
     /// No such interface.
     #[error("no interface named {iface} (proxyscope interfaces lists them): {detail}")]
     NoDevice {
@@ -31,7 +49,7 @@ pub enum LiveError {
     #[error("dropping privileges: {0}")]
     Privileges(String),
     /// The BPF filter does not compile.
-    #[error("bad --bpf filter {filter:?}: {detail}")]
+    #[error("bad capture filter {filter:?}: {detail}")]
     Filter {
         /// The filter text.
         filter: String,
@@ -89,6 +107,51 @@ fn pcap_err(what: &str, e: pcap::Error) -> LiveError {
         what: what.to_string(),
         detail: e.to_string(),
     }
+}
+
+/// The capture filter: `-f`/`--bpf`, or the trailing words joined with spaces as tcpdump joins
+/// them; `tcp` when neither is given; an error when both are and differ.
+pub fn capture_filter(flag: Option<&str>, words: &[String]) -> Result<String, LiveError> {
+    let joined = (!words.is_empty()).then(|| words.join(" "));
+    match (flag, joined) {
+        (Some(f), Some(w)) if f.trim() != w.trim() => Err(LiveError::FilterTwice {
+            flag: f.to_string(),
+            words: w,
+        }),
+        (Some(f), _) => Ok(f.to_string()),
+        (None, Some(w)) => Ok(w),
+        (None, None) => Ok("tcp".into()),
+    }
+}
+
+/// `-i`: a name, or a number in the list [`interfaces`] gives (from 1, as `proxyscope
+/// interfaces` and `tcpdump -D` print it). An interface whose name is those digits wins.
+pub fn pick_interface(arg: &str) -> Result<String, LiveError> {
+    if arg.is_empty() || !arg.bytes().all(|b| b.is_ascii_digit()) {
+        return Ok(arg.to_string());
+    }
+    let names: Vec<String> = interfaces()?.into_iter().map(|i| i.name).collect();
+    let picked = pick_from(arg, &names)?;
+    if picked != arg {
+        tracing::info!("-i {arg}: interface {picked}");
+    }
+    Ok(picked)
+}
+
+/// [`pick_interface`] in this list of names.
+fn pick_from(arg: &str, names: &[String]) -> Result<String, LiveError> {
+    if names.iter().any(|n| n == arg) {
+        return Ok(arg.to_string());
+    }
+    let index: usize = arg.parse().unwrap_or(0);
+    index
+        .checked_sub(1)
+        .and_then(|i| names.get(i))
+        .cloned()
+        .ok_or(LiveError::NoIndex {
+            index: arg.to_string(),
+            count: names.len(),
+        })
 }
 
 /// The interfaces libpcap can capture on.
@@ -163,10 +226,24 @@ pub fn open(opts: &DeviceOptions) -> Result<Capture<Active>, LiveError> {
             }
         }
     }
+    tracing::info!(
+        "{}: opened, link-type {:?}, snaplen {}, kernel buffer {} bytes{}{}",
+        opts.iface,
+        cap.get_datalink(),
+        opts.snaplen,
+        opts.buffer_size,
+        if opts.promisc { ", promiscuous" } else { "" },
+        if opts.immediate {
+            ", immediate mode"
+        } else {
+            ""
+        }
+    );
     cap.filter(&opts.bpf, true).map_err(|e| LiveError::Filter {
         filter: opts.bpf.clone(),
         detail: e.to_string(),
     })?;
+    tracing::info!("filter {:?} compiled (optimised) and set", opts.bpf);
     cap.setnonblock()
         .map_err(|e| pcap_err("setting non-blocking mode", e))
 }
@@ -268,6 +345,39 @@ pub fn drop_privileges(to: Option<Account>) -> Result<String, LiveError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_filter_comes_from_the_flag_or_the_words_and_never_both_differently() {
+        let words = |w: &str| w.split(' ').map(String::from).collect::<Vec<_>>();
+        assert_eq!(capture_filter(None, &[]).unwrap(), "tcp");
+        assert_eq!(
+            capture_filter(None, &words("tcp port 3306")).unwrap(),
+            "tcp port 3306"
+        );
+        assert_eq!(capture_filter(Some("udp"), &[]).unwrap(), "udp");
+        assert_eq!(
+            capture_filter(Some("tcp port 3306"), &words("tcp port 3306")).unwrap(),
+            "tcp port 3306"
+        );
+        let e = capture_filter(Some("tcp"), &words("tcp port 3306")).unwrap_err();
+        assert!(matches!(e, LiveError::FilterTwice { .. }), "{e}");
+    }
+
+    #[test]
+    fn interfaces_are_picked_by_number_from_one_unless_a_name_matches() {
+        let names: Vec<String> = ["eth0", "any", "lo", "2"].map(String::from).to_vec();
+        assert_eq!(pick_from("1", &names).unwrap(), "eth0");
+        assert_eq!(pick_from("3", &names).unwrap(), "lo");
+        // An interface named "2" wins over the second in the list.
+        assert_eq!(pick_from("2", &names).unwrap(), "2");
+        for bad in ["0", "5", "99999999999999999999999"] {
+            let e = pick_from(bad, &names).unwrap_err().to_string();
+            assert!(
+                e.contains("proxyscope interfaces") && e.contains("lists 4"),
+                "{e}"
+            );
+        }
+    }
 
     #[test]
     fn permission_messages_are_recognised() {

@@ -179,6 +179,8 @@ struct Feed {
     writer: Option<writer::Writer>,
     linktype: Linktype,
     packets: u64,
+    /// Captured bytes of those packets.
+    bytes: u64,
     count: Option<u64>,
     error: Option<io::Error>,
     /// The last packet's capture time, and when it was handed to the pipeline.
@@ -205,6 +207,7 @@ impl Feed {
             w.write(p);
         }
         self.packets += 1;
+        self.bytes += p.data.len() as u64;
         let ts = writer::ts_of(p.header);
         self.last = Some((ts, Instant::now()));
         let frame = Frame {
@@ -260,10 +263,28 @@ const SETTLE_MARGIN_NS: i64 = 1_000_000_000;
 /// Runs a live capture until it is stopped, writing to `out`. Blocks; runs its own
 /// single-threaded tokio runtime.
 pub fn run_blocking(opts: &LiveOptions, out: &mut dyn Write) -> Result<LiveSummary, LiveError> {
+    run_with_progress(opts, out, &mut |_| {})
+}
+
+/// Counts of a live capture so far, for a spinner on stderr.
+#[derive(Clone, Copy, Debug)]
+pub struct LiveProgress {
+    /// Packets captured.
+    pub packets: u64,
+    /// Their captured bytes.
+    pub bytes: u64,
+}
+
+/// [`run_blocking`], calling `progress` with the counts at every tick (4 times a second).
+pub fn run_with_progress(
+    opts: &LiveOptions,
+    out: &mut dyn Write,
+    progress: &mut dyn FnMut(LiveProgress),
+) -> Result<LiveSummary, LiveError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(run(opts, out))
+    rt.block_on(run(opts, out, progress))
 }
 
 fn drain(shared: &SharedRef, out: &mut dyn Write) -> io::Result<()> {
@@ -281,7 +302,11 @@ fn drain(shared: &SharedRef, out: &mut dyn Write) -> io::Result<()> {
     Ok(())
 }
 
-async fn run(opts: &LiveOptions, out: &mut dyn Write) -> Result<LiveSummary, LiveError> {
+async fn run(
+    opts: &LiveOptions,
+    out: &mut dyn Write,
+    progress: &mut dyn FnMut(LiveProgress),
+) -> Result<LiveSummary, LiveError> {
     let cap = device::open(&opts.device)?;
     let linktype = Linktype(cap.get_datalink().0 as u32);
     let mut writer = opts
@@ -296,7 +321,7 @@ async fn run(opts: &LiveOptions, out: &mut dyn Write) -> Result<LiveSummary, Liv
     if opts.drop_privileges {
         let done = device::drop_privileges(opts.user)?;
         // Not inside the macro: tracing skips its arguments when the level is off.
-        tracing::info!("{done}");
+        tracing::info!("privileges: {done}");
         if let (Some(w), Some(_)) = (writer.as_ref(), opts.user) {
             w.check_rotation_dir()?;
         }
@@ -366,6 +391,7 @@ async fn run(opts: &LiveOptions, out: &mut dyn Write) -> Result<LiveSummary, Liv
         writer,
         linktype,
         packets: 0,
+        bytes: 0,
         count: opts.count,
         error: None,
         last: None,
@@ -412,6 +438,7 @@ async fn run(opts: &LiveOptions, out: &mut dyn Write) -> Result<LiveSummary, Liv
                 ticks += 1;
                 let mut f = feed.borrow_mut();
                 let f = &mut *f;
+                progress(LiveProgress { packets: f.packets, bytes: f.bytes });
                 let t = f.clock();
                 if let Some(e) = f.engine.as_mut() {
                     e.tick(t, &mut f.report)?;
