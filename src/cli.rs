@@ -227,8 +227,11 @@ pub(crate) struct LiveArgs {
     snaplen: i32,
     /// Kernel capture buffer in KiB, like tcpdump -B (a suffix K, M or G gives the unit:
     /// `-B 64M`). Default 32768 KiB (32 MiB).
-    #[arg(short = 'B', long, value_name = "KIB", default_value = "32768", value_parser = kib)]
-    buffer_size: u64,
+    #[arg(short = 'B', value_name = "KIB", value_parser = kib, conflicts_with = "buffer_size")]
+    buffer_kib: Option<u64>,
+    /// Kernel capture buffer in MiB (the same as -B with an M).
+    #[arg(long, value_name = "MIB", value_parser = mib)]
+    buffer_size: Option<u64>,
     /// No spinner on stderr.
     #[arg(short, long)]
     quiet: bool,
@@ -369,6 +372,16 @@ fn kib(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{s:?} is too large"))
 }
 
+/// `--buffer-size`: MiB unless a unit says otherwise, in KiB.
+fn mib(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    if t.ends_with(|c: char| c.is_ascii_digit()) {
+        kib(&format!("{t}M"))
+    } else {
+        kib(t)
+    }
+}
+
 /// `--events`: a count the budget can hold (each kept event costs every tracked connection).
 fn max_events(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {
@@ -474,8 +487,14 @@ impl LiveArgs {
                     self.snaplen.max(96)
                 },
                 // libpcap takes an int of bytes: at most 2047 MiB.
-                buffer_size: i32::try_from(self.buffer_size.clamp(1, 2047 << 10) << 10)
-                    .unwrap_or(i32::MAX),
+                buffer_size: i32::try_from(
+                    self.buffer_kib
+                        .or(self.buffer_size)
+                        .unwrap_or(32 << 10)
+                        .clamp(1, 2047 << 10)
+                        << 10,
+                )
+                .unwrap_or(i32::MAX),
                 promisc: self.promisc,
                 bpf: live::device::capture_filter(self.bpf.as_deref(), &self.filter)?,
                 immediate: self.immediate,

@@ -131,7 +131,8 @@ fn live_flags_parse_like_tcpdump() {
     for flag in [
         "-f, --bpf <EXPR>",
         "-s, --snaplen <BYTES>",
-        "-B, --buffer-size <KIB>",
+        "-B <KIB>",
+        "--buffer-size <MIB>",
         "-q, --quiet",
         "[EXPRESSION]...",
     ] {
@@ -149,6 +150,14 @@ fn live_flags_parse_like_tcpdump() {
         text(&bad.stderr).contains("unknown unit"),
         "{}",
         text(&bad.stderr)
+    );
+    // -B is tcpdump's KiB, --buffer-size stays MiB as it always was: both at once is ambiguous.
+    let both = run(&["live", "-i", "lo", "-B", "64", "--buffer-size", "64"]);
+    assert_eq!(both.status.code(), Some(1));
+    assert!(
+        text(&both.stderr).contains("cannot be used with"),
+        "{}",
+        text(&both.stderr)
     );
 }
 
