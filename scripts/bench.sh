@@ -7,6 +7,7 @@
 #   scripts/bench.sh [SECONDS...]      capture lengths (default: 4 16); results in target/bench/results.txt
 #   BENCH_BASELINE=BIN scripts/bench.sh another proxyscope binary (e.g. the last release) timed on the same
 #                                       files in the same run: performance before and after a change
+#   BENCH_KEEP=1 scripts/bench.sh       also keep the captures in target/bench/
 #   BENCH_LO_MTU=1500 scripts/bench.sh  the same with loopback at Ethernet's MTU for the run (restored at
 #                                       exit): frames as small as on a real network, not 64 KiB segments
 #
@@ -52,6 +53,10 @@ for d in "${durations[@]}"; do
   lab_capture_stop
   files+=("$f")
 done
+# BENCH_KEEP=1: keep the captures in target/bench/ for repeated A/B runs.
+if [[ -n ${BENCH_KEEP:-} ]]; then
+  cp "${files[@]}" "$out/"
+fi
 
 # best of 3 wall-clock seconds and the max RSS (KiB) of those runs
 measure() {
