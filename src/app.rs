@@ -1,6 +1,6 @@
 //! The commands, as library calls: each takes plain settings and writers (report on `out`,
 //! diagnostics on `err`) and returns an [`Outcome`], which the binary maps to its exit code.
-//! [`analyze`](crate::analyze) drives the pipeline; this module adds what a command does around
+//! [`crate::analyze`] drives the pipeline; this module adds what a command does around
 //! it: opening the inputs, reading key logs and ProxySQL logs, the first pass that finds
 //! proxies, the progress line, and what it says about inputs that broke off.
 

@@ -156,7 +156,7 @@ impl Meter {
         self.hidden
     }
 
-    /// The counts so far; cheap when called often (at most one update per [`EVERY`]).
+    /// The counts so far; cheap when called often (at most one update per `EVERY`).
     /// `open`: connections in the flow table, when known.
     pub fn update(&mut self, count: u64, bytes: u64, open: Option<usize>) {
         if self.hidden || self.last.is_some_and(|t| t.elapsed() < EVERY) {
