@@ -557,6 +557,87 @@ fn incident_pcaps_hold_exactly_the_incident_connections() {
     }
 }
 
+/// Every frame's time as tshark gives it (`frame.time_epoch`), as Unix seconds and nanoseconds.
+fn frame_epochs(p: &Path) -> BTreeMap<u64, (i64, u32)> {
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(p)
+        .args([
+            "-T",
+            "fields",
+            "-e",
+            "frame.number",
+            "-e",
+            "frame.time_epoch",
+        ])
+        .output()
+        .expect("tshark runs");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (n, t) = l.split_once('\t').unwrap();
+            let (s, f) = t.split_once('.').unwrap_or((t, "0"));
+            let ns: u32 = format!("{f:0<9}")[..9].parse().unwrap();
+            (n.parse().unwrap(), (s.parse().unwrap(), ns))
+        })
+        .collect()
+}
+
+/// `2026-11-24T10:20:31.905507Z`: date(1) formats the seconds, the microseconds are cut.
+fn iso_utc_micros((secs, ns): (i64, u32)) -> String {
+    let out = Command::new("date")
+        .args(["-u", "-d", &format!("@{secs}"), "+%Y-%m-%dT%H:%M:%S"])
+        .output()
+        .expect("date runs");
+    format!(
+        "{}.{:06}Z",
+        String::from_utf8(out.stdout).unwrap().trim(),
+        ns / 1000
+    )
+}
+
+#[test]
+fn perfetto_times_are_the_frames_wall_clock() {
+    if !have("tshark") {
+        eprintln!("SKIPPED: tshark not found; Perfetto times not checked");
+        return;
+    }
+    let p = dirty_ssl();
+    let trace: Value = serde_json::from_slice(&timeline(&p, "perfetto", &[])).unwrap();
+    let meta = &trace["otherData"];
+    let (s0, ns0) = (
+        meta["capture_start_unix_s"].as_i64().unwrap(),
+        meta["capture_start_unix_ns"].as_i64().unwrap(),
+    );
+    let epochs = frame_epochs(&p);
+    // The capture starts at frame 1.
+    assert_eq!(epochs[&1], (s0, u32::try_from(ns0).unwrap()));
+    let mut checked = 0;
+    for e in trace["traceEvents"].as_array().unwrap() {
+        let Some(frame) = e["args"]["frame"].as_u64() else {
+            continue;
+        };
+        if e["ph"] != "i" {
+            continue;
+        }
+        let (s, ns) = epochs[&frame];
+        // ts (µs from the start) + the start = the frame's epoch time, to the nanosecond.
+        let want_ns = (s - s0) * 1_000_000_000 + i64::from(ns) - ns0;
+        let ts_ns = (e["ts"].as_f64().unwrap() * 1000.0).round() as i64;
+        assert_eq!(ts_ns, want_ns, "{e}");
+        let time = e["args"]["time"].as_str().unwrap();
+        let micros = iso_utc_micros((s, ns));
+        assert_eq!(
+            time,
+            format!("{}{:03}Z", micros.trim_end_matches('Z'), ns % 1000),
+            "{e}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 10, "only {checked} instants with a frame");
+}
+
 // ---- the HTML page in headless Chromium ----
 
 fn chromium() -> Option<&'static str> {
@@ -724,6 +805,60 @@ fn html_timeline_opens_in_headless_chromium() {
     assert!(num("data-events-drawn") > 0);
     assert_eq!(dom.matches("class=\"incident\"").count(), faults.len());
     assert_eq!(dom.matches("class=\"step\"").count(), parties);
+
+    // The incident panel shows the remedy (from the analysis's own records) and each incident's
+    // first step at its wall-clock time, in UTC, as tshark gives that frame's time; a legend.
+    let esc = |t: &str| {
+        t.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    for inc in &incidents {
+        let sig = &inc["detail"]["signature"];
+        for (class, key) in [
+            ("fix", "fix"),
+            ("workaround", "workaround"),
+            ("cause", "cause"),
+        ] {
+            let want = format!(
+                "<dd class=\"{class}\">{}</dd>",
+                esc(sig[key].as_str().unwrap())
+            );
+            assert!(dom.contains(&want), "panel lacks {want}");
+        }
+        for r in sig["references"].as_array().unwrap() {
+            let r = r.as_str().unwrap();
+            assert!(
+                dom.contains(&format!(">{r}</a>")),
+                "panel lacks a link to {r}"
+            );
+        }
+    }
+    if have("tshark") {
+        let epochs = frame_epochs(&p);
+        for inc in &incidents {
+            let frame = inc["detail"]["steps"][0]["at"]["frame"].as_u64().unwrap();
+            let want = format!(
+                "<span class=\"wall\">{}</span>",
+                iso_utc_micros(epochs[&frame])
+            );
+            assert!(dom.contains(&want), "panel lacks {want} (frame {frame})");
+        }
+    } else {
+        eprintln!("SKIPPED: tshark not found; wall-clock times not checked");
+    }
+    let legend = &dom[dom.find("id=\"legend\"").expect("a legend")..];
+    let legend = &legend[..legend.find("</span></span>").unwrap_or(legend.len())];
+    for item in [
+        "FIN",
+        "RST",
+        "TLS alert",
+        "problem verdict",
+        "incident step",
+        "unanswered",
+    ] {
+        assert!(legend.contains(item), "legend lacks {item}");
+    }
 
     // The page driven as a person would: hover, zoom, pan, scroll, keys, the incident list.
     let dom = String::from_utf8(

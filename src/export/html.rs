@@ -19,6 +19,7 @@ use crate::model::Summary;
 
 const TEMPLATE: &str = include_str!("timeline.html");
 const DATA_MARK: &str = "/*DATA*/";
+const NS_PER_SEC: i64 = 1_000_000_000;
 
 /// Marker kinds in the order the page numbers them.
 pub const MARKS: &[Mark] = &[
@@ -95,6 +96,18 @@ fn lane(s: &Summary) -> Value {
     })
 }
 
+/// The web page of a reference written `owner/repo#N` (a GitHub issue), or `None`.
+fn ref_url(r: &str) -> Option<String> {
+    let (repo, n) = r.split_once('#')?;
+    let ok = n.bytes().all(|b| b.is_ascii_digit())
+        && !n.is_empty()
+        && repo.split('/').count() == 2
+        && repo
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b));
+    ok.then(|| format!("https://github.com/{repo}/issues/{n}"))
+}
+
 fn short(mut text: String) -> String {
     if text.len() > 240 {
         let cut = (0..=240)
@@ -117,10 +130,15 @@ pub fn write_data(tl: &Timeline, title: &str, out: &mut dyn Write) -> io::Result
         .filter_map(|i| tl.conns.get(i))
         .collect();
     let run = tl.run.as_ref();
+    let start = run.and_then(|r| r.capture_start);
     let head = json!({
         "schema": super::SCHEMA,
         "title": title,
-        "start": run.and_then(|r| r.capture_start).map(|t| t.rfc3339().to_string()),
+        "start": start.map(|t| t.rfc3339().to_string()),
+        // The start as whole Unix seconds and nanoseconds: a JavaScript number holds epoch
+        // microseconds only to a quarter microsecond, so the page adds `t` to these itself.
+        "start_s": start.map(|t| t.0.div_euclid(NS_PER_SEC)),
+        "start_ns": start.map(|t| t.0.rem_euclid(NS_PER_SEC)),
         "frames": run.map(|r| r.frames),
         "marks": MARKS.iter().map(|m| m.as_str()).collect::<Vec<_>>(),
         "omitted": order.iter().map(|s| s.events_dropped).sum::<u64>(),
@@ -184,6 +202,9 @@ pub fn write_data(tl: &Timeline, title: &str, out: &mut dyn Write) -> io::Result
             "cause": inc.signature.map(|s| s.cause),
             "refs": inc.signature.map(|s| s.references),
             "fix": inc.signature.map(|s| s.fix),
+            "workaround": inc.signature.map(|s| s.workaround),
+            "shows": inc.signature.map(|s| s.shows),
+            "ref_urls": inc.signature.map(|s| s.references.iter().map(|r| ref_url(r)).collect::<Vec<_>>()),
             "steps": inc.steps.iter().map(|st| json!({
                 "lane": lane_of.get(&st.conn),
                 "conn": st.conn,
@@ -249,6 +270,17 @@ mod tests {
     fn template_has_one_data_slot() {
         assert_eq!(TEMPLATE.matches(DATA_MARK).count(), 1);
         assert!(!TEMPLATE.contains("http://") && !TEMPLATE.contains("https://"));
+    }
+
+    #[test]
+    fn references_link_to_github_issues_only() {
+        assert_eq!(
+            ref_url("sysown/proxysql#4500").as_deref(),
+            Some("https://github.com/sysown/proxysql/issues/4500")
+        );
+        for bad in ["proxysql#1", "a/b#", "a/b#1x", "a/b\"/c#1", "a/b/c#1"] {
+            assert_eq!(ref_url(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -2,7 +2,12 @@
 //! chrome://tracing open: one process per leg, one thread (track) per connection, the
 //! connection's life and its requests as complete slices (`X`), closes, alerts and errors as
 //! instant events (`i`), incidents as global instants with flow arrows across their steps.
-//! Times are microseconds from the capture's start.
+//! `ts` is microseconds from the capture's start, exact to the nanosecond; `otherData` carries
+//! that start (`capture_start`, and as `capture_start_unix_s` + `capture_start_unix_ns`) and
+//! every slice and instant carries its wall-clock time as `args.time` (RFC 3339, UTC).
+//! Absolute epoch microseconds as `ts` were rejected: as a double they resolve only a quarter
+//! microsecond, which loses nanosecond captures and lets nested slices stick out, and both
+//! viewers draw their axis from the first event anyway.
 
 use std::io::{self, Write};
 
@@ -10,6 +15,9 @@ use serde_json::json;
 
 use super::{lane_order, leg_name, requests, JsonSeq, Mark, Timeline};
 use crate::diagnose::legs::Leg;
+use crate::time::Timestamp;
+
+const NS_PER_SEC: i64 = 1_000_000_000;
 
 /// The process id of a leg's tracks.
 pub fn pid(leg: Leg) -> u32 {
@@ -25,10 +33,26 @@ fn us(t: f64) -> f64 {
     (t * 1e6 * 1000.0).round() / 1000.0
 }
 
+/// The wall-clock time (RFC 3339, UTC) of `t` seconds from the capture's start, when known.
+fn wall(start: Option<Timestamp>, t: f64) -> Option<String> {
+    let ns = (t * 1e9).round();
+    // Saturating cast: f64 → i64 `as` clamps, and NaN becomes 0.
+    start.map(|s| {
+        Timestamp(s.0.saturating_add(ns as i64))
+            .rfc3339()
+            .to_string()
+    })
+}
+
 /// Writes the trace JSON, event by event.
 pub fn write(tl: &Timeline, out: &mut dyn Write) -> io::Result<()> {
     let f = tl.filter();
-    let meta = json!({"schema": super::SCHEMA, "generator": "proxyscope"});
+    let start = tl.run.as_ref().and_then(|r| r.capture_start);
+    let meta = json!({"schema": super::SCHEMA, "generator": "proxyscope",
+                      "capture_start": start.map(|t| t.rfc3339().to_string()),
+                      "capture_start_unix_s": start.map(|t| t.0.div_euclid(NS_PER_SEC)),
+                      "capture_start_unix_ns": start.map(|t| t.0.rem_euclid(NS_PER_SEC)),
+                      "ts": "microseconds since capture_start"});
     write!(out, "{{\"displayTimeUnit\":\"ms\",\"otherData\":{meta},")?;
     let mut ev = JsonSeq::open(out, "\"traceEvents\":")?;
     for leg in [Leg::Frontend, Leg::Backend, Leg::Direct, Leg::Unknown] {
@@ -66,7 +90,8 @@ pub fn write(tl: &Timeline, out: &mut dyn Write) -> io::Result<()> {
         ev.push(
             &json!({"ph": "X", "pid": p, "tid": tid, "cat": "connection",
                        "name": format!("conn #{} {label}", s.id), "ts": us(a), "dur": us(b) - us(a),
-                       "args": {"client": s.client.to_string(), "server": s.server.to_string(),
+                       "args": {"time": wall(start, a), "client": s.client.to_string(),
+                                "server": s.server.to_string(),
                                 "verdict": s.verdict, "relayed": s.relayed}}),
         )?;
         for r in requests(s) {
@@ -79,7 +104,8 @@ pub fn write(tl: &Timeline, out: &mut dyn Write) -> io::Result<()> {
             ev.push(
                 &json!({"ph": "X", "pid": p, "tid": tid, "cat": "request", "name": r.name,
                            "ts": us(ra), "dur": us(rb) - us(ra),
-                           "args": {"frame": r.frame, "unanswered": r.unanswered}}),
+                           "args": {"time": wall(start, ra), "frame": r.frame,
+                                    "unanswered": r.unanswered}}),
             )?;
         }
         for e in &s.events {
@@ -95,7 +121,8 @@ pub fn write(tl: &Timeline, out: &mut dyn Write) -> io::Result<()> {
                 &json!({"ph": "i", "s": "t", "pid": p, "tid": tid, "cat": m.as_str(),
                            "name": format!("{} {}", e.event.kind.brief(), e.dir),
                            "ts": us(e.at.t),
-                           "args": {"frame": e.at.frame, "from": e.from.to_string()}}),
+                           "args": {"time": e.at.ts.rfc3339().to_string(), "frame": e.at.frame,
+                                    "from": e.from.to_string()}}),
             )?;
         }
     }
@@ -108,7 +135,8 @@ pub fn write(tl: &Timeline, out: &mut dyn Write) -> io::Result<()> {
             ev.push(
                 &json!({"ph": "i", "s": "g", "pid": pid(first.leg), "tid": first.conn,
                            "cat": "incident", "name": name, "ts": us(first.at.t),
-                           "args": {"steps": inc.steps}}),
+                           "args": {"time": first.at.ts.rfc3339().to_string(),
+                                    "steps": inc.steps}}),
             )?;
         }
         let last = inc.steps.len().saturating_sub(1);
