@@ -124,6 +124,24 @@ pub trait Report {
     fn finish(&mut self, run: &RunSummary) -> io::Result<()>;
 }
 
+impl<R: Report + ?Sized> Report for &mut R {
+    fn connection(&mut self, c: &Summary) -> io::Result<()> {
+        (**self).connection(c)
+    }
+
+    fn finish(&mut self, run: &RunSummary) -> io::Result<()> {
+        (**self).finish(run)
+    }
+}
+
+/// A report that can say, in its summary, what a filter left out of its connection list.
+pub trait NoteFiltered {
+    /// `note` describes the filter and its counts; called once, before `finish`.
+    fn note_filtered(&mut self, _note: serde_json::Value) {}
+}
+
+impl<W: Write> NoteFiltered for TextReport<W> {}
+
 /// Rows kept for the text report by default (beyond: counted, and the JSON has them all).
 const MAX_ROWS: usize = 200_000;
 
@@ -624,6 +642,13 @@ pub struct JsonReport<W: Write> {
     out: W,
     started: bool,
     unreadable: Vec<(String, String)>,
+    filtered: Option<serde_json::Value>,
+}
+
+impl<W: Write> NoteFiltered for JsonReport<W> {
+    fn note_filtered(&mut self, note: serde_json::Value) {
+        self.filtered = Some(note);
+    }
 }
 
 /// Schema name and version of the `analyze --format json` document.
@@ -636,6 +661,7 @@ impl<W: Write> JsonReport<W> {
             out,
             started: false,
             unreadable: Vec::new(),
+            filtered: None,
         }
     }
 
@@ -683,6 +709,9 @@ impl<W: Write> Report for JsonReport<W> {
             for (path, error) in &self.unreadable {
                 files.push(serde_json::json!({"path": path, "error": error}));
             }
+        }
+        if let (Some(note), Some(o)) = (self.filtered.take(), v.as_object_mut()) {
+            o.insert("filtered".into(), note);
         }
         serde_json::to_writer(&mut self.out, &v)?;
         self.out.write_all(b"}\n")?;
