@@ -60,6 +60,9 @@ pub enum Error {
     /// Writing JSON failed.
     #[error(transparent)]
     Json(#[from] serde_json::Error),
+    /// The capture filter (`-f`) cannot be compiled, or there is no libpcap to compile it.
+    #[error(transparent)]
+    Filter(#[from] crate::source::bpf::BpfError),
 }
 
 impl Error {
@@ -140,6 +143,10 @@ pub fn analyze<W: Write>(
     out: W,
     err: &mut dyn Write,
 ) -> Result<Outcome, Error> {
+    // A bad filter is a usage error before anything is read.
+    if let Some(e) = &cmd.analysis.capture_filter {
+        crate::source::bpf::Bpf::new(e)?;
+    }
     let (inputs, mut unreadable) = prepare(&cmd.files, err);
     if inputs.is_empty() {
         return Ok(Outcome::Unreadable);
@@ -243,6 +250,8 @@ pub struct TimelineCommand {
     pub output: Option<PathBuf>,
     /// Which connections and which time range.
     pub filter: Filter,
+    /// A capture filter (BPF) on the frames.
+    pub capture_filter: Option<String>,
     /// Events kept per connection from its start, and as many from its end.
     pub keep_events: usize,
     /// Key log files.
@@ -261,12 +270,16 @@ pub fn timeline(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<Outcome, Error> {
+    if let Some(e) = &cmd.capture_filter {
+        crate::source::bpf::Bpf::new(e)?;
+    }
     let (inputs, mut unreadable) = prepare(&cmd.files, err);
     if inputs.is_empty() {
         return Ok(Outcome::Unreadable);
     }
     let mut opts = Options {
         keep_events: cmd.keep_events,
+        capture_filter: cmd.capture_filter.clone(),
         keylog: read_keylogs(&cmd.keylogs, err)?,
         budget: cmd.budget,
         ..Options::default()

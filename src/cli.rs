@@ -153,12 +153,23 @@ pub(crate) struct TimelineArgs {
     #[command(flatten)]
     filter: proxyscope::export::Filter,
     #[command(flatten)]
+    bpf: BpfArg,
+    #[command(flatten)]
     legs: LegArgs,
     /// Events kept per connection from its start, and as many from its end (the rest are
     /// counted as omitted). At most 65536: the memory budget is split by it.
     #[arg(long, value_name = "N", default_value_t = proxyscope::export::KEEP_EVENTS,
           value_parser = max_events)]
     events: usize,
+}
+
+/// The capture filter of the commands that read files.
+#[derive(clap::Args)]
+pub(crate) struct BpfArg {
+    /// Only frames matching this capture filter (tcpdump's syntax, compiled by libpcap: the
+    /// frames kept are those `tcpdump -r FILE EXPR` keeps); the summary counts those left out.
+    #[arg(short = 'f', long = "bpf", value_name = "EXPR")]
+    bpf: Option<String>,
 }
 
 /// Leg labels and TLS keys, shared by the commands that read captures.
@@ -336,6 +347,8 @@ pub(crate) struct AnalyzeArgs {
     #[command(flatten)]
     filter: proxyscope::export::Filter,
     #[command(flatten)]
+    bpf: BpfArg,
+    #[command(flatten)]
     legs: LegArgs,
     /// Write, per incident, a pcap of the packets of the connections involved into this
     /// directory (a second pass over the files).
@@ -411,6 +424,7 @@ impl AnalyzeArgs {
                 }),
                 link_window_ns: (self.link_window_ms * 1e6).clamp(0.0, 1e12) as i64,
                 max_frames: None,
+                capture_filter: self.bpf.bpf,
                 budget: analyze::Budget::mb(self.legs.memory as usize),
                 ..Options::default()
             },
@@ -440,6 +454,7 @@ impl TimelineArgs {
             format: self.format,
             output: self.output,
             filter: self.filter,
+            capture_filter: self.bpf.bpf,
             keep_events: self.events,
             leg_flags: self.legs.flags(),
             budget: analyze::Budget::mb(self.legs.memory as usize),

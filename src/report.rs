@@ -49,6 +49,20 @@ pub struct RunSummary {
     pub proxysql_log: Vec<crate::diagnose::proxysql_log::LogMatch>,
     /// What the memory budget (or a per-item cap) turned away: counted, never silent.
     pub dropped: Dropped,
+    /// The capture filter (`-f EXPR`) and the frames it kept and left out; absent without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture_filter: Option<CaptureFilterCount>,
+}
+
+/// What a capture filter did: `frames` counts only the frames it kept.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CaptureFilterCount {
+    /// The expression (tcpdump's syntax).
+    pub expression: String,
+    /// Frames that passed.
+    pub kept: u64,
+    /// Frames left out.
+    pub left_out: u64,
 }
 
 /// What was evicted, dropped or only counted because a share of the memory budget or a
@@ -322,6 +336,13 @@ pub fn write_totals(o: &mut dyn Write, run: &RunSummary) -> io::Result<()> {
             let top: Vec<String> = by.iter().take(5).map(|(e, n)| format!("{e} {n}")).collect();
             writeln!(o, "unanswered SYN flows by destination: {}", top.join(", "))?;
         }
+    }
+    if let Some(c) = &run.capture_filter {
+        writeln!(
+            o,
+            "capture filter {:?}: {} frames kept, {} left out",
+            c.expression, c.kept, c.left_out
+        )?;
     }
     if !run.skipped.is_empty() {
         let parts: Vec<String> = run

@@ -214,3 +214,100 @@ fn bad_filters_are_usage_errors() {
         assert!(err.contains(says), "{args:?}: {err}");
     }
 }
+
+/// Frames `tcpdump -r FILE EXPR` keeps (None when tcpdump is not installed).
+fn tcpdump_count(file: &Path, expr: &str) -> Option<u64> {
+    let out = Command::new("tcpdump")
+        .args(["-nn", "-r"])
+        .arg(file)
+        .arg(expr)
+        .output()
+        .ok()?;
+    assert!(out.status.success(), "tcpdump {expr}: {:?}", out.status);
+    Some(out.stdout.iter().filter(|&&b| b == b'\n').count() as u64)
+}
+
+#[cfg(feature = "live")]
+#[test]
+fn capture_filters_keep_the_frames_tcpdump_keeps() {
+    let local = Path::new(env!("CARGO_MANIFEST_DIR")).join("captures");
+    let files = [
+        capture("bug_plain_stream"),
+        capture("bug_tls_stream"),
+        local.join("encap/vlan-asymmetric.pcap"),
+        local.join("encap/pppoe.pcap"),
+        local.join("any-sll2.pcap"),
+        local.join("server-kill-query-plain.pcap"),
+    ];
+    let exprs = [
+        "tcp port 3306",
+        "tcp[tcpflags] & (tcp-fin|tcp-rst) != 0 or port 6033",
+        "greater 200",
+    ];
+    let mut compared = 0;
+    for f in &files {
+        for e in exprs {
+            let v = json(f, &["-f", e]);
+            let c = &v["summary"]["capture_filter"];
+            let kept = c["kept"].as_u64().unwrap();
+            assert_eq!(c["expression"], e);
+            assert_eq!(v["summary"]["frames"].as_u64(), Some(kept), "{f:?} {e}");
+            let total: u64 = v["summary"]["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x["frames"].as_u64().unwrap())
+                .sum();
+            assert_eq!(kept + c["left_out"].as_u64().unwrap(), total, "{f:?} {e}");
+            if let Some(want) = tcpdump_count(f, e) {
+                assert_eq!(kept, want, "{f:?} {e}: tcpdump keeps {want}");
+                compared += 1;
+            }
+        }
+    }
+    eprintln!("{compared} filter counts compared with tcpdump");
+
+    // On a two-leg capture, `tcp port 3306` leaves exactly the backend connections, with the
+    // packets, bytes and close the unfiltered run saw on them (passing frames are not altered).
+    let f = capture("bug_plain_stream");
+    let all = json(&f, &[]);
+    let back = json(&f, &["-f", "tcp port 3306"]);
+    let key = |c: &Value| {
+        (
+            c["client"].to_string(),
+            c["packets"].to_string(),
+            c["bytes"].to_string(),
+            // Times from the capture's start move (it is the first kept frame); frame numbers
+            // and timestamps do not.
+            [
+                &c["close"]["how"],
+                &c["close"]["at"]["frame"],
+                &c["close"]["at"]["ts"],
+            ]
+            .map(|v| v.to_string()),
+        )
+    };
+    let want: Vec<_> = conns(&all)
+        .iter()
+        .filter(|c| c["server_port"] == 3306)
+        .map(key)
+        .collect();
+    assert!(!want.is_empty());
+    assert_eq!(conns(&back).iter().map(key).collect::<Vec<_>>(), want);
+    // timeline takes the same filter.
+    let t = jsonl("timeline", &f, &["-f", "tcp port 3306"]);
+    assert!(t.len() > 10);
+    assert!(t
+        .iter()
+        .filter(|r| r.get("schema").is_none() && r["kind"] != "verdict.incident")
+        .all(|r| r["leg"] != "frontend"));
+
+    // A filter libpcap refuses is a usage error, before any output.
+    let out = bin()
+        .args(["analyze", "-q", "-f", "tcp port", f.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("syntax error"));
+}
