@@ -154,7 +154,11 @@ pub trait NoteFiltered {
     fn note_filtered(&mut self, _note: serde_json::Value) {}
 }
 
-impl<W: Write> NoteFiltered for TextReport<W> {}
+impl<W: Write> NoteFiltered for TextReport<W> {
+    fn note_filtered(&mut self, note: serde_json::Value) {
+        self.left_out = note.get("left_out").and_then(|n| n.as_u64());
+    }
+}
 
 /// Rows kept for the text report by default (beyond: counted, and the JSON has them all).
 const MAX_ROWS: usize = 200_000;
@@ -170,6 +174,8 @@ pub struct TextReport<W: Write> {
     clean_count: u64,
     unlisted: u64,
     max_rows: usize,
+    /// Connections a filter (`--conn`, `--leg`, `--since`, `--until`) kept from this report.
+    left_out: Option<u64>,
 }
 
 impl<W: Write> TextReport<W> {
@@ -189,6 +195,7 @@ impl<W: Write> TextReport<W> {
             clean_count: 0,
             unlisted: 0,
             max_rows: MAX_ROWS,
+            left_out: None,
         }
     }
 
@@ -259,6 +266,13 @@ impl<W: Write> Report for TextReport<W> {
                 o,
                 "{} clean closes not listed (--only-problems)",
                 self.clean_count
+            )?;
+        }
+        if let Some(n) = self.left_out {
+            writeln!(
+                o,
+                "{n} connections left out by --conn/--leg/--since/--until (the counts below have \
+                 them all)"
             )?;
         }
         if self.unlisted > 0 {

@@ -150,6 +150,13 @@ fn leg_conn_and_only_problems_filter_the_json_report() {
     assert!(!want.is_empty() && want.len() < conns(&all).len());
     assert_eq!(ids(&backend), want);
     assert_eq!(ids(&json(&f, &["--conn", "3", "--conn", "5"])), vec![3, 5]);
+    // The text report says how many it left out.
+    let text = run(&["analyze", "-q", "--leg", "backend", f.to_str().unwrap()]).stdout;
+    let line = format!(
+        "{} connections left out by --conn/--leg/--since/--until",
+        conns(&all).len() - want.len()
+    );
+    assert!(String::from_utf8(text).unwrap().contains(&line), "{line}");
 
     // --only-problems: the JSON lists exactly the rows the text report lists.
     let problems = json(&f, &["--only-problems"]);
