@@ -179,10 +179,10 @@ pub fn parse_bound(s: &str) -> Result<TimeBound, String> {
     } else {
         (body, 1.0)
     };
-    let secs = parse_secs(num).map_err(|_| {
+    let secs = parse_secs(num).map_err(|e| {
         format!(
-            "{s:?} is neither seconds from the capture's start (10, +5s, +2m, +1h, +250ms) \
-             nor an RFC 3339 time (2026-11-24T10:20:32Z)"
+            "{e}: give seconds from the capture's start (10, +5s, +2m, +1h, +250ms) or an \
+             RFC 3339 time (2026-11-24T10:20:32Z)"
         )
     })? * scale;
     if secs > 1e9 {
