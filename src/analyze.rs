@@ -11,7 +11,8 @@ use crate::diagnose::legs::{ConnFacts, LegFlags, Legs, Pairing, Request};
 use crate::dissect::{Carries, Dissector};
 use crate::event::{Com, Event, Kind};
 use crate::model::Summary;
-use crate::report::{Report, RunSummary};
+use crate::report::{CaptureFilterCount, Report, RunSummary};
+use crate::source::bpf::Bpf;
 use crate::source::{CaptureFile, Frame, Input, Sources};
 use crate::tcp::{self, Connection, StreamEvent, StreamSink, Tracker};
 use crate::time::Timestamp;
@@ -36,6 +37,9 @@ pub struct Options {
     pub max_frames: Option<u64>,
     /// The memory the run's state may take, split among the stages that hold it.
     pub budget: Budget,
+    /// A capture filter (BPF, tcpdump's syntax) applied to every frame before decoding;
+    /// the first pass sees the same frames.
+    pub capture_filter: Option<String>,
 }
 
 /// The default memory budget of `analyze` and `live`, in MB.
@@ -109,6 +113,7 @@ impl Default for Options {
             proxysql_log: Default::default(),
             link_window_ns: crate::diagnose::incidents::LINK_WINDOW_NS,
             max_frames: None,
+            capture_filter: None,
             budget: Budget::default(),
         }
     }
@@ -404,6 +409,8 @@ pub struct Engine {
     frames: u64,
     start: Option<Timestamp>,
     in_order: bool,
+    /// What the driver's capture filter did, for the summary.
+    capture_filter: Option<CaptureFilterCount>,
 }
 
 impl Engine {
@@ -463,6 +470,7 @@ impl Engine {
             frames: 0,
             start: None,
             in_order: true,
+            capture_filter: None,
         }
     }
 
@@ -638,6 +646,7 @@ impl Engine {
             incidents: col.incidents.build(),
             verdicts: col.verdicts,
             proxysql_log: col.log,
+            capture_filter: self.capture_filter,
         };
         report.finish(&run)?;
         Ok(run)
@@ -653,6 +662,10 @@ pub fn run(
     progress: &mut dyn FnMut(Progress),
 ) -> io::Result<RunSummary> {
     let mut engine = Engine::new(opts);
+    let mut bpf = match &opts.capture_filter {
+        Some(e) => Some(Bpf::new(e).map_err(io::Error::other)?),
+        None => None,
+    };
     loop {
         if sources.has_secrets() {
             // A pcapng Decryption Secrets Block (TLS key log) was read with the last frame;
@@ -666,6 +679,11 @@ pub fn run(
         let Some(frame) = sources.next_frame() else {
             break;
         };
+        if let Some(b) = bpf.as_mut() {
+            if !b.pass(&frame).map_err(io::Error::other)? {
+                continue;
+            }
+        }
         engine.push(&frame, report)?;
         if engine.frames % PROGRESS_EVERY == 0 {
             progress(Progress {
@@ -683,6 +701,11 @@ pub fn run(
         done: true,
     });
     let files = sources.files().iter().map(|f| f.info.clone()).collect();
+    engine.capture_filter = bpf.map(|b| CaptureFilterCount {
+        expression: b.expr().to_string(),
+        kept: b.passed,
+        left_out: b.left_out,
+    });
     engine.finish(files, report)
 }
 

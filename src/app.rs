@@ -60,6 +60,9 @@ pub enum Error {
     /// Writing JSON failed.
     #[error(transparent)]
     Json(#[from] serde_json::Error),
+    /// The capture filter (`-f`) cannot be compiled, or there is no libpcap to compile it.
+    #[error(transparent)]
+    Filter(#[from] crate::source::bpf::BpfError),
 }
 
 impl Error {
@@ -105,6 +108,8 @@ pub enum ReportFormat {
     Text,
     /// One JSON document (schema proxyscope.analyze/1).
     Json,
+    /// The event stream (schema proxyscope.events/1), as `timeline --format jsonl` writes it.
+    Jsonl,
 }
 
 /// Settings of `analyze`.
@@ -114,8 +119,9 @@ pub struct AnalyzeCommand {
     pub files: Vec<String>,
     /// Output format.
     pub format: ReportFormat,
-    /// Text: list only problem closes.
-    pub only_problems: bool,
+    /// Which connections and which time range are listed (`--only-problems`: the text report
+    /// counts the clean closes it leaves out; JSON notes what was left out in `filtered`).
+    pub filter: Filter,
     /// The pipeline's settings; its key log, legs and ProxySQL log are filled in from the
     /// fields below.
     pub analysis: Options,
@@ -137,6 +143,10 @@ pub fn analyze<W: Write>(
     out: W,
     err: &mut dyn Write,
 ) -> Result<Outcome, Error> {
+    // A bad filter is a usage error before anything is read.
+    if let Some(e) = &cmd.analysis.capture_filter {
+        crate::source::bpf::Bpf::new(e)?;
+    }
     let (inputs, mut unreadable) = prepare(&cmd.files, err);
     if inputs.is_empty() {
         return Ok(Outcome::Unreadable);
@@ -165,13 +175,22 @@ pub fn analyze<W: Write>(
         "frames",
     );
     let out = meter.guard(out, cmd.tty.stdout);
+    let mut out = out;
+    let mut timeline = Timeline::new(cmd.filter.clone());
     let mut report: Box<dyn Report + '_> = match cmd.format {
-        ReportFormat::Text => Box::new(
-            TextReport::new(TermSafe::new(out))
-                .only_problems(cmd.only_problems)
+        ReportFormat::Text => Box::new(export::Filtered::new(
+            TextReport::new(TermSafe::new(&mut out))
+                .only_problems(cmd.filter.only_problems)
                 .max_rows(opts.budget.report_rows()),
-        ),
-        ReportFormat::Json => Box::new(JsonReport::new(out).with_unreadable(unreadable.clone())),
+            cmd.filter.clone(),
+            false,
+        )),
+        ReportFormat::Json => Box::new(export::Filtered::new(
+            JsonReport::new(&mut out).with_unreadable(unreadable.clone()),
+            cmd.filter.clone(),
+            true,
+        )),
+        ReportFormat::Jsonl => Box::new(&mut timeline),
     };
     let mut progress = |p: Progress| meter.update(p.frames, p.bytes, Some(p.open));
     let mut incident_keys = Default::default();
@@ -190,7 +209,13 @@ pub fn analyze<W: Write>(
         analyze::run(&mut sources, &opts, &mut tally, &mut progress)?
     };
     tally.log();
+    drop(tally);
+    drop(report);
     meter.finish();
+    if cmd.format == ReportFormat::Jsonl {
+        export::write(&timeline, export::Format::Jsonl, "", &mut out)?;
+        out.flush()?;
+    }
     log_files(&run);
     if let Some(dir) = &cmd.write_incident {
         let readable: Vec<String> = cmd
@@ -225,6 +250,8 @@ pub struct TimelineCommand {
     pub output: Option<PathBuf>,
     /// Which connections and which time range.
     pub filter: Filter,
+    /// A capture filter (BPF) on the frames.
+    pub capture_filter: Option<String>,
     /// Events kept per connection from its start, and as many from its end.
     pub keep_events: usize,
     /// Key log files.
@@ -243,12 +270,16 @@ pub fn timeline(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<Outcome, Error> {
+    if let Some(e) = &cmd.capture_filter {
+        crate::source::bpf::Bpf::new(e)?;
+    }
     let (inputs, mut unreadable) = prepare(&cmd.files, err);
     if inputs.is_empty() {
         return Ok(Outcome::Unreadable);
     }
     let mut opts = Options {
         keep_events: cmd.keep_events,
+        capture_filter: cmd.capture_filter.clone(),
         keylog: read_keylogs(&cmd.keylogs, err)?,
         budget: cmd.budget,
         ..Options::default()
@@ -603,7 +634,7 @@ mod tests {
         let cmd = AnalyzeCommand {
             files,
             format: ReportFormat::Text,
-            only_problems: false,
+            filter: Filter::default(),
             analysis: Options::default(),
             keylogs: Vec::new(),
             proxysql_logs: Vec::new(),

@@ -153,12 +153,23 @@ pub(crate) struct TimelineArgs {
     #[command(flatten)]
     filter: proxyscope::export::Filter,
     #[command(flatten)]
+    bpf: BpfArg,
+    #[command(flatten)]
     legs: LegArgs,
     /// Events kept per connection from its start, and as many from its end (the rest are
     /// counted as omitted). At most 65536: the memory budget is split by it.
     #[arg(long, value_name = "N", default_value_t = proxyscope::export::KEEP_EVENTS,
           value_parser = max_events)]
     events: usize,
+}
+
+/// The capture filter of the commands that read files.
+#[derive(clap::Args)]
+pub(crate) struct BpfArg {
+    /// Only frames matching this capture filter (tcpdump's syntax, compiled by libpcap: the
+    /// frames kept are those `tcpdump -r FILE EXPR` keeps); the summary counts those left out.
+    #[arg(short = 'f', long = "bpf", value_name = "EXPR")]
+    bpf: Option<String>,
 }
 
 /// Leg labels and TLS keys, shared by the commands that read captures.
@@ -304,6 +315,9 @@ pub(crate) enum Format {
     Text,
     /// One JSON document (schema proxyscope.analyze/1).
     Json,
+    /// The event stream, a JSON record per line (schema proxyscope.events/1, as `timeline
+    /// --format jsonl` and `live --format jsonl`).
+    Jsonl,
 }
 
 #[derive(clap::Args)]
@@ -330,20 +344,21 @@ pub(crate) struct AnalyzeArgs {
     /// Closes on the two legs of a proxy within this many milliseconds are one incident.
     #[arg(long, value_name = "MS", default_value_t = 5.0, value_parser = proxyscope::time::parse_secs)]
     link_window_ms: f64,
-    /// List only connections whose close is a problem (clean ones are counted).
-    #[arg(long)]
-    only_problems: bool,
+    #[command(flatten)]
+    filter: proxyscope::export::Filter,
+    #[command(flatten)]
+    bpf: BpfArg,
     #[command(flatten)]
     legs: LegArgs,
     /// Write, per incident, a pcap of the packets of the connections involved into this
     /// directory (a second pass over the files).
     #[arg(long, value_name = "DIR")]
     write_incident: Option<std::path::PathBuf>,
-    /// Events kept per connection from its start, and as many from its end (JSON `events`). At
-    /// most 65536: the memory budget is split by it.
-    #[arg(long, value_name = "N", default_value_t = proxyscope::dissect::KEEP_EVENTS,
-          value_parser = max_events)]
-    events: usize,
+    /// Events kept per connection from its start, and as many from its end (JSON `events`);
+    /// default 24, or 1000 with --format jsonl (as `timeline`). At most 65536: the memory
+    /// budget is split by it.
+    #[arg(long, value_name = "N", value_parser = max_events)]
+    events: Option<usize>,
     /// No progress bar on stderr.
     #[arg(short, long)]
     quiet: bool,
@@ -403,17 +418,22 @@ impl AnalyzeArgs {
                         .map(|s| (s * 1e9).clamp(0.0, i64::MAX as f64) as i64),
                     ..tcp::Config::default()
                 },
-                keep_events: self.events,
+                keep_events: self.events.unwrap_or(match self.format {
+                    Format::Jsonl => proxyscope::export::KEEP_EVENTS,
+                    Format::Text | Format::Json => proxyscope::dissect::KEEP_EVENTS,
+                }),
                 link_window_ns: (self.link_window_ms * 1e6).clamp(0.0, 1e12) as i64,
                 max_frames: None,
+                capture_filter: self.bpf.bpf,
                 budget: analyze::Budget::mb(self.legs.memory as usize),
                 ..Options::default()
             },
             format: match self.format {
                 Format::Text => ReportFormat::Text,
                 Format::Json => ReportFormat::Json,
+                Format::Jsonl => ReportFormat::Jsonl,
             },
-            only_problems: self.only_problems,
+            filter: self.filter,
             leg_flags: self.legs.flags(),
             keylogs: self.legs.keylog,
             proxysql_logs: self.proxysql_log,
@@ -434,6 +454,7 @@ impl TimelineArgs {
             format: self.format,
             output: self.output,
             filter: self.filter,
+            capture_filter: self.bpf.bpf,
             keep_events: self.events,
             leg_flags: self.legs.flags(),
             budget: analyze::Budget::mb(self.legs.memory as usize),

@@ -49,6 +49,20 @@ pub struct RunSummary {
     pub proxysql_log: Vec<crate::diagnose::proxysql_log::LogMatch>,
     /// What the memory budget (or a per-item cap) turned away: counted, never silent.
     pub dropped: Dropped,
+    /// The capture filter (`-f EXPR`) and the frames it kept and left out; absent without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capture_filter: Option<CaptureFilterCount>,
+}
+
+/// What a capture filter did: `frames` counts only the frames it kept.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CaptureFilterCount {
+    /// The expression (tcpdump's syntax).
+    pub expression: String,
+    /// Frames that passed.
+    pub kept: u64,
+    /// Frames left out.
+    pub left_out: u64,
 }
 
 /// What was evicted, dropped or only counted because a share of the memory budget or a
@@ -124,6 +138,28 @@ pub trait Report {
     fn finish(&mut self, run: &RunSummary) -> io::Result<()>;
 }
 
+impl<R: Report + ?Sized> Report for &mut R {
+    fn connection(&mut self, c: &Summary) -> io::Result<()> {
+        (**self).connection(c)
+    }
+
+    fn finish(&mut self, run: &RunSummary) -> io::Result<()> {
+        (**self).finish(run)
+    }
+}
+
+/// A report that can say, in its summary, what a filter left out of its connection list.
+pub trait NoteFiltered {
+    /// `note` describes the filter and its counts; called once, before `finish`.
+    fn note_filtered(&mut self, _note: serde_json::Value) {}
+}
+
+impl<W: Write> NoteFiltered for TextReport<W> {
+    fn note_filtered(&mut self, note: serde_json::Value) {
+        self.left_out = note.get("left_out").and_then(|n| n.as_u64());
+    }
+}
+
 /// Rows kept for the text report by default (beyond: counted, and the JSON has them all).
 const MAX_ROWS: usize = 200_000;
 
@@ -138,6 +174,8 @@ pub struct TextReport<W: Write> {
     clean_count: u64,
     unlisted: u64,
     max_rows: usize,
+    /// Connections a filter (`--conn`, `--leg`, `--since`, `--until`) kept from this report.
+    left_out: Option<u64>,
 }
 
 impl<W: Write> TextReport<W> {
@@ -157,6 +195,7 @@ impl<W: Write> TextReport<W> {
             clean_count: 0,
             unlisted: 0,
             max_rows: MAX_ROWS,
+            left_out: None,
         }
     }
 
@@ -227,6 +266,13 @@ impl<W: Write> Report for TextReport<W> {
                 o,
                 "{} clean closes not listed (--only-problems)",
                 self.clean_count
+            )?;
+        }
+        if let Some(n) = self.left_out {
+            writeln!(
+                o,
+                "{n} connections left out by --conn/--leg/--since/--until (the counts below have \
+                 them all)"
             )?;
         }
         if self.unlisted > 0 {
@@ -304,6 +350,13 @@ pub fn write_totals(o: &mut dyn Write, run: &RunSummary) -> io::Result<()> {
             let top: Vec<String> = by.iter().take(5).map(|(e, n)| format!("{e} {n}")).collect();
             writeln!(o, "unanswered SYN flows by destination: {}", top.join(", "))?;
         }
+    }
+    if let Some(c) = &run.capture_filter {
+        writeln!(
+            o,
+            "capture filter {:?}: {} frames kept, {} left out",
+            c.expression, c.kept, c.left_out
+        )?;
     }
     if !run.skipped.is_empty() {
         let parts: Vec<String> = run
@@ -624,6 +677,13 @@ pub struct JsonReport<W: Write> {
     out: W,
     started: bool,
     unreadable: Vec<(String, String)>,
+    filtered: Option<serde_json::Value>,
+}
+
+impl<W: Write> NoteFiltered for JsonReport<W> {
+    fn note_filtered(&mut self, note: serde_json::Value) {
+        self.filtered = Some(note);
+    }
 }
 
 /// Schema name and version of the `analyze --format json` document.
@@ -636,6 +696,7 @@ impl<W: Write> JsonReport<W> {
             out,
             started: false,
             unreadable: Vec::new(),
+            filtered: None,
         }
     }
 
@@ -683,6 +744,9 @@ impl<W: Write> Report for JsonReport<W> {
             for (path, error) in &self.unreadable {
                 files.push(serde_json::json!({"path": path, "error": error}));
             }
+        }
+        if let (Some(note), Some(o)) = (self.filtered.take(), v.as_object_mut()) {
+            o.insert("filtered".into(), note);
         }
         serde_json::to_writer(&mut self.out, &v)?;
         self.out.write_all(b"}\n")?;

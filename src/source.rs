@@ -17,6 +17,8 @@ use pcap_parser::{LegacyPcapReader, PcapBlockOwned, PcapError, PcapNGReader};
 
 use crate::time::Timestamp;
 
+pub mod bpf;
+
 /// A link-layer header type (LINKTYPE_* from tcpdump.org); unknown values flow through intact.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Linktype(pub u32);

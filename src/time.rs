@@ -128,3 +128,107 @@ mod parse_tests {
         }
     }
 }
+
+/// A bound of a `--since`/`--until` time filter, as given on the command line.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum TimeBound {
+    /// Seconds from the capture's start (`10`, `10.5`, `+5s`, `+2m`, `+1h`, `+250ms`).
+    Offset(f64),
+    /// An absolute instant (RFC 3339: `2026-11-24T10:20:32Z`, `2026-11-24T11:20:32.5+01:00`).
+    At(Timestamp),
+}
+
+impl TimeBound {
+    /// Seconds from `origin` (the capture's start), computed like [`Timestamp::secs_since`] so
+    /// that an instant and the equivalent offset select the same frames.
+    pub fn offset_from(self, origin: Timestamp) -> f64 {
+        match self {
+            TimeBound::Offset(s) => s,
+            TimeBound::At(ts) => ts.secs_since(origin),
+        }
+    }
+}
+
+/// Parses a time filter bound: seconds from the capture's start (`10`, `+5s`, `+2m`, `+1h`,
+/// `+250ms`) or an RFC 3339 instant with `Z` or an offset and optional fractional seconds.
+/// Times before the end (`-30s`) are refused: the end is unknown until the capture is read.
+pub fn parse_bound(s: &str) -> Result<TimeBound, String> {
+    let t = s.trim();
+    if t.starts_with('-') {
+        return Err(format!(
+            "{s:?}: times relative to the capture's end are not supported; give seconds from \
+             the start (10, +5s, +2m) or an RFC 3339 time (2026-11-24T10:20:32Z)"
+        ));
+    }
+    if t.contains(['T', 't', ' ']) && t.contains(':') {
+        let dt = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+            .map_err(|e| format!("{s:?} is not an RFC 3339 time ({e})"))?;
+        let ns = i64::try_from(dt.unix_timestamp_nanos())
+            .map_err(|_| format!("{s:?} is out of range"))?;
+        return Ok(TimeBound::At(Timestamp(ns)));
+    }
+    let body = t.strip_prefix('+').unwrap_or(t);
+    let (num, scale) = if let Some(n) = body.strip_suffix("ms") {
+        (n, 1e-3)
+    } else if let Some(n) = body.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = body.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = body.strip_suffix('h') {
+        (n, 3600.0)
+    } else {
+        (body, 1.0)
+    };
+    let secs = parse_secs(num).map_err(|e| {
+        format!(
+            "{e}: give seconds from the capture's start (10, +5s, +2m, +1h, +250ms) or an \
+             RFC 3339 time (2026-11-24T10:20:32Z)"
+        )
+    })? * scale;
+    if secs > 1e9 {
+        return Err(format!("{s:?} is more than 10^9 seconds"));
+    }
+    Ok(TimeBound::Offset(secs))
+}
+
+#[cfg(test)]
+mod bound_tests {
+    use super::*;
+
+    #[test]
+    fn offsets_and_units() {
+        assert_eq!(parse_bound("10"), Ok(TimeBound::Offset(10.0)));
+        assert_eq!(parse_bound("+5s"), Ok(TimeBound::Offset(5.0)));
+        assert_eq!(parse_bound("+2m"), Ok(TimeBound::Offset(120.0)));
+        assert_eq!(parse_bound("1h"), Ok(TimeBound::Offset(3600.0)));
+        assert_eq!(parse_bound("+250ms"), Ok(TimeBound::Offset(0.25)));
+        for bad in [
+            "-30s",
+            "x",
+            "",
+            "+",
+            "NaN",
+            "5d",
+            "1e9h",
+            "2026-13-01T00:00:00Z",
+        ] {
+            assert!(parse_bound(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rfc3339_with_offsets_and_fractions() {
+        let z = parse_bound("2026-11-24T10:20:32Z");
+        let plus = parse_bound("2026-11-24T11:20:32+01:00");
+        assert_eq!(z, plus);
+        let Ok(TimeBound::At(ts)) = z else {
+            panic!("{z:?}")
+        };
+        assert_eq!(ts.rfc3339().to_string(), "2026-11-24T10:20:32.000000000Z");
+        let Ok(TimeBound::At(f)) = parse_bound("2026-11-24T10:20:32.000123456Z") else {
+            panic!()
+        };
+        assert_eq!(f.nanos_since(ts), 123_456);
+        assert!((TimeBound::At(f).offset_from(ts) - 0.000_123_456).abs() < 1e-12);
+    }
+}

@@ -20,7 +20,8 @@ use crate::diagnose::incidents::Incident;
 use crate::diagnose::legs::Leg;
 use crate::event::{Dir, Kind};
 use crate::model::{EventLine, Point, Role, Summary};
-use crate::report::{Report, RunSummary};
+use crate::report::{NoteFiltered, Report, RunSummary};
+use crate::time::{TimeBound, Timestamp};
 
 /// Version of the event records (JSON Lines and CSV), named by the first line of a JSON Lines
 /// stream.
@@ -209,11 +210,18 @@ pub struct Filter {
     #[arg(long = "leg", value_name = "LEG",
           value_parser = ["frontend", "backend", "direct", "unknown"])]
     pub legs: Vec<String>,
-    /// Only what happened from this many seconds after the capture's start.
-    #[arg(long, value_name = "SECS", value_parser = crate::time::parse_secs)]
+    /// Only what happened from this time: seconds from the capture's start (10, +5s, +2m,
+    /// +250ms) or an RFC 3339 time (2026-11-24T10:20:32Z, with an offset, fractions).
+    #[arg(long = "since", value_name = "TIME", value_parser = crate::time::parse_bound)]
+    pub since_bound: Option<TimeBound>,
+    /// Only what happened up to this time (same forms as --since).
+    #[arg(long = "until", value_name = "TIME", value_parser = crate::time::parse_bound)]
+    pub until_bound: Option<TimeBound>,
+    /// `--since` in seconds from the capture's start, once [`Filter::resolve`] knows it.
+    #[arg(skip)]
     pub since: Option<f64>,
-    /// Only what happened up to this many seconds after the capture's start.
-    #[arg(long, value_name = "SECS", value_parser = crate::time::parse_secs)]
+    /// `--until` in seconds from the capture's start, once [`Filter::resolve`] knows it.
+    #[arg(skip)]
     pub until: Option<f64>,
     /// Only connections whose close is a problem (and incidents).
     #[arg(long)]
@@ -221,11 +229,27 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// Turns `--since`/`--until` into seconds from `origin`, the capture's start (every
+    /// [`Summary`] carries it); the time tests below use those.
+    pub fn resolve(&mut self, origin: Timestamp) {
+        self.since = self.since_bound.map(|b| b.offset_from(origin));
+        self.until = self.until_bound.map(|b| b.offset_from(origin));
+    }
+
+    /// A time range is given.
+    pub fn has_time(&self) -> bool {
+        self.since_bound.is_some() || self.until_bound.is_some()
+    }
+
     /// The connection passes the id, leg and problem filters.
     pub fn connection(&self, s: &Summary) -> bool {
+        self.id_and_leg(s) && (!self.only_problems || is_problem(s))
+    }
+
+    /// The connection passes the id and leg filters.
+    pub fn id_and_leg(&self, s: &Summary) -> bool {
         (self.conns.is_empty() || self.conns.contains(&s.id))
             && (self.legs.is_empty() || self.legs.iter().any(|l| l == leg_name(s.leg)))
-            && (!self.only_problems || s.verdict.as_ref().is_some_and(|v| v.label.is_problem()))
     }
 
     /// `t` (seconds from the capture's start) is in the time range.
@@ -241,6 +265,76 @@ impl Filter {
     /// The connection's life overlaps the time range.
     pub fn overlaps(&self, s: &Summary) -> bool {
         self.span(s.start.t, s.end.t)
+    }
+}
+
+fn is_problem(s: &Summary) -> bool {
+    s.verdict.as_ref().is_some_and(|v| v.label.is_problem())
+}
+
+/// A report that sees only the connections passing a [`Filter`] (`analyze --conn/--leg/
+/// --since/--until`, and `--only-problems` when `drop_clean`): a connection is kept when it
+/// passes the id, leg and problem tests and its life overlaps the time range. The run's
+/// summary still counts every connection; the report is told how many were left out.
+pub struct Filtered<R> {
+    inner: R,
+    filter: Filter,
+    drop_clean: bool,
+    kept: u64,
+    dropped: u64,
+}
+
+impl<R: Report + NoteFiltered> Filtered<R> {
+    /// Filters what reaches `inner`; `drop_clean` applies `--only-problems` here (the text
+    /// report applies it itself, counting the clean closes).
+    pub fn new(inner: R, filter: Filter, drop_clean: bool) -> Self {
+        Filtered {
+            inner,
+            filter,
+            drop_clean,
+            kept: 0,
+            dropped: 0,
+        }
+    }
+
+    fn active(&self) -> bool {
+        !self.filter.conns.is_empty()
+            || !self.filter.legs.is_empty()
+            || self.filter.has_time()
+            || (self.drop_clean && self.filter.only_problems)
+    }
+}
+
+impl<R: Report + NoteFiltered> Report for Filtered<R> {
+    fn connection(&mut self, c: &Summary) -> io::Result<()> {
+        self.filter.resolve(c.origin);
+        let f = &self.filter;
+        let pass = f.id_and_leg(c)
+            && (!(f.only_problems && self.drop_clean) || is_problem(c))
+            && f.overlaps(c);
+        if pass {
+            self.kept += 1;
+            self.inner.connection(c)
+        } else {
+            self.dropped += 1;
+            Ok(())
+        }
+    }
+
+    fn finish(&mut self, run: &RunSummary) -> io::Result<()> {
+        if self.active() {
+            let f = &self.filter;
+            self.inner.note_filtered(json!({
+                "conns": f.conns,
+                "legs": f.legs,
+                "since": f.since,
+                "until": f.until,
+                "only_problems": f.only_problems && self.drop_clean,
+                "kept": self.kept,
+                "left_out": self.dropped,
+            }));
+        }
+        self.inner.finish(run)
     }
 }
 
@@ -326,6 +420,9 @@ impl Timeline {
 
 impl Report for Timeline {
     fn connection(&mut self, c: &Summary) -> io::Result<()> {
+        if self.filter.since.is_none() && self.filter.until.is_none() {
+            self.filter.resolve(c.origin);
+        }
         if self.filter.connection(c) && self.filter.overlaps(c) {
             self.conns.push(c.clone());
         }
