@@ -569,7 +569,16 @@ impl Engine {
         settle_ns: i64,
     ) -> Vec<crate::diagnose::incidents::Incident> {
         const HORIZON_NS: i64 = 600_000_000_000;
-        self.col.incidents.ready(now, settle_ns, HORIZON_NS)
+        // A close already seen on a connection that is not finished yet (a client slow to close
+        // its half, a connection lingering) may still join an incident: such incidents wait, so
+        // that live hands out what the file's analysis would — for at most PENDING_WAIT_NS, so
+        // that a half-closed connection left open for minutes holds nothing back for long.
+        const PENDING_WAIT_NS: i64 = 10_000_000_000;
+        let mut pending = self.tracker.pending_closes();
+        pending.retain(|p| now.nanos_since(*p) < PENDING_WAIT_NS);
+        self.col
+            .incidents
+            .ready(now, settle_ns, HORIZON_NS, &pending)
     }
 
     fn release(&mut self, report: &mut dyn Report) -> io::Result<()> {

@@ -401,7 +401,13 @@ impl Incidents {
     /// past (closes reach here only when their connection is finished, so `settle_ns` must
     /// cover the tracker's linger too). Only closes within `horizon_ns` of `now` are looked at,
     /// so the work per call stays bounded over hours.
-    pub fn ready(&mut self, now: Timestamp, settle_ns: i64, horizon_ns: i64) -> Vec<Incident> {
+    pub fn ready(
+        &mut self,
+        now: Timestamp,
+        settle_ns: i64,
+        horizon_ns: i64,
+        pending: &[Timestamp],
+    ) -> Vec<Incident> {
         let Some(latest) = self.latest else {
             return Vec::new();
         };
@@ -419,12 +425,25 @@ impl Incidents {
         let mut briefs: Vec<Brief> = self.kept.iter().cloned().collect();
         briefs.sort_by_key(|b| b.ts);
         let mut out = Vec::new();
+        let mut held = false;
         for i in self.build_from(&briefs) {
             let (Some(first), Some(last)) = (i.steps.first(), i.steps.last()) else {
                 continue;
             };
             let last_ts = i.steps.iter().map(|s| s.at.ts).max().unwrap_or(last.at.ts);
             if now.nanos_since(last_ts) < settle_ns {
+                continue;
+            }
+            // A close seen on a connection not finished yet, within the link window of this
+            // incident's steps, may still join it (`pending` is sorted).
+            let first_ts = i.steps.iter().map(|s| s.at.ts).min().unwrap_or(first.at.ts);
+            let from = Timestamp(first_ts.0.saturating_sub(self.window_ns));
+            let to = Timestamp(last_ts.0.saturating_add(self.window_ns));
+            let k = pending.partition_point(|p| *p < from);
+            if pending.get(k).is_some_and(|p| *p <= to) {
+                // Built again at the next call even if nothing new is kept (the pending
+                // connection may finish clean and add no close).
+                held = true;
                 continue;
             }
             // A close the incident owns (not a trigger or a dead backend that other incidents
@@ -444,7 +463,7 @@ impl Incidents {
             out.push(i);
         }
         self.built_at = Some(now);
-        self.dirty = false;
+        self.dirty = held;
         self.emitted
             .retain(|_, ts| now.nanos_since(Timestamp(*ts)) <= 2 * horizon_ns);
         out
@@ -706,7 +725,7 @@ mod tests {
         const HORIZON: i64 = 600_000_000_000;
         let mut inc = Incidents::default();
         keep(&mut inc, reset(1, 0));
-        let first = inc.ready(Timestamp(4_000_000_000), SETTLE, HORIZON);
+        let first = inc.ready(Timestamp(4_000_000_000), SETTLE, HORIZON, &[]);
         assert_eq!(first.len(), 1);
         assert_eq!(first[0].steps.len(), 1);
         // A close 3 ms after the first, finished late (a long linger, a loaded capture): the
@@ -714,13 +733,52 @@ mod tests {
         keep(&mut inc, reset(2, 3));
         assert_eq!(inc.build()[0].steps.len(), 2);
         assert!(inc
-            .ready(Timestamp(5_000_000_000), SETTLE, HORIZON)
+            .ready(Timestamp(5_000_000_000), SETTLE, HORIZON, &[])
             .is_empty());
         // A burst of its own is a new incident.
         keep(&mut inc, reset(3, 500));
-        let next = inc.ready(Timestamp(6_000_000_000), SETTLE, HORIZON);
+        let next = inc.ready(Timestamp(6_000_000_000), SETTLE, HORIZON, &[]);
         assert_eq!(next.len(), 1);
         assert_eq!(next[0].steps[0].conn, 3);
+    }
+
+    #[test]
+    fn a_close_on_a_connection_not_finished_holds_the_incident_it_could_join() {
+        const SETTLE: i64 = 2_000_000_000;
+        const HORIZON: i64 = 600_000_000_000;
+        let mut inc = Incidents::default();
+        keep(&mut inc, reset(1, 0));
+        // Connection 2 closed 1 ms later but is not finished (its peer has not closed yet).
+        let pending = [Timestamp(1_001_000_000)];
+        assert!(inc
+            .ready(Timestamp(4_000_000_000), SETTLE, HORIZON, &pending)
+            .is_empty());
+        // Connection 2 finishes: it joins, and the incident comes out whole, once; a pending
+        // close outside the link window holds nothing.
+        keep(&mut inc, reset(2, 1));
+        let far = [Timestamp(3_500_000_000)];
+        let out = inc.ready(Timestamp(4_200_000_000), SETTLE, HORIZON, &far);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].steps.len(), 2);
+        assert!(inc
+            .ready(Timestamp(4_300_000_000), SETTLE, HORIZON, &far)
+            .is_empty());
+    }
+
+    #[test]
+    fn a_held_incident_comes_out_when_the_pending_connection_finishes_clean() {
+        const SETTLE: i64 = 2_000_000_000;
+        const HORIZON: i64 = 600_000_000_000;
+        let mut inc = Incidents::default();
+        keep(&mut inc, reset(1, 0));
+        let pending = [Timestamp(1_001_000_000)];
+        assert!(inc
+            .ready(Timestamp(4_000_000_000), SETTLE, HORIZON, &pending)
+            .is_empty());
+        // Nothing new is kept (a clean close); the incident still comes out.
+        let out = inc.ready(Timestamp(5_000_000_000), SETTLE, HORIZON, &[]);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].steps.len(), 1);
     }
 
     #[test]
@@ -739,7 +797,7 @@ mod tests {
             b.ping = true;
             keep(&mut inc, b);
         }
-        let out = inc.ready(Timestamp(6_000_000_000), SETTLE, HORIZON);
+        let out = inc.ready(Timestamp(6_000_000_000), SETTLE, HORIZON, &[]);
         let steps: Vec<Vec<u64>> = out
             .iter()
             .map(|i| i.steps.iter().map(|s| s.conn).collect())

@@ -149,6 +149,21 @@ mod established {
     use super::*;
 
     #[test]
+    fn a_half_closed_connection_is_a_pending_close_until_finished() {
+        let mut l = Lab::new();
+        l.handshake(100, 500);
+        assert!(l.t.pending_closes().is_empty());
+        l.send(S, 501, 101, FIN | ACK, b"");
+        // Frame 4 at 4 ms: the server's FIN; the client has not closed its half.
+        assert_eq!(l.t.pending_closes(), vec![Timestamp(4_000_000)]);
+        l.send(C, 101, 502, FIN | ACK, b"");
+        l.send(S, 502, 102, ACK, b"");
+        assert_eq!(l.t.pending_closes(), vec![Timestamp(4_000_000)]);
+        l.t.finish_all(&mut l.rec);
+        assert!(l.t.pending_closes().is_empty());
+    }
+
+    #[test]
     fn in_order_streams_and_orderly_close() {
         let mut l = Lab::new();
         l.handshake(100, 500);

@@ -378,6 +378,24 @@ impl Tracker {
         self.tuples.is_empty() && self.aliases.is_empty()
     }
 
+    /// The first FIN or RST of each connection still in the table, sorted: closes that have
+    /// happened on connections not finished yet (the peer has not closed its half, or the
+    /// connection lingers). Live streaming holds the incidents they could still join. Walks the
+    /// table: call it per tick, not per packet.
+    pub fn pending_closes(&self) -> Vec<Timestamp> {
+        let mut out: Vec<Timestamp> = self
+            .table
+            .values()
+            .filter_map(|c| {
+                let fin = c.fins.first().map(|(_, at)| at.ts);
+                let rst = c.rsts.first().map(|(_, at)| at.ts);
+                fin.into_iter().chain(rst).min()
+            })
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
     /// The smallest id still in the table: every connection below it has been handed to
     /// [`StreamSink::close`].
     pub fn oldest_open(&self) -> Option<u64> {
