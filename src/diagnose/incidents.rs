@@ -713,6 +713,10 @@ mod tests {
         }
     }
 
+    /// Streaming's settle time and horizon in the tests below.
+    const SETTLE: i64 = 2_000_000_000;
+    const HORIZON: i64 = 600_000_000_000;
+
     fn keep(inc: &mut Incidents, b: Brief) {
         inc.latest = Some(inc.latest.map_or(b.ts, |l| l.max(b.ts)));
         inc.kept.push_back(b);
@@ -721,8 +725,6 @@ mod tests {
 
     #[test]
     fn a_streamed_incident_is_handed_out_once_even_when_a_late_close_joins_it() {
-        const SETTLE: i64 = 2_000_000_000;
-        const HORIZON: i64 = 600_000_000_000;
         let mut inc = Incidents::default();
         keep(&mut inc, reset(1, 0));
         let first = inc.ready(Timestamp(4_000_000_000), SETTLE, HORIZON, &[]);
@@ -744,8 +746,6 @@ mod tests {
 
     #[test]
     fn a_close_on_a_connection_not_finished_holds_the_incident_it_could_join() {
-        const SETTLE: i64 = 2_000_000_000;
-        const HORIZON: i64 = 600_000_000_000;
         let mut inc = Incidents::default();
         keep(&mut inc, reset(1, 0));
         // Connection 2 closed 1 ms later but is not finished (its peer has not closed yet).
@@ -767,8 +767,6 @@ mod tests {
 
     #[test]
     fn a_held_incident_comes_out_when_the_pending_connection_finishes_clean() {
-        const SETTLE: i64 = 2_000_000_000;
-        const HORIZON: i64 = 600_000_000_000;
         let mut inc = Incidents::default();
         keep(&mut inc, reset(1, 0));
         let pending = [Timestamp(1_001_000_000)];
@@ -783,8 +781,6 @@ mod tests {
 
     #[test]
     fn two_streamed_incidents_may_cite_the_same_trigger() {
-        const SETTLE: i64 = 2_000_000_000;
-        const HORIZON: i64 = 600_000_000_000;
         let mut inc = Incidents::default();
         let mut trigger = reset(1, 0);
         trigger.leg = Leg::Frontend;

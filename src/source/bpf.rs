@@ -124,7 +124,8 @@ impl Bpf {
     }
 }
 
-#[cfg(all(test, feature = "live"))]
+#[cfg(test)]
+#[cfg(feature = "live")]
 mod tests {
     use super::*;
     use crate::time::Timestamp;
