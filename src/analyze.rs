@@ -275,6 +275,7 @@ struct Collector {
     hook: Option<EventHook>,
     incidents: crate::diagnose::incidents::Incidents,
     verdicts: BTreeMap<&'static str, u64>,
+    tls: crate::report::TlsCount,
     log: Vec<crate::diagnose::proxysql_log::LogMatch>,
     legs: crate::diagnose::legs::Legs,
     origin: Timestamp,
@@ -353,6 +354,7 @@ impl StreamSink for Collector {
         );
         s.verdict = Some(v);
         self.incidents.add(&s);
+        self.tls.add(&s);
         if let Some(v) = &s.verdict {
             *self.verdicts.entry(v.label.as_str()).or_default() += 1;
             let thread = s.mysql.as_ref().and_then(|m| m.thread_id);
@@ -408,6 +410,7 @@ pub struct Engine {
     skipped: BTreeMap<Skip, u64>,
     frames: u64,
     start: Option<Timestamp>,
+    end: Option<Timestamp>,
     in_order: bool,
     /// What the driver's capture filter did, for the summary.
     capture_filter: Option<CaptureFilterCount>,
@@ -423,6 +426,10 @@ impl Engine {
             hook: None,
             incidents: crate::diagnose::incidents::Incidents::new(opts.link_window_ns),
             verdicts: BTreeMap::new(),
+            tls: crate::report::TlsCount {
+                keylog: opts.keylog.is_some(),
+                ..Default::default()
+            },
             log: opts
                 .proxysql_log
                 .broken
@@ -469,6 +476,7 @@ impl Engine {
             skipped: BTreeMap::new(),
             frames: 0,
             start: None,
+            end: None,
             in_order: true,
             capture_filter: None,
         }
@@ -493,6 +501,7 @@ impl Engine {
             }
         }
         self.col.dissector.set_keylog(Some(shared.clone()));
+        self.col.tls.keylog = true;
     }
 
     /// Sets a consumer of every decoded event, in stream order.
@@ -538,6 +547,7 @@ impl Engine {
             self.start = Some(frame.ts);
             self.col.origin = frame.ts;
         }
+        self.end = self.end.max(Some(frame.ts));
         match self.decoder.decode(frame) {
             Ok(seg) => {
                 let before = self.tracker.stats.connections;
@@ -638,7 +648,9 @@ impl Engine {
         let run = RunSummary {
             dropped,
             capture_start: self.start,
+            capture_end: self.end,
             frames: self.frames,
+            tls: col.tls,
             closes: col.closes,
             skipped: self
                 .skipped

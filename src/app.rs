@@ -104,7 +104,7 @@ impl Outcome {
 /// Report formats of `analyze`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReportFormat {
-    /// A table, one row per connection, then a summary.
+    /// For a terminal: header, incidents, problem closes, clean ones counted, totals.
     Text,
     /// One JSON document (schema proxyscope.analyze/1).
     Json,
@@ -135,6 +135,8 @@ pub struct AnalyzeCommand {
     pub write_incident: Option<PathBuf>,
     /// Progress on stderr, and whether stdout shares its terminal.
     pub tty: Tty,
+    /// The text report's times, width, colour, and whether it lists clean closes.
+    pub look: crate::report::Look,
 }
 
 /// `analyze`: the report on `out`; progress (when `cmd.tty` says so) on stderr.
@@ -179,7 +181,7 @@ pub fn analyze<W: Write>(
     let mut timeline = Timeline::new(cmd.filter.clone());
     let mut report: Box<dyn Report + '_> = match cmd.format {
         ReportFormat::Text => Box::new(export::Filtered::new(
-            TextReport::new(TermSafe::new(&mut out))
+            TextReport::new(&mut out, cmd.look.clone())
                 .only_problems(cmd.filter.only_problems)
                 .max_rows(opts.budget.report_rows()),
             cmd.filter.clone(),
@@ -194,11 +196,10 @@ pub fn analyze<W: Write>(
     };
     let mut progress = |p: Progress| meter.update(p.frames, p.bytes, Some(p.open));
     let mut incident_keys = Default::default();
-    let mut tally = TlsTally::new(report.as_mut());
     // The keys of incident connections are recorded only when their packets are to be written.
     let run = if cmd.write_incident.is_some() {
         let mut keys = KeyRecorder {
-            inner: &mut tally,
+            inner: report.as_mut(),
             keys: Default::default(),
             order: Default::default(),
         };
@@ -206,10 +207,9 @@ pub fn analyze<W: Write>(
         incident_keys = keys.keys;
         run
     } else {
-        analyze::run(&mut sources, &opts, &mut tally, &mut progress)?
+        analyze::run(&mut sources, &opts, report.as_mut(), &mut progress)?
     };
-    tally.log();
-    drop(tally);
+    log_tls(&run.tls);
     drop(report);
     meter.finish();
     if cmd.format == ReportFormat::Jsonl {
@@ -295,14 +295,13 @@ pub fn timeline(
         progress::style(cmd.tty.progress, &progress::sizes(&inputs)),
         "frames",
     );
-    let mut tally = TlsTally::new(&mut tl);
     let run = analyze::run(
         &mut Sources::new(files),
         &opts,
-        &mut tally,
+        &mut tl,
         &mut |p: Progress| meter.update(p.frames, p.bytes, Some(p.open)),
     )?;
-    tally.log();
+    log_tls(&run.tls);
     meter.finish();
     log_files(&run);
     let title: Vec<String> = cmd
@@ -529,57 +528,12 @@ fn log_files(run: &RunSummary) {
     }
 }
 
-/// Counts TLS connections by decryption outcome on their way to the report, for `-v`.
-struct TlsTally<'a> {
-    inner: &'a mut dyn Report,
-    sessions: u64,
-    outcomes: std::collections::BTreeMap<&'static str, u64>,
-}
-
-impl<'a> TlsTally<'a> {
-    fn new(inner: &'a mut dyn Report) -> Self {
-        TlsTally {
-            inner,
-            sessions: 0,
-            outcomes: Default::default(),
-        }
-    }
-
-    fn log(&self) {
-        if self.sessions == 0 {
-            tracing::info!("TLS: no TLS connections");
-            return;
-        }
-        let mut by: Vec<String> = self
-            .outcomes
-            .iter()
-            .map(|(&k, n)| match k {
-                "keys" => format!("{n} decrypted"),
-                other => format!("{n} not decrypted ({other})"),
-            })
-            .collect();
-        let tried: u64 = self.outcomes.values().sum();
-        if let Some(rest) = self.sessions.checked_sub(tried).filter(|&r| r > 0) {
-            by.push(format!(
-                "{rest} not tried (no key log, or no handshake seen)"
-            ));
-        }
-        tracing::info!("TLS: {} connections, {}", self.sessions, by.join(", "));
-    }
-}
-
-impl Report for TlsTally<'_> {
-    fn connection(&mut self, c: &crate::model::Summary) -> io::Result<()> {
-        if let Some(tls) = &c.tls {
-            self.sessions += 1;
-            if let Some(d) = tls.decryption {
-                *self.outcomes.entry(d).or_default() += 1;
-            }
-        }
-        self.inner.connection(c)
-    }
-    fn finish(&mut self, run: &RunSummary) -> io::Result<()> {
-        self.inner.finish(run)
+/// Says (with -v) what became of TLS decryption.
+fn log_tls(tls: &crate::report::TlsCount) {
+    if tls.sessions == 0 {
+        tracing::info!("TLS: no TLS connections");
+    } else {
+        tracing::info!("TLS: {}", tls.describe());
     }
 }
 
@@ -641,6 +595,7 @@ mod tests {
             leg_flags: LegFlags::default(),
             write_incident: None,
             tty: Tty::default(),
+            look: Default::default(),
         };
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let outcome = analyze(&cmd, &mut out, &mut err).expect("analyze");
@@ -668,7 +623,7 @@ mod tests {
         let (outcome, out, err) = analyze_files(vec![good.clone()]);
         assert_eq!(outcome, Outcome::Done, "{err}");
         assert!(err.is_empty(), "{err}");
-        assert!(out.contains("verdict clean_quit"), "{out}");
+        assert!(out.contains("CLEAN CLOSES  1 (1 clean_quit)"), "{out}");
         let missing = temp("missing.pcap").display().to_string();
         let (outcome, out2, err) = analyze_files(vec![good, missing.clone()]);
         assert_eq!(outcome, Outcome::Unreadable);

@@ -284,6 +284,8 @@ pub(crate) struct LiveArgs {
     /// JSON Lines: only verdict, incident and summary lines, no per-event lines.
     #[arg(long)]
     verdicts_only: bool,
+    #[command(flatten)]
+    look: LookArgs,
     /// Expire connections silent for this many seconds (bounded memory over hours).
     #[arg(long, value_name = "SECS", default_value_t = 900.0, value_parser = proxyscope::time::parse_secs)]
     idle_timeout: f64,
@@ -309,9 +311,100 @@ pub(crate) struct LiveArgs {
     user: Option<String>,
 }
 
+/// How human-readable output writes times and how wide it is (analyze's text report, live's
+/// rows).
+#[derive(clap::Args)]
+pub(crate) struct LookArgs {
+    /// Times in UTC (default: the local zone, from TZ or /etc/localtime, as tcpdump).
+    #[arg(long)]
+    utc: bool,
+    /// Time style, as tcpdump's -t options: -tt seconds since the epoch, -tttt date and time,
+    /// -t/-ttt/-ttttt seconds since the capture's first frame (default: time of day, the date
+    /// in the header).
+    #[arg(short = 't', action = clap::ArgAction::Count, conflicts_with = "time")]
+    t: u8,
+    /// Time style by name.
+    #[arg(long, value_enum, value_name = "STYLE")]
+    time: Option<TimeStyleArg>,
+    /// Wrap long lines at this many columns (0: never). Default: $COLUMNS, else the
+    /// terminal's width, else 100.
+    #[arg(long, value_name = "COLS")]
+    width: Option<usize>,
+}
+
+/// Time styles of `--time`.
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum TimeStyleArg {
+    /// Time of day, 10:20:31.142926 (the date once, in the header).
+    Clock,
+    /// Date and time, 2026-11-24 10:20:31.142926 (-tttt).
+    Date,
+    /// Seconds since the Unix epoch (-tt).
+    Epoch,
+    /// Seconds since the capture's first frame (-ttttt).
+    Offset,
+}
+
+/// When to colour the text report.
+#[derive(Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ColorWhen {
+    /// When standard output is a terminal and neither NO_COLOR nor TERM=dumb says otherwise.
+    #[default]
+    Auto,
+    /// Always (CLICOLOR_FORCE=1 does the same for auto).
+    Always,
+    /// Never.
+    Never,
+}
+
+impl LookArgs {
+    /// The look of the text output (colour off; `analyze` sets it).
+    pub(crate) fn look(&self) -> proxyscope::report::Look {
+        use proxyscope::time::{Clock, TimeStyle};
+        let style = match (self.time, self.t) {
+            (Some(TimeStyleArg::Clock), _) | (None, 0) => TimeStyle::Clock,
+            (Some(TimeStyleArg::Date), _) | (None, 4) => TimeStyle::Date,
+            (Some(TimeStyleArg::Epoch), _) | (None, 2) => TimeStyle::Epoch,
+            (Some(TimeStyleArg::Offset), _) | (None, _) => TimeStyle::Offset,
+        };
+        let width = self.width.unwrap_or_else(|| {
+            std::env::var("COLUMNS")
+                .ok()
+                .and_then(|c| c.trim().parse::<usize>().ok())
+                .filter(|&c| c > 0)
+                .or_else(|| {
+                    console::Term::stdout()
+                        .size_checked()
+                        .map(|(_, cols)| usize::from(cols))
+                })
+                .unwrap_or(proxyscope::report::text::DEFAULT_WIDTH)
+        });
+        proxyscope::report::Look {
+            clock: Clock::new(style, self.utc),
+            // Narrower than 40 columns nothing reads well; 0 stays "never wrap".
+            width: if width == 0 { 0 } else { width.max(40) },
+            color: false,
+            all: false,
+        }
+    }
+}
+
+/// Whether standard output gets colour: `auto` asks anstream (a terminal, NO_COLOR,
+/// CLICOLOR_FORCE, TERM=dumb).
+fn color(when: ColorWhen) -> bool {
+    match when {
+        ColorWhen::Always => true,
+        ColorWhen::Never => false,
+        ColorWhen::Auto => {
+            anstream::AutoStream::choice(&std::io::stdout()) != anstream::ColorChoice::Never
+        }
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 pub(crate) enum Format {
-    /// A table, one row per connection, then a summary.
+    /// For a terminal: header, incidents by signature, the problem closes, a count of the
+    /// clean ones (-a lists them), totals.
     Text,
     /// One JSON document (schema proxyscope.analyze/1).
     Json,
@@ -362,6 +455,14 @@ pub(crate) struct AnalyzeArgs {
     /// No progress bar on stderr.
     #[arg(short, long)]
     quiet: bool,
+    /// Text: list the clean closes too, with their details (-v does the same).
+    #[arg(short = 'a', long)]
+    all: bool,
+    /// Text: colour the report.
+    #[arg(long, value_enum, value_name = "WHEN", default_value = "auto")]
+    color: ColorWhen,
+    #[command(flatten)]
+    look: LookArgs,
 }
 
 /// `-r` files first, then the FILE arguments.
@@ -407,9 +508,16 @@ fn max_events(s: &str) -> Result<usize, String> {
 }
 
 impl AnalyzeArgs {
-    /// The `analyze` command; `tty`: where progress may go (`-q` turns it off).
-    pub(crate) fn command(self, tty: Tty) -> AnalyzeCommand {
+    /// The `analyze` command; `tty`: where progress may go (`-q` turns it off); `verbose`
+    /// (-v) lists the clean closes as --all does.
+    pub(crate) fn command(self, tty: Tty, verbose: u8) -> AnalyzeCommand {
+        let look = proxyscope::report::Look {
+            color: color(self.color),
+            all: self.all || verbose > 0,
+            ..self.look.look()
+        };
         AnalyzeCommand {
+            look,
             analysis: Options {
                 tcp: tcp::Config {
                     max_buffer: self.max_buffer,
@@ -538,6 +646,7 @@ impl LiveArgs {
                 LiveFormat::Jsonl => live::LiveFormat::Jsonl,
             },
             only_problems: self.only_problems,
+            look: self.look.look(),
             verdicts_only: self.verdicts_only,
             write: self.write.clone(),
             rotation: Rotation {

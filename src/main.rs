@@ -95,7 +95,11 @@ fn main() -> ExitCode {
             } else {
                 Box::new(io::BufWriter::with_capacity(1 << 16, io::stdout().lock()))
             };
-            edge(app::analyze(&(*args).command(tty), out, &mut io::stderr()))
+            edge(app::analyze(
+                &(*args).command(tty, cli.verbose),
+                out,
+                &mut io::stderr(),
+            ))
         }
         Command::Timeline(args) => {
             let mut out = io::BufWriter::new(io::stdout().lock());

@@ -149,8 +149,32 @@ impl TimeBound {
     }
 }
 
+/// Nanoseconds since the epoch of an RFC 3339 instant (`Z` or an offset), or of a date and
+/// time without one, read in the local zone as a ProxySQL or application log writes it
+/// (`2026-11-24 10:20:32.5`).
+fn parse_instant(t: &str) -> Result<i64, String> {
+    let has_zone = t.ends_with(['Z', 'z'])
+        || t.rsplit_once(['+', '-']).is_some_and(|(head, tail)| {
+            head.contains(':') && tail.len() == 5 && tail.as_bytes().get(2) == Some(&b':')
+        });
+    let ts = if has_zone {
+        t.parse::<jiff::Timestamp>()
+            .map_err(|e| format!("is not an RFC 3339 time ({e})"))?
+    } else {
+        let civil = t
+            .parse::<jiff::civil::DateTime>()
+            .map_err(|e| format!("is not a date and time ({e})"))?;
+        civil
+            .to_zoned_datetime(jiff::tz::TimeZone::system())
+            .map_err(|e| format!("is not a time in the local zone ({e})"))?
+            .timestamp()
+    };
+    i64::try_from(ts.as_nanosecond()).map_err(|_| "is out of range".to_string())
+}
+
 /// Parses a time filter bound: seconds from the capture's start (`10`, `+5s`, `+2m`, `+1h`,
-/// `+250ms`) or an RFC 3339 instant with `Z` or an offset and optional fractional seconds.
+/// `+250ms`), an RFC 3339 instant with `Z` or an offset and optional fractional seconds, or a
+/// date and time without a zone (`2026-11-24 10:20:32`, read in the local zone).
 /// Times before the end (`-30s`) are refused: the end is unknown until the capture is read.
 pub fn parse_bound(s: &str) -> Result<TimeBound, String> {
     let t = s.trim();
@@ -161,10 +185,7 @@ pub fn parse_bound(s: &str) -> Result<TimeBound, String> {
         ));
     }
     if t.contains(['T', 't', ' ']) && t.contains(':') {
-        let dt = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-            .map_err(|e| format!("{s:?} is not an RFC 3339 time ({e})"))?;
-        let ns = i64::try_from(dt.unix_timestamp_nanos())
-            .map_err(|_| format!("{s:?} is out of range"))?;
+        let ns = parse_instant(t).map_err(|e| format!("{s:?} {e}"))?;
         return Ok(TimeBound::At(Timestamp(ns)));
     }
     let body = t.strip_prefix('+').unwrap_or(t);
@@ -230,5 +251,200 @@ mod bound_tests {
         };
         assert_eq!(f.nanos_since(ts), 123_456);
         assert!((TimeBound::At(f).offset_from(ts) - 0.000_123_456).abs() < 1e-12);
+    }
+}
+
+/// How human-readable output shows a capture time; the names follow tcpdump's `-t` options.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TimeStyle {
+    /// Time of day, `10:20:31.142926` (tcpdump's default); the date is said once, in the
+    /// header, and shown on every time when the capture spans midnight.
+    #[default]
+    Clock,
+    /// Date and time, `2026-11-24 10:20:31.142926` (tcpdump `-tttt`).
+    Date,
+    /// Seconds since the Unix epoch, `1764066031.142926` (tcpdump `-tt`).
+    Epoch,
+    /// Seconds since the capture's first frame, `2.902360` (tcpdump `-ttttt`).
+    Offset,
+}
+
+/// Formats capture times for people: a style, a zone (the local one or UTC) and the capture's
+/// first frame (for [`TimeStyle::Offset`]). Display only: no verdict depends on it.
+#[derive(Clone, Debug)]
+pub struct Clock {
+    style: TimeStyle,
+    zone: jiff::tz::TimeZone,
+    utc: bool,
+    origin: Timestamp,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new(TimeStyle::Clock, true)
+    }
+}
+
+impl Clock {
+    /// `style` in UTC (`utc`) or in the local zone (`TZ`, else `/etc/localtime`; UTC when
+    /// neither can be read).
+    pub fn new(style: TimeStyle, utc: bool) -> Clock {
+        let zone = if utc {
+            jiff::tz::TimeZone::UTC
+        } else {
+            jiff::tz::TimeZone::try_system().unwrap_or_else(|e| {
+                tracing::warn!("local time zone unknown ({e}); times are UTC");
+                jiff::tz::TimeZone::UTC
+            })
+        };
+        Clock {
+            style,
+            zone,
+            utc,
+            origin: Timestamp::default(),
+        }
+    }
+
+    /// The same clock, counting offsets from `origin` (the capture's first frame); with
+    /// [`TimeStyle::Clock`], times carry their date when `end` is on another day.
+    pub fn with_span(mut self, origin: Timestamp, end: Timestamp) -> Clock {
+        self.origin = origin;
+        if self.style == TimeStyle::Clock && self.civil(origin).date() != self.civil(end).date() {
+            self.style = TimeStyle::Date;
+        }
+        self
+    }
+
+    /// The style in use.
+    pub fn style(&self) -> TimeStyle {
+        self.style
+    }
+
+    fn civil(&self, ts: Timestamp) -> jiff::civil::DateTime {
+        // i64 nanoseconds (years 1677-2262) are always within jiff's range.
+        let t = jiff::Timestamp::from_nanosecond(i128::from(ts.0)).unwrap_or_default();
+        self.zone.to_offset_info(t).offset().to_datetime(t)
+    }
+
+    /// `ts` in this clock's style, to the microsecond, as tcpdump prints times.
+    pub fn at(&self, ts: Timestamp) -> String {
+        match self.style {
+            TimeStyle::Clock => {
+                let d = self.civil(ts);
+                format!(
+                    "{:02}:{:02}:{:02}.{:06}",
+                    d.hour(),
+                    d.minute(),
+                    d.second(),
+                    d.subsec_nanosecond() / 1000
+                )
+            }
+            TimeStyle::Date => self.date_time(ts),
+            TimeStyle::Epoch => {
+                let a = ts.0.unsigned_abs();
+                let ns = NS_PER_SEC.unsigned_abs();
+                let sign = if ts.0 < 0 { "-" } else { "" };
+                format!("{sign}{}.{:06}", a / ns, a % ns / 1000)
+            }
+            TimeStyle::Offset => format!("{:.6}", ts.secs_since(self.origin)),
+        }
+    }
+
+    /// `ts` with its date and zone whatever the style: `2026-11-24 10:20:31.142926 UTC`, or
+    /// `2026-11-24 11:20:31.142926 CET (+01:00)` in a local zone.
+    pub fn full(&self, ts: Timestamp) -> String {
+        format!("{} {}", self.date_time(ts), self.zone_name(ts))
+    }
+
+    /// `2026-11-24 10:20:31.142926` in this clock's zone.
+    fn date_time(&self, ts: Timestamp) -> String {
+        let d = self.civil(ts);
+        format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:06}",
+            d.year(),
+            d.month(),
+            d.day(),
+            d.hour(),
+            d.minute(),
+            d.second(),
+            d.subsec_nanosecond() / 1000
+        )
+    }
+
+    /// The zone at `ts`: `UTC`, or its abbreviation and offset (`CET (+01:00)`).
+    pub fn zone_name(&self, ts: Timestamp) -> String {
+        if self.utc {
+            return "UTC".into();
+        }
+        let t = jiff::Timestamp::from_nanosecond(i128::from(ts.0)).unwrap_or_default();
+        let info = self.zone.to_offset_info(t);
+        let off = info.offset();
+        if off == jiff::tz::Offset::UTC && info.abbreviation() == "UTC" {
+            return "UTC".into();
+        }
+        let secs = off.seconds();
+        let sign = if secs < 0 { '-' } else { '+' };
+        let a = secs.unsigned_abs();
+        format!(
+            "{} ({sign}{:02}:{:02})",
+            info.abbreviation(),
+            a / 3600,
+            a % 3600 / 60
+        )
+    }
+}
+
+#[cfg(test)]
+mod clock_tests {
+    use super::*;
+
+    // 2026-11-24T10:20:31.142926789Z
+    const T: Timestamp = Timestamp(1_795_515_631_142_926_789);
+
+    #[test]
+    fn styles_in_utc() {
+        let c = Clock::new(TimeStyle::Clock, true).with_span(T, T);
+        assert_eq!(c.at(T), "10:20:31.142926");
+        assert_eq!(c.full(T), "2026-11-24 10:20:31.142926 UTC");
+        let later = Timestamp(T.0 + 2_500_000_000);
+        let c = Clock::new(TimeStyle::Offset, true).with_span(T, later);
+        assert_eq!(c.at(later), "2.500000");
+        assert_eq!(
+            Clock::new(TimeStyle::Epoch, true).at(T),
+            "1795515631.142926"
+        );
+        assert_eq!(
+            Clock::new(TimeStyle::Date, true).at(T),
+            "2026-11-24 10:20:31.142926"
+        );
+    }
+
+    #[test]
+    fn a_capture_across_midnight_shows_dates() {
+        let next_day = Timestamp(T.0 + 14 * 3600 * NS_PER_SEC);
+        let c = Clock::new(TimeStyle::Clock, true).with_span(T, next_day);
+        assert_eq!(c.style(), TimeStyle::Date);
+        assert_eq!(c.at(next_day), "2026-11-25 00:20:31.142926");
+    }
+
+    #[test]
+    fn rfc3339_and_the_rfc3339_formatter_agree() {
+        let c = Clock::new(TimeStyle::Date, true);
+        let r = T.rfc3339().to_string();
+        assert_eq!(r, "2026-11-24T10:20:31.142926789Z");
+        assert_eq!(c.at(T).replace(' ', "T"), r[..26]);
+    }
+
+    #[test]
+    fn pre_epoch_and_extreme_times_do_not_panic() {
+        for ns in [i64::MIN, -1, 0, i64::MAX] {
+            let c = Clock::new(TimeStyle::Clock, true);
+            let _ = (c.at(Timestamp(ns)), c.full(Timestamp(ns)));
+            let _ = Clock::new(TimeStyle::Epoch, true).at(Timestamp(ns));
+        }
+        assert_eq!(
+            Clock::new(TimeStyle::Epoch, true).at(Timestamp(-1_500_000)),
+            "-0.001500"
+        );
     }
 }

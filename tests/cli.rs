@@ -493,7 +493,8 @@ fn proxysql_log_lines_are_set_against_the_capture() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let t = text(&out.stdout);
     assert!(
-        t.starts_with("incident 1: proxysql-dirty-ssl-error-queue"),
+        t.contains("\nINCIDENTS  4, 1 known signature\n")
+            && t.contains("\nproxysql-dirty-ssl-error-queue  4 incidents\n"),
         "{t}"
     );
     assert!(
@@ -507,8 +508,27 @@ fn binary_in(dir: &str) -> PathBuf {
     let d = tmp(dir);
     std::fs::create_dir_all(&d).unwrap();
     let exe = d.join("proxyscope");
-    std::fs::copy(env!("CARGO_BIN_EXE_proxyscope"), &exe).unwrap();
+    let _ = std::fs::remove_file(&exe);
+    // A hard link opens nothing for writing; a copy does, and a process another test forks at
+    // that moment inherits the descriptor until its exec, so that running the copy fails with
+    // ETXTBSY ("Text file busy"). The copy is the fallback across file systems, with retries.
+    if std::fs::hard_link(env!("CARGO_BIN_EXE_proxyscope"), &exe).is_err() {
+        std::fs::copy(env!("CARGO_BIN_EXE_proxyscope"), &exe).unwrap();
+    }
     exe
+}
+
+/// `cmd.spawn()`, retried while the executable is busy (see [`binary_in`]).
+fn spawn_retrying(cmd: &mut Command) -> std::process::Child {
+    for _ in 0..50 {
+        match cmd.spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            r => return r.unwrap(),
+        }
+    }
+    cmd.spawn().unwrap()
 }
 
 #[cfg(unix)]
@@ -521,12 +541,12 @@ fn lab_runs_the_lab_binary_beside_it_in_its_own_process() {
     let lab = exe.with_file_name("proxyscope-lab");
     std::fs::write(&lab, "#!/bin/sh\necho \"pid=$$ args=$*\"\nexit 3\n").unwrap();
     std::fs::set_permissions(&lab, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let child = Command::new(&exe)
-        .args(["-v", "lab", "--help", "--fault", "dirty-ssl", "--", "x"])
-        .env("PATH", "")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_retrying(
+        Command::new(&exe)
+            .args(["-v", "lab", "--help", "--fault", "dirty-ssl", "--", "x"])
+            .env("PATH", "")
+            .stdout(Stdio::piped()),
+    );
     let pid = child.id();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(3), "the lab's exit status");
@@ -540,13 +560,97 @@ fn lab_runs_the_lab_binary_beside_it_in_its_own_process() {
 #[test]
 fn lab_without_the_lab_binary_says_how_to_get_it() {
     let exe = binary_in("lab-missing");
-    let out = Command::new(&exe)
-        .args(["lab", "--backend", "127.0.0.1:3306"])
-        .env("PATH", "")
-        .output()
-        .unwrap();
+    let out = spawn_retrying(
+        Command::new(&exe)
+            .args(["lab", "--backend", "127.0.0.1:3306"])
+            .env("PATH", "")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    )
+    .wait_with_output()
+    .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(err.contains("proxyscope-lab is not installed"), "{err}");
     assert!(err.contains("cargo install --locked --path lab"), "{err}");
+}
+
+/// The closer a row shows is the verdict's (who started the teardown), on every bundled
+/// capture: the first FIN/RST sender is a TCP detail below it (they differ when a client's
+/// COM_QUIT makes the server send the first FIN).
+#[test]
+fn the_closer_column_is_the_verdicts_closer() {
+    let mut checked = 0;
+    let mut fin_differs = 0;
+    for dir in ["captures", "captures/lab"] {
+        for f in captures_in(&repo().join(dir)) {
+            let path = f.to_str().unwrap();
+            let doc = json(&["analyze", "-q", "--format", "json", path]);
+            let report = text(&run(&["analyze", "-q", "--all", "--width", "0", path]).stdout);
+            for c in doc["connections"].as_array().unwrap() {
+                let id = c["id"].as_u64().unwrap();
+                let row = report
+                    .lines()
+                    .find(|l| l.split_whitespace().next() == Some(&id.to_string()))
+                    .unwrap_or_else(|| panic!("{path}: no row {id}\n{report}"));
+                let want = c["verdict"]["closed_by"].as_str().unwrap_or("-");
+                // `id  closed  client -> server  CLOSER HOW  verdict`
+                let after = row.split(" -> ").nth(1).unwrap().split_whitespace();
+                let got: Vec<&str> = after.collect();
+                assert_eq!(got.get(1).copied(), Some(want), "{path} {id}: {row}");
+                if c["close"]["closed_by"]
+                    .as_str()
+                    .is_some_and(|tcp| tcp != want)
+                {
+                    fin_differs += 1;
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 200 && fin_differs > 10, "{checked} {fin_differs}");
+}
+
+#[test]
+fn a_key_log_of_another_run_is_said_in_the_header() {
+    let lab = repo().join("captures/lab");
+    let pcap = lab.join("dirty-ssl.pcap.gz");
+    let good = lab.join("dirty-ssl.keylog");
+    let report = |keylog: &Path| {
+        let out = run(&[
+            "analyze",
+            "-q",
+            "--keylog",
+            keylog.to_str().unwrap(),
+            pcap.to_str().unwrap(),
+        ]);
+        text(&out.stdout)
+    };
+    let tls_line = |r: &str| {
+        r.lines()
+            .find(|l| l.starts_with("TLS "))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(
+        tls_line(&report(&good)),
+        "TLS       18 sessions, 14 decrypted: 4 without a handshake to decrypt"
+    );
+    // Another lab run's key log: the client randoms are not in it.
+    let other = lab.join("plaintext-quit.keylog");
+    let other = if other.exists() {
+        other
+    } else {
+        captures_in(&lab)
+            .into_iter()
+            .map(|p| p.with_extension("").with_extension("keylog"))
+            .find(|k| k.exists() && *k != good)
+            .expect("another key log")
+    };
+    let wrong = tls_line(&report(&other));
+    assert_eq!(
+        wrong,
+        "TLS       18 sessions, 0 decrypted: 14 not in the key log, 4 without a handshake to \
+         decrypt"
+    );
 }

@@ -162,10 +162,16 @@ fn leg_conn_and_only_problems_filter_the_json_report() {
     let problems = json(&f, &["--only-problems"]);
     let text = run(&["analyze", "-q", "--only-problems", f.to_str().unwrap()]).stdout;
     let text = String::from_utf8(text).unwrap();
+    // A row: `id  closed  client -> server  closed by  verdict`.
     let mut text_labels: Vec<String> = text
         .lines()
-        .filter_map(|l| l.split(" · verdict ").nth(1))
-        .map(|v| v.split(':').next().unwrap().to_string())
+        .filter(|l| {
+            l.split_whitespace()
+                .next()
+                .is_some_and(|id| id.parse::<u64>().is_ok())
+                && l.contains(" -> ")
+        })
+        .filter_map(|l| l.split_whitespace().last().map(str::to_string))
         .collect();
     let mut json_labels: Vec<String> = conns(&problems)
         .iter()

@@ -72,7 +72,8 @@ fn dash_r_reads_the_same_files_as_arguments_on_analyze_and_timeline() {
 #[test]
 fn verbose_says_what_each_stage_found_on_stderr_and_leaves_stdout_alone() {
     let plain = capture("large-result.pcap.gz");
-    let quiet = run(&["analyze", &plain]);
+    // -v also lists the clean closes, as --all does.
+    let quiet = run(&["analyze", "--all", &plain]);
     let loud = run(&["-v", "analyze", &plain]);
     assert_eq!(loud.status.code(), quiet.status.code());
     assert_eq!(text(&loud.stdout), text(&quiet.stdout));
@@ -121,7 +122,7 @@ fn verbose_says_what_each_stage_found_on_stderr_and_leaves_stdout_alone() {
     assert!(tls.contains(" decrypted"), "{err}");
     assert_eq!(
         text(&out.stdout),
-        text(&run(&["analyze", "--keylog", &keys, &pcap]).stdout)
+        text(&run(&["analyze", "--all", "--keylog", &keys, &pcap]).stdout)
     );
 }
 
@@ -343,4 +344,156 @@ fn strip_escapes(s: &str) -> String {
         }
     }
     out
+}
+
+/// `(time, frame)` of every incident step of a text report.
+fn step_times(report: &str) -> Vec<(String, u64)> {
+    report
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            // `    TIME  +0.000 ms  #374  text`
+            match w.as_slice() {
+                [time, after, "ms", frame, ..] if after.starts_with(['+', '-']) => {
+                    Some((time.to_string(), frame.strip_prefix('#')?.parse().ok()?))
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn times_are_wall_clock_in_tcpdumps_styles_and_equal_tsharks() {
+    if !have("tshark") {
+        return;
+    }
+    let lab = repo().join("captures/lab");
+    let pcap = lab.join("dirty-ssl.pcap.gz").display().to_string();
+    // tshark's epoch times of every frame, to the microsecond as tcpdump -tt prints them.
+    let tshark = Command::new("tshark")
+        .args(["-r", &pcap, "-T", "fields", "-e", "frame.number", "-e"])
+        .arg("frame.time_epoch")
+        .output()
+        .expect("tshark");
+    let epoch: std::collections::HashMap<u64, String> = text(&tshark.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (n, t) = l.split_once('\t')?;
+            let (s, frac) = t.split_once('.')?;
+            Some((n.parse().ok()?, format!("{s}.{}", frac.get(..6)?)))
+        })
+        .collect();
+    let tt = run(&["analyze", "-q", "-tt", &pcap]);
+    let steps = step_times(&text(&tt.stdout));
+    assert_eq!(steps.len(), 12, "{}", text(&tt.stdout));
+    for (time, frame) in &steps {
+        assert_eq!(Some(time), epoch.get(frame), "frame {frame}");
+    }
+    // The default is the time of day in the local zone; --utc and TZ agree on the instant.
+    let berlin = bin()
+        .env("TZ", "Europe/Berlin")
+        .args(["analyze", "-q", &pcap])
+        .output()
+        .expect("runs");
+    let berlin = text(&berlin.stdout);
+    assert!(
+        berlin.starts_with("capture   2026-11-24 11:20:31.142926 CET (+01:00) to 11:20:34"),
+        "{berlin}"
+    );
+    let utc = text(&run(&["analyze", "-q", "--utc", &pcap]).stdout);
+    assert!(
+        utc.starts_with("capture   2026-11-24 10:20:31.142926 UTC to"),
+        "{utc}"
+    );
+    let (b, u) = (step_times(&berlin), step_times(&utc));
+    assert_eq!(b.len(), u.len());
+    for ((bt, bf), (ut, uf)) in b.iter().zip(&u) {
+        assert_eq!(bf, uf);
+        assert_eq!(bt.get(2..), ut.get(2..), "same minutes and seconds");
+        let h = |t: &str| t.get(..2).and_then(|h| h.parse::<u32>().ok()).unwrap();
+        assert_eq!(h(bt), (h(ut) + 1) % 24, "{bt} is {ut} + 1 h");
+    }
+    // -tttt: date and time; -ttttt and --time offset: seconds from the first frame.
+    let dated = step_times(&text(
+        &run(&["analyze", "-q", "--utc", "-tttt", &pcap]).stdout,
+    ));
+    assert!(
+        dated.is_empty(),
+        "a date has a space: the steps read as two words"
+    );
+    let step_374 = |report: &str| {
+        let line = report
+            .lines()
+            .find(|l| l.contains(" ms  #374  "))
+            .unwrap_or_default();
+        line.split("  +")
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    };
+    let dated = text(&run(&["analyze", "-q", "--utc", "-tttt", &pcap]).stdout);
+    assert_eq!(step_374(&dated), "2026-11-24 10:20:31.905507", "{dated}");
+    let offsets = text(&run(&["analyze", "-q", "-ttttt", &pcap]).stdout);
+    assert_eq!(
+        offsets,
+        text(&run(&["analyze", "-q", "--time", "offset", &pcap]).stdout)
+    );
+    assert_eq!(step_374(&offsets), "0.762581", "{offsets}");
+    // A local date and time without a zone, as ProxySQL logs it, selects what the same instant
+    // in RFC 3339 does.
+    let since = |tz: &str, at: &str| {
+        let out = bin()
+            .env("TZ", tz)
+            .args(["analyze", "-q", "--format", "json", "--since", at, &pcap])
+            .output()
+            .expect("runs");
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        doc["connections"].as_array().map(|a| a.len()).unwrap_or(0)
+    };
+    let n = since("Europe/Berlin", "2026-11-24 11:20:33");
+    assert!(n > 0 && n < 18, "{n}");
+    assert_eq!(n, since("UTC", "2026-11-24T10:20:33Z"));
+    assert_eq!(n, since("UTC", "2026-11-24 10:20:33"));
+}
+
+#[test]
+fn the_text_report_fits_the_width_it_is_given() {
+    let pcap = repo()
+        .join("captures/lab/dirty-ssl.pcap.gz")
+        .display()
+        .to_string();
+    for width in [60usize, 100, 120] {
+        let w = width.to_string();
+        let out = bin()
+            .env_remove("COLUMNS")
+            .args(["analyze", "-q", "--all", "--width", &w, &pcap])
+            .output()
+            .expect("runs");
+        let report = text(&out.stdout);
+        // The table rows are not wrapped (they are cut by nothing: a terminal wraps them);
+        // every other line is.
+        let is_row = |l: &str| {
+            l.split_whitespace()
+                .next()
+                .is_some_and(|id| id.parse::<u64>().is_ok())
+                && l.contains(" -> ")
+        };
+        let heading = |l: &str| l.trim_start().starts_with("id  closed");
+        for l in report.lines().filter(|l| !is_row(l) && !heading(l)) {
+            assert!(l.chars().count() <= width, "{width}: {l:?}");
+        }
+    }
+    // COLUMNS sets the width when --width does not; 0 never wraps.
+    let wide = bin()
+        .env("COLUMNS", "300")
+        .args(["analyze", "-q", &pcap])
+        .output()
+        .expect("runs");
+    let unwrapped = run(&["analyze", "-q", "--width", "0", &pcap]);
+    assert_eq!(text(&wide.stdout), text(&unwrapped.stdout));
+    assert!(text(&unwrapped.stdout)
+        .lines()
+        .any(|l| l.chars().count() > 120));
 }

@@ -62,6 +62,34 @@ fn capture_strings_reach_the_text_report_neutralised_and_the_json_exact() {
     );
     // The hostile greeting is still a greeting: the failed login is not hidden.
     assert!(text.contains("handshake_failed"), "{text}");
+    // In colour, every escape sequence on the wire out is one of our colours (SGR: ESC [
+    // digits and semicolons, then m); the capture's own stay escaped as text.
+    let coloured = ok(&bin()
+        .args(["analyze", "--all", "--color", "always"])
+        .arg(&pcap)
+        .output()
+        .unwrap());
+    assert!(
+        coloured.contains("\x1b[0m"),
+        "no colour at all:\n{coloured}"
+    );
+    for (i, _) in coloured.match_indices('\x1b') {
+        let seq: String = coloured[i + 1..]
+            .chars()
+            .take_while(|&c| c != 'm')
+            .collect();
+        assert!(
+            seq.starts_with('[') && seq[1..].chars().all(|c| c.is_ascii_digit() || c == ';'),
+            "escape sequence not ours: {seq:?}"
+        );
+    }
+    assert!(
+        coloured.contains(r"8.0\x1b[2J\x1b]52;c;SGVsbG8=\x07evil"),
+        "{coloured}"
+    );
+    for raw in ['\x07', '\r', '\u{202e}'] {
+        assert!(!coloured.contains(raw), "{coloured}");
+    }
     let json: serde_json::Value = serde_json::from_str(&ok(&bin()
         .arg("analyze")
         .arg(&pcap)

@@ -211,7 +211,8 @@ pub struct Filter {
           value_parser = ["frontend", "backend", "direct", "unknown"])]
     pub legs: Vec<String>,
     /// Only what happened from this time: seconds from the capture's start (10, +5s, +2m,
-    /// +250ms) or an RFC 3339 time (2026-11-24T10:20:32Z, with an offset, fractions).
+    /// +250ms), an RFC 3339 time (2026-11-24T10:20:32Z, with an offset, fractions), or a date
+    /// and time in the local zone as logs write it ("2026-11-24 11:20:32").
     #[arg(long = "since", value_name = "TIME", value_parser = crate::time::parse_bound)]
     pub since_bound: Option<TimeBound>,
     /// Only what happened up to this time (same forms as --since).

@@ -58,6 +58,8 @@ pub struct LiveOptions {
     pub format: LiveFormat,
     /// Text: list only problem closes.
     pub only_problems: bool,
+    /// Text: times, width and colour of the rows.
+    pub look: crate::report::Look,
     /// JSON Lines: no per-event lines, only verdicts, incidents and the summary.
     pub verdicts_only: bool,
     /// Save the packets here.
@@ -127,6 +129,11 @@ struct LineReport {
     format: LiveFormat,
     only_problems: bool,
     incidents: usize,
+    look: crate::report::Look,
+    /// The look's clock counts offsets from the first packet once it is known.
+    look_has_origin: bool,
+    /// Signatures whose cause, fix and workaround were written already.
+    signatures_said: Vec<&'static str>,
 }
 
 impl Report for LineReport {
@@ -140,7 +147,14 @@ impl Report for LineReport {
             LiveFormat::Text => {
                 let problem = c.verdict.as_ref().is_some_and(|v| v.label.is_problem());
                 if problem || !self.only_problems {
-                    writeln!(sh.buf, "{}", crate::report::connection_row(c))?;
+                    if !self.look_has_origin {
+                        if let Some(o) = sh.origin {
+                            self.look = self.look.clone().with_span(Some(o), Some(o));
+                            self.look_has_origin = true;
+                        }
+                    }
+                    let cols = crate::report::text::Columns::fixed(&self.look);
+                    crate::report::text::Row::of(c).write(&mut sh.buf, cols, &self.look)?;
                 }
             }
         }
@@ -165,7 +179,18 @@ impl LineReport {
                 sh.buf.push(b'\n');
             }
             LiveFormat::Text => {
-                crate::report::write_incident(&mut sh.buf, self.incidents, inc)?;
+                use crate::report::text;
+                writeln!(sh.buf)?;
+                if let Some(sig) = &inc.signature {
+                    if self.signatures_said.contains(&sig.id) {
+                        writeln!(sh.buf, "{} (cause and fix above)", sig.id)?;
+                    } else {
+                        self.signatures_said.push(sig.id);
+                        text::write_signature(&mut sh.buf, sig, None, &self.look)?;
+                    }
+                }
+                text::write_incident(&mut sh.buf, self.incidents, inc, &self.look)?;
+                writeln!(sh.buf)?;
             }
         }
         Ok(())
@@ -374,9 +399,16 @@ async fn run(
         format: opts.format,
         only_problems: opts.only_problems,
         incidents: 0,
+        look: opts.look.clone(),
+        look_has_origin: false,
+        signatures_said: Vec::new(),
     };
     match opts.format {
-        LiveFormat::Text => crate::report::write_header(&mut lock(&shared).buf)?,
+        LiveFormat::Text => {
+            use crate::report::text;
+            let cols = text::Columns::fixed(&opts.look);
+            text::write_heading(&mut lock(&shared).buf, cols, &opts.look)?;
+        }
         LiveFormat::Jsonl => {
             // The same stream as `timeline --format jsonl`: the schema line first.
             let mut sh = lock(&shared);
@@ -525,8 +557,14 @@ async fn run(
                 sh.buf.push(b'\n');
             }
             LiveFormat::Text => {
+                use crate::report::text;
+                let look = opts
+                    .look
+                    .clone()
+                    .with_span(summary.run.capture_start, summary.run.capture_end);
                 writeln!(sh.buf)?;
-                crate::report::write_totals(&mut sh.buf, &summary.run)?;
+                text::write_header(&mut sh.buf, &summary.run, &look)?;
+                text::write_totals(&mut sh.buf, &summary.run, &look)?;
                 write_capture_line(&mut sh.buf, &summary)?;
             }
         }
