@@ -135,7 +135,10 @@ pub(crate) enum ExplainFormat {
 
 #[derive(clap::Args)]
 pub(crate) struct TimelineArgs {
-    /// Capture files; several are merged in timestamp order.
+    /// Capture files; several are merged in timestamp order. A capture filter may follow, as
+    /// tcpdump takes it (`FILE... tcp port 3306`): it starts at the first word of a filter
+    /// (tcp, udp, ip, ip6, host, net, port, portrange, src, dst, not, vlan, ...) that is not a
+    /// file.
     #[arg(required_unless_present = "read", value_name = "FILE")]
     files: Vec<String>,
     /// A capture file, like tcpdump -r (repeatable; read before the FILE arguments).
@@ -415,7 +418,10 @@ pub(crate) enum Format {
 
 #[derive(clap::Args)]
 pub(crate) struct AnalyzeArgs {
-    /// Capture files; several are merged in timestamp order.
+    /// Capture files; several are merged in timestamp order. A capture filter may follow, as
+    /// tcpdump takes it (`FILE... tcp port 3306`): it starts at the first word of a filter
+    /// (tcp, udp, ip, ip6, host, net, port, portrange, src, dst, not, vlan, ...) that is not a
+    /// file.
     #[arg(required_unless_present = "read", value_name = "FILE")]
     files: Vec<String>,
     /// A capture file, like tcpdump -r (repeatable; read before the FILE arguments).
@@ -465,9 +471,75 @@ pub(crate) struct AnalyzeArgs {
     look: LookArgs,
 }
 
-/// `-r` files first, then the FILE arguments.
-fn inputs(read: Vec<String>, files: Vec<String>) -> Vec<String> {
-    read.into_iter().chain(files).collect()
+/// The words a tcpdump filter expression can start with (pcap-filter(7)).
+const FILTER_START: &[&str] = &[
+    "tcp",
+    "udp",
+    "icmp",
+    "icmp6",
+    "sctp",
+    "ip",
+    "ip6",
+    "arp",
+    "rarp",
+    "ether",
+    "host",
+    "net",
+    "port",
+    "portrange",
+    "src",
+    "dst",
+    "not",
+    "!",
+    "(",
+    "vlan",
+    "mpls",
+    "pppoes",
+    "less",
+    "greater",
+    "len",
+    "proto",
+    "gateway",
+    "broadcast",
+    "multicast",
+    "inbound",
+    "outbound",
+    "ifname",
+];
+
+/// `-r` files first, then the FILE arguments up to a trailing filter expression, which joins
+/// `-f` (the same expression twice is fine; two different ones are an error naming both).
+fn inputs(
+    read: Vec<String>,
+    files: Vec<String>,
+    bpf: Option<String>,
+) -> anyhow::Result<(Vec<String>, Option<String>)> {
+    let start = files
+        .iter()
+        .position(|w| FILTER_START.contains(&w.as_str()) && !std::path::Path::new(w).exists());
+    let (files, words) = match start {
+        Some(i) => {
+            let mut files = files;
+            let words = files.split_off(i);
+            (files, words)
+        }
+        None => (files, Vec::new()),
+    };
+    let files: Vec<String> = read.into_iter().chain(files).collect();
+    if files.is_empty() {
+        anyhow::bail!(
+            "no capture file before the filter expression {:?}",
+            words.join(" ")
+        );
+    }
+    let words = (!words.is_empty()).then(|| words.join(" "));
+    let filter = match (bpf, words) {
+        (Some(f), Some(w)) if f.trim() != w.trim() => anyhow::bail!(
+            "two capture filters: -f {f:?} and the expression {w:?} after the files; give one"
+        ),
+        (f, w) => f.or(w),
+    };
+    Ok((files, filter))
 }
 
 /// `-B`: KiB, or a number with a unit suffix (K, KiB, M, MiB, G, GiB; case ignored).
@@ -510,13 +582,14 @@ fn max_events(s: &str) -> Result<usize, String> {
 impl AnalyzeArgs {
     /// The `analyze` command; `tty`: where progress may go (`-q` turns it off); `verbose`
     /// (-v) lists the clean closes as --all does.
-    pub(crate) fn command(self, tty: Tty, verbose: u8) -> AnalyzeCommand {
+    pub(crate) fn command(self, tty: Tty, verbose: u8) -> anyhow::Result<AnalyzeCommand> {
+        let (files, capture_filter) = inputs(self.read, self.files, self.bpf.bpf)?;
         let look = proxyscope::report::Look {
             color: color(self.color),
             all: self.all || verbose > 0,
             ..self.look.look()
         };
-        AnalyzeCommand {
+        Ok(AnalyzeCommand {
             look,
             analysis: Options {
                 tcp: tcp::Config {
@@ -532,7 +605,7 @@ impl AnalyzeArgs {
                 }),
                 link_window_ns: (self.link_window_ms * 1e6).clamp(0.0, 1e12) as i64,
                 max_frames: None,
-                capture_filter: self.bpf.bpf,
+                capture_filter,
                 budget: analyze::Budget::mb(self.legs.memory as usize),
                 ..Options::default()
             },
@@ -546,33 +619,34 @@ impl AnalyzeArgs {
             keylogs: self.legs.keylog,
             proxysql_logs: self.proxysql_log,
             write_incident: self.write_incident,
-            files: inputs(self.read, self.files),
+            files,
             tty: Tty {
                 progress: tty.progress && !self.quiet,
                 ..tty
             },
-        }
+        })
     }
 }
 
 impl TimelineArgs {
     /// The `timeline` command; `tty`: where progress may go (`-q` turns it off).
-    pub(crate) fn command(self, tty: Tty) -> TimelineCommand {
-        TimelineCommand {
+    pub(crate) fn command(self, tty: Tty) -> anyhow::Result<TimelineCommand> {
+        let (files, capture_filter) = inputs(self.read, self.files, self.bpf.bpf)?;
+        Ok(TimelineCommand {
             format: self.format,
             output: self.output,
             filter: self.filter,
-            capture_filter: self.bpf.bpf,
+            capture_filter,
             keep_events: self.events,
             leg_flags: self.legs.flags(),
             budget: analyze::Budget::mb(self.legs.memory as usize),
             keylogs: self.legs.keylog,
-            files: inputs(self.read, self.files),
+            files,
             tty: Tty {
                 progress: tty.progress && !self.quiet,
                 ..tty
             },
-        }
+        })
     }
 }
 

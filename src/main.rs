@@ -95,19 +95,17 @@ fn main() -> ExitCode {
             } else {
                 Box::new(io::BufWriter::with_capacity(1 << 16, io::stdout().lock()))
             };
-            edge(app::analyze(
-                &(*args).command(tty, cli.verbose),
-                out,
-                &mut io::stderr(),
-            ))
+            match (*args).command(tty, cli.verbose) {
+                Ok(cmd) => edge(app::analyze(&cmd, out, &mut io::stderr())),
+                Err(e) => fail(e),
+            }
         }
         Command::Timeline(args) => {
             let mut out = io::BufWriter::new(io::stdout().lock());
-            edge(app::timeline(
-                args.command(tty()),
-                &mut out,
-                &mut io::stderr(),
-            ))
+            match args.command(tty()) {
+                Ok(cmd) => edge(app::timeline(cmd, &mut out, &mut io::stderr())),
+                Err(e) => fail(e),
+            }
         }
     }
 }

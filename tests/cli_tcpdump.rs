@@ -497,3 +497,61 @@ fn the_text_report_fits_the_width_it_is_given() {
         .lines()
         .any(|l| l.chars().count() > 120));
 }
+
+#[test]
+fn a_filter_expression_after_the_files_is_dash_f() {
+    let pcap = repo()
+        .join("captures/lab/dirty-ssl.pcap.gz")
+        .display()
+        .to_string();
+    let words = run(&[
+        "analyze", "-q", "--format", "json", &pcap, "tcp", "port", "51935",
+    ]);
+    let flag = run(&[
+        "analyze",
+        "-q",
+        "--format",
+        "json",
+        "-f",
+        "tcp port 51935",
+        &pcap,
+    ]);
+    assert_eq!(words.status.code(), Some(0), "{}", text(&words.stderr));
+    assert_eq!(text(&words.stdout), text(&flag.stdout));
+    let doc: serde_json::Value = serde_json::from_slice(&words.stdout).expect("json");
+    assert_eq!(
+        doc["summary"]["capture_filter"]["expression"],
+        "tcp port 51935"
+    );
+    // The same on timeline, and after -r as tcpdump -r FILE EXPR.
+    let tl =
+        |args: &[&str]| text(&run(&[&["timeline", "--format", "jsonl"][..], args].concat()).stdout);
+    assert_eq!(
+        tl(&["-r", &pcap, "not", "port", "51935"]),
+        tl(&["-f", "not port 51935", &pcap])
+    );
+    // Two different filters are an error naming both; a missing file is still a missing file.
+    let both = run(&[
+        "analyze",
+        "-q",
+        "-f",
+        "tcp port 1",
+        &pcap,
+        "tcp",
+        "port",
+        "2",
+    ]);
+    assert_eq!(both.status.code(), Some(1));
+    assert!(
+        text(&both.stderr).contains("\"tcp port 1\""),
+        "{}",
+        text(&both.stderr)
+    );
+    let missing = run(&["analyze", "-q", &pcap, "port.pcap"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        text(&missing.stderr).contains("port.pcap: cannot read"),
+        "{}",
+        text(&missing.stderr)
+    );
+}

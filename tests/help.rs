@@ -61,11 +61,16 @@ fn every_commands_help_is_reviewed_and_fits_100_columns() {
         }
         let want = std::fs::read_to_string(&golden)
             .unwrap_or_else(|_| panic!("no {}: UPDATE_GOLDEN=1 and review", golden.display()));
-        assert_eq!(
-            text,
-            &want,
-            "{name} --help differs from {}",
-            golden.display()
+        let first = text
+            .lines()
+            .zip(want.lines())
+            .find(|(a, b)| a != b)
+            .map(|(got, want)| format!("- {want}\n+ {got}"));
+        assert!(
+            text == &want,
+            "{name} --help differs from {} (UPDATE_GOLDEN=1 and review):\n{}",
+            golden.display(),
+            first.unwrap_or_else(|| "(a line added or removed at the end)".into())
         );
     }
     // `CMD --help` and `help CMD` are the same page.
