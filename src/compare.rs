@@ -65,6 +65,8 @@ pub struct SetTally {
     pub proxy_added: Hist,
     /// Latencies not kept (memory caps).
     pub latency_dropped: u64,
+    /// Frontend requests the proxy relayed again on another backend (hidden retries).
+    pub retries: u64,
 }
 
 fn leg_name(l: Leg) -> &'static str {
@@ -127,6 +129,7 @@ impl SetTally {
         }
         self.proxy_added.merge(&timer.proxy_added);
         self.latency_dropped += timer.dropped;
+        self.retries += timer.retries;
     }
 
     /// Seconds of capture: the union of the files' spans (files of one time from two vantage
@@ -307,8 +310,12 @@ pub fn change(
     } else {
         format!("{} (p={})", certainty.phrase(), pval(t.p_two_sided))
     };
+    let name = match metric {
+        "incident" | "close" => format!("{metric} {key}"),
+        _ => key.to_string(),
+    };
     let text = format!(
-        "{metric} {key}: {moved}, {a} -> {b} ({} -> {}); {sure}{}",
+        "{name}: {moved}, {a} -> {b} ({} -> {}); {sure}{}",
         r(ra),
         r(rb),
         if worse { "  WORSE" } else { "" }
@@ -406,9 +413,18 @@ pub fn changes(before: &SetTally, after: &SetTally) -> Vec<Change> {
     if ca + cb > 0 {
         out.push(change(
             "client_errors",
-            "seen by clients",
+            "client-visible errors",
             (ca, ea),
             (cb, eb),
+            exposure,
+        ));
+    }
+    if before.retries + after.retries > 0 {
+        out.push(change(
+            "backend_churn",
+            "requests re-sent by the proxy",
+            (before.retries, ea),
+            (after.retries, eb),
             exposure,
         ));
     }
@@ -466,6 +482,8 @@ pub struct SetView {
     pub backend_opened: u64,
     /// Backend connections opened per 1,000 frontend requests.
     pub backend_churn_per_1k: Option<f64>,
+    /// Frontend requests the proxy re-sent on another backend (hidden retries).
+    pub retries: u64,
     /// Closes by leg and label (key `LEG LABEL`).
     pub closes: Vec<Row>,
     /// Incidents by signature.
@@ -520,6 +538,7 @@ impl SetView {
             direct_requests: s.direct_requests,
             backend_opened: s.backend_opened,
             backend_churn_per_1k: row(String::new(), s.backend_opened).per_1k_requests,
+            retries: s.retries,
             closes: s
                 .closes
                 .iter()
@@ -626,11 +645,7 @@ impl Comparison {
             }
         );
         o.push('\n');
-        let _ = writeln!(
-            o,
-            "{:<34}{:>28}{:>28}",
-            "", "before                    ", "after                     "
-        );
+        let _ = writeln!(o, "{:<34}{:<28}after", "", "before");
         let _ = writeln!(
             o,
             "{:<34}{:>8}{:>9}{:>11}{:>8}{:>9}{:>11}",
@@ -664,13 +679,17 @@ impl Comparison {
             &a.client_errors,
         );
         let churn = |s: &SetView| {
-            vec![Row {
-                key: "backend connections opened".into(),
-                count: s.backend_opened,
-                per_hour: (s.capture_s > 0.0)
-                    .then(|| s.backend_opened as f64 / s.capture_s * 3600.0),
-                per_1k_requests: s.backend_churn_per_1k,
-            }]
+            let row = |key: &str, count: u64| Row {
+                key: key.into(),
+                count,
+                per_hour: (s.capture_s > 0.0).then(|| count as f64 / s.capture_s * 3600.0),
+                per_1k_requests: (s.frontend_requests > 0)
+                    .then(|| count as f64 / s.frontend_requests as f64 * 1000.0),
+            };
+            vec![
+                row("backend connections opened", s.backend_opened),
+                row("requests re-sent by the proxy", s.retries),
+            ]
         };
         table(&mut o, "Backend churn", &churn(b), &churn(a));
         o.push('\n');

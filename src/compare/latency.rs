@@ -121,6 +121,8 @@ struct Pending {
     relays: Option<(u64, u64)>,
     /// For a frontend request: its backend copy's latency, once answered.
     server_ns: Option<i64>,
+    /// For a frontend request: a backend copy was seen.
+    relayed: bool,
 }
 
 /// What one connection's requests showed.
@@ -159,6 +161,8 @@ pub struct Timer {
     pub dropped: u64,
     /// Per paired statement: frontend latency minus its backend copy's.
     pub proxy_added: Hist,
+    /// Frontend requests the proxy relayed again (retries).
+    pub retries: u64,
 }
 
 impl Timer {
@@ -178,6 +182,23 @@ impl Timer {
             }
             return;
         }
+        if let (true, Kind::Command { .. }, Some(&(front, frame))) =
+            (from_client, kind, relayed_as.first())
+        {
+            // A frontend request relayed a second time: the proxy re-sent it (a retry after it
+            // broke the first backend; the client sees nothing).
+            if let Some(fp) = self
+                .conns
+                .get_mut(&front)
+                .and_then(|f| f.pending.as_mut())
+                .filter(|fp| fp.frame == frame)
+            {
+                if fp.relayed {
+                    self.retries += 1;
+                }
+                fp.relayed = true;
+            }
+        }
         let c = self.conns.entry(conn).or_default();
         if from_client {
             match kind {
@@ -190,6 +211,7 @@ impl Timer {
                         frame: at.frame,
                         relays: relayed_as.first().copied(),
                         server_ns: None,
+                        relayed: false,
                     });
                 }
                 Kind::AppData {
@@ -371,6 +393,22 @@ mod tests {
         assert_eq!(t.proxy_added.count(), 1);
         let back = t.take(2).hist.quantile_ms(0.5).expect("backend");
         assert!((back / 8.0 - 1.0).abs() < 0.011, "{back}");
+        assert_eq!(t.retries, 0);
+    }
+
+    #[test]
+    fn a_request_relayed_twice_is_a_retry_and_the_answer_that_counts_is_the_last() {
+        let mut t = Timer::default();
+        t.event(1, true, &query(), at(0.0, 3), &[]);
+        // Backend 2 carries it and is broken (no answer); backend 3 carries it again.
+        t.event(2, true, &query(), at(1.0, 4), &[(1, 3)]);
+        t.event(3, true, &query(), at(30.0, 9), &[(1, 3)]);
+        t.event(3, false, &ok(), at(40.0, 10), &[]);
+        t.event(1, false, &ok(), at(41.0, 11), &[]);
+        assert_eq!(t.retries, 1);
+        // 41 ms across the proxy, 10 ms at the server that answered.
+        let added = t.proxy_added.quantile_ms(0.5).expect("paired");
+        assert!((added / 31.0 - 1.0).abs() < 0.011, "{added}");
     }
 
     #[test]
