@@ -113,6 +113,7 @@ const COMPARE_EXAMPLES: &str = "\
 Examples:
   proxyscope compare --keylog keys.log bug_tls_stream/ -- fixed_v264_tls_stream/
   proxyscope compare --format json before-*.pcap -- after-*.pcap > compare.json
+  proxyscope compare --format html 2.6.3/ -- 2.6.4/ > compare.html
   proxyscope compare --proxy 10.0.0.5 monday.pcap.gz -- tuesday.pcap.gz || echo worse
 Exit codes: 0 no incident signature got worse, 3 one did, 1 unreadable input, 2 partial input.";
 const MANPAGE_EXAMPLES: &str = "\
@@ -167,6 +168,9 @@ pub(crate) enum CompareFormat {
     Text,
     /// One JSON document (schema proxyscope.compare/1).
     Json,
+    /// One self-contained HTML page: the verdicts, both sets' closes and incidents over time
+    /// and their latency histograms.
+    Html,
 }
 
 impl CompareArgs {
@@ -175,7 +179,11 @@ impl CompareArgs {
         CompareCommand {
             before: self.before,
             after: self.after,
-            json: self.format == CompareFormat::Json,
+            format: match self.format {
+                CompareFormat::Text => proxyscope::app::compare::Format::Text,
+                CompareFormat::Json => proxyscope::app::compare::Format::Json,
+                CompareFormat::Html => proxyscope::app::compare::Format::Html,
+            },
             analysis: Options {
                 budget: analyze::Budget::mb(self.legs.memory as usize),
                 ..Options::default()

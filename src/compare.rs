@@ -4,6 +4,8 @@
 //! changed is tested against chance ([`stats::compare_rates`]). Pure functions over the
 //! tallies; the `compare` command ([`crate::app`]) runs the pipeline over each set.
 
+pub mod bins;
+pub mod html;
 pub mod latency;
 pub mod stats;
 
@@ -17,6 +19,7 @@ use crate::model::Summary;
 use crate::report::RunSummary;
 use crate::time::Timestamp;
 
+use bins::TimeBins;
 use latency::{ConnTimes, Hist, Timer};
 use stats::RateTest;
 
@@ -67,6 +70,10 @@ pub struct SetTally {
     pub latency_dropped: u64,
     /// Frontend requests the proxy relayed again on another backend (hidden retries).
     pub retries: u64,
+    /// Problem closes over capture time (when the teardown started).
+    pub problems_over_time: TimeBins,
+    /// Incidents over capture time (their first step).
+    pub incidents_over_time: TimeBins,
 }
 
 fn leg_name(l: Leg) -> &'static str {
@@ -98,6 +105,10 @@ impl SetTally {
         let leg = leg_name(s.leg);
         let label = s.verdict.as_ref().map_or("unknown", |v| v.label.as_str());
         *self.closes.entry((leg, label)).or_default() += 1;
+        if let Some(v) = s.verdict.as_ref().filter(|v| v.label.is_problem()) {
+            self.problems_over_time
+                .add(v.at.as_ref().map_or(s.end.ts, |m| m.at.ts));
+        }
         let requests = times.requests();
         match s.leg {
             Leg::Frontend => self.frontend_requests += requests,
@@ -126,6 +137,9 @@ impl SetTally {
         for i in &run.incidents {
             let key = i.signature.as_ref().map_or(UNMATCHED, |s| s.id);
             *self.incidents.entry(key.to_string()).or_default() += 1;
+            if let Some(first) = i.steps.first() {
+                self.incidents_over_time.add(first.at.ts);
+            }
         }
         self.proxy_added.merge(&timer.proxy_added);
         self.latency_dropped += timer.dropped;
@@ -153,6 +167,13 @@ impl SetTally {
             total += cb.secs_since(ca);
         }
         total
+    }
+
+    /// The first and last packet time of the set's connections.
+    pub fn bounds(&self) -> Option<(Timestamp, Timestamp)> {
+        let first = self.spans.values().map(|s| s.0).min()?;
+        let last = self.spans.values().map(|s| s.1).max()?;
+        Some((first, last))
     }
 
     /// Client-visible errors, all texts.
@@ -495,6 +516,22 @@ pub struct SetView {
     pub latency: BTreeMap<String, Latency>,
     /// Latencies not kept (memory caps).
     pub latency_dropped: u64,
+    /// The histograms behind the HTML page (not in the JSON document).
+    #[serde(skip)]
+    pub charts: Charts,
+}
+
+/// What the HTML page draws of one set.
+#[derive(Clone, Debug, Default)]
+pub struct Charts {
+    /// The first and last packet time.
+    pub bounds: Option<(Timestamp, Timestamp)>,
+    /// Problem closes over time.
+    pub problems: TimeBins,
+    /// Incidents over time.
+    pub incidents: TimeBins,
+    /// Frontend latency (across the proxy); direct latency when there is no proxy.
+    pub latency: Hist,
 }
 
 /// A count with its rates.
@@ -556,6 +593,17 @@ impl SetView {
                 .collect(),
             latency,
             latency_dropped: s.latency_dropped,
+            charts: Charts {
+                bounds: s.bounds(),
+                problems: s.problems_over_time.clone(),
+                incidents: s.incidents_over_time.clone(),
+                latency: s
+                    .latency
+                    .get("frontend")
+                    .or_else(|| s.latency.get("direct"))
+                    .cloned()
+                    .unwrap_or_default(),
+            },
         }
     }
 }

@@ -317,6 +317,88 @@ fn both_263_captures_together_against_264_are_surer_and_directories_work() {
     assert_eq!(by_dir["changes"], doc["changes"]);
 }
 
+/// The sum of `data-count` over the bars of `class` for `set` in an HTML page.
+fn bars(page: &str, class: &str, set: &str) -> u64 {
+    let head = format!("<rect class=\"{class}\" data-set=\"{set}\" data-count=\"");
+    page.match_indices(&head)
+        .map(|(i, _)| {
+            let rest = &page[i + head.len()..];
+            let end = rest.find('"').expect("closing quote");
+            rest[..end].parse::<u64>().expect("count")
+        })
+        .sum()
+}
+
+#[test]
+fn the_html_page_draws_every_count_of_the_json_document() {
+    let Some(dir) = proxysql_dir() else { return };
+    let (tls, plain, fixed) = (
+        real(&dir, "bug_tls_stream"),
+        real(&dir, "bug_plain_stream"),
+        real(&dir, "fixed_v264_tls_stream"),
+    );
+    let before = Set {
+        keylogs: tls.keylogs.iter().chain(&plain.keylogs).cloned().collect(),
+        files: tls.files.iter().chain(&plain.files).cloned().collect(),
+    };
+    let k = keys(&before, &fixed);
+    let (_, doc) = compare_json(&k, &before.files, &fixed.files);
+    let mut args = vec!["compare".to_string(), "--format".into(), "html".into()];
+    for key in &k {
+        args.extend(["--keylog".into(), key.clone()]);
+    }
+    args.extend(before.files.iter().cloned());
+    args.push("--".into());
+    args.extend(fixed.files.iter().cloned());
+    let out = run(&args);
+    assert_eq!(out.status.code(), Some(0));
+    let page = String::from_utf8(out.stdout).expect("UTF-8");
+    assert!(page.starts_with("<!doctype html>") && page.trim_end().ends_with("</html>"));
+    // Self-contained and inert.
+    for bad in ["<script", "http://", "https://", "src="] {
+        assert!(!page.contains(bad), "{bad}");
+    }
+    for set in ["before", "after"] {
+        let side = &doc[set];
+        let total = |k: &str, keep: &dyn Fn(&str) -> bool| -> u64 {
+            side[k]
+                .as_array()
+                .expect("rows")
+                .iter()
+                .filter(|r| keep(r["key"].as_str().expect("key")))
+                .map(|r| r["count"].as_u64().expect("count"))
+                .sum()
+        };
+        let problem = |key: &str| {
+            !["clean_quit", "clean_close", "still_open"]
+                .iter()
+                .any(|l| key.ends_with(l))
+        };
+        assert_eq!(
+            bars(&page, "incident", set),
+            total("incidents", &|_| true),
+            "{set}"
+        );
+        assert_eq!(
+            bars(&page, "problem", set),
+            total("closes", &problem),
+            "{set}"
+        );
+        assert_eq!(
+            bars(&page, set, set),
+            side["latency"]["frontend"]["count"]
+                .as_u64()
+                .expect("timed"),
+            "{set}"
+        );
+    }
+    assert!(bars(&page, "incident", "before") > 0);
+    // The verdict lines, escaped.
+    let sig = change(&doc, "incident", DIRTY_SSL);
+    let line = sig["text"].as_str().expect("text").replace('>', "&gt;");
+    assert!(page.contains(&line), "{line}");
+}
+
 #[test]
 fn lab_runs_with_and_without_the_fault() {
     // The lab's #4500 run with TLS clients, and its run as 2.6.3 does it to plaintext

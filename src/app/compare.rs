@@ -16,6 +16,17 @@ use crate::model::Summary;
 use crate::report::{Report, RunSummary};
 use crate::source::Sources;
 
+/// Output formats of `compare`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Verdict lines, then the counts and rates side by side (100 columns).
+    Text,
+    /// One JSON document (schema `proxyscope.compare/1`).
+    Json,
+    /// One self-contained HTML page with both sets' histograms.
+    Html,
+}
+
 /// Settings of `compare`.
 #[derive(Clone, Debug)]
 pub struct CompareCommand {
@@ -23,8 +34,8 @@ pub struct CompareCommand {
     pub before: Vec<String>,
     /// The capture files (or directories of them) after it.
     pub after: Vec<String>,
-    /// JSON (schema `proxyscope.compare/1`) instead of text.
-    pub json: bool,
+    /// Output format.
+    pub format: Format,
     /// The pipeline's settings (its key log and legs are filled in per set).
     pub analysis: Options,
     /// Key log files, used for both sets.
@@ -51,11 +62,13 @@ pub fn compare(
     let (before, ob) = tally(&cmd.before, &opts, &cmd.leg_flags, err)?;
     let (after, oa) = tally(&cmd.after, &opts, &cmd.leg_flags, err)?;
     let cmp = Comparison::of(&before, &after);
-    if cmd.json {
-        serde_json::to_writer_pretty(&mut *out, &cmp)?;
-        writeln!(out)?;
-    } else {
-        out.write_all(cmp.text().as_bytes())?;
+    match cmd.format {
+        Format::Json => {
+            serde_json::to_writer_pretty(&mut *out, &cmp)?;
+            writeln!(out)?;
+        }
+        Format::Text => out.write_all(cmp.text().as_bytes())?,
+        Format::Html => out.write_all(cmp.html().as_bytes())?,
     }
     out.flush()?;
     Ok(if ob == Outcome::Unreadable || oa == Outcome::Unreadable {

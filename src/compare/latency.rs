@@ -23,9 +23,9 @@ const RATIO: f64 = 1.02;
 /// Bucket 0 holds everything below this (1 µs); bucket i ≥ 1 holds [FLOOR·R^(i−1), FLOOR·R^i).
 const FLOOR_NS: f64 = 1_000.0;
 
-/// Connections timed at once, and histogram buckets held across them (about 8 bytes each).
+/// Connections timed at once (about 130 bytes each).
 pub const MAX_CONNS: usize = 1 << 18;
-/// Buckets held across the open connections' histograms.
+/// Buckets held across the open connections' histograms (16 bytes each).
 pub const MAX_BUCKETS: usize = 1 << 21;
 
 /// A log-bucketed histogram of durations in nanoseconds (sparse: only buckets used).
@@ -44,6 +44,14 @@ fn bucket(ns: i64) -> u16 {
     let i = ((ns / FLOOR_NS).ln() / RATIO.ln()).floor() + 1.0;
     // Beyond the last bucket (2^16 · 2% is far beyond any capture) everything shares it.
     i.min(f64::from(u16::MAX)) as u16
+}
+
+/// The lower bound of a bucket, in nanoseconds.
+pub fn lower(b: u16) -> f64 {
+    if b == 0 {
+        return 0.0;
+    }
+    FLOOR_NS * RATIO.powi(i32::from(b) - 1)
 }
 
 /// The middle (geometric) of a bucket, in nanoseconds.
@@ -93,6 +101,21 @@ impl Hist {
     /// Buckets in use (the memory it holds).
     pub fn buckets(&self) -> usize {
         self.buckets.len()
+    }
+
+    /// Counts grouped `group` buckets at a time (a coarser histogram to draw): (group index,
+    /// its lower bound in ms, count), by group.
+    pub fn grouped(&self, group: u16) -> Vec<(u16, f64, u64)> {
+        let group = group.max(1);
+        let mut out: Vec<(u16, f64, u64)> = Vec::new();
+        for &(b, n) in &self.buckets {
+            let g = b / group;
+            match out.last_mut() {
+                Some(last) if last.0 == g => last.2 += n,
+                _ => out.push((g, lower(g.saturating_mul(group)) / 1e6, n)),
+            }
+        }
+        out
     }
 
     /// The `q` quantile (0 < q ≤ 1, nearest rank) in milliseconds; None when empty.
