@@ -109,7 +109,15 @@ impl SetTally {
             self.problems_over_time
                 .add(v.at.as_ref().map_or(s.end.ts, |m| m.at.ts));
         }
-        let requests = times.requests();
+        let mut requests = times.requests();
+        // An undecrypted session's COM_QUIT is a client turn too; a clean quit is one.
+        if times.commands == 0
+            && s.verdict
+                .as_ref()
+                .is_some_and(|v| v.label == crate::model::diagnosis::Label::CleanQuit)
+        {
+            requests = requests.saturating_sub(1);
+        }
         match s.leg {
             Leg::Frontend => self.frontend_requests += requests,
             Leg::Backend => {

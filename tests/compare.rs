@@ -459,3 +459,43 @@ fn usage_and_unreadable_inputs() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains(&missing));
 }
+
+#[test]
+fn multiplexed_statements_are_all_counted_timed_and_paired() {
+    let Some(dir) = proxysql_dir() else { return };
+    let mx = dir.join("multiplex");
+    let truth: Value =
+        serde_json::from_str(&std::fs::read_to_string(mx.join("truth.json")).expect("truth.json"))
+            .expect("JSON");
+    let queries = truth["queries"].as_array().expect("queries");
+    // Every marked statement is `SELECT SLEEP(S)`: the server takes at least S.
+    let sleep_ms = |q: &Value| -> f64 {
+        let sql = q["sql"].as_str().expect("sql");
+        let arg = sql.split("SLEEP(").nth(1).and_then(|r| r.split(')').next());
+        arg.and_then(|a| a.parse::<f64>().ok()).expect("a SLEEP") * 1000.0
+    };
+    let least = queries.iter().map(sleep_ms).fold(f64::INFINITY, f64::min);
+    let set = Set {
+        keylogs: vec![mx.join("keys.log").display().to_string()],
+        files: vec![mx.join("multiplex.pcap").display().to_string()],
+    };
+    let (code, doc) = checked(&set, &set);
+    assert_eq!(code, 0);
+    let side = &doc["before"];
+    let n = queries.len() as u64;
+    assert_eq!(side["frontend_requests"], n, "{side:#}");
+    let l = &side["latency"];
+    assert_eq!(l["frontend"]["count"], n, "{l}");
+    // Each statement's frontend request is linked to its backend copy.
+    assert_eq!(l["proxy_added"]["count"], n, "{l}");
+    let (front, back) = (
+        l["frontend"]["p50_ms"].as_f64().expect("p50"),
+        l["backend"]["p50_ms"].as_f64().expect("p50"),
+    );
+    // 1% bucket resolution.
+    assert!(
+        back >= least * 0.99 && back < least * 1.5,
+        "{back} vs SLEEP {least} ms"
+    );
+    assert!(front >= back * 0.99, "{front} < {back}");
+}
