@@ -145,18 +145,30 @@ fn tally(
     err: &mut dyn Write,
 ) -> Result<(SetTally, Outcome), Error> {
     let files = expand(paths);
-    let mut tally = SetTally::new(files.clone());
     let (inputs, mut unreadable) = prepare(&files, err);
     if inputs.is_empty() {
-        return Ok((tally, Outcome::Unreadable));
+        return Ok((SetTally::new(files), Outcome::Unreadable));
     }
     let mut opts = opts.clone();
     opts.legs = analyze::find_legs(&inputs, flags.clone(), &opts)?;
     log_legs(flags, &opts.legs);
     let captures = open_all(&inputs, &mut unreadable, err);
     if captures.is_empty() {
-        return Ok((tally, Outcome::Unreadable));
+        return Ok((SetTally::new(files), Outcome::Unreadable));
     }
+    let (tally, run) = tally_sources(&mut Sources::new(captures), &opts, files)?;
+    let o = outcome(&run, !unreadable.is_empty(), err);
+    Ok((tally, o))
+}
+
+/// Runs the pipeline over `sources` (legs already in `opts`) and tallies the set made of
+/// `files`: the tally and the run's summary.
+pub fn tally_sources(
+    sources: &mut Sources,
+    opts: &Options,
+    files: Vec<String>,
+) -> std::io::Result<(SetTally, RunSummary)> {
+    let mut tally = SetTally::new(files);
     let timer = Arc::new(Mutex::new(Timer::default()));
     let hook_timer = timer.clone();
     let hook: analyze::EventHook = Box::new(move |conn, cx, ev| {
@@ -174,16 +186,9 @@ fn tally(
         tally: &mut tally,
         timer,
     };
-    let run = analyze::run_with_hook(
-        &mut Sources::new(captures),
-        &opts,
-        &mut sink,
-        &mut |_| {},
-        Some(hook),
-    )?;
+    let run = analyze::run_with_hook(sources, opts, &mut sink, &mut |_| {}, Some(hook))?;
     drop(sink);
-    let o = outcome(&run, !unreadable.is_empty(), err);
-    Ok((tally, o))
+    Ok((tally, run))
 }
 
 #[cfg(test)]
