@@ -660,6 +660,8 @@ impl Comparison {
                 .map(|f| f.rsplit('/').next().unwrap_or(f))
                 .collect::<Vec<_>>()
                 .join(", ");
+            // A file name is the only text here that did not come from us.
+            let files = crate::report::term_safe(&files);
             let head = format!(
                 "{name}: {:.1} s of capture, {} connections, {} frontend requests, files: ",
                 s.capture_s, s.connections, s.frontend_requests
@@ -885,6 +887,14 @@ mod tests {
         wrap(&mut k, "  two words", "    ");
         assert_eq!(k, "  two words\n");
         assert_eq!(cut("abcdef", 4), "abc…");
+    }
+
+    #[test]
+    fn file_names_cannot_drive_the_terminal() {
+        let t = SetTally::new(vec!["/tmp/a\x1b[2Jb.pcap".into()]);
+        let text = Comparison::of(&t, &t).text();
+        assert!(!text.contains('\x1b'), "{text}");
+        assert!(text.contains("a\\x1b[2Jb.pcap"), "{text}");
     }
 
     #[test]
