@@ -114,8 +114,10 @@ Examples:
   proxyscope compare --keylog keys.log bug_tls_stream/ -- fixed_v264_tls_stream/
   proxyscope compare --format json before-*.pcap -- after-*.pcap > compare.json
   proxyscope compare --format html 2.6.3/ -- 2.6.4/ > compare.html
-  proxyscope compare --proxy 10.0.0.5 monday.pcap.gz -- tuesday.pcap.gz || echo worse
-Exit codes: 0 no incident signature got worse, 3 one did, 1 unreadable input, 2 partial input.";
+  proxyscope compare --proxy 10.0.0.5 monday.pcap.gz -- tuesday.pcap.gz
+Options go before `--`: everything after it is AFTER's files.
+Exit codes (a rollout gate): 0 no incident signature got worse, 3 one did, 1 unreadable input,
+2 partial input.";
 const MANPAGE_EXAMPLES: &str = "\
 Examples:
   proxyscope manpage | man -l -
@@ -152,7 +154,7 @@ pub(crate) struct CompareArgs {
     /// Capture files (or directories of them) before the change.
     #[arg(required = true, value_name = "BEFORE")]
     before: Vec<String>,
-    /// Capture files (or directories of them) after the change, after `--`.
+    /// Capture files (or directories of them) after the change: everything after `--`.
     #[arg(last = true, required = true, value_name = "AFTER")]
     after: Vec<String>,
     /// Output format.
