@@ -682,7 +682,21 @@ pub fn run(
     report: &mut dyn Report,
     progress: &mut dyn FnMut(Progress),
 ) -> io::Result<RunSummary> {
+    run_with_hook(sources, opts, report, progress, None)
+}
+
+/// [`run`], with `hook` seeing every decoded event as it comes (`compare` times requests).
+pub fn run_with_hook(
+    sources: &mut Sources,
+    opts: &Options,
+    report: &mut dyn Report,
+    progress: &mut dyn FnMut(Progress),
+    hook: Option<EventHook>,
+) -> io::Result<RunSummary> {
     let mut engine = Engine::new(opts);
+    if let Some(h) = hook {
+        engine.on_event(h);
+    }
     let mut bpf = match &opts.capture_filter {
         Some(e) => Some(Bpf::new(e).map_err(io::Error::other)?),
         None => None,

@@ -4,6 +4,7 @@
 //! it: opening the inputs, reading key logs and ProxySQL logs, the first pass that finds
 //! proxies, the progress line, and what it says about inputs that broke off.
 
+pub mod compare;
 pub mod explain;
 pub mod progress;
 
@@ -18,6 +19,7 @@ use crate::report::{JsonReport, Report, RunSummary, TermSafe, TextReport};
 use crate::source::{CaptureFile, Input, Sources};
 use crate::tls::decrypt::KeyLog;
 
+pub use compare::{compare, CompareCommand};
 pub use explain::{explain, ExplainCommand};
 pub use progress::Tty;
 
@@ -88,6 +90,8 @@ pub enum Outcome {
     Partial,
     /// `explain` knows nothing of the text (exit 1, as grep).
     NoMatch,
+    /// `compare`: an incident signature got worse after the change (exit 3).
+    Worse,
 }
 
 impl Outcome {
@@ -97,6 +101,7 @@ impl Outcome {
             Outcome::Done => 0,
             Outcome::Unreadable | Outcome::NoMatch => 1,
             Outcome::Partial => 2,
+            Outcome::Worse => 3,
         }
     }
 }
@@ -610,11 +615,12 @@ mod tests {
             Outcome::Unreadable,
             Outcome::Partial,
             Outcome::NoMatch,
+            Outcome::Worse,
         ]
         .iter()
         .map(|o| o.code())
         .collect();
-        assert_eq!(codes, [0, 1, 2, 1]);
+        assert_eq!(codes, [0, 1, 2, 1, 3]);
     }
 
     #[test]

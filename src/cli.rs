@@ -7,7 +7,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use proxyscope::analyze::{self, Options};
-use proxyscope::app::{AnalyzeCommand, ExplainCommand, ReportFormat, TimelineCommand, Tty};
+use proxyscope::app::{
+    AnalyzeCommand, CompareCommand, ExplainCommand, ReportFormat, TimelineCommand, Tty,
+};
 use proxyscope::diagnose::legs::LegFlags;
 use proxyscope::tcp;
 
@@ -66,6 +68,11 @@ pub(crate) enum Command {
     /// trace.
     #[command(after_help = TIMELINE_EXAMPLES)]
     Timeline(Box<TimelineArgs>),
+    /// Compare two capture sets, before and after a change: incidents, closes, client errors,
+    /// backend churn and latency, per hour and per 1,000 requests, each change tested against
+    /// chance (exit 3 when an incident signature got worse).
+    #[command(after_help = COMPARE_EXAMPLES)]
+    Compare(Box<CompareArgs>),
 }
 
 // Examples under each command's --help: real invocations, as in the README.
@@ -102,6 +109,15 @@ Examples:
   proxyscope completions bash > ~/.local/share/bash-completion/completions/proxyscope
   proxyscope completions zsh > ~/.zfunc/_proxyscope
   proxyscope completions fish > ~/.config/fish/completions/proxyscope.fish";
+const COMPARE_EXAMPLES: &str = "\
+Examples:
+  proxyscope compare --keylog keys.log bug_tls_stream/ -- fixed_v264_tls_stream/
+  proxyscope compare --format json before-*.pcap -- after-*.pcap > compare.json
+  proxyscope compare --format html 2.6.3/ -- 2.6.4/ > compare.html
+  proxyscope compare --proxy 10.0.0.5 monday.pcap.gz -- tuesday.pcap.gz
+Options go before `--`: everything after it is AFTER's files.
+Exit codes (a rollout gate): 0 no incident signature got worse, 3 one did, 1 unreadable input,
+2 partial input.";
 const MANPAGE_EXAMPLES: &str = "\
 Examples:
   proxyscope manpage | man -l -
@@ -131,6 +147,53 @@ pub(crate) enum ExplainFormat {
     Text,
     /// One JSON document (schema proxyscope.explain/1).
     Json,
+}
+
+#[derive(clap::Args)]
+pub(crate) struct CompareArgs {
+    /// Capture files (or directories of them) before the change.
+    #[arg(required = true, value_name = "BEFORE")]
+    before: Vec<String>,
+    /// Capture files (or directories of them) after the change: everything after `--`.
+    #[arg(last = true, required = true, value_name = "AFTER")]
+    after: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = CompareFormat::Text)]
+    format: CompareFormat,
+    #[command(flatten)]
+    legs: LegArgs,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum CompareFormat {
+    /// Verdict lines, then the counts and rates side by side.
+    Text,
+    /// One JSON document (schema proxyscope.compare/1).
+    Json,
+    /// One self-contained HTML page: the verdicts, both sets' closes and incidents over time
+    /// and their latency histograms.
+    Html,
+}
+
+impl CompareArgs {
+    /// The `compare` command.
+    pub(crate) fn command(self) -> CompareCommand {
+        CompareCommand {
+            before: self.before,
+            after: self.after,
+            format: match self.format {
+                CompareFormat::Text => proxyscope::app::compare::Format::Text,
+                CompareFormat::Json => proxyscope::app::compare::Format::Json,
+                CompareFormat::Html => proxyscope::app::compare::Format::Html,
+            },
+            analysis: Options {
+                budget: analyze::Budget::mb(self.legs.memory as usize),
+                ..Options::default()
+            },
+            keylogs: self.legs.keylog.clone(),
+            leg_flags: self.legs.flags(),
+        }
+    }
 }
 
 #[derive(clap::Args)]

@@ -18,10 +18,11 @@
 //! - [`model`], stage 5: a finished connection summarised, with the diagnosis data it carries;
 //! - [`diagnose`], stage 6: verdicts on each close, proxy legs and pairing, incidents;
 //! - [`report`], stage 7: reports (text, JSON);
+//! - [`compare`], stage 7a: two capture sets' tallies compared (before/after a change);
 //! - [`export`], stage 7b: timeline exports and incident pcaps;
 //! - [`analyze`], driver: the pipeline over capture files;
 //! - `live`, driver: the pipeline over a live capture (cargo feature `live`, libpcap);
-//! - [`app`], the commands (analyze, timeline, explain, live) around the drivers, which the
+//! - [`app`], the commands (analyze, timeline, explain, compare, live) around the drivers, which the
 //!   `proxyscope` binary only parses and calls.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -57,6 +58,8 @@ pub mod model;
 pub mod diagnose;
 
 pub mod report;
+
+pub mod compare;
 
 pub mod export;
 

@@ -1,5 +1,6 @@
 //! The `proxyscope` command line: parse arguments, run the library, map the outcome to an exit
-//! code (0 ran, 1 usage or unreadable input, 2 partial input).
+//! code (0 ran, 1 usage or unreadable input, 2 partial input, 3 `compare` found a signature
+//! worse).
 
 mod cli;
 
@@ -99,6 +100,10 @@ fn main() -> ExitCode {
                 Ok(cmd) => edge(app::analyze(&cmd, out, &mut io::stderr())),
                 Err(e) => fail(e),
             }
+        }
+        Command::Compare(args) => {
+            let mut out = io::BufWriter::new(io::stdout().lock());
+            edge(app::compare(&args.command(), &mut out, &mut io::stderr()))
         }
         Command::Timeline(args) => {
             let mut out = io::BufWriter::new(io::stdout().lock());

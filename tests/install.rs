@@ -39,7 +39,7 @@ fn examples(help: &str, cmd: &str) -> Vec<String> {
 
 #[test]
 fn every_main_command_has_two_to_four_examples_whose_flags_exist() {
-    for cmd in ["analyze", "timeline", "live", "explain"] {
+    for cmd in ["analyze", "timeline", "live", "explain", "compare"] {
         let help = stdout(&[cmd, "--help"]);
         let ex = examples(&help, cmd);
         assert!(

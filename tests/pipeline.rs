@@ -32,6 +32,7 @@ const RANKS: &[&[&str]] = &[
     &["model"],
     &["diagnose"],
     &["report"],
+    &["compare"],
     &["export"],
     // The drivers, which wire the stages.
     &["analyze"],
