@@ -15,7 +15,7 @@ use crate::analyze::{self, Budget, Options, Progress};
 use crate::diagnose::legs::LegFlags;
 use crate::diagnose::proxysql_log::ProxysqlLog;
 use crate::export::{self, pcap::KeyRecorder, Filter, Timeline};
-use crate::report::{JsonReport, Report, RunSummary, TermSafe, TextReport};
+use crate::report::{JsonReport, Report, RunSummary, TextReport};
 use crate::source::{CaptureFile, Input, Sources};
 use crate::tls::decrypt::KeyLog;
 
@@ -349,9 +349,8 @@ pub fn live<W: Write>(
     let mut out = meter.guard(out, tty.stdout);
     let mut progress = |p: live::LiveProgress| meter.update(p.packets, p.bytes, None);
     let summary = match opts.format {
-        LiveFormat::Text => {
-            live::run_with_progress(opts, &mut TermSafe::new(&mut out), &mut progress)
-        }
+        // The text rows escape what comes from the capture themselves (and may be coloured).
+        LiveFormat::Text => live::run_with_progress(opts, &mut out, &mut progress),
         LiveFormat::Jsonl => live::run_with_progress(opts, &mut out, &mut progress),
     };
     drop(out);

@@ -350,6 +350,9 @@ pub(crate) struct LiveArgs {
     /// JSON Lines: only verdict, incident and summary lines, no per-event lines.
     #[arg(long)]
     verdicts_only: bool,
+    /// Text: colour the rows.
+    #[arg(long, value_enum, value_name = "WHEN", default_value = "auto")]
+    color: ColorWhen,
     #[command(flatten)]
     look: LookArgs,
     /// Expire connections silent for this many seconds (bounded memory over hours).
@@ -783,7 +786,10 @@ impl LiveArgs {
                 LiveFormat::Jsonl => live::LiveFormat::Jsonl,
             },
             only_problems: self.only_problems,
-            look: self.look.look(),
+            look: proxyscope::report::Look {
+                color: color(self.color),
+                ..self.look.look()
+            },
             verdicts_only: self.verdicts_only,
             write: self.write.clone(),
             rotation: Rotation {

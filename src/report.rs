@@ -12,7 +12,7 @@ use serde::Serialize;
 pub mod term;
 pub mod text;
 
-pub use term::{term_safe, TermSafe};
+pub use term::term_safe;
 pub use text::{Look, TextReport};
 
 use crate::model::Summary;

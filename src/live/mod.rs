@@ -589,7 +589,11 @@ pub fn write_capture_line(o: &mut dyn Write, s: &LiveSummary) -> io::Result<()> 
         None => write!(o, "libpcap gave no counters")?,
     }
     if !s.files.is_empty() {
-        let names: Vec<String> = s.files.iter().map(|p| p.display().to_string()).collect();
+        let names: Vec<String> = s
+            .files
+            .iter()
+            .map(|p| crate::report::term_safe(&p.display().to_string()))
+            .collect();
         write!(
             o,
             "; {} packets written to {}",
