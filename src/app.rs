@@ -53,6 +53,15 @@ pub enum Error {
         /// The input.
         path: String,
     },
+    /// `--since`/`--until` before the end (`-30s`) with an input that can be read only once.
+    #[error(
+        "{path}: a time before the capture's end (-30s) needs the end first: give regular files, \
+         not a pipe or standard input"
+    )]
+    EndUnknown {
+        /// The input.
+        path: String,
+    },
     /// Writing the output failed.
     #[error(transparent)]
     Io(#[from] io::Error),
@@ -158,6 +167,8 @@ pub fn analyze<W: Write>(
     if inputs.is_empty() {
         return Ok(Outcome::Unreadable);
     }
+    let mut filter = cmd.filter.clone();
+    resolve_end(&mut filter, &inputs)?;
     if let Some(i) = inputs.iter().find(|i| !i.rereadable()) {
         if cmd.write_incident.is_some() {
             return Err(Error::NotRereadable {
@@ -183,18 +194,18 @@ pub fn analyze<W: Write>(
     );
     let out = meter.guard(out, cmd.tty.stdout);
     let mut out = out;
-    let mut timeline = Timeline::new(cmd.filter.clone());
+    let mut timeline = Timeline::new(filter.clone());
     let mut report: Box<dyn Report + '_> = match cmd.format {
         ReportFormat::Text => Box::new(export::Filtered::new(
             TextReport::new(&mut out, cmd.look.clone())
-                .only_problems(cmd.filter.only_problems)
+                .only_problems(filter.only_problems)
                 .max_rows(opts.budget.report_rows()),
-            cmd.filter.clone(),
+            filter.clone(),
             false,
         )),
         ReportFormat::Json => Box::new(export::Filtered::new(
             JsonReport::new(&mut out).with_unreadable(unreadable.clone()),
-            cmd.filter.clone(),
+            filter.clone(),
             true,
         )),
         ReportFormat::Jsonl => Box::new(&mut timeline),
@@ -282,6 +293,8 @@ pub fn timeline(
     if inputs.is_empty() {
         return Ok(Outcome::Unreadable);
     }
+    let mut filter = cmd.filter.clone();
+    resolve_end(&mut filter, &inputs)?;
     let mut opts = Options {
         keep_events: cmd.keep_events,
         capture_filter: cmd.capture_filter.clone(),
@@ -295,7 +308,7 @@ pub fn timeline(
     if files.is_empty() {
         return Ok(Outcome::Unreadable);
     }
-    let mut tl = Timeline::new(cmd.filter);
+    let mut tl = Timeline::new(filter);
     let mut meter = progress::Meter::new(
         progress::style(cmd.tty.progress, &progress::sizes(&inputs)),
         "frames",
@@ -428,6 +441,36 @@ pub fn prepare(paths: &[String], err: &mut dyn Write) -> (Vec<Input>, Unreadable
         }
     }
     (inputs, unreadable)
+}
+
+/// Turns `--since`/`--until -30s` into instants: reads the inputs' timestamps once for the
+/// capture's last frame (frames only, nothing decoded). Nothing to do without such a bound.
+pub fn resolve_end(filter: &mut Filter, inputs: &[Input]) -> Result<(), Error> {
+    let needs = |b: Option<crate::time::TimeBound>| b.is_some_and(|b| b.needs_end());
+    if !needs(filter.since_bound) && !needs(filter.until_bound) {
+        return Ok(());
+    }
+    if let Some(i) = inputs.iter().find(|i| !i.rereadable()) {
+        return Err(Error::EndUnknown {
+            path: i.path().to_string(),
+        });
+    }
+    let files: Vec<CaptureFile> = inputs
+        .iter()
+        .enumerate()
+        .filter_map(|(n, i)| CaptureFile::open(i.path(), n).ok())
+        .collect();
+    let mut sources = Sources::new(files);
+    let mut end: Option<crate::time::Timestamp> = None;
+    while let Some(f) = sources.next_frame() {
+        end = end.max(Some(f.ts));
+    }
+    if let Some(end) = end {
+        tracing::info!("capture ends at {}", end.rfc3339());
+        filter.since_bound = filter.since_bound.map(|b| b.with_end(end));
+        filter.until_bound = filter.until_bound.map(|b| b.with_end(end));
+    }
+    Ok(())
 }
 
 /// Opens the inputs for the analysis, saying on `err` which cannot be.

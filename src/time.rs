@@ -136,6 +136,9 @@ pub enum TimeBound {
     Offset(f64),
     /// An absolute instant (RFC 3339: `2026-11-24T10:20:32Z`, `2026-11-24T11:20:32.5+01:00`).
     At(Timestamp),
+    /// Seconds before the capture's last frame (`-30s`, `-2m`): the driver reads the end first
+    /// and turns it into [`TimeBound::At`] with [`TimeBound::with_end`].
+    BeforeEnd(f64),
 }
 
 impl TimeBound {
@@ -145,7 +148,25 @@ impl TimeBound {
         match self {
             TimeBound::Offset(s) => s,
             TimeBound::At(ts) => ts.secs_since(origin),
+            // Not turned into an instant (no end known): nothing is before it.
+            TimeBound::BeforeEnd(_) => f64::NEG_INFINITY,
         }
+    }
+
+    /// The bound once the capture's last frame is known: `-30s` becomes that frame's time less
+    /// 30 s; the others stay.
+    pub fn with_end(self, end: Timestamp) -> TimeBound {
+        match self {
+            TimeBound::BeforeEnd(s) => {
+                TimeBound::At(Timestamp(end.0.saturating_sub((s * 1e9) as i64)))
+            }
+            other => other,
+        }
+    }
+
+    /// Relative to the end (`-30s`).
+    pub fn needs_end(self) -> bool {
+        matches!(self, TimeBound::BeforeEnd(_))
     }
 }
 
@@ -178,11 +199,15 @@ fn parse_instant(t: &str) -> Result<i64, String> {
 /// Times before the end (`-30s`) are refused: the end is unknown until the capture is read.
 pub fn parse_bound(s: &str) -> Result<TimeBound, String> {
     let t = s.trim();
-    if t.starts_with('-') {
-        return Err(format!(
-            "{s:?}: times relative to the capture's end are not supported; give seconds from \
-             the start (10, +5s, +2m) or an RFC 3339 time (2026-11-24T10:20:32Z)"
-        ));
+    if let Some(before) = t.strip_prefix('-') {
+        return match parse_bound(before) {
+            Ok(TimeBound::Offset(secs)) if !before.starts_with(['+', '-']) => {
+                Ok(TimeBound::BeforeEnd(secs))
+            }
+            _ => Err(format!(
+                "{s:?}: give seconds before the capture's end (-30s, -2m, -250ms)"
+            )),
+        };
     }
     if t.contains(['T', 't', ' ']) && t.contains(':') {
         let ns = parse_instant(t).map_err(|e| format!("{s:?} {e}"))?;
@@ -223,8 +248,18 @@ mod bound_tests {
         assert_eq!(parse_bound("+2m"), Ok(TimeBound::Offset(120.0)));
         assert_eq!(parse_bound("1h"), Ok(TimeBound::Offset(3600.0)));
         assert_eq!(parse_bound("+250ms"), Ok(TimeBound::Offset(0.25)));
+        assert_eq!(parse_bound("-30s"), Ok(TimeBound::BeforeEnd(30.0)));
+        assert_eq!(parse_bound("-2m"), Ok(TimeBound::BeforeEnd(120.0)));
+        let end = Timestamp(100 * NS_PER_SEC);
+        assert_eq!(
+            TimeBound::BeforeEnd(30.0).with_end(end),
+            TimeBound::At(Timestamp(70 * NS_PER_SEC))
+        );
+        assert_eq!(TimeBound::Offset(3.0).with_end(end), TimeBound::Offset(3.0));
         for bad in [
-            "-30s",
+            "-+5s",
+            "--5",
+            "-2026-11-24T10:20:32Z",
             "x",
             "",
             "+",

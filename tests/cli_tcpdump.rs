@@ -555,3 +555,53 @@ fn a_filter_expression_after_the_files_is_dash_f() {
         text(&missing.stderr)
     );
 }
+
+#[test]
+fn a_time_before_the_end_is_counted_from_the_last_frame() {
+    let pcap = repo()
+        .join("captures/lab/dirty-ssl.pcap.gz")
+        .display()
+        .to_string();
+    let doc = |since: &str| {
+        let out = run(&["analyze", "-q", "--format", "json", "--since", since, &pcap]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("json")
+    };
+    let all = doc("0");
+    let end = all["summary"]["capture_end"].as_str().unwrap().to_string();
+    let before = doc("-1s");
+    // The bound is the last frame's time less a second, in seconds from the first frame.
+    let since = before["summary"]["filtered"]["since"].as_f64().unwrap();
+    let span = doc("0")["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["end"]["t"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    assert!(
+        (since - (span - 1.0)).abs() < 0.001,
+        "{since} vs {span} ({end})"
+    );
+    let ids = |d: &serde_json::Value| -> Vec<u64> {
+        d["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_u64().unwrap())
+            .collect()
+    };
+    assert_eq!(ids(&before), ids(&doc(&format!("{since:.6}"))));
+    assert!(ids(&before).len() < ids(&all).len());
+    // Standard input is read once: its end is not known first.
+    let piped = bin()
+        .args(["analyze", "-q", "--since", "-1s", "-"])
+        .stdin(std::fs::File::open(&pcap).unwrap())
+        .output()
+        .expect("runs");
+    assert_eq!(piped.status.code(), Some(1));
+    assert!(
+        text(&piped.stderr).contains("needs the end first"),
+        "{}",
+        text(&piped.stderr)
+    );
+}

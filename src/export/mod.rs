@@ -211,12 +211,15 @@ pub struct Filter {
           value_parser = ["frontend", "backend", "direct", "unknown"])]
     pub legs: Vec<String>,
     /// Only what happened from this time: seconds from the capture's start (10, +5s, +2m,
-    /// +250ms), an RFC 3339 time (2026-11-24T10:20:32Z, with an offset, fractions), or a date
-    /// and time in the local zone as logs write it ("2026-11-24 11:20:32").
-    #[arg(long = "since", value_name = "TIME", value_parser = crate::time::parse_bound)]
+    /// +250ms), seconds before its end (-30s, -2m), an RFC 3339 time (2026-11-24T10:20:32Z,
+    /// with an offset, fractions), or a date and time in the local zone as logs write it
+    /// ("2026-11-24 11:20:32").
+    #[arg(long = "since", value_name = "TIME", allow_hyphen_values = true,
+          value_parser = crate::time::parse_bound)]
     pub since_bound: Option<TimeBound>,
     /// Only what happened up to this time (same forms as --since).
-    #[arg(long = "until", value_name = "TIME", value_parser = crate::time::parse_bound)]
+    #[arg(long = "until", value_name = "TIME", allow_hyphen_values = true,
+          value_parser = crate::time::parse_bound)]
     pub until_bound: Option<TimeBound>,
     /// `--since` in seconds from the capture's start, once [`Filter::resolve`] knows it.
     #[arg(skip)]
