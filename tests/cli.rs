@@ -507,20 +507,40 @@ fn binary_in(dir: &str) -> PathBuf {
     let d = tmp(dir);
     std::fs::create_dir_all(&d).unwrap();
     let exe = d.join("proxyscope");
-    std::fs::copy(env!("CARGO_BIN_EXE_proxyscope"), &exe).unwrap();
+    write_executable(&exe, None);
     exe
+}
+
+/// Writes an executable (a copy of proxyscope, or `script`) from a child process: a file this
+/// process held open for writing would leak into the children other test threads fork meanwhile,
+/// and executing it would then fail with ETXTBSY ("Text file busy", seen in CI).
+fn write_executable(path: &Path, script: Option<&str>) {
+    let status = match script {
+        None => Command::new("cp")
+            .arg(env!("CARGO_BIN_EXE_proxyscope"))
+            .arg(path)
+            .status(),
+        Some(text) => Command::new("sh")
+            .args([
+                "-c",
+                "printf '%s' \"$1\" >\"$2\" && chmod 755 \"$2\"",
+                "sh",
+                text,
+            ])
+            .arg(path)
+            .status(),
+    };
+    assert!(status.unwrap().success(), "writing {}", path.display());
 }
 
 #[cfg(unix)]
 #[test]
 fn lab_runs_the_lab_binary_beside_it_in_its_own_process() {
-    use std::os::unix::fs::PermissionsExt;
     let exe = binary_in("lab-beside");
     // A stand-in for proxyscope-lab (the real one needs a MySQL server): says what it got, and
     // which process it runs in, and exits 3.
     let lab = exe.with_file_name("proxyscope-lab");
-    std::fs::write(&lab, "#!/bin/sh\necho \"pid=$$ args=$*\"\nexit 3\n").unwrap();
-    std::fs::set_permissions(&lab, std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_executable(&lab, Some("#!/bin/sh\necho \"pid=$$ args=$*\"\nexit 3\n"));
     let child = Command::new(&exe)
         .args(["-v", "lab", "--help", "--fault", "dirty-ssl", "--", "x"])
         .env("PATH", "")
