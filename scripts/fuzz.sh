@@ -3,6 +3,7 @@
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 #   FUZZ_RUNS=10000000 scripts/fuzz.sh 3600 pairing   stop at N executions (or SECONDS, whichever first)     default: 10 s each for capture, decode, tcp, mysql, tls, decrypt, pairing and secrets
+#   FUZZ_JOBS=1 scripts/fuzz.sh 60                     targets run FUZZ_JOBS at a time (default: one per core)
 #
 # The toolchain here is stable; RUSTC_BOOTSTRAP=1 lets cargo-fuzz pass its nightly-only sanitizer flags.
 # The capture target starts from every real capture we have (bundled, captures/encap and ../shared/captures)
@@ -49,23 +50,43 @@ if ! cargo fuzz build --release >"$log" 2>&1; then
   echo "fuzz: building the fuzz targets failed" >&2
   exit 1
 fi
-for t in "${targets[@]}"; do
-  mkdir -p "corpus/$t"
-  extra=()
-  [[ $t == capture ]] && extra=("$seeds")
-  [[ $t == decode ]] && extra=("$seeds/decode")
-  # Inputs that once failed (committed): every run replays them under AddressSanitizer first.
-  [[ -d regressions/$t ]] && extra+=("regressions/$t")
-  echo "fuzz: $t for ${secs}s"
-  rc=0
-  runs=()
-  [[ -n ${FUZZ_RUNS:-} ]] && runs=(-runs="$FUZZ_RUNS")
-  cargo fuzz run --release "$t" "corpus/$t" "${extra[@]}" -- \
-    -max_total_time="$secs" "${runs[@]}" -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1 || rc=$?
-  grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|Done)' "$log" || true
-  if ((rc != 0)); then
-    tail -n 60 "$log" >&2
-    echo "fuzz: $t failed (exit $rc); failing inputs are under fuzz/artifacts/$t/" >&2
-    exit 1
-  fi
+runs=()
+[[ -n ${FUZZ_RUNS:-} ]] && runs=(-runs="$FUZZ_RUNS")
+# One libFuzzer process per core (FUZZ_JOBS to change): each target still gets SECONDS of a core.
+jobs=${FUZZ_JOBS:-$(nproc)}
+((jobs >= 1)) || jobs=1
+failed=0
+# Run the given targets at once, then report each in order.
+batch() {
+  local t pids=() rc
+  for t in "$@"; do
+    mkdir -p "corpus/$t"
+    local extra=()
+    [[ $t == capture ]] && extra=("$seeds")
+    [[ $t == decode ]] && extra=("$seeds/decode")
+    # Inputs that once failed (committed): every run replays them under AddressSanitizer first.
+    [[ -d regressions/$t ]] && extra+=("regressions/$t")
+    echo "fuzz: $t for ${secs}s"
+    cargo fuzz run --release "$t" "corpus/$t" "${extra[@]}" -- \
+      -max_total_time="$secs" "${runs[@]}" -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 \
+      >"$seeds/$t.log" 2>&1 &
+    pids+=($!)
+  done
+  local i=0
+  for t in "$@"; do
+    rc=0
+    wait "${pids[i]}" || rc=$?
+    i=$((i + 1))
+    echo "fuzz: $t"
+    grep -E '^(stat::number_of_executed_units|stat::peak_rss_mb|Done)' "$seeds/$t.log" || true
+    if ((rc != 0)); then
+      tail -n 60 "$seeds/$t.log" >&2
+      echo "fuzz: $t failed (exit $rc); failing inputs are under fuzz/artifacts/$t/" >&2
+      failed=1
+    fi
+  done
+}
+for ((i = 0; i < ${#targets[@]}; i += jobs)); do
+  batch "${targets[@]:i:jobs}"
+  ((failed == 0)) || exit 1
 done

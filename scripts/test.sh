@@ -35,6 +35,6 @@ step "full tier: the offline-only build"
 # The offline-only build (no `live` feature, no libpcap) must keep compiling; a check is enough.
 cargo check --locked --no-default-features --lib --bins
 step "full tier: fuzz smoke"
-# Every decoder under libFuzzer for a short while (longer runs: scripts/fuzz.sh 600).
+# Every decoder under libFuzzer for a short while, one target per core (longer runs: scripts/fuzz.sh 600).
 scripts/fuzz.sh 8
 step "done"

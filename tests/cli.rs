@@ -508,45 +508,46 @@ fn binary_in(dir: &str) -> PathBuf {
     let d = tmp(dir);
     std::fs::create_dir_all(&d).unwrap();
     let exe = d.join("proxyscope");
-    let _ = std::fs::remove_file(&exe);
-    // A hard link opens nothing for writing; a copy does, and a process another test forks at
-    // that moment inherits the descriptor until its exec, so that running the copy fails with
-    // ETXTBSY ("Text file busy"). The copy is the fallback across file systems, with retries.
-    if std::fs::hard_link(env!("CARGO_BIN_EXE_proxyscope"), &exe).is_err() {
-        std::fs::copy(env!("CARGO_BIN_EXE_proxyscope"), &exe).unwrap();
-    }
+    write_executable(&exe, None);
     exe
 }
 
-/// `cmd.spawn()`, retried while the executable is busy (see [`binary_in`]).
-fn spawn_retrying(cmd: &mut Command) -> std::process::Child {
-    for _ in 0..50 {
-        match cmd.spawn() {
-            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
-                std::thread::sleep(std::time::Duration::from_millis(20))
-            }
-            r => return r.unwrap(),
-        }
-    }
-    cmd.spawn().unwrap()
+/// Writes an executable (a copy of proxyscope, or `script`) from a child process: a file this
+/// process held open for writing would leak into the children other test threads fork meanwhile,
+/// and executing it would then fail with ETXTBSY ("Text file busy", seen in CI).
+fn write_executable(path: &Path, script: Option<&str>) {
+    let status = match script {
+        None => Command::new("cp")
+            .arg(env!("CARGO_BIN_EXE_proxyscope"))
+            .arg(path)
+            .status(),
+        Some(text) => Command::new("sh")
+            .args([
+                "-c",
+                "printf '%s' \"$1\" >\"$2\" && chmod 755 \"$2\"",
+                "sh",
+                text,
+            ])
+            .arg(path)
+            .status(),
+    };
+    assert!(status.unwrap().success(), "writing {}", path.display());
 }
 
 #[cfg(unix)]
 #[test]
 fn lab_runs_the_lab_binary_beside_it_in_its_own_process() {
-    use std::os::unix::fs::PermissionsExt;
     let exe = binary_in("lab-beside");
     // A stand-in for proxyscope-lab (the real one needs a MySQL server): says what it got, and
     // which process it runs in, and exits 3.
     let lab = exe.with_file_name("proxyscope-lab");
-    std::fs::write(&lab, "#!/bin/sh\necho \"pid=$$ args=$*\"\nexit 3\n").unwrap();
-    std::fs::set_permissions(&lab, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let child = spawn_retrying(
-        Command::new(&exe)
-            .args(["-v", "lab", "--help", "--fault", "dirty-ssl", "--", "x"])
-            .env("PATH", "")
-            .stdout(Stdio::piped()),
-    );
+    write_executable(&lab, Some("#!/bin/sh\necho \"pid=$$ args=$*\"\nexit 3\n"));
+    let child = Command::new(&exe)
+        .args(["-v", "lab", "--help", "--fault", "dirty-ssl", "--", "x"])
+        .env("PATH", "")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
     let pid = child.id();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(3), "the lab's exit status");
@@ -560,15 +561,11 @@ fn lab_runs_the_lab_binary_beside_it_in_its_own_process() {
 #[test]
 fn lab_without_the_lab_binary_says_how_to_get_it() {
     let exe = binary_in("lab-missing");
-    let out = spawn_retrying(
-        Command::new(&exe)
-            .args(["lab", "--backend", "127.0.0.1:3306"])
-            .env("PATH", "")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped()),
-    )
-    .wait_with_output()
-    .unwrap();
+    let out = Command::new(&exe)
+        .args(["lab", "--backend", "127.0.0.1:3306"])
+        .env("PATH", "")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(err.contains("proxyscope-lab is not installed"), "{err}");
