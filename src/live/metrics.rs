@@ -256,7 +256,7 @@ pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 }
 
 /// Answers `GET /metrics` on `listener` until the runtime stops: one request at a time per
-/// connection (HTTP/1.1 keep-alive), at most [`MAX_CLIENTS`] connections, other paths 404.
+/// connection (HTTP/1.1 keep-alive), at most 16 connections at once, other paths 404.
 pub async fn serve(listener: std::net::TcpListener, registry: Arc<Registry>) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
@@ -290,18 +290,26 @@ pub async fn serve(listener: std::net::TcpListener, registry: Arc<Registry>) {
     }
 }
 
-/// What a request asks.
+/// What an HTTP request to the metrics endpoint asks.
 #[derive(Debug, PartialEq, Eq)]
-enum Ask {
-    Metrics { head: bool },
+pub enum Ask {
+    /// `GET /metrics` (`head`: a HEAD request, no body in the answer).
+    Metrics {
+        /// HEAD, not GET.
+        head: bool,
+    },
+    /// GET or HEAD of another path.
     NotFound,
+    /// Another method.
     BadMethod,
+    /// Not an HTTP/1.x request line.
     Bad,
 }
 
-/// Reads the request line and headers in `head`: what is asked, and whether the connection
-/// stays open after the answer.
-fn parse(head: &[u8]) -> (Ask, bool) {
+/// Reads a request head (request line and headers, without the blank line): what is asked, and
+/// whether the connection stays open after the answer (a decoder of bytes from the network:
+/// fuzzed by `fuzz/fuzz_targets/metrics_http.rs`).
+pub fn parse(head: &[u8]) -> (Ask, bool) {
     let text = String::from_utf8_lossy(head);
     let mut lines = text.split("\r\n");
     let mut words = lines.next().unwrap_or("").split(' ');
