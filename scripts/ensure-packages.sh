@@ -11,8 +11,9 @@ set -euo pipefail
 
 # libpcap-dev: live capture in the Rust binary; the rest: scripts/make-captures.sh (real server, real
 # clients, libdbd-mariadb-perl for server-side prepared statements, tcpdump, tshark for checks, openssl for
-# the test certificates); chromium: tests/timeline.rs opens the HTML timeline headless.
-default=(libpcap-dev mariadb-server mariadb-client python3-mysqldb libdbd-mariadb-perl tcpdump tshark openssl chromium)
+# the test certificates); chromium: tests/timeline.rs opens the HTML timeline headless; prometheus:
+# its promtool checks `live --metrics`'s exposition in tests/live.rs.
+default=(libpcap-dev mariadb-server mariadb-client python3-mysqldb libdbd-mariadb-perl tcpdump tshark openssl chromium prometheus)
 
 wanted=("$@")
 if ((${#wanted[@]} == 0)); then

@@ -2,7 +2,7 @@
 # Fuzz every decoder with cargo-fuzz (libFuzzer + AddressSanitizer) for a while each.
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
-#   FUZZ_RUNS=10000000 scripts/fuzz.sh 3600 pairing   stop at N executions (or SECONDS, whichever first)     default: 10 s each for capture, decode, tcp, mysql, tls, decrypt, pairing and secrets
+#   FUZZ_RUNS=10000000 scripts/fuzz.sh 3600 pairing   stop at N executions (or SECONDS, whichever first)     default: 10 s each for capture, decode, tcp, mysql, tls, decrypt, pairing, secrets and metrics_http
 #   FUZZ_JOBS=1 scripts/fuzz.sh 60                     targets run FUZZ_JOBS at a time (default: one per core)
 #
 # The toolchain here is stable; RUSTC_BOOTSTRAP=1 lets cargo-fuzz pass its nightly-only sanitizer flags.
@@ -15,7 +15,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 secs=${1:-10}
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(capture decode tcp mysql tls decrypt pairing secrets)
+((${#targets[@]})) || targets=(capture decode tcp mysql tls decrypt pairing secrets metrics_http)
 
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --quiet
 export RUSTC_BOOTSTRAP=1

@@ -535,6 +535,11 @@ impl Engine {
         self.col.pairing.footprint()
     }
 
+    /// Frontend requests relayed again after their backend broke, so far (hidden retries).
+    pub fn relay_retries(&self) -> u64 {
+        self.col.pairing.retries()
+    }
+
     /// The proxies request pairing supports so far.
     pub fn proxies(&self) -> Vec<crate::diagnose::legs::ProxyPair> {
         self.col.pairing.pairs()

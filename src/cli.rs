@@ -378,6 +378,10 @@ pub(crate) struct LiveArgs {
     /// user, like tcpdump -Z.
     #[arg(long, value_name = "USER")]
     user: Option<String>,
+    /// Serve Prometheus metrics on ADDR at /metrics (`127.0.0.1:9750`; `:9750` for every
+    /// address; port 0 picks one, said on stderr). See README "Metrics".
+    #[arg(long, value_name = "ADDR", value_parser = metrics_addr)]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 /// How human-readable output writes times and how wide it is (analyze's text report, live's
@@ -636,6 +640,19 @@ fn mib(s: &str) -> Result<u64, String> {
     }
 }
 
+/// `--metrics`: `HOST:PORT` (a name is resolved), or `:PORT` for every IPv4 address.
+fn metrics_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let full = match s.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => s.to_string(),
+    };
+    full.to_socket_addrs()
+        .map_err(|e| format!("{s:?} is not HOST:PORT or :PORT ({e})"))?
+        .next()
+        .ok_or_else(|| format!("{s:?} names no address"))
+}
+
 /// `--events`: a count the budget can hold (each kept event costs every tracked connection).
 fn max_events(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {
@@ -810,6 +827,7 @@ impl LiveArgs {
                 (Some(_), false) => anyhow::bail!("--user needs live to be started as root"),
                 (None, false) => None,
             },
+            metrics: self.metrics,
         })
     }
 }

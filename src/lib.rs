@@ -5,7 +5,7 @@
 //! itself and the modules above it; `tests/pipeline.rs` checks it, so what a stage needs from a
 //! later one comes through its config from the drivers, as tcp's server-greeting test does):
 //!
-//! - [`bytes`], [`time`], [`common`], [`outfile`]: shared helpers and small types (`At`,
+//! - [`bytes`], [`time`], [`common`], [`outfile`], [`http_head`]: shared helpers and small types (`At`,
 //!   `Endpoint`) below all stages;
 //! - [`source`], stage 1: capture files → frames;
 //! - [`decode`], stage 2: link, IP and tunnel layers → TCP segments;
@@ -35,6 +35,7 @@ pub mod time;
 
 pub mod common;
 
+pub mod http_head;
 pub mod outfile;
 
 pub mod source;

@@ -188,6 +188,12 @@ fn skip_unless_root(what: &str) -> bool {
 
 /// Starts `proxyscope live ARGS` and waits until it listens; stdout is piped.
 fn start_live(args: &[&str]) -> Child {
+    start_live_said(args).0
+}
+
+/// [`start_live`], with the lines live wrote on stderr before its "listening on" line.
+fn start_live_said(args: &[&str]) -> (Child, Vec<String>) {
+    let mut said = Vec::new();
     let mut child = Command::new(env!("CARGO_BIN_EXE_proxyscope"))
         .arg("live")
         .args(args)
@@ -204,6 +210,7 @@ fn start_live(args: &[&str]) -> Child {
         if line.contains("listening on") {
             break;
         }
+        said.push(line.trim_end().to_string());
     }
     // Keep draining stderr so the child never blocks on it.
     std::thread::spawn(move || {
@@ -213,7 +220,7 @@ fn start_live(args: &[&str]) -> Child {
             eprintln!("live stderr: {rest}");
         }
     });
-    child
+    (child, said)
 }
 
 fn finish(child: Child) -> Vec<Value> {
@@ -602,4 +609,315 @@ fn as_root_live_becomes_nobody_and_refuses_a_planted_link() {
         "{err}"
     );
     assert_eq!(std::fs::read(&target).unwrap(), b"keep");
+}
+
+/// The samples of a Prometheus text exposition: `name{labels}` to value.
+fn samples(text: &str) -> std::collections::BTreeMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (k, v) = l
+                .rsplit_once(' ')
+                .unwrap_or_else(|| panic!("sample line {l:?}"));
+            (
+                k.to_string(),
+                v.parse().unwrap_or_else(|_| panic!("value in {l:?}")),
+            )
+        })
+        .collect()
+}
+
+/// `promtool check metrics` on an exposition: its complaints (lint included), or None when
+/// promtool is not installed (`scripts/ensure-packages.sh prometheus`).
+fn promtool(text: &str, what: &str) -> Option<String> {
+    if !have("promtool") {
+        eprintln!(
+            "SKIPPED: promtool check of {what}: promtool not installed (Debian package prometheus)"
+        );
+        return None;
+    }
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(if out.status.success() {
+        said
+    } else {
+        format!("promtool failed: {said}")
+    })
+}
+
+/// `GET path` over a plain TCP connection: the status line and the body.
+fn http_get(addr: &str, path: &str) -> (String, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let (head, body) = resp.split_once("\r\n\r\n").expect("a response head");
+    (head.lines().next().unwrap().to_string(), body.to_string())
+}
+
+#[cfg(feature = "live")]
+#[test]
+fn metrics_count_what_the_pipeline_reports_on_a_real_capture() {
+    // The #4500 lab capture with a plaintext frontend (TLS backends, FIN and RST breaks,
+    // retries), fed as live feeds it: the counters must equal the verdicts, TLS counts,
+    // incidents and retries of the same run, and promtool must accept the exposition.
+    use proxyscope::live::metrics::Metrics;
+    struct Counted<'a>(&'a Metrics, Collect);
+    impl Report for Counted<'_> {
+        fn connection(&mut self, c: &Summary) -> std::io::Result<()> {
+            self.0.close(c);
+            self.1.connection(c)
+        }
+        fn finish(&mut self, _: &RunSummary) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let path = repo().join("captures/lab/dirty-ssl-plain.pcap.gz");
+    let keylog = repo().join("captures/lab/dirty-ssl-plain.keylog");
+    let mut log = proxyscope::tls::decrypt::KeyLog::default();
+    log.add_text(&std::fs::read_to_string(&keylog).unwrap());
+    let mut opts = Options {
+        keylog: Some(log),
+        ..Options::default()
+    };
+    opts.legs = find_legs(&[&path], &opts);
+    let mut m = Metrics::new();
+    let mut engine = Engine::new(&opts);
+    engine.report_as_finished();
+    let mut sources = Sources::new(vec![CaptureFile::open(path.to_str().unwrap(), 0).unwrap()]);
+    let mut rep = Counted(&m, Collect::default());
+    let mut end = Timestamp(0);
+    while let Some(frame) = sources.next_frame() {
+        end = frame.ts;
+        m.packet();
+        engine.push(&frame, &mut rep).unwrap();
+    }
+    engine.finish_open(&mut rep).unwrap();
+    let incidents = engine.ready_incidents(Timestamp(end.0 + 1), 0);
+    for inc in &incidents {
+        m.incident(inc);
+    }
+    let retries = engine.relay_retries();
+    let frames = engine.frames();
+    let sums = rep.1 .0;
+    m.sample(None, retries, engine.open_connections());
+    let run = engine.finish(Vec::new(), &mut Collect::default()).unwrap();
+    let text = m.encode();
+    let got = samples(&text);
+
+    let mut want = std::collections::BTreeMap::new();
+    for s in &sums {
+        let label = s.verdict.as_ref().map_or("none", |v| v.label.as_str());
+        let key = format!(
+            "proxyscope_closes_total{{leg=\"{}\",label=\"{label}\"}}",
+            proxyscope::export::leg_name(s.leg)
+        );
+        *want.entry(key).or_insert(0.0) += 1.0;
+    }
+    for inc in &incidents {
+        let sig = inc.signature.as_ref().map_or("none", |s| s.id);
+        *want
+            .entry(format!("proxyscope_incidents_total{{signature=\"{sig}\"}}"))
+            .or_insert(0.0) += 1.0;
+    }
+    for (n, name) in [
+        (run.tls.decrypted, "decrypted"),
+        (run.tls.keys_failed, "keys_failed"),
+        (run.tls.no_keys, "no_keys"),
+        (run.tls.unsupported, "unsupported"),
+        (run.tls.not_tried, "not_tried"),
+    ] {
+        if n > 0 {
+            want.insert(
+                format!("proxyscope_tls_sessions_total{{decryption=\"{name}\"}}"),
+                n as f64,
+            );
+        }
+    }
+    // Relay lists are whole in a capture this small: each retry is flagged on its backend.
+    let flagged = sums
+        .iter()
+        .flat_map(|s| &s.relays)
+        .filter(|r| r.retry && !r.frontend)
+        .count() as u64;
+    assert_eq!(retries, flagged);
+    want.insert("proxyscope_hidden_retries_total".into(), flagged as f64);
+    want.insert("proxyscope_packets_total".into(), frames as f64);
+    for k in ["received", "dropped", "if_dropped"] {
+        want.insert(format!("proxyscope_pcap_{k}_total"), 0.0);
+    }
+    want.insert("proxyscope_open_connections".into(), 0.0);
+    let memory = got
+        .get("proxyscope_memory_bytes")
+        .copied()
+        .expect("a memory gauge");
+    assert!(memory > 1e6, "{memory}");
+    let mut got_rest = got.clone();
+    got_rest.remove("proxyscope_memory_bytes");
+    assert_eq!(got_rest, want, "{text}");
+    // The capture has what the counters are for: decrypted TLS, incidents, retries.
+    assert!(
+        run.tls.decrypted > 0 && !incidents.is_empty() && flagged > 0,
+        "{text}"
+    );
+    // The same incidents as the offline run.
+    let (_, offline) = run_file(&path, opts.clone());
+    assert_eq!(incidents.len(), offline.incidents.len());
+    if let Some(said) = promtool(&text, "the capture's metrics") {
+        assert!(said.trim().is_empty(), "{said}\n{text}");
+    }
+
+    // The cost of counting a close (the label lookups), and the size of the exposition.
+    const ROUNDS: usize = 2000;
+    let t = std::time::Instant::now();
+    for _ in 0..ROUNDS {
+        for s in &sums {
+            m.close(s);
+        }
+    }
+    let ns = t.elapsed().as_nanos() as f64 / (ROUNDS * sums.len()) as f64;
+    eprintln!(
+        "{} closes, {} incidents, {retries} retries, {} TLS sessions; {ns:.0} ns per close \
+         counted; exposition {} bytes, {} samples",
+        sums.len(),
+        incidents.len(),
+        run.tls.sessions,
+        text.len(),
+        got.len()
+    );
+}
+
+#[test]
+fn live_serves_metrics_that_agree_with_its_verdict_lines() {
+    if skip_unless_root("live --metrics") {
+        return;
+    }
+    let (l, port) = listener();
+    let bpf = format!("tcp port {port}");
+    let (child, said) = start_live_said(&[
+        "-i",
+        "lo",
+        "--bpf",
+        &bpf,
+        "--metrics",
+        "127.0.0.1:0",
+        "--linger",
+        "0.3",
+        "--duration",
+        "6",
+        "--format",
+        "jsonl",
+        "--verdicts-only",
+    ]);
+    let addr = said
+        .iter()
+        .find_map(|l| l.strip_prefix("proxyscope live: metrics on http://"))
+        .and_then(|a| a.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("no metrics address in {said:?}"))
+        .to_string();
+    // Three connections the client closes after sending, three the server cuts with the
+    // client's bytes unread (a reset): two different verdicts.
+    const EACH: usize = 3;
+    let server = std::thread::spawn(move || {
+        for i in 0..2 * EACH {
+            let (mut s, _) = l.accept().unwrap();
+            if i < EACH {
+                let mut sink = Vec::new();
+                s.read_to_end(&mut sink).unwrap();
+            } else {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        }
+    });
+    for i in 0..2 * EACH {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        c.write_all(&[0x5a; 1000]).unwrap();
+        if i >= EACH {
+            let mut buf = [0u8; 16];
+            let _ = c.read(&mut buf);
+        }
+    }
+    server.join().unwrap();
+    // Wait until every verdict is out (the linger and a tick), then one tick more for the
+    // libpcap counters.
+    for _ in 0..40 {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let (status, body) = http_get(&addr, "/metrics");
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        let closes: f64 = samples(&body)
+            .iter()
+            .filter(|(k, _)| k.starts_with("proxyscope_closes_total"))
+            .map(|(_, v)| v)
+            .sum();
+        if closes >= (2 * EACH) as f64 {
+            break;
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    let text = http_get(&addr, "/metrics").1;
+    let (status, _) = http_get(&addr, "/");
+    assert_eq!(status, "HTTP/1.1 404 Not Found");
+    let got = samples(&text);
+    let lines = finish(child);
+
+    let mut want = std::collections::BTreeMap::new();
+    for l in lines.iter().filter(|l| l["kind"] == "verdict.close") {
+        let label = l["detail"]["label"].as_str().unwrap_or("none");
+        let key = format!(
+            "proxyscope_closes_total{{leg=\"{}\",label=\"{label}\"}}",
+            l["leg"].as_str().unwrap()
+        );
+        *want.entry(key).or_insert(0.0) += 1.0;
+    }
+    let closes: std::collections::BTreeMap<String, f64> = got
+        .iter()
+        .filter(|(k, _)| k.starts_with("proxyscope_closes_total"))
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    eprintln!("{text}");
+    assert_eq!(closes, want);
+    assert!(want.len() >= 2, "two kinds of close: {want:?}");
+    assert!(!got
+        .keys()
+        .any(|k| k.starts_with("proxyscope_incidents_total")));
+    let summary = &lines.last().unwrap()["detail"]["live"];
+    assert_eq!(
+        got["proxyscope_packets_total"],
+        summary["packets"].as_f64().unwrap()
+    );
+    for k in ["received", "dropped", "if_dropped"] {
+        assert_eq!(
+            got[&format!("proxyscope_pcap_{k}_total")],
+            summary["capture"][k].as_f64().unwrap(),
+            "{k}"
+        );
+    }
+    assert_eq!(got["proxyscope_open_connections"], 0.0);
+    assert!(got["proxyscope_memory_bytes"] > 1e6);
+    if let Some(said) = promtool(&text, "live's scrape") {
+        assert!(said.trim().is_empty(), "{said}\n{text}");
+    }
 }

@@ -20,7 +20,7 @@ use proxyscope::tcp::RoleBasis;
 /// The stages, earliest first; modules on one line share a rank (`lib.rs` says the same).
 const RANKS: &[&[&str]] = &[
     // Small shared types and helpers below all stages.
-    &["bytes", "time", "common", "outfile"],
+    &["bytes", "time", "common", "outfile", "http_head"],
     &["source"],
     &["decode"],
     &["community_id"],

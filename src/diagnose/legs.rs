@@ -485,6 +485,8 @@ pub struct Pairing {
     keep: usize,
     /// Entries refused or forgotten early by the caps.
     dropped: u64,
+    /// Frontend requests relayed again after their backend broke (hidden retries).
+    retries: u64,
 }
 
 impl Default for Pairing {
@@ -511,6 +513,7 @@ impl Pairing {
             greetings: HashMap::default(),
             keep,
             dropped: 0,
+            retries: 0,
         }
     }
 
@@ -532,6 +535,12 @@ impl Pairing {
     /// Entries not kept or forgotten early because a table was full (for the run summary).
     pub fn dropped(&self) -> u64 {
         self.dropped
+    }
+
+    /// Frontend requests the proxy relayed again after the backend carrying them broke (each
+    /// is a relay with `retry` set), counted whole: relay lists keep only some.
+    pub fn retries(&self) -> u64 {
+        self.retries
     }
 
     fn get(&self, seq: u64) -> Option<&Req> {
@@ -662,6 +671,7 @@ impl Pairing {
             return;
         };
         let (fr, br) = (f.r, b.r);
+        self.retries += u64::from(retry);
         if let Some(f) = self.get_mut(front) {
             f.relays.push(back);
         }
@@ -1091,12 +1101,14 @@ mod tests {
         assert_eq!(f.relays.len(), 2);
         assert!(f.relays[1].retry);
         assert_eq!(f.relays[1].conn, 3);
+        assert_eq!(p.retries(), 1);
         // Without the break, a later same-size request is not a retry.
         let mut p = Pairing::default();
         p.request(req(1, 5000, 6033, at(0.0, 1), 57));
         p.request(req(2, 40000, 3306, at(0.2, 2), 57));
         p.request(req(3, 40002, 3306, at(21.0, 5), 57));
         assert_eq!(p.take(1).relays.len(), 1);
+        assert_eq!(p.retries(), 0);
     }
 
     #[test]

@@ -64,6 +64,14 @@ pub enum LiveError {
         /// libpcap's message.
         detail: String,
     },
+    /// `--metrics ADDR` cannot be listened on.
+    #[error("cannot serve metrics on {addr}: {detail}")]
+    Metrics {
+        /// The address asked.
+        addr: std::net::SocketAddr,
+        /// The system's message.
+        detail: String,
+    },
     /// Writing the report or a capture file failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),

@@ -8,6 +8,7 @@
 //! horizon.
 
 pub mod device;
+pub mod metrics;
 pub mod writer;
 
 use std::cell::RefCell;
@@ -75,6 +76,8 @@ pub struct LiveOptions {
     /// As root: the account to switch to once the device is open (None: stay uid 0, with no
     /// capabilities).
     pub user: Option<device::Account>,
+    /// Serve Prometheus metrics on this address (`GET /metrics`).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 /// libpcap's counters at the end of the run.
@@ -86,6 +89,16 @@ pub struct CaptureStats {
     pub dropped: u32,
     /// Packets dropped by the interface or its driver.
     pub if_dropped: u32,
+}
+
+impl From<pcap::Stat> for CaptureStats {
+    fn from(s: pcap::Stat) -> Self {
+        CaptureStats {
+            received: s.received,
+            dropped: s.dropped,
+            if_dropped: s.if_dropped,
+        }
+    }
 }
 
 /// What a live run did.
@@ -134,10 +147,15 @@ struct LineReport {
     look_has_origin: bool,
     /// Signatures whose cause, fix and workaround were written already.
     signatures_said: Vec<&'static str>,
+    /// `--metrics`: counted from the same closes and incidents as the lines.
+    metrics: Option<metrics::Metrics>,
 }
 
 impl Report for LineReport {
     fn connection(&mut self, c: &Summary) -> io::Result<()> {
+        if let Some(m) = &self.metrics {
+            m.close(c);
+        }
         let mut sh = lock(&self.shared);
         match self.format {
             LiveFormat::Jsonl => {
@@ -169,6 +187,9 @@ impl Report for LineReport {
 impl LineReport {
     fn incident(&mut self, inc: &Incident) -> io::Result<()> {
         self.incidents += 1;
+        if let Some(m) = &self.metrics {
+            m.incident(inc);
+        }
         let mut sh = lock(&self.shared);
         match self.format {
             LiveFormat::Jsonl => {
@@ -233,6 +254,9 @@ impl Feed {
         }
         self.packets += 1;
         self.bytes += p.data.len() as u64;
+        if let Some(m) = &self.report.metrics {
+            m.packet();
+        }
         let ts = writer::ts_of(p.header);
         self.last = Some((ts, Instant::now()));
         let frame = Frame {
@@ -343,6 +367,20 @@ async fn run(
         w.owner = opts.user.filter(|_| opts.drop_privileges);
         w.open_next(&cap)?;
     }
+    // Bound as the device is opened, before the privileges go (a port below 1024 needs them).
+    let metrics_listener = match opts.metrics {
+        Some(addr) => {
+            let l = metrics::bind(addr).map_err(|e| LiveError::Metrics {
+                addr,
+                detail: e.to_string(),
+            })?;
+            let bound = l.local_addr().unwrap_or(addr);
+            // Before the "listening on" line: with port 0, scripts read the port from here.
+            eprintln!("proxyscope live: metrics on http://{bound}/metrics");
+            Some(l)
+        }
+        None => None,
+    };
     if opts.drop_privileges {
         let done = device::drop_privileges(opts.user)?;
         // Not inside the macro: tracing skips its arguments when the level is off.
@@ -402,7 +440,11 @@ async fn run(
         look: opts.look.clone(),
         look_has_origin: false,
         signatures_said: Vec::new(),
+        metrics: metrics_listener.as_ref().map(|_| metrics::Metrics::new()),
     };
+    if let (Some(l), Some(m)) = (metrics_listener, report.metrics.as_ref()) {
+        tokio::spawn(metrics::serve(l, m.registry()));
+    }
     match opts.format {
         LiveFormat::Text => {
             use crate::report::text;
@@ -472,6 +514,14 @@ async fn run(
                 let f = &mut *f;
                 progress(LiveProgress { packets: f.packets, bytes: f.bytes });
                 let t = f.clock();
+                if let Some(m) = f.report.metrics.as_mut() {
+                    let pcap = stream.capture_mut().stats().ok().map(CaptureStats::from);
+                    let (retries, open) = f
+                        .engine
+                        .as_ref()
+                        .map_or((0, 0), |e| (e.relay_retries(), e.open_connections()));
+                    m.sample(pcap, retries, open);
+                }
                 if let Some(e) = f.engine.as_mut() {
                     e.tick(t, &mut f.report)?;
                     if ticks % 4 == 0 {
@@ -505,11 +555,7 @@ async fn run(
             }
         }
     }
-    let capture = stream.capture_mut().stats().ok().map(|s| CaptureStats {
-        received: s.received,
-        dropped: s.dropped,
-        if_dropped: s.if_dropped,
-    });
+    let capture = stream.capture_mut().stats().ok().map(CaptureStats::from);
     drop(stream);
     let mut f = feed.borrow_mut();
     let f = &mut *f;
