@@ -68,7 +68,9 @@ impl Key {
 /// An offset estimated from matched segments.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Estimate {
-    /// Median of (this file's time − the first file's time) over the matches, ns.
+    /// This file's time − the first file's for the same segment, ns: the median over the
+    /// matches ([`estimate`]), or with the one-way delay taken out when connections were
+    /// matched both ways ([`symmetric_offset`], as [`estimate_files`] gives it).
     pub offset_ns: i64,
     /// Interquartile range of those deltas, ns.
     pub spread_ns: i64,
@@ -117,6 +119,32 @@ pub fn estimate(samples: &[(i64, i64)]) -> Option<Estimate> {
         matches: samples.len() as u64,
         drift_ppm: drift_ppm(samples, lo, hi),
     })
+}
+
+/// The offset with the one-way delay between the two capture points taken out, as NTP does:
+/// per connection matched both ways, the mean of its two directions' median deltas (a segment
+/// is seen later where it arrives, by the delay one way, earlier by it the other way); the
+/// median over such connections. `flows` holds `(sender, receiver, delta)`; None when no
+/// connection was matched in both directions.
+pub fn symmetric_offset(flows: &[(Endpoint, Endpoint, i64)]) -> Option<i64> {
+    let mut by_flow: std::collections::BTreeMap<(Endpoint, Endpoint), Vec<i64>> =
+        Default::default();
+    for &(src, dst, d) in flows {
+        by_flow.entry((src, dst)).or_default().push(d);
+    }
+    let mut mids: Vec<i64> = Vec::new();
+    for ((src, dst), fwd) in &by_flow {
+        if src >= dst {
+            continue;
+        }
+        if let Some(rev) = by_flow.get(&(*dst, *src)) {
+            let (mut fwd, mut rev) = (fwd.clone(), rev.clone());
+            if let (Some(a), Some(b)) = (median(&mut fwd), median(&mut rev)) {
+                mids.push(((i128::from(a) + i128::from(b)) / 2) as i64);
+            }
+        }
+    }
+    median(&mut mids)
 }
 
 /// Least-squares slope of the deltas (within `lo..=hi`) over time, in ppm (µs per s); None
@@ -222,14 +250,21 @@ pub fn estimate_files(mut files: Vec<CaptureFile>, max_frames: u64) -> Vec<Optio
     rest.map(|f| {
         let file = f.index();
         let mut samples: Vec<(i64, i64)> = Vec::new();
+        let mut flows: Vec<(Endpoint, Endpoint, i64)> = Vec::new();
         each_segment(f, max_frames, |seg| {
             if samples.len() < MAX_MATCHES {
                 if let Some(t) = index.find(file, seg) {
-                    samples.push((t.0, seg.ts.nanos_since(t)));
+                    let delta = seg.ts.nanos_since(t);
+                    samples.push((t.0, delta));
+                    flows.push((seg.src, seg.dst, delta));
                 }
             }
         });
-        estimate(&samples)
+        let mut e = estimate(&samples)?;
+        if let Some(o) = symmetric_offset(&flows) {
+            e.offset_ns = o;
+        }
+        Some(e)
     })
     .collect()
 }
@@ -404,6 +439,40 @@ mod tests {
         assert!((e.offset_ns - (-S + 600_000)).abs() < 50_000, "{e:?}");
         // Too few matches: none.
         assert_eq!(drift_ppm(&samples[..10], i64::MIN, i64::MAX), None);
+    }
+
+    #[test]
+    fn the_one_way_delay_between_capture_points_cancels_out() {
+        let ep = |port| Endpoint {
+            ip: "10.0.0.1".parse().unwrap(),
+            port,
+        };
+        // Offset 2 s; 3 ms on the way from the first capture point to the second. Requests
+        // (seen first at the first point) outnumber responses 3 to 1 and pull the median.
+        let mut flows = Vec::new();
+        for c in 0..5u16 {
+            for _ in 0..30 {
+                flows.push((ep(40000 + c), ep(3306), 2 * S + 3_000_000));
+            }
+            for _ in 0..10 {
+                flows.push((ep(3306), ep(40000 + c), 2 * S - 3_000_000));
+            }
+        }
+        // A connection seen one way only does not count.
+        flows.push((ep(50000), ep(3306), 9 * S));
+        assert_eq!(symmetric_offset(&flows), Some(2 * S));
+        let mut plain: Vec<i64> = flows.iter().map(|f| f.2).collect();
+        assert_eq!(median(&mut plain), Some(2 * S + 3_000_000));
+        assert_eq!(symmetric_offset(&flows[..30]), None);
+    }
+
+    #[test]
+    fn the_index_is_bounded() {
+        let mut idx = Index::default();
+        for i in 0..(MAX_INDEX as u32 + 100) {
+            idx.add(&seg(0, S, i, TcpFlags::ACK, b"a"));
+        }
+        assert_eq!(idx.len(), MAX_INDEX);
     }
 
     #[test]

@@ -279,3 +279,52 @@ fn the_text_report_and_the_timeline_say_and_use_the_offset() {
     assert!(one.lines().count() > 1000);
     assert_eq!(timeline(&[&full, &copy]), one);
 }
+
+/// The #4500 capture as a second capture point 3 ms down the wire from the first would write
+/// it, its clock 2.5 s ahead: a segment in one direction of its connection (sender's endpoint
+/// lower) is seen 3 ms later there, in the other 3 ms earlier (µs pcap, Ethernet).
+fn three_ms_away() -> PathBuf {
+    use proxyscope::source::CaptureFile;
+    let p = tmp("three-ms-away.pcap");
+    let mut out = Vec::new();
+    for v in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 262_144, 1] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    let mut f = CaptureFile::open(lab("dirty-ssl.pcap.gz").to_str().unwrap(), 0).unwrap();
+    while f.advance() {
+        let fr = f.current().unwrap();
+        let seg = proxyscope::decode::decode(&fr).expect("all TCP");
+        let way: i64 = if seg.src < seg.dst { 1 } else { -1 };
+        let ts = fr.ts.0 + 2_500_000_000 + way * 3_000_000;
+        for v in [
+            (ts / 1_000_000_000) as u32,
+            (ts % 1_000_000_000 / 1000) as u32,
+            fr.data.len() as u32,
+            fr.orig_len,
+        ] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(fr.data);
+    }
+    std::fs::write(&p, out).unwrap();
+    p
+}
+
+#[test]
+fn the_one_way_delay_between_two_capture_points_does_not_bias_the_offset() {
+    let full = lab("dirty-ssl.pcap.gz");
+    let (single, _) = analyze(&[], &[&full]);
+    let (merged, _) = analyze(&[], &[&full, &three_ms_away()]);
+    let c = clock(&merged, 1);
+    assert_eq!(c["basis"], "matched segments");
+    // The median of all deltas would be 2.497 or 2.503 s (whichever direction has more
+    // matches); taking each connection's two directions together gives 2.5 s.
+    assert!((secs(&c["offset_s"]) - 2.5).abs() < 1e-4, "{c}");
+    // The spread shows the delay: half the deltas are 6 ms above the other half.
+    assert!((secs(&c["spread_s"]) - 0.006).abs() < 1e-3, "{c}");
+    // Every segment of the second point is a second observation (within 2 × 6 ms + 1 ms).
+    assert_eq!(
+        merged["summary"]["tcp"]["duplicate_observations"],
+        single["summary"]["tcp"]["segments"]
+    );
+}
