@@ -240,7 +240,7 @@ impl Clock {
     pub fn describe(&self, reference: &str) -> String {
         let secs = self.offset_ns as f64 / 1e9;
         match self.basis {
-            ClockBasis::Reference => "the reference clock".to_string(),
+            ClockBasis::Reference => "its clock the reference for the other files".to_string(),
             ClockBasis::Given => format!("clock {secs:+.6} s (given), shifted by it"),
             ClockBasis::None => {
                 format!("clock unknown against {reference} (no segment seen in both), not shifted")
