@@ -40,6 +40,12 @@ pub struct Options {
     /// A capture filter (BPF, tcpdump's syntax) applied to every frame before decoding;
     /// the first pass sees the same frames.
     pub capture_filter: Option<String>,
+    /// Clock offsets given on the command line: (file as named, or its file name; seconds
+    /// its clock is ahead).
+    pub clock_offsets: Vec<(String, f64)>,
+    /// The files' clocks by run index (from [`clocks`]); with several, a segment seen again
+    /// from another file is counted as a duplicate observation and not tracked.
+    pub clocks: Vec<crate::source::Clock>,
 }
 
 /// The default memory budget of `analyze` and `live`, in MB.
@@ -115,6 +121,8 @@ impl Default for Options {
             max_frames: None,
             capture_filter: None,
             budget: Budget::default(),
+            clock_offsets: Vec::new(),
+            clocks: Vec::new(),
         }
     }
 }
@@ -414,6 +422,8 @@ pub struct Engine {
     in_order: bool,
     /// What the driver's capture filter did, for the summary.
     capture_filter: Option<CaptureFilterCount>,
+    /// With several files: the test for segments seen again from another file.
+    duplicates: Option<crate::clock::Duplicates>,
 }
 
 impl Engine {
@@ -479,6 +489,14 @@ impl Engine {
             end: None,
             in_order: true,
             capture_filter: None,
+            duplicates: (opts.clocks.len() > 1).then(|| {
+                let spreads: Vec<i64> = opts
+                    .clocks
+                    .iter()
+                    .map(|c| c.spread_ns.unwrap_or(0))
+                    .collect();
+                crate::clock::Duplicates::new(&spreads)
+            }),
         }
     }
 
@@ -555,6 +573,11 @@ impl Engine {
         self.end = self.end.max(Some(frame.ts));
         match self.decoder.decode(frame) {
             Ok(seg) => {
+                // A second vantage point's copy of a segment is not a retransmission.
+                if self.duplicates.as_mut().is_some_and(|d| d.observe(&seg)) {
+                    self.tracker.stats.duplicate_observations += 1;
+                    return Ok(());
+                }
                 let before = self.tracker.stats.connections;
                 self.tracker.process(&seg, &mut self.col);
                 if !self.col.pending.is_empty() || self.tracker.stats.connections != before {
@@ -698,6 +721,7 @@ pub fn run_with_hook(
     progress: &mut dyn FnMut(Progress),
     hook: Option<EventHook>,
 ) -> io::Result<RunSummary> {
+    sources.set_clocks(&opts.clocks);
     let mut engine = Engine::new(opts);
     if let Some(h) = hook {
         engine.on_event(h);
@@ -791,4 +815,101 @@ pub fn find_legs(inputs: &[Input], flags: LegFlags, opts: &Options) -> io::Resul
     };
     let found = run(&mut first, &light, &mut NullReport, &mut |_| {})?;
     Ok(Legs::new(flags, found.proxies).with_listeners(found.listeners))
+}
+
+/// The clock of each input by run index (none for a single input without a given offset):
+/// given with `--clock-offset` (matched against the name as given or its file name), else
+/// estimated against the first input from the segments both saw in their first
+/// [`clock::SAMPLE_FRAMES`](crate::clock::SAMPLE_FRAMES) frames. A stream (read once) is not
+/// sampled: its clock is unknown unless given. An offset given for a name that is not among
+/// the inputs is an error.
+pub fn clocks(inputs: &[Input], given: &[(String, f64)]) -> io::Result<Vec<crate::source::Clock>> {
+    use crate::source::{Clock, ClockBasis};
+    let name_of = |p: &str| {
+        std::path::Path::new(p)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+    };
+    for (name, _) in given {
+        if !inputs
+            .iter()
+            .any(|i| i.path() == name || name_of(i.path()).as_deref() == Some(name.as_str()))
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("--clock-offset {name}=...: no capture file of that name was given"),
+            ));
+        }
+    }
+    if inputs.len() < 2 && given.is_empty() {
+        return Ok(Vec::new());
+    }
+    let given_ns: Vec<Option<i64>> = inputs
+        .iter()
+        .map(|i| {
+            given
+                .iter()
+                .rev()
+                .find(|(n, _)| i.path() == n || name_of(i.path()).as_deref() == Some(n.as_str()))
+                .map(|(_, s)| (s * 1e9).clamp(i64::MIN as f64, i64::MAX as f64) as i64)
+        })
+        .collect();
+    let mut out: Vec<Clock> = given_ns
+        .iter()
+        .map(|g| match g {
+            Some(ns) => Clock {
+                offset_ns: *ns,
+                spread_ns: None,
+                matches: 0,
+                drift_ppm: None,
+                basis: ClockBasis::Given,
+            },
+            None => Clock {
+                offset_ns: 0,
+                spread_ns: None,
+                matches: 0,
+                drift_ppm: None,
+                basis: ClockBasis::None,
+            },
+        })
+        .collect();
+    if let (Some(first), Some(g)) = (out.first_mut(), given_ns.first()) {
+        *first = Clock::reference(*g);
+    }
+    // The first file and the others whose offset is to be estimated, if they can be read twice.
+    let reference = inputs.first().filter(|i| i.rereadable());
+    let todo: Vec<usize> = (1..inputs.len())
+        .filter(|&i| given_ns.get(i).is_some_and(|g| g.is_none()))
+        .filter(|&i| inputs.get(i).is_some_and(|x| x.rereadable()))
+        .collect();
+    if let (Some(r), false) = (reference, todo.is_empty()) {
+        if let Ok(rf) = r.open(0) {
+            let mut files = vec![rf];
+            let mut opened = Vec::new();
+            for &i in &todo {
+                if let Some(Ok(f)) = inputs.get(i).map(|x| x.open(i)) {
+                    files.push(f);
+                    opened.push(i);
+                }
+            }
+            let shift = given_ns.first().copied().flatten().unwrap_or(0);
+            let found = crate::clock::estimate_files(files, crate::clock::SAMPLE_FRAMES);
+            for (i, e) in opened.into_iter().zip(found) {
+                if let (Some(c), Some(e)) = (out.get_mut(i), e) {
+                    *c = Clock {
+                        offset_ns: e.offset_ns.saturating_add(shift),
+                        spread_ns: Some(e.spread_ns),
+                        matches: e.matches,
+                        drift_ppm: e.drift_ppm,
+                        basis: ClockBasis::MatchedSegments,
+                    };
+                }
+            }
+        }
+    }
+    let first = inputs.first().map_or("", |i| i.path());
+    for (i, c) in inputs.iter().zip(&out) {
+        tracing::info!("{}: {}", i.path(), c.describe(first));
+    }
+    Ok(out)
 }

@@ -181,6 +181,7 @@ pub fn analyze<W: Write>(
         proxysql_log: read_proxysql_logs(&cmd.proxysql_logs)?,
         ..cmd.analysis.clone()
     };
+    opts.clocks = analyze::clocks(&inputs, &opts.clock_offsets)?;
     opts.legs = analyze::find_legs(&inputs, cmd.leg_flags.clone(), &opts)?;
     log_legs(&cmd.leg_flags, &opts.legs);
     let files = open_all(&inputs, &mut unreadable, err);
@@ -270,6 +271,8 @@ pub struct TimelineCommand {
     pub capture_filter: Option<String>,
     /// Events kept per connection from its start, and as many from its end.
     pub keep_events: usize,
+    /// Clock offsets given (`--clock-offset FILE=SECONDS`).
+    pub clock_offsets: Vec<(String, f64)>,
     /// Key log files.
     pub keylogs: Vec<String>,
     /// Legs given on the command line (none: a first pass finds proxies).
@@ -302,6 +305,7 @@ pub fn timeline(
         budget: cmd.budget,
         ..Options::default()
     };
+    opts.clocks = analyze::clocks(&inputs, &cmd.clock_offsets)?;
     opts.legs = analyze::find_legs(&inputs, cmd.leg_flags.clone(), &opts)?;
     log_legs(&cmd.leg_flags, &opts.legs);
     let files = open_all(&inputs, &mut unreadable, err);

@@ -221,6 +221,8 @@ pub(crate) struct TimelineArgs {
     #[command(flatten)]
     bpf: BpfArg,
     #[command(flatten)]
+    clock: ClockArg,
+    #[command(flatten)]
     legs: LegArgs,
     /// Events kept per connection from its start, and as many from its end (the rest are
     /// counted as omitted). At most 65536: the memory budget is split by it.
@@ -236,6 +238,33 @@ pub(crate) struct BpfArg {
     /// frames kept are those `tcpdump -r FILE EXPR` keeps); the summary counts those left out.
     #[arg(short = 'f', long = "bpf", value_name = "EXPR")]
     bpf: Option<String>,
+}
+
+/// Clock offsets of several capture files.
+#[derive(clap::Args)]
+pub(crate) struct ClockArg {
+    /// FILE's clock is SECONDS ahead of the first file's (negative: behind): its timestamps
+    /// are moved back by that much before the files are merged, instead of the offset
+    /// estimated from the segments both files saw; repeatable. FILE as given or its file name.
+    #[arg(long = "clock-offset", value_name = "FILE=SECONDS", value_parser = clock_offset)]
+    clock_offset: Vec<(String, f64)>,
+}
+
+/// `--clock-offset FILE=SECONDS`: the file and a finite number of seconds (sign allowed).
+fn clock_offset(s: &str) -> Result<(String, f64), String> {
+    let (file, secs) = s
+        .rsplit_once('=')
+        .ok_or_else(|| format!("{s:?}: expected FILE=SECONDS"))?;
+    let v: f64 = secs
+        .trim()
+        .parse()
+        .map_err(|_| format!("{secs:?} is not a number of seconds"))?;
+    if file.is_empty() || !v.is_finite() || v.abs() > 1e9 {
+        return Err(format!(
+            "{s:?}: expected FILE=SECONDS, SECONDS from -1000000000 to 1000000000"
+        ));
+    }
+    Ok((file.to_string(), v))
 }
 
 /// Leg labels and TLS keys, shared by the commands that read captures.
@@ -518,6 +547,8 @@ pub(crate) struct AnalyzeArgs {
     #[command(flatten)]
     bpf: BpfArg,
     #[command(flatten)]
+    clock: ClockArg,
+    #[command(flatten)]
     legs: LegArgs,
     /// Write, per incident, a pcap of the packets of the connections involved into this
     /// directory (a second pass over the files).
@@ -690,6 +721,7 @@ impl AnalyzeArgs {
                 max_frames: None,
                 capture_filter,
                 budget: analyze::Budget::mb(self.legs.memory as usize),
+                clock_offsets: self.clock.clock_offset,
                 ..Options::default()
             },
             format: match self.format {
@@ -721,6 +753,7 @@ impl TimelineArgs {
             filter: self.filter,
             capture_filter,
             keep_events: self.events,
+            clock_offsets: self.clock.clock_offset,
             leg_flags: self.legs.flags(),
             budget: analyze::Budget::mb(self.legs.memory as usize),
             keylogs: self.legs.keylog,

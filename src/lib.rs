@@ -10,6 +10,8 @@
 //! - [`source`], stage 1: capture files → frames;
 //! - [`decode`], stage 2: link, IP and tunnel layers → TCP segments;
 //! - [`community_id`], stage 2b: Community ID flow hashes of endpoints;
+//! - [`clock`], stage 2c: clock offsets between capture files, and segments seen from two of
+//!   them;
 //! - [`tcp`], stage 3: segments → connections, reassembled streams and closes;
 //! - [`event`], stage 4: the decoded facts the protocol decoders emit;
 //! - [`mysql`], stage 4a: the MySQL protocol decoder;
@@ -43,6 +45,8 @@ pub mod source;
 pub mod decode;
 
 pub mod community_id;
+
+pub mod clock;
 
 pub mod tcp;
 

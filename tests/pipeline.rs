@@ -24,6 +24,7 @@ const RANKS: &[&[&str]] = &[
     &["source"],
     &["decode"],
     &["community_id"],
+    &["clock"],
     &["tcp"],
     &["event"],
     &["mysql"],

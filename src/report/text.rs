@@ -617,8 +617,16 @@ pub fn write_totals(o: &mut dyn Write, run: &RunSummary, look: &Look) -> io::Res
     }
     lines.push(format!(
         "tcp: {} retransmissions, {} gaps ({} bytes never captured), {} reused 4-tuples, {} \
-         idle-expired",
-        run.retransmissions, run.gaps, run.gap_bytes, run.tcp.reused_tuples, run.tcp.idle_expired
+         idle-expired{}",
+        run.retransmissions,
+        run.gaps,
+        run.gap_bytes,
+        run.tcp.reused_tuples,
+        run.tcp.idle_expired,
+        match run.tcp.duplicate_observations {
+            0 => String::new(),
+            n => format!(", {n} segments seen again from another file (not retransmissions)"),
+        }
     ));
     let d = &run.dropped;
     if !d.is_empty() {
@@ -689,6 +697,10 @@ pub fn write_totals(o: &mut dyn Write, run: &RunSummary, look: &Look) -> io::Res
         );
         if let Some(stop) = &f.stop {
             s.push_str(&format!(", {stop}"));
+        }
+        if let Some(c) = f.clock.filter(|_| run.files.len() > 1) {
+            let first = run.files.first().map_or("", |f| f.path.as_str());
+            s.push_str(&format!(", {}", c.describe(first)));
         }
         lines.push(s);
     }

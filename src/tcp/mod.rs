@@ -297,6 +297,14 @@ pub struct Stats {
     /// Connections whose two directions carried different VLAN tagging (one tagged, one
     /// not: a mirror port), joined into one.
     pub asymmetric_vlans: u64,
+    /// Segments seen again from another capture file (a second vantage point), not tracked
+    /// again: the driver counts them here (absent when none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub duplicate_observations: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Destinations of dropped unanswered SYNs kept with their counts (the rest are summed).

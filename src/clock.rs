@@ -1,0 +1,551 @@
+//! Stage 2c, clocks of several captures: the same TCP segment seen in two files tells how far
+//! apart their clocks are, and, once the files are shifted, which observations are the same
+//! segment seen twice rather than a retransmission.
+//!
+//! A segment is recognised by what no capture point changes: its 4-tuple (in its direction),
+//! sequence and acknowledgement numbers, flags, payload length and window. The IP ID is not
+//! used (NAT may rewrite it), nor VLAN tags (a mirror port may add them). Both the offset
+//! estimate and the duplicate test keep bounded tables: memory does not grow with the files.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::common::Endpoint;
+use crate::decode::{self, Segment};
+use crate::source::CaptureFile;
+use crate::time::Timestamp;
+
+/// Frames of each file the estimate reads (from its start).
+pub const SAMPLE_FRAMES: u64 = 200_000;
+/// Segments of the first file indexed at most (each about 100 bytes).
+pub const MAX_INDEX: usize = 1 << 16;
+/// Matched deltas kept per file at most.
+pub const MAX_MATCHES: usize = 1 << 16;
+/// Matches needed to state a drift.
+pub const MIN_DRIFT_MATCHES: usize = 20;
+/// Time the matches must span (in the first file's clock) to state a drift: over a few
+/// seconds a drift of a few ppm is below the timestamps' resolution.
+pub const MIN_DRIFT_SPAN_NS: i64 = 10_000_000_000;
+/// A second observation counts as the same segment within this of the first, plus twice the
+/// offsets' spread.
+pub const DUPLICATE_SLACK_NS: i64 = 1_000_000;
+/// Recent segments the duplicate test remembers at most.
+pub const MAX_RECENT: usize = 1 << 16;
+
+/// What identifies one TCP segment on the wire wherever it was captured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Key {
+    src: Endpoint,
+    dst: Endpoint,
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    window: u16,
+    len: u64,
+}
+
+impl Key {
+    /// The key of a decoded segment.
+    pub fn of(seg: &Segment<'_>) -> Key {
+        Key {
+            src: seg.src,
+            dst: seg.dst,
+            seq: seg.seq,
+            ack: seg.ack,
+            flags: seg.flags.0,
+            window: seg.window,
+            len: seg.payload.len() as u64 + u64::from(seg.missing),
+        }
+    }
+
+    /// Segments worth indexing for the estimate: with data, or SYN, FIN or RST. Bare ACKs are
+    /// left out: duplicate ACKs repeat the same key.
+    fn distinctive(&self) -> bool {
+        use crate::decode::TcpFlags;
+        self.len > 0 || self.flags & (TcpFlags::SYN | TcpFlags::FIN | TcpFlags::RST) != 0
+    }
+}
+
+/// An offset estimated from matched segments.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Estimate {
+    /// This file's time − the first file's for the same segment, ns: the median over the
+    /// matches ([`estimate`]), or with the one-way delay taken out when connections were
+    /// matched both ways ([`symmetric_offset`], as [`estimate_files`] gives it).
+    pub offset_ns: i64,
+    /// Interquartile range of those deltas, ns.
+    pub spread_ns: i64,
+    /// Segments matched.
+    pub matches: u64,
+    /// Slope of the deltas over time in ppm, when the matches span [`MIN_DRIFT_SPAN_NS`].
+    pub drift_ppm: Option<f64>,
+}
+
+/// The median of `v` (sorted in place); the mean of the two middle values for an even count.
+pub fn median(v: &mut [i64]) -> Option<i64> {
+    v.sort_unstable();
+    quantile(v, 1, 2)
+}
+
+/// The `num/den` quantile of sorted values, interpolated between the two nearest ranks.
+fn quantile(sorted: &[i64], num: u64, den: u64) -> Option<i64> {
+    let n = sorted.len() as u64;
+    let last = n.checked_sub(1)?;
+    // Position num/den × (n − 1), as an integer part and a remainder over den.
+    let pos = u128::from(last) * u128::from(num);
+    let den = u128::from(den.max(1));
+    let i = usize::try_from(pos / den).ok()?;
+    let rem = pos % den;
+    let lo = i128::from(*sorted.get(i)?);
+    let hi = i128::from(*sorted.get(i + 1).unwrap_or(sorted.get(i)?));
+    let v = lo + (hi - lo) * rem as i128 / den as i128;
+    i64::try_from(v).ok()
+}
+
+/// Estimates an offset from `(time in the first file, delta)` pairs, ns: the median delta,
+/// its interquartile range, and the drift when the pairs span long enough.
+pub fn estimate(samples: &[(i64, i64)]) -> Option<Estimate> {
+    let mut deltas: Vec<i64> = samples.iter().map(|s| s.1).collect();
+    deltas.sort_unstable();
+    let offset_ns = quantile(&deltas, 1, 2)?;
+    let q1 = quantile(&deltas, 1, 4)?;
+    let q3 = quantile(&deltas, 3, 4)?;
+    let spread_ns = q3.saturating_sub(q1);
+    // Tukey's fences leave the odd retransmission or reordering out of the slope.
+    let lo = q1.saturating_sub(spread_ns.saturating_mul(3) / 2);
+    let hi = q3.saturating_add(spread_ns.saturating_mul(3) / 2);
+    Some(Estimate {
+        offset_ns,
+        spread_ns,
+        matches: samples.len() as u64,
+        drift_ppm: drift_ppm(samples, lo, hi),
+    })
+}
+
+/// The offset with the one-way delay between the two capture points taken out, as NTP does:
+/// per connection matched both ways, the mean of its two directions' median deltas (a segment
+/// is seen later where it arrives, by the delay one way, earlier by it the other way); the
+/// median over such connections. `flows` holds `(sender, receiver, delta)`; None when no
+/// connection was matched in both directions.
+pub fn symmetric_offset(flows: &[(Endpoint, Endpoint, i64)]) -> Option<i64> {
+    let mut by_flow: std::collections::BTreeMap<(Endpoint, Endpoint), Vec<i64>> =
+        Default::default();
+    for &(src, dst, d) in flows {
+        by_flow.entry((src, dst)).or_default().push(d);
+    }
+    let mut mids: Vec<i64> = Vec::new();
+    for ((src, dst), fwd) in &by_flow {
+        if src >= dst {
+            continue;
+        }
+        if let Some(rev) = by_flow.get(&(*dst, *src)) {
+            let (mut fwd, mut rev) = (fwd.clone(), rev.clone());
+            if let (Some(a), Some(b)) = (median(&mut fwd), median(&mut rev)) {
+                mids.push(((i128::from(a) + i128::from(b)) / 2) as i64);
+            }
+        }
+    }
+    median(&mut mids)
+}
+
+/// Least-squares slope of the deltas (within `lo..=hi`) over time, in ppm (µs per s); None
+/// with fewer than [`MIN_DRIFT_MATCHES`] or a span under [`MIN_DRIFT_SPAN_NS`].
+pub fn drift_ppm(samples: &[(i64, i64)], lo: i64, hi: i64) -> Option<f64> {
+    let kept: Vec<(i64, i64)> = samples
+        .iter()
+        .copied()
+        .filter(|&(_, d)| (lo..=hi).contains(&d))
+        .collect();
+    if kept.len() < MIN_DRIFT_MATCHES {
+        return None;
+    }
+    let t0 = kept.iter().map(|s| s.0).min()?;
+    let t1 = kept.iter().map(|s| s.0).max()?;
+    if t1.saturating_sub(t0) < MIN_DRIFT_SPAN_NS {
+        return None;
+    }
+    // Seconds since the first match and deltas relative to the first kept one: small numbers,
+    // so f64 keeps nanoseconds.
+    let d0 = kept.first()?.1;
+    let n = kept.len() as f64;
+    let xs = kept.iter().map(|s| s.0.saturating_sub(t0) as f64 / 1e9);
+    let ys = kept.iter().map(|s| s.1.saturating_sub(d0) as f64);
+    let mx = xs.clone().sum::<f64>() / n;
+    let my = ys.clone().sum::<f64>() / n;
+    let (mut sxy, mut sxx) = (0.0, 0.0);
+    for (x, y) in xs.zip(ys) {
+        sxy += (x - mx) * (y - my);
+        sxx += (x - mx) * (x - mx);
+    }
+    // ns per s is 1e-9 s/s; a ppm is 1e-6 s/s.
+    (sxx > 0.0).then(|| sxy / sxx / 1e3)
+}
+
+/// The first file's distinctive segments, each with its time; a key seen twice (a
+/// retransmission) is ambiguous and matches nothing.
+#[derive(Default)]
+pub struct Index {
+    map: HashMap<Key, Entry, ahash::RandomState>,
+}
+
+#[derive(Clone, Copy)]
+struct Entry {
+    ts: Timestamp,
+    ambiguous: bool,
+    /// The last file that matched it: a key matches once per file (its first observation).
+    matched_by: Option<usize>,
+}
+
+impl Index {
+    /// Indexes one segment of the first file (nothing once [`MAX_INDEX`] keys are held).
+    pub fn add(&mut self, seg: &Segment<'_>) {
+        let key = Key::of(seg);
+        if !key.distinctive() {
+            return;
+        }
+        if let Some(e) = self.map.get_mut(&key) {
+            e.ambiguous = true;
+        } else if self.map.len() < MAX_INDEX {
+            self.map.insert(
+                key,
+                Entry {
+                    ts: seg.ts,
+                    ambiguous: false,
+                    matched_by: None,
+                },
+            );
+        }
+    }
+
+    /// The first file's time of a segment of file `file`, the first time it is asked.
+    pub fn find(&mut self, file: usize, seg: &Segment<'_>) -> Option<Timestamp> {
+        let e = self.map.get_mut(&Key::of(seg))?;
+        if e.ambiguous || e.matched_by == Some(file) {
+            return None;
+        }
+        e.matched_by = Some(file);
+        Some(e.ts)
+    }
+
+    /// Keys held.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// True when nothing is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+/// Estimates the clocks of `files[1..]` against `files[0]` from their first `max_frames`
+/// frames each (timestamps as read, before any shift): one entry per later file, None when it
+/// has no segment in common with the first. Reads the files; they are not reused.
+pub fn estimate_files(mut files: Vec<CaptureFile>, max_frames: u64) -> Vec<Option<Estimate>> {
+    let mut index = Index::default();
+    let mut rest = files.iter_mut();
+    let Some(first) = rest.next() else {
+        return Vec::new();
+    };
+    each_segment(first, max_frames, |seg| index.add(seg));
+    rest.map(|f| {
+        let file = f.index();
+        let mut samples: Vec<(i64, i64)> = Vec::new();
+        let mut flows: Vec<(Endpoint, Endpoint, i64)> = Vec::new();
+        each_segment(f, max_frames, |seg| {
+            if samples.len() < MAX_MATCHES {
+                if let Some(t) = index.find(file, seg) {
+                    let delta = seg.ts.nanos_since(t);
+                    samples.push((t.0, delta));
+                    flows.push((seg.src, seg.dst, delta));
+                }
+            }
+        });
+        let mut e = estimate(&samples)?;
+        if let Some(o) = symmetric_offset(&flows) {
+            e.offset_ns = o;
+        }
+        Some(e)
+    })
+    .collect()
+}
+
+/// Calls `f` with each TCP segment of the file's first `max_frames` frames (no IP reassembly:
+/// a sample needs none).
+fn each_segment(file: &mut CaptureFile, max_frames: u64, mut f: impl FnMut(&Segment<'_>)) {
+    let mut n = 0;
+    while n < max_frames && file.advance() {
+        n += 1;
+        if let Some(frame) = file.current() {
+            if let Ok(seg) = decode::decode(&frame) {
+                f(&seg);
+            }
+        }
+    }
+}
+
+/// Tells a segment seen again from another file (a second vantage point, after the shift) from
+/// a retransmission: the same key from a different file within the pair's window.
+pub struct Duplicates {
+    /// Window per file index: twice its offset's spread plus [`DUPLICATE_SLACK_NS`].
+    windows: Vec<i64>,
+    max_window: i64,
+    recent: HashMap<Key, (usize, Timestamp), ahash::RandomState>,
+    order: VecDeque<(Timestamp, Key)>,
+    /// Observations found to be duplicates.
+    pub duplicates: u64,
+    /// Entries forgotten early because [`MAX_RECENT`] were held (a duplicate may then be
+    /// taken for a retransmission).
+    pub forgotten: u64,
+}
+
+impl Duplicates {
+    /// A test for files whose offsets spread by `spreads_ns` (by file index).
+    pub fn new(spreads_ns: &[i64]) -> Duplicates {
+        let windows: Vec<i64> = spreads_ns
+            .iter()
+            .map(|s| {
+                s.max(&0)
+                    .saturating_mul(2)
+                    .saturating_add(DUPLICATE_SLACK_NS)
+            })
+            .collect();
+        Duplicates {
+            max_window: windows.iter().copied().max().unwrap_or(DUPLICATE_SLACK_NS),
+            windows,
+            recent: HashMap::default(),
+            order: VecDeque::new(),
+            duplicates: 0,
+            forgotten: 0,
+        }
+    }
+
+    fn window(&self, file: usize) -> i64 {
+        self.windows
+            .get(file)
+            .copied()
+            .unwrap_or(DUPLICATE_SLACK_NS)
+    }
+
+    /// True when `seg` is a segment already seen from another file (count it, do not track
+    /// it); false for a first observation, which is remembered.
+    pub fn observe(&mut self, seg: &Segment<'_>) -> bool {
+        let key = Key::of(seg);
+        // Forget what is older than any window (frames come in time order across files), and
+        // the oldest when the table is full.
+        while let Some(&(t, k)) = self.order.front() {
+            let old = seg.ts.nanos_since(t) > self.max_window;
+            if !old && self.order.len() < MAX_RECENT {
+                break;
+            }
+            if !old {
+                self.forgotten += 1;
+            }
+            self.order.pop_front();
+            if self.recent.get(&k).is_some_and(|e| e.1 == t) {
+                self.recent.remove(&k);
+            }
+        }
+        if let Some(&(file, t)) = self.recent.get(&key) {
+            let window = self.window(file).max(self.window(seg.file));
+            if file != seg.file && seg.ts.nanos_since(t).saturating_abs() <= window {
+                self.duplicates += 1;
+                return true;
+            }
+        }
+        self.recent.insert(key, (seg.file, seg.ts));
+        self.order.push_back((seg.ts, key));
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{TcpFlags, Vlans};
+
+    const S: i64 = 1_000_000_000;
+
+    fn seg(file: usize, ts: i64, seq: u32, flags: u8, payload: &[u8]) -> Segment<'_> {
+        Segment {
+            ts: Timestamp(ts),
+            frame_no: 1,
+            file,
+            vlans: Vlans::default(),
+            src: Endpoint {
+                ip: "10.0.0.1".parse().unwrap(),
+                port: 40000,
+            },
+            dst: Endpoint {
+                ip: "10.0.0.2".parse().unwrap(),
+                port: 3306,
+            },
+            seq,
+            ack: 7,
+            flags: TcpFlags(flags),
+            window: 512,
+            payload,
+            missing: 0,
+        }
+    }
+
+    #[test]
+    fn median_and_quartiles() {
+        assert_eq!(median(&mut []), None);
+        assert_eq!(median(&mut [5]), Some(5));
+        assert_eq!(median(&mut [9, 1, 5]), Some(5));
+        assert_eq!(median(&mut [1, 2, 3, 10]), Some(2));
+        assert_eq!(median(&mut [1, 4, 3, 10]), Some(3));
+        let v: Vec<i64> = (0..=100).collect();
+        assert_eq!(quantile(&v, 1, 4), Some(25));
+        assert_eq!(quantile(&v, 3, 4), Some(75));
+        assert_eq!(quantile(&[i64::MIN, i64::MAX], 1, 2), Some(-1));
+    }
+
+    #[test]
+    fn estimate_takes_the_median_and_the_spread_and_shrugs_off_outliers() {
+        // 2.5 s ahead, ±100 µs of jitter, and a few wild deltas (retransmissions matched to
+        // the original).
+        let mut samples: Vec<(i64, i64)> = (0..200)
+            .map(|i| (i * 10_000_000, 2 * S + S / 2 + (i % 5 - 2) * 50_000))
+            .collect();
+        samples.extend([(0, 9 * S), (1, -3 * S), (2, 7 * S)]);
+        let e = estimate(&samples).unwrap();
+        assert_eq!(e.offset_ns, 2_500_000_000);
+        assert_eq!(e.matches, 203);
+        assert!(
+            (50_000..=100_000).contains(&e.spread_ns),
+            "spread {}",
+            e.spread_ns
+        );
+        // 2 s of matches: too short for a drift.
+        assert_eq!(e.drift_ppm, None);
+        assert_eq!(estimate(&[]), None);
+    }
+
+    #[test]
+    fn drift_is_the_slope_when_the_matches_span_long_enough() {
+        // 20 ppm: 20 µs more every second, over 60 s, with jitter and outliers.
+        let mut samples: Vec<(i64, i64)> = (0..600)
+            .map(|i| {
+                let t = i * S / 10;
+                (t, -S + t / 50_000 + (i % 3 - 1) * 20_000)
+            })
+            .collect();
+        samples.push((5 * S, 40 * S));
+        let e = estimate(&samples).unwrap();
+        let d = e.drift_ppm.unwrap();
+        assert!((d - 20.0).abs() < 0.5, "drift {d}");
+        // The median sits mid-way: 30 s × 20 ppm = 600 µs above −1 s.
+        assert!((e.offset_ns - (-S + 600_000)).abs() < 50_000, "{e:?}");
+        // Too few matches: none.
+        assert_eq!(drift_ppm(&samples[..10], i64::MIN, i64::MAX), None);
+    }
+
+    #[test]
+    fn the_one_way_delay_between_capture_points_cancels_out() {
+        let ep = |port| Endpoint {
+            ip: "10.0.0.1".parse().unwrap(),
+            port,
+        };
+        // Offset 2 s; 3 ms on the way from the first capture point to the second. Requests
+        // (seen first at the first point) outnumber responses 3 to 1 and pull the median.
+        let mut flows = Vec::new();
+        for c in 0..5u16 {
+            for _ in 0..30 {
+                flows.push((ep(40000 + c), ep(3306), 2 * S + 3_000_000));
+            }
+            for _ in 0..10 {
+                flows.push((ep(3306), ep(40000 + c), 2 * S - 3_000_000));
+            }
+        }
+        // A connection seen one way only does not count.
+        flows.push((ep(50000), ep(3306), 9 * S));
+        assert_eq!(symmetric_offset(&flows), Some(2 * S));
+        let mut plain: Vec<i64> = flows.iter().map(|f| f.2).collect();
+        assert_eq!(median(&mut plain), Some(2 * S + 3_000_000));
+        assert_eq!(symmetric_offset(&flows[..30]), None);
+    }
+
+    #[test]
+    fn the_index_is_bounded() {
+        let mut idx = Index::default();
+        for i in 0..(MAX_INDEX as u32 + 100) {
+            idx.add(&seg(0, S, i, TcpFlags::ACK, b"a"));
+        }
+        assert_eq!(idx.len(), MAX_INDEX);
+    }
+
+    #[test]
+    fn index_matches_each_unique_segment_once_per_file() {
+        let mut idx = Index::default();
+        idx.add(&seg(0, S, 100, TcpFlags::ACK | TcpFlags::PSH, b"abc"));
+        // A retransmission in the first file: its key matches nothing.
+        idx.add(&seg(0, S, 200, TcpFlags::ACK, b"xyz"));
+        idx.add(&seg(0, 2 * S, 200, TcpFlags::ACK, b"xyz"));
+        // A bare ACK is not indexed.
+        idx.add(&seg(0, S, 300, TcpFlags::ACK, b""));
+        assert_eq!(idx.len(), 2);
+        let later = seg(1, 3 * S, 100, TcpFlags::ACK | TcpFlags::PSH, b"abc");
+        assert_eq!(idx.find(1, &later), Some(Timestamp(S)));
+        assert_eq!(idx.find(1, &later), None, "once per file");
+        assert_eq!(idx.find(2, &later), Some(Timestamp(S)));
+        assert_eq!(
+            idx.find(1, &seg(1, 3 * S, 200, TcpFlags::ACK, b"xyz")),
+            None
+        );
+        // Another length or flags: another segment.
+        assert_eq!(
+            idx.find(
+                3,
+                &seg(1, 3 * S, 100, TcpFlags::ACK | TcpFlags::PSH, b"abcd")
+            ),
+            None
+        );
+        assert_eq!(
+            idx.find(
+                3,
+                &seg(1, 3 * S, 100, TcpFlags::ACK | TcpFlags::FIN, b"abc")
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn a_second_vantage_point_is_a_duplicate_a_retransmission_is_not() {
+        // File 1 spreads by 0.2 ms: window 1.4 ms.
+        let mut d = Duplicates::new(&[0, 200_000]);
+        let a = seg(0, S, 100, TcpFlags::ACK | TcpFlags::PSH, b"abc");
+        assert!(!d.observe(&a));
+        // The same segment from the other file, 1 ms later after the shift: a duplicate.
+        assert!(d.observe(&seg(1, S + 1_000_000, 100, 0x18, b"abc")));
+        // From the same file again, 200 ms later: a retransmission, tracked.
+        assert!(!d.observe(&seg(0, S + 200_000_000, 100, 0x18, b"abc")));
+        // ... and its second observation from the other file is a duplicate again.
+        assert!(d.observe(&seg(1, S + 200_300_000, 100, 0x18, b"abc")));
+        // The other file, too late to be the same observation: tracked.
+        assert!(!d.observe(&seg(1, S + 202_000_000, 100, 0x18, b"abc")));
+        // A duplicate ACK twice in one file then twice in the other: two tracked, two dups.
+        let ack = |f, t| seg(f, t, 500, TcpFlags::ACK, b"");
+        assert!(!d.observe(&ack(0, 3 * S)));
+        assert!(!d.observe(&ack(0, 3 * S + 100_000)));
+        assert!(d.observe(&ack(1, 3 * S + 150_000)));
+        assert!(d.observe(&ack(1, 3 * S + 250_000)));
+        assert_eq!(d.duplicates, 4);
+    }
+
+    #[test]
+    fn the_duplicate_test_forgets_old_segments() {
+        let mut d = Duplicates::new(&[0, 0]);
+        for i in 0..(MAX_RECENT as u32 * 3) {
+            d.observe(&seg(0, S + i64::from(i) * 10_000_000, i, 0x18, b"a"));
+        }
+        assert!(d.recent.len() <= 1 && d.order.len() <= 1);
+        assert_eq!(d.forgotten, 0);
+        // All at the same moment: the cap holds, the surplus is counted.
+        for i in 0..(MAX_RECENT as u32 + 10) {
+            d.observe(&seg(0, 1000 * S, i, 0x18, b"a"));
+        }
+        assert!(d.order.len() <= MAX_RECENT && d.recent.len() <= MAX_RECENT);
+        assert!(d.forgotten > 0);
+    }
+}

@@ -1,0 +1,330 @@
+//! Several capture files with their own clocks (issue 16, part 2), end to end on the #4500
+//! lab run (`captures/lab/dirty-ssl*`): a second vantage point is made with Wireshark's
+//! `editcap -t 2.5` (the same packets, the clock 2.5 s ahead), whole or with only part of the
+//! traffic in common; the offset found must be the one applied, and the merged report must be
+//! that of the single full capture (no doubled connection, no retransmission made of a second
+//! observation, the 4 #4500 incidents). The lab's front and back legs share no segment: their
+//! clocks stay unknown and unshifted.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use serde_json::Value;
+
+fn lab(name: &str) -> PathBuf {
+    repo().join("captures/lab").join(name)
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("proxyscope-clocks-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+/// `editcap ARGS IN OUT` into the temp dir, once per name (tests run in parallel).
+fn editcap(args: &[&str], input: &Path, out: &str) -> PathBuf {
+    static ONCE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONCE.lock().unwrap_or_else(|e| e.into_inner());
+    let p = tmp(out);
+    if !p.exists() {
+        let st = Command::new("editcap")
+            .args(args)
+            .arg(input)
+            .arg(&p)
+            .status()
+            .expect("editcap (Wireshark) is installed");
+        assert!(st.success(), "editcap {args:?}");
+    }
+    p
+}
+
+/// The full #4500 capture with its clock 2.5 s ahead.
+fn shifted() -> PathBuf {
+    editcap(&["-t", "2.5"], &lab("dirty-ssl.pcap.gz"), "shifted.pcap")
+}
+
+/// `proxyscope analyze --format json --keylog dirty-ssl.keylog [args]`: the document and stderr.
+fn analyze(args: &[&str], files: &[&Path]) -> (Value, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_proxyscope"))
+        .args(["analyze", "-q", "--format", "json", "--keylog"])
+        .arg(lab("dirty-ssl.keylog"))
+        .args(args)
+        .args(files)
+        .output()
+        .expect("runs");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    (serde_json::from_slice(&out.stdout).expect("JSON"), err)
+}
+
+/// What a connection is: its endpoints, leg and verdict (label, closer, how), and its
+/// retransmission counts, sorted.
+fn connections(doc: &Value) -> Vec<String> {
+    let mut v: Vec<String> = doc["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {} {} {} {} {} {}",
+                c["client"],
+                c["server"],
+                c["leg"],
+                c["verdict"]["label"],
+                c["verdict"]["closed_by"],
+                c["verdict"]["how"],
+                c["retransmissions"]
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+fn signatures(doc: &Value) -> Vec<String> {
+    doc["summary"]["incidents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["signature"]["id"].to_string())
+        .collect()
+}
+
+fn clock(doc: &Value, i: usize) -> &Value {
+    &doc["summary"]["files"][i]["clock"]
+}
+
+fn secs(v: &Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+/// The merged run must tell the story of the single full capture.
+fn same_story(merged: &Value, single: &Value) {
+    assert_eq!(connections(merged), connections(single));
+    assert_eq!(signatures(merged), signatures(single));
+    assert_eq!(
+        merged["summary"]["retransmissions"],
+        single["summary"]["retransmissions"]
+    );
+    assert_eq!(merged["summary"]["verdicts"], single["summary"]["verdicts"]);
+    assert_eq!(
+        merged["summary"]["tcp"]["segments"],
+        single["summary"]["tcp"]["segments"]
+    );
+}
+
+#[test]
+fn a_copy_with_its_clock_ahead_is_found_shifted_back_and_not_counted_twice() {
+    let full = lab("dirty-ssl.pcap.gz");
+    let (single, _) = analyze(&[], &[&full]);
+    assert_eq!(signatures(&single).len(), 4, "the lab's 4 #4500 incidents");
+    assert!(single["summary"]["files"][0].get("clock").is_none());
+    let (merged, err) = analyze(&["-v"], &[&full, &shifted()]);
+    let c = clock(&merged, 1);
+    assert_eq!(c["basis"], "matched segments");
+    assert!((secs(&c["offset_s"]) - 2.5).abs() < 1e-3, "{c}");
+    assert!(secs(&c["spread_s"]) < 1e-3, "{c}");
+    assert!(c["matches"].as_u64().unwrap() > 100, "{c}");
+    // 3 s of capture: too short to tell a drift.
+    assert!(c["drift_ppm"].is_null());
+    assert_eq!(clock(&merged, 0)["basis"], "reference");
+    assert_eq!(clock(&merged, 0)["offset_s"], 0.0);
+    same_story(&merged, &single);
+    // Every segment of the copy was a second observation, none a retransmission.
+    assert_eq!(
+        merged["summary"]["tcp"]["duplicate_observations"],
+        single["summary"]["tcp"]["segments"]
+    );
+    assert_eq!(
+        merged["summary"]["capture_start"],
+        single["summary"]["capture_start"]
+    );
+    assert_eq!(
+        merged["summary"]["capture_end"],
+        single["summary"]["capture_end"]
+    );
+    assert!(err.contains("clock +2.500000 s against"), "{err}");
+}
+
+#[test]
+fn files_that_overlap_in_part_give_the_story_of_the_whole_capture() {
+    let full = lab("dirty-ssl.pcap.gz");
+    let (single, _) = analyze(&[], &[&full]);
+    // The frontend leg on the true clock, both legs on a clock 2.5 s ahead: only the
+    // frontend's segments are in both.
+    let front = lab("dirty-ssl.front.pcap.gz");
+    let (merged, _) = analyze(&[], &[&front, &shifted()]);
+    let c = clock(&merged, 1);
+    assert_eq!(c["basis"], "matched segments");
+    assert!((secs(&c["offset_s"]) - 2.5).abs() < 1e-3, "{c}");
+    same_story(&merged, &single);
+    let front_segments = analyze(&[], &[&front]).0["summary"]["tcp"]["segments"].clone();
+    assert_eq!(
+        merged["summary"]["tcp"]["duplicate_observations"],
+        front_segments
+    );
+    // The backend leg only, cut to its second half, ahead; the full capture first: the
+    // reference is the full capture, the story still its own.
+    let back_half = editcap(
+        // From 10:20:32.7 UTC (the lab's clock), past the second incident.
+        &["-t", "2.5", "-A", "1795515632.7"],
+        &lab("dirty-ssl.back.pcap.gz"),
+        "back-half.pcap",
+    );
+    let (merged, _) = analyze(&[], &[&full, &back_half]);
+    let c = clock(&merged, 1);
+    assert!((secs(&c["offset_s"]) - 2.5).abs() < 1e-3, "{c}");
+    same_story(&merged, &single);
+    // The copy first: the full capture's clock is 2.5 s behind it.
+    let (merged, _) = analyze(&[], &[&shifted(), &full]);
+    let c = clock(&merged, 1);
+    assert!((secs(&c["offset_s"]) + 2.5).abs() < 1e-3, "{c}");
+    same_story(&merged, &single);
+}
+
+#[test]
+fn a_given_offset_overrides_the_estimate() {
+    let full = lab("dirty-ssl.pcap.gz");
+    let (single, _) = analyze(&[], &[&full]);
+    let copy = shifted();
+    // By file name, and wrong by 0.1 s: the copy's frames land 0.1 s late, too late to be
+    // second observations.
+    let (merged, _) = analyze(&["--clock-offset", "shifted.pcap=2.4"], &[&full, &copy]);
+    let c = clock(&merged, 1);
+    assert_eq!(c["basis"], "given");
+    assert!((secs(&c["offset_s"]) - 2.4).abs() < 1e-9, "{c}");
+    let end = |d: &Value| {
+        let s = d["summary"]["capture_end"].as_str().unwrap().to_string();
+        // "...:34.172787000Z": seconds of the minute.
+        s.rsplit(':')
+            .next()
+            .unwrap()
+            .trim_end_matches('Z')
+            .parse::<f64>()
+            .unwrap()
+    };
+    assert!((end(&merged) - end(&single) - 0.1).abs() < 1e-6);
+    assert!(merged["summary"]["tcp"]["duplicate_observations"].is_null());
+    // By the path as given, exact: the story of the single capture.
+    let arg = format!("{}=2.5", copy.display());
+    let (merged, _) = analyze(&["--clock-offset", &arg], &[&full, &copy]);
+    assert_eq!(clock(&merged, 1)["basis"], "given");
+    same_story(&merged, &single);
+    // A name that is not among the files is an error.
+    let out = Command::new(env!("CARGO_BIN_EXE_proxyscope"))
+        .args(["analyze", "-q", "--clock-offset", "nosuch.pcap=1"])
+        .arg(&full)
+        .arg(&copy)
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nosuch.pcap"));
+}
+
+#[test]
+fn legs_that_share_no_segment_keep_their_clocks() {
+    let (single, _) = analyze(&[], &[&lab("dirty-ssl.pcap.gz")]);
+    let front = lab("dirty-ssl.front.pcap.gz");
+    let back = lab("dirty-ssl.back.pcap.gz");
+    let (merged, _) = analyze(&[], &[&front, &back]);
+    let c = clock(&merged, 1);
+    assert_eq!(c["basis"], "none");
+    assert_eq!(c["offset_s"], 0.0);
+    assert_eq!(c["matches"], 0);
+    // Not shifted: the two legs are the full capture again.
+    same_story(&merged, &single);
+    assert_eq!(
+        merged["summary"]["capture_end"],
+        single["summary"]["capture_end"]
+    );
+    assert!(merged["summary"]["tcp"]["duplicate_observations"].is_null());
+}
+
+#[test]
+fn the_text_report_and_the_timeline_say_and_use_the_offset() {
+    let full = lab("dirty-ssl.pcap.gz");
+    let copy = shifted();
+    let out = Command::new(env!("CARGO_BIN_EXE_proxyscope"))
+        .args(["analyze", "-q", "--width", "200", "--keylog"])
+        .arg(lab("dirty-ssl.keylog"))
+        .arg(&full)
+        .arg(&copy)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "file {}: pcapng, link ETHERNET, 1378 frames, clock +2.500000 s against {} (",
+            copy.display(),
+            full.display()
+        )),
+        "{text}"
+    );
+    assert!(text.contains("1378 segments seen again from another file"));
+    // The timeline of both files is the full capture's, event for event.
+    let timeline = |files: &[&Path]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_proxyscope"))
+            .args(["timeline", "-q", "--format", "jsonl", "--keylog"])
+            .arg(lab("dirty-ssl.keylog"))
+            .args(files)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let one = timeline(&[&full]);
+    assert!(one.lines().count() > 1000);
+    assert_eq!(timeline(&[&full, &copy]), one);
+}
+
+/// The #4500 capture as a second capture point 3 ms down the wire from the first would write
+/// it, its clock 2.5 s ahead: a segment in one direction of its connection (sender's endpoint
+/// lower) is seen 3 ms later there, in the other 3 ms earlier (µs pcap, Ethernet).
+fn three_ms_away() -> PathBuf {
+    use proxyscope::source::CaptureFile;
+    let p = tmp("three-ms-away.pcap");
+    let mut out = Vec::new();
+    for v in [0xa1b2_c3d4u32, 0x0004_0002, 0, 0, 262_144, 1] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    let mut f = CaptureFile::open(lab("dirty-ssl.pcap.gz").to_str().unwrap(), 0).unwrap();
+    while f.advance() {
+        let fr = f.current().unwrap();
+        let seg = proxyscope::decode::decode(&fr).expect("all TCP");
+        let way: i64 = if seg.src < seg.dst { 1 } else { -1 };
+        let ts = fr.ts.0 + 2_500_000_000 + way * 3_000_000;
+        for v in [
+            (ts / 1_000_000_000) as u32,
+            (ts % 1_000_000_000 / 1000) as u32,
+            fr.data.len() as u32,
+            fr.orig_len,
+        ] {
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+        out.extend_from_slice(fr.data);
+    }
+    std::fs::write(&p, out).unwrap();
+    p
+}
+
+#[test]
+fn the_one_way_delay_between_two_capture_points_does_not_bias_the_offset() {
+    let full = lab("dirty-ssl.pcap.gz");
+    let (single, _) = analyze(&[], &[&full]);
+    let (merged, _) = analyze(&[], &[&full, &three_ms_away()]);
+    let c = clock(&merged, 1);
+    assert_eq!(c["basis"], "matched segments");
+    // The median of all deltas would be 2.497 or 2.503 s (whichever direction has more
+    // matches); taking each connection's two directions together gives 2.5 s.
+    assert!((secs(&c["offset_s"]) - 2.5).abs() < 1e-4, "{c}");
+    // The spread shows the delay: half the deltas are 6 ms above the other half.
+    assert!((secs(&c["spread_s"]) - 0.006).abs() < 1e-3, "{c}");
+    // Every segment of the second point is a second observation (within 2 × 6 ms + 1 ms).
+    assert_eq!(
+        merged["summary"]["tcp"]["duplicate_observations"],
+        single["summary"]["tcp"]["segments"]
+    );
+}
