@@ -63,6 +63,16 @@ fn ser_ts<S: serde::Serializer>(ts: &Timestamp, s: S) -> Result<S::Ok, S::Error>
 }
 
 impl Point {
+    /// Capture order, as [`At::capture_order`].
+    pub fn capture_order(&self, other: &Point) -> std::cmp::Ordering {
+        let at = |p: &Point| At {
+            ts: p.ts,
+            frame: p.frame,
+            file: p.file,
+        };
+        at(self).capture_order(&at(other))
+    }
+
     /// `at`, with its time relative to `origin`.
     pub fn of(at: At, origin: Timestamp) -> Point {
         Point {
@@ -411,11 +421,7 @@ impl EventOut {
 
 /// Capture order of two evidence points: frame order within a file, time across files.
 fn before(a: At, b: At) -> bool {
-    if a.file == b.file {
-        a.frame < b.frame
-    } else {
-        a.ts < b.ts
-    }
+    a.capture_order(&b).is_lt()
 }
 
 impl Summary {

@@ -435,7 +435,7 @@ fn tcp_line(c: &Summary) -> String {
             followed.push((r, format!("RST by {} {}", r.by.as_str(), since(r))));
         }
     }
-    followed.sort_by_key(|(m, _)| (m.at.file, m.at.frame));
+    followed.sort_by(|(a, _), (b, _)| a.at.capture_order(&b.at));
     let mut parts: Vec<String> = followed.into_iter().map(|(_, t)| t).collect();
     if c.close.first_fin.is_some() && c.close.peer_fin.is_none() && c.close.first_rst.is_none() {
         let other = match c.close.closed_by {
@@ -700,7 +700,11 @@ pub fn write_totals(o: &mut dyn Write, run: &RunSummary, look: &Look) -> io::Res
         }
         if let Some(c) = f.clock.filter(|_| run.files.len() > 1) {
             let first = run.files.first().map_or("", |f| f.path.as_str());
-            s.push_str(&format!(", {}", c.describe(first)));
+            let via = c
+                .via
+                .and_then(|v| run.files.get(v))
+                .map(|v| v.path.as_str());
+            s.push_str(&format!(", {}", c.describe(first, via)));
         }
         lines.push(s);
     }
