@@ -474,6 +474,7 @@ impl Engine {
         tcp.max_buffer_total = tcp.max_buffer_total.min(opts.budget.out_of_order());
         // The dissectors speak MySQL, so a MySQL greeting names the server when no SYN did.
         tcp.server_greeting = crate::mysql::looks_like_greeting;
+        tcp.vantage_points = opts.clocks.len() > 1;
         Engine {
             decoder: decode::Decoder::new(decode::frag::Config {
                 max_bytes: opts.budget.ip_fragments(),
@@ -576,6 +577,7 @@ impl Engine {
                 // A second vantage point's copy of a segment is not a retransmission.
                 if self.duplicates.as_mut().is_some_and(|d| d.observe(&seg)) {
                     self.tracker.stats.duplicate_observations += 1;
+                    self.tracker.seen_again(&seg);
                     return Ok(());
                 }
                 let before = self.tracker.stats.connections;

@@ -364,6 +364,65 @@ fn check_three_hosts(merged: &Value, single: &Value, frames: u64) {
     assert_eq!(merged["summary"]["tcp"]["duplicate_observations"], frames);
 }
 
+/// Per connection (client port, server port) and file: its frames and its first FIN's frame,
+/// as tshark reads each file.
+type Seen = std::collections::BTreeMap<(u64, u64, usize), (u64, Option<u64>)>;
+
+fn tshark_seen(files: &[&Path]) -> Seen {
+    let mut seen = Seen::new();
+    for (i, f) in files.iter().enumerate() {
+        let out = Command::new("tshark")
+            .arg("-r")
+            .arg(f)
+            .args([
+                "-Y",
+                "tcp",
+                "-T",
+                "fields",
+                "-e",
+                "frame.number",
+                "-e",
+                "tcp.srcport",
+            ])
+            .args(["-e", "tcp.dstport", "-e", "tcp.flags.fin"])
+            .output()
+            .expect("tshark is installed");
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let v: Vec<&str> = line.split('\t').collect();
+            let n = |k: usize| v[k].parse::<u64>().unwrap();
+            let (a, b) = (n(1), n(2));
+            let e = seen.entry((a.min(b), a.max(b), i)).or_insert((0, None));
+            e.0 += 1;
+            if matches!(v[3], "1" | "True") && e.1.is_none() {
+                e.1 = Some(n(0));
+            }
+        }
+    }
+    seen
+}
+
+/// Each connection's `seen_in`: every file that saw it, with its own frame numbers, as tshark
+/// counts them.
+fn check_seen_in(merged: &Value, files: &[&Path]) {
+    let want = tshark_seen(files);
+    let mut got = Seen::new();
+    for c in merged["connections"].as_array().unwrap() {
+        let (a, b) = (
+            c["client_port"].as_u64().unwrap(),
+            c["server_port"].as_u64().unwrap(),
+        );
+        for v in c["seen_in"].as_array().expect("seen_in with several files") {
+            let file = v["file"].as_u64().unwrap() as usize;
+            let fin = v["fin"].get("frame").and_then(Value::as_u64);
+            got.insert(
+                (a.min(b), a.max(b), file),
+                (v["packets"].as_u64().unwrap(), fin),
+            );
+        }
+    }
+    assert_eq!(got, want);
+}
+
 #[test]
 fn a_file_sharing_segments_only_with_another_is_set_through_it() {
     let [app, db, proxy] = three_hosts(
@@ -375,6 +434,7 @@ fn a_file_sharing_segments_only_with_another_is_set_through_it() {
     let (single, _) = analyze(&[], &[&lab("dirty-ssl.pcap.gz")]);
     let (merged, err) = analyze(&["-v"], &[&app, &db, &proxy]);
     check_three_hosts(&merged, &single, 1378);
+    check_seen_in(&merged, &[&app, &db, &proxy]);
     assert!(
         err.contains(&format!(
             "against {} through {}",
@@ -503,6 +563,7 @@ fn three_capture_processes_of_a_fresh_lab_run_merge_into_one_story() {
         .sum();
     assert_eq!(Some(legs), single["summary"]["frames"].as_u64());
     check_three_hosts(&merged, &single, legs);
+    check_seen_in(&merged, &[&app, &db, &proxy]);
     assert_eq!(signatures(&single).len(), signatures(&merged).len());
     assert!(!signatures(&single).is_empty());
 }

@@ -465,7 +465,35 @@ fn tcp_line(c: &Summary) -> String {
         s.push_str(", then ");
         s.push_str(&parts.join(", "));
     }
+    if c.seen_in.len() > 1 {
+        s.push_str(&format!("; {}", seen_in(&c.seen_in)));
+    }
     s
+}
+
+/// Where each capture file saw a connection seen from several: `seen in 2 files: file 1
+/// frames 12-380 (FIN 377), file 3 frames 3-95 (FIN 52)`; a file's frames are its own.
+fn seen_in(seen: &[crate::model::Sighting]) -> String {
+    let each: Vec<String> = seen
+        .iter()
+        .map(|v| {
+            let mut t = format!(
+                "file {} frames {}-{}",
+                v.file + 1,
+                v.first.frame,
+                v.last.frame
+            );
+            let close: Vec<String> = [("FIN", &v.fin), ("RST", &v.rst)]
+                .into_iter()
+                .filter_map(|(what, m)| m.as_ref().map(|m| format!("{what} {}", m.at.frame)))
+                .collect();
+            if !close.is_empty() {
+                t.push_str(&format!(" ({})", close.join(", ")));
+            }
+            t
+        })
+        .collect();
+    format!("seen in {} files: {}", seen.len(), each.join(", "))
 }
 
 /// `117`, or `2:117` for frame 117 of the second file named (files count from 1 here).
