@@ -251,14 +251,42 @@ fn events_in_clickhouse_equal_the_report() {
 }
 
 /// The exec source's command line is one `live` takes: every flag is in `live --help`, and it
-/// writes JSON Lines.
+/// writes JSON Lines. As root, a real `live` stream (its schema line and its `live.summary`
+/// record, which has only `ts`, `layer`, `kind` and `detail`) goes into the table too.
 #[cfg(feature = "live")]
 #[test]
 fn vector_runs_a_live_that_exists() {
     let dir = fresh_dir("clickhouse-config");
-    let empty = dir.join("empty.jsonl");
-    std::fs::write(&empty, "{\"schema\":\"proxyscope.events/1\"}\n").expect("write");
-    let got = through_clickhouse(&dir, &[("h".to_string(), empty)]);
+    let stream = dir.join("live.jsonl");
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let lines = if root {
+        // Port 9 (discard) on lo: nothing to see, so the stream is its first and last line.
+        let out = Command::new(env!("CARGO_BIN_EXE_proxyscope"))
+            .args(["live", "-i", "lo", "--quiet", "--format", "jsonl"])
+            .args(["--verdicts-only", "--duration", "1", "tcp", "port", "9"])
+            .output()
+            .expect("run live");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::write(&stream, &out.stdout).expect("write");
+        2
+    } else {
+        eprintln!("SKIPPED: a real live stream into the table needs root; CI runs as root");
+        std::fs::write(&stream, "{\"schema\":\"proxyscope.events/1\"}\n").expect("write");
+        1
+    };
+    let got = through_clickhouse(&dir, &[("h".to_string(), stream)]);
+    let h = &got["hosts"]["h"];
+    assert_eq!(count(&h["lines"]), lines, "{h}");
+    assert_eq!(count(&h["rows"]), lines - 1, "{h}");
+    assert_eq!(count(&h["errors"]), 0, "{h}");
+    assert_eq!(got["unknown_fields"], serde_json::json!([]));
     assert_eq!(got["table"], "proxyscope.events");
     assert_eq!(got["settings"]["date_time_input_format"], "best_effort");
     let command: Vec<&str> = got["command"]
