@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install Python packages the tests need from PyPI into a directory of their own (not the system's or
-# the user's site), only those not installed there yet, and print the directory: put it on PYTHONPATH.
+# the user's site), only those not installed there yet, and print the directory to put on PYTHONPATH
+# (DIR/cpXY, for the python3 on PATH).
 #
 #   scripts/ensure-python.sh DIR PKG==VERSION...      e.g. target/tmp/python chdb-core==26.9.0 pyVRL==0.0.2
 #
@@ -23,6 +24,8 @@ for spec in "$@"; do
     exit 2
   }
 done
+# Binary wheels are built for one interpreter: a subdirectory per python3 version.
+dir=$dir/$(python3 -c 'import sys; print("cp%d%d" % sys.version_info[:2])')
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 exec 9>"$dir/.lock"
