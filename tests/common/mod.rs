@@ -4,6 +4,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+pub mod python;
 pub mod schema;
 
 use proxyscope::analyze::{self, Options};
