@@ -438,33 +438,31 @@ pub fn changes(before: &SetTally, after: &SetTally) -> Vec<Change> {
     } else {
         (ha, hb, Exposure::Hours)
     };
-    let (ca, cb) = (before.client_errors_total(), after.client_errors_total());
-    if ca + cb > 0 {
-        out.push(change(
+    // Per-request counts, each only when either set has any.
+    let per_request = [
+        (
             "client_errors",
             "client-visible errors",
-            (ca, ea),
-            (cb, eb),
-            exposure,
-        ));
-    }
-    if before.retries + after.retries > 0 {
-        out.push(change(
+            before.client_errors_total(),
+            after.client_errors_total(),
+        ),
+        (
             "backend_churn",
             "requests re-sent by the proxy",
-            (before.retries, ea),
-            (after.retries, eb),
-            exposure,
-        ));
-    }
-    if before.backend_opened + after.backend_opened > 0 {
-        out.push(change(
+            before.retries,
+            after.retries,
+        ),
+        (
             "backend_churn",
             "backend connections opened",
-            (before.backend_opened, ea),
-            (after.backend_opened, eb),
-            exposure,
-        ));
+            before.backend_opened,
+            after.backend_opened,
+        ),
+    ];
+    for (metric, key, a, b) in per_request {
+        if a + b > 0 {
+            out.push(change(metric, key, (a, ea), (b, eb), exposure));
+        }
     }
     out
 }

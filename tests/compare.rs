@@ -310,18 +310,24 @@ fn a_set_against_itself_changes_nothing() {
     }
 }
 
-#[test]
-fn both_263_captures_together_against_264_are_surer_and_directories_work() {
-    let Some(dir) = proxysql_dir() else { return };
+/// The 2.6.3 TLS capture, both 2.6.3 captures as one set, and the 2.6.4 capture.
+fn both_263(dir: &Path) -> (Set, Set, Set) {
     let (tls, plain, fixed) = (
-        real(&dir, "bug_tls_stream"),
-        real(&dir, "bug_plain_stream"),
-        real(&dir, "fixed_v264_tls_stream"),
+        real(dir, "bug_tls_stream"),
+        real(dir, "bug_plain_stream"),
+        real(dir, "fixed_v264_tls_stream"),
     );
     let before = Set {
         keylogs: tls.keylogs.iter().chain(&plain.keylogs).cloned().collect(),
         files: tls.files.iter().chain(&plain.files).cloned().collect(),
     };
+    (tls, before, fixed)
+}
+
+#[test]
+fn both_263_captures_together_against_264_are_surer_and_directories_work() {
+    let Some(dir) = proxysql_dir() else { return };
+    let (tls, before, fixed) = both_263(&dir);
     let (code, doc) = checked(&before, &fixed);
     assert_eq!(code, 0);
     // Two captures of different minutes: their spans add up, the minutes between do not.
@@ -363,15 +369,7 @@ fn bars(page: &str, class: &str, set: &str) -> u64 {
 #[test]
 fn the_html_page_draws_every_count_of_the_json_document() {
     let Some(dir) = proxysql_dir() else { return };
-    let (tls, plain, fixed) = (
-        real(&dir, "bug_tls_stream"),
-        real(&dir, "bug_plain_stream"),
-        real(&dir, "fixed_v264_tls_stream"),
-    );
-    let before = Set {
-        keylogs: tls.keylogs.iter().chain(&plain.keylogs).cloned().collect(),
-        files: tls.files.iter().chain(&plain.files).cloned().collect(),
-    };
+    let (_, before, fixed) = both_263(&dir);
     let k = keys(&before, &fixed);
     let (_, doc) = compare_json(&k, &before.files, &fixed.files);
     let mut args = vec!["compare".to_string(), "--format".into(), "html".into()];
