@@ -18,6 +18,7 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::parser::parse_message_type;
+use parquet::schema::types::ColumnPath;
 use serde_json::Value;
 
 use super::{Timeline, SCHEMA};
@@ -226,6 +227,8 @@ impl<O: Write> EventWriter<O> {
         let schema = Arc::new(parse_message_type(MESSAGE_TYPE)?);
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
+            // Nearly every detail differs: a dictionary would only be built to be dropped.
+            .set_column_dictionary_enabled(ColumnPath::from("detail"), false)
             .set_created_by(format!("proxyscope {}", env!("CARGO_PKG_VERSION")))
             .set_key_value_metadata(Some(vec![KeyValue::new(
                 "proxyscope.schema".to_string(),
