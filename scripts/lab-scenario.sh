@@ -25,7 +25,8 @@
 #                    nothing; the lab closes those after 1.5 s (FIN).
 #
 # Writes into OUTDIR, per scenario: SCENARIO.pcap (both legs), SCENARIO.front.pcap and SCENARIO.back.pcap (one leg
-# each, split from the first with tshark), all three gzipped with --gzip; SCENARIO.truth.jsonl (the lab's ground
+# each, each written by a tcpdump of its own, as captures on two other hosts would be; with LAB_CAPTURE=live, split
+# from the first with tshark), all three gzipped with --gzip; SCENARIO.truth.jsonl (the lab's ground
 # truth, wall-clock ns), SCENARIO.keylog (TLS secrets of both legs), SCENARIO.lab.log (the lab's stderr:
 # ProxySQL-style log lines), SCENARIO.clients.txt (every error the real clients saw, and a summary per client).
 #
@@ -150,6 +151,34 @@ rm -f "$pcap" "$pcap.gz" "$front_pcap" "$front_pcap.gz" "$back_pcap" "$back_pcap
 
 filter="tcp port $front_port or tcp port $LAB_PORT"
 live_pid=
+
+# One capture process per leg besides the capture of both (the lib runs one capture at a time).
+leg_pids=()
+leg_errs=()
+leg_capture_start() {
+  local file=$1 filter=$2 err i
+  err="$LAB_DIR/tcpdump-leg.$$.${#leg_pids[@]}.err"
+  : >"$err"
+  tcpdump -i lo -U --immediate-mode -B 65536 -s 0 -Z root -w "$file" "$filter" 2>"$err" &
+  leg_pids+=($!)
+  leg_errs+=("$err")
+  lab_track_pid "$!"
+  for ((i = 0; i < 200; i++)); do
+    grep -q 'listening on' "$err" && return 0
+    sleep 0.05
+  done
+  cat "$err" >&2
+  lab_die "tcpdump for $file did not start listening within 10 s"
+}
+leg_capture_stop() {
+  local i
+  for i in "${!leg_pids[@]}"; do
+    kill -INT "${leg_pids[i]}" 2>/dev/null || true
+    lab_reap "${leg_pids[i]}" 10 || lab_die "tcpdump for a leg failed: $(cat "${leg_errs[i]}")"
+    grep -q '^0 packets dropped by kernel' "${leg_errs[i]}" ||
+      lab_die "tcpdump for a leg dropped packets: $(cat "${leg_errs[i]}")"
+  done
+}
 if [[ ${LAB_CAPTURE:-tcpdump} == live ]]; then
   live_log=$outdir/$scenario.live.log
   : >"$live_log"
@@ -160,6 +189,8 @@ if [[ ${LAB_CAPTURE:-tcpdump} == live ]]; then
   lab_wait_listening "$live_pid" "$live_log" "proxyscope live"
 else
   lab_capture_start "$pcap" "$filter"
+  leg_capture_start "$front_pcap" "tcp port $front_port"
+  leg_capture_start "$back_pcap" "tcp port $LAB_PORT"
 fi
 : >"$lablog" # before the lab starts, so the wait below never greps a missing file
 # LAB_BACKEND_PLAIN=1: a plaintext backend leg (TLS frontends over plaintext backends, the reverse of
@@ -189,13 +220,13 @@ if [[ -n $live_pid ]]; then
   sleep 0.2
   kill -INT "$live_pid"
   lab_reap "$live_pid" 20 || lab_die "proxyscope live exited with an error: $(tail -n 3 "$live_log")"
+  # One file per leg, split from the capture of both.
+  tshark -r "$pcap" -Y "tcp.port==$front_port" -w "$front_pcap" 2>/dev/null
+  tshark -r "$pcap" -Y "tcp.port==$LAB_PORT" -w "$back_pcap" 2>/dev/null
 else
+  leg_capture_stop
   lab_capture_stop
 fi
-
-# One file per leg, split from the capture of both.
-tshark -r "$pcap" -Y "tcp.port==$front_port" -w "$front_pcap" 2>/dev/null
-tshark -r "$pcap" -Y "tcp.port==$LAB_PORT" -w "$back_pcap" 2>/dev/null
 
 if [[ -n "$gzip" ]]; then
   gzip -9nf "$pcap" "$front_pcap" "$back_pcap"

@@ -474,6 +474,7 @@ impl Engine {
         tcp.max_buffer_total = tcp.max_buffer_total.min(opts.budget.out_of_order());
         // The dissectors speak MySQL, so a MySQL greeting names the server when no SYN did.
         tcp.server_greeting = crate::mysql::looks_like_greeting;
+        tcp.vantage_points = opts.clocks.len() > 1;
         Engine {
             decoder: decode::Decoder::new(decode::frag::Config {
                 max_bytes: opts.budget.ip_fragments(),
@@ -576,6 +577,7 @@ impl Engine {
                 // A second vantage point's copy of a segment is not a retransmission.
                 if self.duplicates.as_mut().is_some_and(|d| d.observe(&seg)) {
                     self.tracker.stats.duplicate_observations += 1;
+                    self.tracker.seen_again(&seg);
                     return Ok(());
                 }
                 let before = self.tracker.stats.connections;
@@ -817,10 +819,36 @@ pub fn find_legs(inputs: &[Input], flags: LegFlags, opts: &Options) -> io::Resul
     Ok(Legs::new(flags, found.proxies).with_listeners(found.listeners))
 }
 
+/// The clock of a file matched with the file `a` whose clock is `base`: the estimate `e`
+/// (this file against `a`, in `a`'s own clock) added to `a`'s offset and drift.
+fn chain(
+    base: &crate::source::Clock,
+    a: usize,
+    e: &crate::clock::Estimate,
+) -> crate::source::Clock {
+    use crate::source::{Clock, ClockBasis};
+    // `e` is timed in `a`'s clock; the first file's clock is `base` behind it.
+    let at = e.at_ns.saturating_sub(base.shift_at(e.at_ns));
+    let drift = match (e.drift_ppm, base.drift_ppm) {
+        (None, None) => None,
+        (x, y) => Some(x.unwrap_or(0.0) + y.unwrap_or(0.0)),
+    };
+    Clock {
+        offset_ns: e.offset_ns.saturating_add(base.shift_at(e.at_ns)),
+        spread_ns: Some(e.spread_ns.saturating_add(base.spread_ns.unwrap_or(0))),
+        matches: e.matches,
+        drift_ppm: drift,
+        at_ns: drift.map(|_| at),
+        via: (a != 0).then_some(a),
+        basis: ClockBasis::MatchedSegments,
+    }
+}
+
 /// The clock of each input by run index (none for a single input without a given offset):
 /// given with `--clock-offset` (matched against the name as given or its file name), else
 /// estimated against the first input from the segments both saw in their first
-/// [`clock::SAMPLE_FRAMES`](crate::clock::SAMPLE_FRAMES) frames. A stream (read once) is not
+/// [`clock::SAMPLE_FRAMES`](crate::clock::SAMPLE_FRAMES) frames, or through another input
+/// whose clock is known and which shares segments with it. A stream (read once) is not
 /// sampled: its clock is unknown unless given. An offset given for a name that is not among
 /// the inputs is an error.
 pub fn clocks(inputs: &[Input], given: &[(String, f64)]) -> io::Result<Vec<crate::source::Clock>> {
@@ -856,60 +884,66 @@ pub fn clocks(inputs: &[Input], given: &[(String, f64)]) -> io::Result<Vec<crate
         .collect();
     let mut out: Vec<Clock> = given_ns
         .iter()
-        .map(|g| match g {
-            Some(ns) => Clock {
-                offset_ns: *ns,
-                spread_ns: None,
-                matches: 0,
-                drift_ppm: None,
-                basis: ClockBasis::Given,
-            },
-            None => Clock {
-                offset_ns: 0,
-                spread_ns: None,
-                matches: 0,
-                drift_ppm: None,
-                basis: ClockBasis::None,
+        .map(|g| Clock {
+            offset_ns: g.unwrap_or(0),
+            spread_ns: None,
+            matches: 0,
+            drift_ppm: None,
+            at_ns: None,
+            via: None,
+            basis: if g.is_some() {
+                ClockBasis::Given
+            } else {
+                ClockBasis::None
             },
         })
         .collect();
     if let (Some(first), Some(g)) = (out.first_mut(), given_ns.first()) {
         *first = Clock::reference(*g);
     }
-    // The first file and the others whose offset is to be estimated, if they can be read twice.
-    let reference = inputs.first().filter(|i| i.rereadable());
-    let todo: Vec<usize> = (1..inputs.len())
+    // Files whose clock is known are anchors: the first, and those given. Each anchor in turn
+    // is matched against the files still unknown, so that a file sharing no segment with the
+    // first (the database host's capture of the backend leg, when the first file is the
+    // application host's) is still set through one that shares segments with both (the proxy
+    // host's).
+    let mut anchors: std::collections::VecDeque<usize> = (0..inputs.len())
+        .filter(|&i| i == 0 || given_ns.get(i).is_some_and(|g| g.is_some()))
+        .collect();
+    let mut unknown: Vec<usize> = (1..inputs.len())
         .filter(|&i| given_ns.get(i).is_some_and(|g| g.is_none()))
         .filter(|&i| inputs.get(i).is_some_and(|x| x.rereadable()))
         .collect();
-    if let (Some(r), false) = (reference, todo.is_empty()) {
-        if let Ok(rf) = r.open(0) {
-            let mut files = vec![rf];
-            let mut opened = Vec::new();
-            for &i in &todo {
-                if let Some(Ok(f)) = inputs.get(i).map(|x| x.open(i)) {
-                    files.push(f);
-                    opened.push(i);
-                }
+    while let Some(a) = anchors.pop_front() {
+        if unknown.is_empty() {
+            break;
+        }
+        let Some(Ok(af)) = inputs.get(a).filter(|x| x.rereadable()).map(|x| x.open(a)) else {
+            continue;
+        };
+        let mut files = Vec::new();
+        let mut opened = Vec::new();
+        for &i in &unknown {
+            if let Some(Ok(f)) = inputs.get(i).map(|x| x.open(i)) {
+                files.push(f);
+                opened.push(i);
             }
-            let shift = given_ns.first().copied().flatten().unwrap_or(0);
-            let found = crate::clock::estimate_files(files, crate::clock::SAMPLE_FRAMES);
-            for (i, e) in opened.into_iter().zip(found) {
-                if let (Some(c), Some(e)) = (out.get_mut(i), e) {
-                    *c = Clock {
-                        offset_ns: e.offset_ns.saturating_add(shift),
-                        spread_ns: Some(e.spread_ns),
-                        matches: e.matches,
-                        drift_ppm: e.drift_ppm,
-                        basis: ClockBasis::MatchedSegments,
-                    };
-                }
+        }
+        let Some(base) = out.get(a).copied() else {
+            continue;
+        };
+        let found = crate::clock::estimate_against(af, files, crate::clock::SAMPLE_FRAMES);
+        for (i, e) in opened.into_iter().zip(found) {
+            if let (Some(c), Some(e)) = (out.get_mut(i), e) {
+                *c = chain(&base, a, &e);
+                unknown.retain(|&u| u != i);
+                anchors.push_back(i);
             }
         }
     }
     let first = inputs.first().map_or("", |i| i.path());
     for (i, c) in inputs.iter().zip(&out) {
-        tracing::info!("{}: {}", i.path(), c.describe(first));
+        let via = c.via.and_then(|v| inputs.get(v)).map(|v| v.path());
+        tracing::info!("{}: {}", i.path(), c.describe(first, via));
     }
     Ok(out)
 }

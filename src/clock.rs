@@ -78,6 +78,21 @@ pub struct Estimate {
     pub matches: u64,
     /// Slope of the deltas over time in ppm, when the matches span [`MIN_DRIFT_SPAN_NS`].
     pub drift_ppm: Option<f64>,
+    /// The time (the first file's clock, ns since the epoch) at which `offset_ns` holds: with
+    /// a drift, the offset at another time `t` is `offset_ns + drift_ppm × (t − at_ns) / 10⁶`.
+    pub at_ns: i64,
+}
+
+impl Estimate {
+    /// The offset at `t` (ns since the epoch, the first file's clock), the drift applied.
+    pub fn offset_at(&self, t: i64) -> i64 {
+        match self.drift_ppm {
+            Some(d) => self
+                .offset_ns
+                .saturating_add((d * t.saturating_sub(self.at_ns) as f64 / 1e6) as i64),
+            None => self.offset_ns,
+        }
+    }
 }
 
 /// The median of `v` (sorted in place); the mean of the two middle values for an even count.
@@ -102,23 +117,47 @@ fn quantile(sorted: &[i64], num: u64, den: u64) -> Option<i64> {
 }
 
 /// Estimates an offset from `(time in the first file, delta)` pairs, ns: the median delta,
-/// its interquartile range, and the drift when the pairs span long enough.
+/// its interquartile range, and the drift when the pairs span long enough. With a drift, the
+/// deltas are detrended first and the offset is the one at the inliers' mean time (`at_ns`):
+/// over an hour a few ppm move the raw deltas by more than the spread they are judged by.
 pub fn estimate(samples: &[(i64, i64)]) -> Option<Estimate> {
     let mut deltas: Vec<i64> = samples.iter().map(|s| s.1).collect();
     deltas.sort_unstable();
-    let offset_ns = quantile(&deltas, 1, 2)?;
     let q1 = quantile(&deltas, 1, 4)?;
     let q3 = quantile(&deltas, 3, 4)?;
-    let spread_ns = q3.saturating_sub(q1);
+    let iqr = q3.saturating_sub(q1);
     // Tukey's fences leave the odd retransmission or reordering out of the slope.
-    let lo = q1.saturating_sub(spread_ns.saturating_mul(3) / 2);
-    let hi = q3.saturating_add(spread_ns.saturating_mul(3) / 2);
+    let lo = q1.saturating_sub(iqr.saturating_mul(3) / 2);
+    let hi = q3.saturating_add(iqr.saturating_mul(3) / 2);
+    let mut times: Vec<i64> = samples.iter().map(|s| s.0).collect();
+    let fit = drift_fit(samples, lo, hi);
+    let at_ns = match fit {
+        Some((_, at)) => at,
+        None => median(&mut times)?,
+    };
+    let detrended: Vec<i64> = samples
+        .iter()
+        .map(|&(t, d)| detrend(d, t, fit, at_ns))
+        .collect();
+    let mut sorted = detrended;
+    sorted.sort_unstable();
+    let offset_ns = quantile(&sorted, 1, 2)?;
+    let spread_ns = quantile(&sorted, 3, 4)?.saturating_sub(quantile(&sorted, 1, 4)?);
     Some(Estimate {
         offset_ns,
         spread_ns,
         matches: samples.len() as u64,
-        drift_ppm: drift_ppm(samples, lo, hi),
+        drift_ppm: fit.map(|f| f.0),
+        at_ns,
     })
+}
+
+/// `delta` at time `t` with the drift's share since `at_ns` taken out.
+fn detrend(delta: i64, t: i64, fit: Option<(f64, i64)>, at_ns: i64) -> i64 {
+    match fit {
+        Some((ppm, _)) => delta.saturating_sub((ppm * t.saturating_sub(at_ns) as f64 / 1e6) as i64),
+        None => delta,
+    }
 }
 
 /// The offset with the one-way delay between the two capture points taken out, as NTP does:
@@ -150,6 +189,12 @@ pub fn symmetric_offset(flows: &[(Endpoint, Endpoint, i64)]) -> Option<i64> {
 /// Least-squares slope of the deltas (within `lo..=hi`) over time, in ppm (µs per s); None
 /// with fewer than [`MIN_DRIFT_MATCHES`] or a span under [`MIN_DRIFT_SPAN_NS`].
 pub fn drift_ppm(samples: &[(i64, i64)], lo: i64, hi: i64) -> Option<f64> {
+    drift_fit(samples, lo, hi).map(|f| f.0)
+}
+
+/// [`drift_ppm`] and the mean time of the samples it kept (where the fitted line is best
+/// known).
+fn drift_fit(samples: &[(i64, i64)], lo: i64, hi: i64) -> Option<(f64, i64)> {
     let kept: Vec<(i64, i64)> = samples
         .iter()
         .copied()
@@ -177,7 +222,8 @@ pub fn drift_ppm(samples: &[(i64, i64)], lo: i64, hi: i64) -> Option<f64> {
         sxx += (x - mx) * (x - mx);
     }
     // ns per s is 1e-9 s/s; a ppm is 1e-6 s/s.
-    (sxx > 0.0).then(|| sxy / sxx / 1e3)
+    let at = t0.saturating_add((mx * 1e9) as i64);
+    (sxx > 0.0).then(|| (sxy / sxx / 1e3, at))
 }
 
 /// The first file's distinctive segments, each with its time; a key seen twice (a
@@ -241,32 +287,50 @@ impl Index {
 /// frames each (timestamps as read, before any shift): one entry per later file, None when it
 /// has no segment in common with the first. Reads the files; they are not reused.
 pub fn estimate_files(mut files: Vec<CaptureFile>, max_frames: u64) -> Vec<Option<Estimate>> {
-    let mut index = Index::default();
-    let mut rest = files.iter_mut();
-    let Some(first) = rest.next() else {
+    if files.is_empty() {
         return Vec::new();
-    };
-    each_segment(first, max_frames, |seg| index.add(seg));
-    rest.map(|f| {
-        let file = f.index();
-        let mut samples: Vec<(i64, i64)> = Vec::new();
-        let mut flows: Vec<(Endpoint, Endpoint, i64)> = Vec::new();
-        each_segment(f, max_frames, |seg| {
-            if samples.len() < MAX_MATCHES {
-                if let Some(t) = index.find(file, seg) {
-                    let delta = seg.ts.nanos_since(t);
-                    samples.push((t.0, delta));
-                    flows.push((seg.src, seg.dst, delta));
+    }
+    let first = files.remove(0);
+    estimate_against(first, files, max_frames)
+}
+
+/// Estimates the clocks of `others` against `anchor` (timestamps as read, before any shift),
+/// from their first `max_frames` frames each: one entry per file of `others`, None when it has
+/// no segment in common with the anchor. Reads the files; they are not reused.
+pub fn estimate_against(
+    mut anchor: CaptureFile,
+    others: Vec<CaptureFile>,
+    max_frames: u64,
+) -> Vec<Option<Estimate>> {
+    let mut index = Index::default();
+    each_segment(&mut anchor, max_frames, |seg| index.add(seg));
+    others
+        .into_iter()
+        .map(|mut f| {
+            let file = f.index();
+            let mut samples: Vec<(i64, i64)> = Vec::new();
+            let mut flows: Vec<(Endpoint, Endpoint, i64)> = Vec::new();
+            each_segment(&mut f, max_frames, |seg| {
+                if samples.len() < MAX_MATCHES {
+                    if let Some(t) = index.find(file, seg) {
+                        let delta = seg.ts.nanos_since(t);
+                        samples.push((t.0, delta));
+                        flows.push((seg.src, seg.dst, delta));
+                    }
                 }
+            });
+            let mut e = estimate(&samples)?;
+            // The one-way delay is taken out of the detrended deltas.
+            let fit = e.drift_ppm.map(|d| (d, e.at_ns));
+            for (flow, s) in flows.iter_mut().zip(&samples) {
+                flow.2 = detrend(s.1, s.0, fit, e.at_ns);
             }
-        });
-        let mut e = estimate(&samples)?;
-        if let Some(o) = symmetric_offset(&flows) {
-            e.offset_ns = o;
-        }
-        Some(e)
-    })
-    .collect()
+            if let Some(o) = symmetric_offset(&flows) {
+                e.offset_ns = o;
+            }
+            Some(e)
+        })
+        .collect()
 }
 
 /// Calls `f` with each TCP segment of the file's first `max_frames` frames (no IP reassembly:
@@ -435,8 +499,17 @@ mod tests {
         let e = estimate(&samples).unwrap();
         let d = e.drift_ppm.unwrap();
         assert!((d - 20.0).abs() < 0.5, "drift {d}");
-        // The median sits mid-way: 30 s × 20 ppm = 600 µs above −1 s.
-        assert!((e.offset_ns - (-S + 600_000)).abs() < 50_000, "{e:?}");
+        // The offset is the one at the samples' mean time: 30 s × 20 ppm = 600 µs above −1 s;
+        // with the drift, −1 s at the start and 1.2 ms above it at the end.
+        assert!((e.at_ns - 30 * S).abs() < S, "{e:?}");
+        assert!((e.offset_ns - (-S + 600_000)).abs() < 20_000, "{e:?}");
+        assert!((e.offset_at(0) - (-S)).abs() < 20_000, "{e:?}");
+        assert!(
+            (e.offset_at(60 * S) - (-S + 1_200_000)).abs() < 20_000,
+            "{e:?}"
+        );
+        // Detrended, the spread is the jitter's, not the 1.2 ms the drift adds.
+        assert!(e.spread_ns <= 40_000, "{e:?}");
         // Too few matches: none.
         assert_eq!(drift_ppm(&samples[..10], i64::MIN, i64::MAX), None);
     }

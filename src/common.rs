@@ -18,6 +18,19 @@ pub struct At {
     pub file: usize,
 }
 
+impl At {
+    /// Capture order: frame order within a file (a file's timestamps may step back, its frame
+    /// order does not), time across files (frame numbers of two files say nothing about each
+    /// other), then the file index.
+    pub fn capture_order(&self, other: &At) -> std::cmp::Ordering {
+        if self.file == other.file {
+            self.frame.cmp(&other.frame)
+        } else {
+            self.ts.cmp(&other.ts).then(self.file.cmp(&other.file))
+        }
+    }
+}
+
 /// One end of a TCP connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub struct Endpoint {

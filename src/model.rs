@@ -63,6 +63,16 @@ fn ser_ts<S: serde::Serializer>(ts: &Timestamp, s: S) -> Result<S::Ok, S::Error>
 }
 
 impl Point {
+    /// Capture order, as [`At::capture_order`].
+    pub fn capture_order(&self, other: &Point) -> std::cmp::Ordering {
+        let at = |p: &Point| At {
+            ts: p.ts,
+            frame: p.frame,
+            file: p.file,
+        };
+        at(self).capture_order(&at(other))
+    }
+
     /// `at`, with its time relative to `origin`.
     pub fn of(at: At, origin: Timestamp) -> Point {
         Point {
@@ -243,6 +253,10 @@ pub struct Summary {
     pub fins: Vec<Mark>,
     /// Every RST, in capture order.
     pub rsts: Vec<Mark>,
+    /// With several capture files: what each file saw of the connection (one entry per
+    /// vantage point that saw it), each with its own frames. Absent with one file.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub seen_in: Vec<Sighting>,
     /// What the connection carried, judged by content.
     pub carries: Carries,
     /// MySQL facts, when it carried MySQL.
@@ -275,6 +289,23 @@ pub struct Summary {
     /// The capture's start (times are relative to it).
     #[serde(skip)]
     pub origin: Timestamp,
+}
+
+/// What one capture file saw of a connection (see [`crate::tcp::Sighting`]).
+#[derive(Clone, Debug, Serialize)]
+pub struct Sighting {
+    /// File index in the run (0 for the first).
+    pub file: usize,
+    /// Segments of the connection in this file, second observations included.
+    pub packets: u64,
+    /// Its first segment there.
+    pub first: Point,
+    /// Its last segment there.
+    pub last: Point,
+    /// The first FIN this file saw.
+    pub fin: Option<Mark>,
+    /// The first RST this file saw.
+    pub rst: Option<Mark>,
 }
 
 /// TLS facts by role.
@@ -411,11 +442,7 @@ impl EventOut {
 
 /// Capture order of two evidence points: frame order within a file, time across files.
 fn before(a: At, b: At) -> bool {
-    if a.file == b.file {
-        a.frame < b.frame
-    } else {
-        a.ts < b.ts
-    }
+    a.capture_order(&b).is_lt()
 }
 
 impl Summary {
@@ -532,6 +559,18 @@ impl Summary {
             close,
             fins: c.fins.iter().copied().map(mark).collect(),
             rsts: c.rsts.iter().copied().map(mark).collect(),
+            seen_in: c
+                .seen_in
+                .iter()
+                .map(|v| Sighting {
+                    file: v.file,
+                    packets: v.packets,
+                    first: pt(v.first),
+                    last: pt(v.last),
+                    fin: v.fin.map(mark),
+                    rst: v.rst.map(mark),
+                })
+                .collect(),
             carries: app.carries.unwrap_or(Carries::Unknown),
             mysql: app.mysql,
             tls: app.tls.map(|t| {

@@ -213,8 +213,17 @@ pub struct Clock {
     /// Segments matched with the first file.
     pub matches: u64,
     /// Drift of this clock against the first, in parts per million; None when the matches
-    /// do not span long enough to tell.
+    /// do not span long enough to tell. When known it is corrected: the shift at time `t` is
+    /// `offset_ns + drift_ppm × (t − at) / 10⁶`.
     pub drift_ppm: Option<f64>,
+    /// The time at which `offset_ns` holds (ns since the epoch, the first file's clock),
+    /// as an RFC 3339 string in JSON; None without a drift.
+    #[serde(rename = "offset_at", serialize_with = "ser_opt_time")]
+    pub at_ns: Option<i64>,
+    /// The file (by run index) whose segments this clock was matched with when it shares none
+    /// with the first file: its offset is this one's against that file plus that file's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via: Option<usize>,
     /// Where the offset comes from.
     pub basis: ClockBasis,
 }
@@ -227,6 +236,8 @@ impl Clock {
             spread_ns: None,
             matches: 0,
             drift_ppm: None,
+            at_ns: None,
+            via: None,
             basis: if given_ns.is_some() {
                 ClockBasis::Given
             } else {
@@ -235,10 +246,26 @@ impl Clock {
         }
     }
 
+    /// The shift at `raw_ns` (this file's own clock, ns since the epoch): the offset, plus
+    /// the drift since [`Clock::at_ns`] when both are known.
+    pub fn shift_at(&self, raw_ns: i64) -> i64 {
+        match (self.drift_ppm, self.at_ns) {
+            (Some(d), Some(at)) => self
+                .offset_ns
+                .saturating_add((d * raw_ns.saturating_sub(at) as f64 / 1e6) as i64),
+            _ => self.offset_ns,
+        }
+    }
+
     /// In words, for reports: `clock +2.503 s against FILE (412 segments matched, spread
-    /// 0.2 ms, no drift measured)`; `reference` names the first file.
-    pub fn describe(&self, reference: &str) -> String {
+    /// 0.2 ms, no drift measured)`; `reference` names the first file and `via` the file it
+    /// was matched with when that is another one.
+    pub fn describe(&self, reference: &str, via: Option<&str>) -> String {
         let secs = self.offset_ns as f64 / 1e9;
+        let against = match via {
+            Some(v) if self.via.is_some() => format!("{reference} through {v}"),
+            _ => reference.to_string(),
+        };
         match self.basis {
             ClockBasis::Reference => "its clock the reference for the other files".to_string(),
             ClockBasis::Given => format!("clock {secs:+.6} s (given), shifted by it"),
@@ -246,11 +273,11 @@ impl Clock {
                 format!("clock unknown against {reference} (no segment seen in both), not shifted")
             }
             ClockBasis::MatchedSegments => format!(
-                "clock {secs:+.6} s against {reference} ({} segments matched, spread {:.3} ms, {})",
+                "clock {secs:+.6} s against {against} ({} segments matched, spread {:.3} ms, {})",
                 self.matches,
                 self.spread_ns.unwrap_or(0) as f64 / 1e6,
                 match self.drift_ppm {
-                    Some(d) => format!("drift {d:+.1} ppm"),
+                    Some(d) => format!("drift {d:+.2} ppm, corrected"),
                     None => "too short to measure drift".to_string(),
                 }
             ),
@@ -260,6 +287,13 @@ impl Clock {
 
 fn ser_secs<S: serde::Serializer>(ns: &i64, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(*ns as f64 / 1e9)
+}
+
+fn ser_opt_time<S: serde::Serializer>(ns: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+    match ns {
+        Some(n) => s.serialize_str(&crate::time::Timestamp(*n).rfc3339().to_string()),
+        None => s.serialize_none(),
+    }
 }
 
 fn ser_opt_secs<S: serde::Serializer>(ns: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
@@ -334,6 +368,8 @@ pub struct CaptureFile {
     compressed: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
     /// Nanoseconds taken off every timestamp (the file's clock offset).
     shift_ns: i64,
+    /// With a drift: the clock whose shift is worked out per frame.
+    drifting: Option<Clock>,
 }
 
 /// Counts the bytes read through it (the compressed side of a gzip input).
@@ -472,13 +508,17 @@ impl CaptureFile {
             done: false,
             compressed: None,
             shift_ns: 0,
+            drifting: None,
         })
     }
 
     /// The frame loaded by the last successful [`advance`](Self::advance).
     pub fn current(&self) -> Option<Frame<'_>> {
         self.has_cur.then(|| Frame {
-            ts: Timestamp(self.cur.ts.0.saturating_sub(self.shift_ns)),
+            ts: Timestamp(self.cur.ts.0.saturating_sub(match &self.drifting {
+                Some(c) => c.shift_at(self.cur.ts.0),
+                None => self.shift_ns,
+            })),
             frame_no: self.cur.frame_no,
             file: self.index,
             interface: self.cur.interface,
@@ -492,6 +532,7 @@ impl CaptureFile {
     /// clock's offset (recorded in [`FileInfo::clock`]).
     pub fn set_clock(&mut self, clock: Clock) {
         self.shift_ns = clock.offset_ns;
+        self.drifting = (clock.drift_ppm.is_some() && clock.at_ns.is_some()).then_some(clock);
         self.info.clock = Some(clock);
     }
 

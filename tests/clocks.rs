@@ -4,7 +4,10 @@
 //! traffic in common; the offset found must be the one applied, and the merged report must be
 //! that of the single full capture (no doubled connection, no retransmission made of a second
 //! observation, the 4 #4500 incidents). The lab's front and back legs share no segment: their
-//! clocks stay unknown and unshifted.
+//! clocks stay unknown and unshifted, unless a third file shares segments with both, through
+//! which they are set. A clock that drifts (the real ProxySQL 2.6.3 capture rewritten at
+//! 200 ppm) is measured and corrected. With `PROXYSCOPE_LAB=1`, a fresh lab run written by
+//! three tcpdump processes at once (each leg, and both) is merged with two clocks moved.
 
 mod common;
 
@@ -48,9 +51,14 @@ fn shifted() -> PathBuf {
 
 /// `proxyscope analyze --format json --keylog dirty-ssl.keylog [args]`: the document and stderr.
 fn analyze(args: &[&str], files: &[&Path]) -> (Value, String) {
+    analyze_with(&lab("dirty-ssl.keylog"), args, files)
+}
+
+/// `proxyscope analyze --format json --keylog KEYLOG [args]`: the document and stderr.
+fn analyze_with(keylog: &Path, args: &[&str], files: &[&Path]) -> (Value, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_proxyscope"))
         .args(["analyze", "-q", "--format", "json", "--keylog"])
-        .arg(lab("dirty-ssl.keylog"))
+        .arg(keylog)
         .args(args)
         .args(files)
         .output()
@@ -327,4 +335,235 @@ fn the_one_way_delay_between_two_capture_points_does_not_bias_the_offset() {
         merged["summary"]["tcp"]["duplicate_observations"],
         single["summary"]["tcp"]["segments"]
     );
+}
+
+/// The clocks of three vantage points, as on three hosts: the application host's capture of the
+/// frontend leg (the reference), the database host's of the backend leg (0.8 s behind), and
+/// the proxy host's of both (1.25 s ahead), given in that order.
+fn three_hosts(front: &Path, back: &Path, both: &Path, tag: &str) -> [PathBuf; 3] {
+    let app = editcap(&["-t", "0"], front, &format!("{tag}-app.pcap"));
+    let db = editcap(&["-t", "-0.8"], back, &format!("{tag}-db.pcap"));
+    let proxy = editcap(&["-t", "1.25"], both, &format!("{tag}-proxy.pcap"));
+    [app, db, proxy]
+}
+
+/// The database host's file shares no segment with the first (the application host's), only
+/// with the proxy host's: its clock is set through that one.
+fn check_three_hosts(merged: &Value, single: &Value, frames: u64) {
+    assert_eq!(clock(merged, 0)["basis"], "reference");
+    let proxy = clock(merged, 2);
+    assert_eq!(proxy["basis"], "matched segments", "{proxy}");
+    assert!((secs(&proxy["offset_s"]) - 1.25).abs() < 5e-6, "{proxy}");
+    assert!(proxy.get("via").is_none(), "{proxy}");
+    let db = clock(merged, 1);
+    assert_eq!(db["basis"], "matched segments", "{db}");
+    assert_eq!(db["via"], 2, "{db}");
+    assert!((secs(&db["offset_s"]) + 0.8).abs() < 1e-5, "{db}");
+    same_story(merged, single);
+    // Every frame of the two one-leg files was seen again in the proxy host's file.
+    assert_eq!(merged["summary"]["tcp"]["duplicate_observations"], frames);
+}
+
+/// Per connection (client port, server port) and file: its frames and its first FIN's frame,
+/// as tshark reads each file.
+type Seen = std::collections::BTreeMap<(u64, u64, usize), (u64, Option<u64>)>;
+
+fn tshark_seen(files: &[&Path]) -> Seen {
+    let mut seen = Seen::new();
+    for (i, f) in files.iter().enumerate() {
+        let out = Command::new("tshark")
+            .arg("-r")
+            .arg(f)
+            .args([
+                "-Y",
+                "tcp",
+                "-T",
+                "fields",
+                "-e",
+                "frame.number",
+                "-e",
+                "tcp.srcport",
+            ])
+            .args(["-e", "tcp.dstport", "-e", "tcp.flags.fin"])
+            .output()
+            .expect("tshark is installed");
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let v: Vec<&str> = line.split('\t').collect();
+            let n = |k: usize| v[k].parse::<u64>().unwrap();
+            let (a, b) = (n(1), n(2));
+            let e = seen.entry((a.min(b), a.max(b), i)).or_insert((0, None));
+            e.0 += 1;
+            if matches!(v[3], "1" | "True") && e.1.is_none() {
+                e.1 = Some(n(0));
+            }
+        }
+    }
+    seen
+}
+
+/// Each connection's `seen_in`: every file that saw it, with its own frame numbers, as tshark
+/// counts them.
+fn check_seen_in(merged: &Value, files: &[&Path]) {
+    let want = tshark_seen(files);
+    let mut got = Seen::new();
+    for c in merged["connections"].as_array().unwrap() {
+        let (a, b) = (
+            c["client_port"].as_u64().unwrap(),
+            c["server_port"].as_u64().unwrap(),
+        );
+        for v in c["seen_in"].as_array().expect("seen_in with several files") {
+            let file = v["file"].as_u64().unwrap() as usize;
+            let fin = v["fin"].get("frame").and_then(Value::as_u64);
+            got.insert(
+                (a.min(b), a.max(b), file),
+                (v["packets"].as_u64().unwrap(), fin),
+            );
+        }
+    }
+    assert_eq!(got, want);
+}
+
+#[test]
+fn a_file_sharing_segments_only_with_another_is_set_through_it() {
+    let [app, db, proxy] = three_hosts(
+        &lab("dirty-ssl.front.pcap.gz"),
+        &lab("dirty-ssl.back.pcap.gz"),
+        &lab("dirty-ssl.pcap.gz"),
+        "bundled",
+    );
+    let (single, _) = analyze(&[], &[&lab("dirty-ssl.pcap.gz")]);
+    let (merged, err) = analyze(&["-v"], &[&app, &db, &proxy]);
+    check_three_hosts(&merged, &single, 1378);
+    check_seen_in(&merged, &[&app, &db, &proxy]);
+    assert!(
+        err.contains(&format!(
+            "against {} through {}",
+            app.display(),
+            proxy.display()
+        )),
+        "{err}"
+    );
+    // Without the proxy host's file nothing links the two: both clocks stay as they are, and
+    // the report says so.
+    let (apart, _) = analyze(&[], &[&app, &db]);
+    assert_eq!(clock(&apart, 1)["basis"], "none");
+}
+
+/// A copy of a classic pcap whose clock runs `ppm` fast and starts `offset_s` ahead.
+fn drifted(input: &Path, offset_s: f64, ppm: f64, out: &str) -> PathBuf {
+    let b = std::fs::read(input).unwrap();
+    let magic = u32::from_le_bytes(b[..4].try_into().unwrap());
+    let unit: i64 = match magic {
+        0xa1b2_c3d4 => 1_000,
+        0xa1b2_3c4d => 1,
+        m => panic!(
+            "{}: not a little-endian classic pcap ({m:#x})",
+            input.display()
+        ),
+    };
+    let mut o = b[..24].to_vec();
+    let (mut i, mut t0) = (24, None);
+    while i + 16 <= b.len() {
+        let word = |k: usize| u32::from_le_bytes(b[i + 4 * k..i + 4 * k + 4].try_into().unwrap());
+        let t = i64::from(word(0)) * 1_000_000_000 + i64::from(word(1)) * unit;
+        let t0 = *t0.get_or_insert(t);
+        let moved = t + (offset_s * 1e9) as i64 + ((t - t0) as f64 * ppm / 1e6) as i64;
+        let frac = moved.rem_euclid(1_000_000_000) / unit;
+        o.extend_from_slice(&((moved.div_euclid(1_000_000_000)) as u32).to_le_bytes());
+        o.extend_from_slice(&(frac as u32).to_le_bytes());
+        let len = word(2) as usize;
+        o.extend_from_slice(&b[i + 8..i + 16 + len]);
+        i += 16 + len;
+    }
+    let p = tmp(out);
+    std::fs::write(&p, o).unwrap();
+    p
+}
+
+#[test]
+fn a_drifting_clock_is_measured_and_corrected() {
+    let Some(shared) = shared_captures() else {
+        eprintln!("SKIPPED: ../shared/captures is not here");
+        return;
+    };
+    let dir = shared.join("proxysql/bug_plain_stream");
+    let real = dir.join("bug_plain_stream.pcap");
+    let keys = dir.join("keys.log");
+    // 200 ppm fast, 0.3 s ahead: over the capture's 12.6 s the clock gains 2.5 ms, more than
+    // the window in which a second observation is recognised without the correction.
+    let copy = drifted(&real, 0.3, 200.0, "drift-200ppm.pcap");
+    let (single, _) = analyze_with(&keys, &[], &[&real]);
+    let (merged, err) = analyze_with(&keys, &["-v"], &[&real, &copy]);
+    let c = clock(&merged, 1);
+    assert_eq!(c["basis"], "matched segments", "{c}");
+    let drift = secs(&c["drift_ppm"]);
+    assert!((drift - 200.0).abs() < 1.0, "{c}");
+    // The offset holds at `offset_at`; back at the first frame it is the 0.3 s applied.
+    let at = c["offset_at"].as_str().expect("offset_at with a drift");
+    let first = single["summary"]["capture_start"].as_str().unwrap();
+    let since = |a: &str| -> f64 {
+        // Both are RFC 3339 UTC times of the same minute in this capture.
+        let s = |x: &str| -> f64 {
+            let t = x.split('T').nth(1).unwrap().trim_end_matches('Z');
+            let mut p = t.split(':');
+            let (h, m, s): (f64, f64, f64) = (
+                p.next().unwrap().parse().unwrap(),
+                p.next().unwrap().parse().unwrap(),
+                p.next().unwrap().parse().unwrap(),
+            );
+            h * 3600.0 + m * 60.0 + s
+        };
+        s(a) - s(first)
+    };
+    let at_first = secs(&c["offset_s"]) - drift * since(at) / 1e6;
+    assert!((at_first - 0.3).abs() < 20e-6, "{at_first} {c}");
+    assert!(err.contains("drift +200."), "{err}");
+    // Corrected, every frame of the copy is a second observation, and the story is the same.
+    assert_eq!(
+        merged["summary"]["tcp"]["duplicate_observations"],
+        single["summary"]["frames"]
+    );
+    same_story(&merged, &single);
+}
+
+#[test]
+fn three_capture_processes_of_a_fresh_lab_run_merge_into_one_story() {
+    if std::env::var("PROXYSCOPE_LAB").as_deref() != Ok("1") {
+        eprintln!(
+            "SKIPPED: set PROXYSCOPE_LAB=1 to capture a lab run afresh (scripts/test.sh does)"
+        );
+        return;
+    }
+    let out = tmp("lab");
+    let status = Command::new(repo().join("scripts/lab-scenario.sh"))
+        .arg("dirty-ssl")
+        .arg(&out)
+        .env("PROXYSCOPE_BIN", env!("CARGO_BIN_EXE_proxyscope"))
+        .status()
+        .expect("run scripts/lab-scenario.sh");
+    assert!(status.success(), "scripts/lab-scenario.sh dirty-ssl failed");
+    let file = |ext: &str| out.join(format!("dirty-ssl.{ext}"));
+    let keys = file("keylog");
+    let [app, db, proxy] = three_hosts(
+        &file("front.pcap"),
+        &file("back.pcap"),
+        &file("pcap"),
+        "fresh",
+    );
+    let (single, _) = analyze_with(&keys, &[], &[&file("pcap")]);
+    let (merged, _) = analyze_with(&keys, &[], &[&app, &db, &proxy]);
+    // Three processes stamp the same packet a microsecond apart at times: the offsets are
+    // found to within a few microseconds, and the story is still the single capture's.
+    let legs: u64 = [&app, &db]
+        .iter()
+        .map(|p| {
+            let (d, _) = analyze_with(&keys, &[], &[p]);
+            d["summary"]["frames"].as_u64().unwrap()
+        })
+        .sum();
+    assert_eq!(Some(legs), single["summary"]["frames"].as_u64());
+    check_three_hosts(&merged, &single, legs);
+    check_seen_in(&merged, &[&app, &db, &proxy]);
+    assert_eq!(signatures(&single).len(), signatures(&merged).len());
+    assert!(!signatures(&single).is_empty());
 }

@@ -263,6 +263,37 @@ fn the_upgrade_to_264_makes_the_4500_signature_go_away_and_the_reverse_fails_the
 }
 
 #[test]
+fn a_set_captured_from_two_vantage_points_counts_each_close_once() {
+    // The #4500 lab run, and the same run as a second host with its clock 2.5 s ahead saw it.
+    let dir = std::env::temp_dir().join(format!("proxyscope-compare-vp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = dir.join("second-host.pcap");
+    let st = Command::new("editcap")
+        .args(["-t", "2.5"])
+        .arg(lab("dirty-ssl.pcap.gz"))
+        .arg(&copy)
+        .status()
+        .expect("editcap (Wireshark) is installed");
+    assert!(st.success());
+    let keys = vec![lab("dirty-ssl.keylog")];
+    let one = vec![lab("dirty-ssl.pcap.gz")];
+    let two = vec![lab("dirty-ssl.pcap.gz"), copy.display().to_string()];
+    let (code, doc) = compare_json(&keys, &one, &two);
+    assert_eq!(code, 0);
+    assert_eq!(
+        compare_counts(&doc["after"]),
+        compare_counts(&doc["before"])
+    );
+    assert_eq!(compare_counts(&doc["before"]), analyze_counts(&keys, &one));
+    for c in doc["changes"].as_array().expect("changes") {
+        assert_eq!(c["direction"], "same", "{c}");
+    }
+    let (_, text) = compare(&keys, &one, &two, false);
+    assert!(text.contains("nothing changed"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn a_set_against_itself_changes_nothing() {
     let Some(dir) = proxysql_dir() else { return };
     for name in ["bug_tls_stream", "bug_plain_stream"] {

@@ -8,7 +8,6 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
 use common::parquet_rows::{assert_row_is_record, read_rows};
 use common::*;
@@ -114,47 +113,9 @@ fn every_row_says_what_the_jsonl_record_says() {
     }
 }
 
-/// A Python that imports duckdb: the system's if it has it, else the `duckdb` package installed
-/// (once) with pip under the target directory. The PYTHONPATH to give it.
-fn duckdb_path() -> &'static Option<PathBuf> {
-    static PATH: OnceLock<Option<PathBuf>> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let has = |pp: Option<&Path>| {
-            let mut c = Command::new("python3");
-            c.args(["-c", "import duckdb"]);
-            if let Some(p) = pp {
-                c.env("PYTHONPATH", p);
-            }
-            c.output().is_ok_and(|o| o.status.success())
-        };
-        if has(None) {
-            return None;
-        }
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("py-duckdb");
-        if !has(Some(&dir)) {
-            let out = Command::new("python3")
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                ])
-                .arg("--target")
-                .arg(&dir)
-                .arg("duckdb")
-                .output()
-                .expect("run python3 -m pip");
-            assert!(
-                out.status.success(),
-                "pip install duckdb failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            assert!(has(Some(&dir)), "duckdb installed but not importable");
-        }
-        Some(dir)
-    })
-}
+/// The `duckdb` Python package, pinned, installed on first use under the target directory by
+/// scripts/ensure-python.sh (no dependency needed to run SQL on a Parquet file).
+const DUCKDB: &[&str] = &["duckdb==2.0.1"];
 
 /// The documented queries, exactly as docs/events-parquet.md and README.md give them (the file
 /// name is replaced).
@@ -202,9 +163,7 @@ fn duckdb_reads_the_types_and_counts_as_analyze_does() {
         py.args(["-c", DUCKDB_SCRIPT])
             .arg(&file)
             .args([INCIDENTS_QUERY, CLOSES_QUERY]);
-        if let Some(p) = duckdb_path() {
-            py.env("PYTHONPATH", p);
-        }
+        py.env("PYTHONPATH", common::python::packages(DUCKDB));
         let out = py.output().unwrap();
         assert!(
             out.status.success(),

@@ -150,6 +150,9 @@ fn tally(
         return Ok((SetTally::new(files), Outcome::Unreadable));
     }
     let mut opts = opts.clone();
+    // A set may hold several vantage points of the same traffic: their clocks are aligned and
+    // second observations recognised, as `analyze` does, so nothing is counted twice.
+    opts.clocks = analyze::clocks(&inputs, &opts.clock_offsets)?;
     opts.legs = analyze::find_legs(&inputs, flags.clone(), &opts)?;
     log_legs(flags, &opts.legs);
     let captures = open_all(&inputs, &mut unreadable, err);

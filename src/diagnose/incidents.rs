@@ -500,7 +500,10 @@ impl Incidents {
                 }
             }
         }
-        out.sort_by_key(|i| i.steps.first().map(|s| (s.at.file, s.at.frame)));
+        out.sort_by(|a, b| match (a.steps.first(), b.steps.first()) {
+            (Some(x), Some(y)) => x.at.capture_order(&y.at),
+            (x, y) => x.is_some().cmp(&y.is_some()),
+        });
         out
     }
 

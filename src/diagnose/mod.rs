@@ -88,10 +88,6 @@ pub fn err_ends_session(code: u16) -> bool {
     )
 }
 
-fn key(at: crate::common::At) -> (usize, u64, i64) {
-    (at.file, at.frame, at.ts.0)
-}
-
 fn not_after(a: crate::common::At, first: Option<&teardown::First>) -> bool {
     first.is_none_or(|f| !teardown::before(f.seen.at, a))
 }
@@ -216,7 +212,10 @@ pub fn starter(t: &Teardown, mysql: bool) -> Option<Start> {
             basis: "the first FIN/RST",
         });
     }
-    c.into_iter().min_by_key(|s| (key(s.at), s.cause))
+    // Capture order, not (file, frame): with several files, frame numbers of two files say
+    // nothing about which came first.
+    c.into_iter()
+        .min_by(|a, b| a.at.capture_order(&b.at).then(a.cause.cmp(&b.cause)))
 }
 
 /// Rule 2: where the protocol stood at the teardown.

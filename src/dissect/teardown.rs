@@ -199,11 +199,7 @@ pub struct Freeze<'a> {
 
 /// Capture order of two points: frame order within a file, time across files.
 pub fn before(a: At, b: At) -> bool {
-    if a.file == b.file {
-        a.frame < b.frame
-    } else {
-        a.ts < b.ts
-    }
+    a.capture_order(&b).is_lt()
 }
 
 impl Teardown {

@@ -435,7 +435,7 @@ fn tcp_line(c: &Summary) -> String {
             followed.push((r, format!("RST by {} {}", r.by.as_str(), since(r))));
         }
     }
-    followed.sort_by_key(|(m, _)| (m.at.file, m.at.frame));
+    followed.sort_by(|(a, _), (b, _)| a.at.capture_order(&b.at));
     let mut parts: Vec<String> = followed.into_iter().map(|(_, t)| t).collect();
     if c.close.first_fin.is_some() && c.close.peer_fin.is_none() && c.close.first_rst.is_none() {
         let other = match c.close.closed_by {
@@ -465,7 +465,35 @@ fn tcp_line(c: &Summary) -> String {
         s.push_str(", then ");
         s.push_str(&parts.join(", "));
     }
+    if c.seen_in.len() > 1 {
+        s.push_str(&format!("; {}", seen_in(&c.seen_in)));
+    }
     s
+}
+
+/// Where each capture file saw a connection seen from several: `seen in 2 files: file 1
+/// frames 12-380 (FIN 377), file 3 frames 3-95 (FIN 52)`; a file's frames are its own.
+fn seen_in(seen: &[crate::model::Sighting]) -> String {
+    let each: Vec<String> = seen
+        .iter()
+        .map(|v| {
+            let mut t = format!(
+                "file {} frames {}-{}",
+                v.file + 1,
+                v.first.frame,
+                v.last.frame
+            );
+            let close: Vec<String> = [("FIN", &v.fin), ("RST", &v.rst)]
+                .into_iter()
+                .filter_map(|(what, m)| m.as_ref().map(|m| format!("{what} {}", m.at.frame)))
+                .collect();
+            if !close.is_empty() {
+                t.push_str(&format!(" ({})", close.join(", ")));
+            }
+            t
+        })
+        .collect();
+    format!("seen in {} files: {}", seen.len(), each.join(", "))
 }
 
 /// `117`, or `2:117` for frame 117 of the second file named (files count from 1 here).
@@ -700,7 +728,11 @@ pub fn write_totals(o: &mut dyn Write, run: &RunSummary, look: &Look) -> io::Res
         }
         if let Some(c) = f.clock.filter(|_| run.files.len() > 1) {
             let first = run.files.first().map_or("", |f| f.path.as_str());
-            s.push_str(&format!(", {}", c.describe(first)));
+            let via = c
+                .via
+                .and_then(|v| run.files.get(v))
+                .map(|v| v.path.as_str());
+            s.push_str(&format!(", {}", c.describe(first, via)));
         }
         lines.push(s);
     }

@@ -161,6 +161,63 @@ pub struct Connection {
     pub rst_payload: u64,
     /// Zeek's state machine and `history` for this connection.
     pub zeek: zeek::Zeek,
+    /// With several capture files ([`Config::vantage_points`]): what each file saw of the
+    /// connection, second observations included, in the order the files first saw it (at most
+    /// [`MAX_SIGHTINGS`] files).
+    pub seen_in: Vec<Sighting>,
+}
+
+/// Files recorded per connection at most in [`Connection::seen_in`].
+pub const MAX_SIGHTINGS: usize = 16;
+
+/// What one capture file saw of a connection: the same connection seen from two vantage points
+/// (two hosts, two interfaces) is one connection with two sightings, each with its own frames.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sighting {
+    /// File index in the run.
+    pub file: usize,
+    /// Segments of the connection in this file.
+    pub packets: u64,
+    /// Its first segment in this file.
+    pub first: At,
+    /// Its last segment in this file.
+    pub last: At,
+    /// The first FIN this file saw, with its sender.
+    pub fin: Option<(Side, At)>,
+    /// The first RST this file saw, with its sender.
+    pub rst: Option<(Side, At)>,
+}
+
+impl Connection {
+    /// Records that `seg` (from `side`) was seen in its file.
+    fn sight(&mut self, seg: &Segment<'_>, side: Side) {
+        let at = at_of(seg);
+        let i = match self.seen_in.iter().position(|s| s.file == seg.file) {
+            Some(i) => i,
+            None if self.seen_in.len() < MAX_SIGHTINGS => {
+                self.seen_in.push(Sighting {
+                    file: seg.file,
+                    packets: 0,
+                    first: at,
+                    last: at,
+                    fin: None,
+                    rst: None,
+                });
+                self.seen_in.len() - 1
+            }
+            None => return,
+        };
+        if let Some(s) = self.seen_in.get_mut(i) {
+            s.packets += 1;
+            s.last = at;
+            if seg.flags.fin() && s.fin.is_none() {
+                s.fin = Some((side, at));
+            }
+            if seg.flags.rst() && s.rst.is_none() {
+                s.rst = Some((side, at));
+            }
+        }
+    }
 }
 
 impl Connection {
@@ -253,6 +310,9 @@ pub struct Config {
     /// no SYN did. The application protocol's test, given by the driver (`analyze::Engine` sets
     /// `mysql::looks_like_greeting`); the default knows no protocol and says no.
     pub server_greeting: fn(&[u8]) -> bool,
+    /// Several capture files: record per connection what each file saw of it
+    /// ([`Connection::seen_in`]).
+    pub vantage_points: bool,
 }
 
 /// The default [`Config::server_greeting`]: no payload is taken for a greeting.
@@ -269,6 +329,7 @@ impl Default for Config {
             max_connections: usize::MAX,
             max_buffer_total: usize::MAX,
             server_greeting: no_greeting,
+            vantage_points: false,
         }
     }
 }
@@ -452,6 +513,17 @@ impl Tracker {
         target
     }
 
+    /// A segment already seen from another file (a second vantage point): recorded in its
+    /// connection's [`Connection::seen_in`], not processed again.
+    pub fn seen_again(&mut self, seg: &Segment<'_>) {
+        let key = Key::of(seg);
+        let key = self.aliases.get(&key).copied().unwrap_or(key);
+        if let Some(c) = self.table.get_mut(&key) {
+            let side = Side::b_if(c.ep[Side::A] != seg.src);
+            c.sight(seg, side);
+        }
+    }
+
     /// Feeds one segment.
     pub fn process(&mut self, seg: &Segment<'_>, sink: &mut impl StreamSink) {
         self.stats.segments += 1;
@@ -490,6 +562,9 @@ impl Tracker {
             }
         };
         let side = Side::b_if(conn.ep[Side::A] != seg.src);
+        if self.cfg.vantage_points {
+            conn.sight(seg, side);
+        }
         let before = conn.buffered();
         let mut overflowed = conn.handle(seg, side, &self.cfg, &mut self.stats, sink);
         let mut after = conn.buffered();
@@ -685,6 +760,7 @@ impl Connection {
             evicted: false,
             rst_payload: 0,
             zeek: zeek::Zeek::new(seg),
+            seen_in: Vec::new(),
         }
     }
 

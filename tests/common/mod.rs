@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 #[cfg(feature = "parquet")]
 pub mod parquet_rows;
+pub mod python;
 pub mod schema;
 
 use proxyscope::analyze::{self, Options};
