@@ -369,6 +369,7 @@ pub fn live<W: Write>(
         // The text rows escape what comes from the capture themselves (and may be coloured).
         LiveFormat::Text => live::run_with_progress(opts, &mut out, &mut progress),
         LiveFormat::Jsonl => live::run_with_progress(opts, &mut out, &mut progress),
+        LiveFormat::Parquet => live_parquet(opts, &mut out, &mut progress, err),
     };
     drop(out);
     meter.finish();
@@ -389,6 +390,43 @@ pub fn live<W: Write>(
         }
     }
     Ok(Outcome::Done)
+}
+
+/// `live --format parquet`: the JSON Lines stream made into Parquet, into `--output` (rotated,
+/// each file renamed into place when complete) or `out`; the footer is written on every normal
+/// stop (signal, --duration, --count).
+#[cfg(feature = "live")]
+fn live_parquet(
+    opts: &crate::live::LiveOptions,
+    out: &mut dyn Write,
+    progress: &mut dyn FnMut(crate::live::LiveProgress),
+    err: &mut dyn Write,
+) -> Result<crate::live::LiveSummary, crate::live::LiveError> {
+    #[cfg(feature = "parquet")]
+    {
+        use crate::live::events_file::EventsFile;
+        let mut sink = match &opts.output {
+            Some(p) => EventsFile::to_file(p, opts.output_rotate),
+            None => EventsFile::to_writer(out),
+        };
+        let summary = crate::live::run_with_progress(opts, &mut sink, progress)?;
+        sink.finish()?;
+        if let Some(last) = sink.files.last() {
+            let _ = writeln!(
+                err,
+                "proxyscope live: {} rows in {} Parquet file(s), the last {}",
+                sink.rows,
+                sink.files.len(),
+                last.display()
+            );
+        }
+        Ok(summary)
+    }
+    #[cfg(not(feature = "parquet"))]
+    {
+        let _ = (opts, out, progress, err);
+        Err(io::Error::new(io::ErrorKind::Unsupported, export::NO_PARQUET).into())
+    }
 }
 
 /// Reads key log files (None when there are none), saying on `err` which hold no secrets.

@@ -309,6 +309,8 @@ pub(crate) enum LiveFormat {
     /// JSON Lines: every event, a verdict.close line per close, verdict.incident lines, and a
     /// live.summary line at the end.
     Jsonl,
+    /// The JSON Lines records as Parquet rows, into -o FILE (or a pipe).
+    Parquet,
 }
 
 // Parsed in every build (same --help, completions and man page); used only with `live`.
@@ -376,9 +378,18 @@ pub(crate) struct LiveArgs {
     /// Text: list only connections whose close is a problem.
     #[arg(long)]
     only_problems: bool,
-    /// JSON Lines: only verdict, incident and summary lines, no per-event lines.
+    /// JSON Lines, Parquet: only verdict, incident and summary records, no per-event ones.
     #[arg(long)]
     verdicts_only: bool,
+    /// Parquet: write the events to this file, renamed into place when complete (at the stop,
+    /// or at each rotation).
+    #[arg(short = 'o', long, value_name = "FILE")]
+    output: Option<std::path::PathBuf>,
+    /// Parquet: start a new file every this many seconds, FILE's name with the UTC start time
+    /// before its extension (events.20261202T103500Z.parquet).
+    #[arg(long, value_name = "SECS", requires = "output",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    output_rotate: Option<u64>,
     /// Text: colour the rows.
     #[arg(long, value_enum, value_name = "WHEN", default_value = "auto")]
     color: ColorWhen,
@@ -747,6 +758,14 @@ impl TimelineArgs {
     /// The `timeline` command; `tty`: where progress may go (`-q` turns it off).
     pub(crate) fn command(self, tty: Tty) -> anyhow::Result<TimelineCommand> {
         let (files, capture_filter) = inputs(self.read, self.files, self.bpf.bpf)?;
+        if self.format == proxyscope::export::Format::Parquet {
+            if cfg!(not(feature = "parquet")) {
+                anyhow::bail!(proxyscope::export::NO_PARQUET);
+            }
+            if self.output.is_none() {
+                binary_not_to_terminal(tty)?;
+            }
+        }
         Ok(TimelineCommand {
             format: self.format,
             output: self.output,
@@ -764,6 +783,17 @@ impl TimelineArgs {
             },
         })
     }
+}
+
+/// Parquet is binary: refused on a terminal, where it would only garble the screen.
+fn binary_not_to_terminal(tty: Tty) -> anyhow::Result<()> {
+    if tty.stdout {
+        anyhow::bail!(
+            "--format parquet writes a binary file: give -o FILE, or redirect standard output \
+             to a file or a pipe"
+        );
+    }
+    Ok(())
 }
 
 impl ExplainArgs {
@@ -796,6 +826,24 @@ impl LiveArgs {
     /// and, as root, looks up the account to switch to.
     pub(crate) fn options(&self) -> anyhow::Result<proxyscope::live::LiveOptions> {
         use proxyscope::live::{self, DeviceOptions, LiveOptions, Rotation};
+        match self.format {
+            LiveFormat::Parquet if cfg!(not(feature = "parquet")) => {
+                anyhow::bail!(proxyscope::export::NO_PARQUET)
+            }
+            LiveFormat::Parquet if self.output.is_none() => {
+                binary_not_to_terminal(Tty {
+                    progress: false,
+                    stdout: std::io::IsTerminal::is_terminal(&std::io::stdout()),
+                })?;
+            }
+            LiveFormat::Parquet => {}
+            _ if self.output.is_some() => {
+                anyhow::bail!(
+                    "-o/--output is for --format parquet (other formats go to standard output)"
+                )
+            }
+            _ => {}
+        }
         Ok(LiveOptions {
             device: DeviceOptions {
                 iface: live::device::pick_interface(&self.interface)?,
@@ -834,6 +882,7 @@ impl LiveArgs {
             format: match self.format {
                 LiveFormat::Text => live::LiveFormat::Text,
                 LiveFormat::Jsonl => live::LiveFormat::Jsonl,
+                LiveFormat::Parquet => live::LiveFormat::Parquet,
             },
             only_problems: self.only_problems,
             look: proxyscope::report::Look {
@@ -842,6 +891,8 @@ impl LiveArgs {
             },
             verdicts_only: self.verdicts_only,
             write: self.write.clone(),
+            output: self.output.clone(),
+            output_rotate: self.output_rotate.map(Duration::from_secs),
             rotation: Rotation {
                 size: self.rotate_size.map(|mb| mb.saturating_mul(1_000_000)),
                 seconds: self.rotate_seconds,

@@ -921,3 +921,140 @@ fn live_serves_metrics_that_agree_with_its_verdict_lines() {
         assert!(said.trim().is_empty(), "{said}\n{text}");
     }
 }
+
+/// Sorts records (JSON Lines records, or Parquet rows as read back) by connection, frame, kind
+/// and time: two captures of the same traffic may interleave verdicts and events in another
+/// order (and stamp packets a few µs apart), never with other values.
+#[cfg(feature = "parquet")]
+fn by_time<T>(v: &mut [T], rec: impl Fn(&T) -> &serde_json::Map<String, Value>) {
+    v.sort_by(|a, b| {
+        let (a, b) = (rec(a), rec(b));
+        let f = |m: &serde_json::Map<String, Value>, k: &str| m.get(k).cloned().unwrap_or_default();
+        let n = |m: &serde_json::Map<String, Value>, k: &str| f(m, k).as_u64().unwrap_or(u64::MAX);
+        n(a, "conn")
+            .cmp(&n(b, "conn"))
+            .then_with(|| n(a, "frame").cmp(&n(b, "frame")))
+            .then_with(|| f(a, "kind").to_string().cmp(&f(b, "kind").to_string()))
+            .then_with(|| {
+                f(a, "t")
+                    .as_f64()
+                    .unwrap_or(f64::MAX)
+                    .total_cmp(&f(b, "t").as_f64().unwrap_or(f64::MAX))
+            })
+    });
+}
+
+#[cfg(feature = "parquet")]
+#[test]
+fn parquet_files_rotate_complete_and_hold_what_jsonl_says() {
+    use common::parquet_rows::{
+        assert_row_is_record_of_twin_capture as assert_row_is_record, read_rows,
+    };
+    if skip_unless_root("live --format parquet") {
+        return;
+    }
+    // Three captures of the same traffic at once: JSON Lines on stdout, Parquet into files
+    // rotated every second, and Parquet on stdout (a pipe).
+    let dir = temp_dir("parquet");
+    // As root, live becomes nobody, who creates the files.
+    set_mode(&dir, 0o777);
+    let base = dir.join("ev.parquet");
+    let ls: Vec<(TcpListener, u16)> = (0..3).map(|_| listener()).collect();
+    let bpf = ls
+        .iter()
+        .map(|(_, p)| format!("tcp port {p}"))
+        .collect::<Vec<_>>()
+        .join(" or ");
+    let common = [
+        "-i",
+        "lo",
+        "--bpf",
+        &bpf,
+        "--duration",
+        "4",
+        "--linger",
+        "0.3",
+    ];
+    let jsonl = start_live(&[&common[..], &["--format", "jsonl"]].concat());
+    let files = start_live(
+        &[
+            &common[..],
+            &[
+                "--format",
+                "parquet",
+                "-o",
+                base.to_str().unwrap(),
+                "--output-rotate",
+                "1",
+            ],
+        ]
+        .concat(),
+    );
+    let piped = start_live(&[&common[..], &["--format", "parquet"]].concat());
+    for (l, _) in ls {
+        send(l, 50_000);
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    let mut want: Vec<Value> = finish(jsonl)
+        .into_iter()
+        .filter(|r| r.get("kind").is_some_and(|k| k != "live.summary"))
+        .collect();
+    let out = files.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", out.status);
+    let out = piped.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", out.status);
+    let piped_file = dir.join("piped.parquet.out");
+    std::fs::write(&piped_file, &out.stdout).unwrap();
+
+    // Only complete, time-stamped files: no temporary file left, every one readable.
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "piped.parquet.out")
+        .collect();
+    names.sort();
+    eprintln!("files: {names:?}");
+    assert!(names.len() >= 3, "3 s of traffic in 1 s files: {names:?}");
+    for n in &names {
+        let stamp = n
+            .strip_prefix("ev.")
+            .and_then(|n| n.strip_suffix(".parquet"))
+            .unwrap_or_else(|| panic!("{n}: not ev.STAMP.parquet"));
+        assert!(
+            stamp.len() == 16 && stamp.ends_with('Z') && stamp.chars().nth(8) == Some('T'),
+            "{n}"
+        );
+    }
+    let mut rows = Vec::new();
+    for n in &names {
+        rows.extend(read_rows(&dir.join(n)).0);
+    }
+    let summary = rows.pop().expect("rows");
+    assert_eq!(
+        summary["kind"], "live.summary",
+        "the last row of the last file"
+    );
+    assert_eq!(summary["detail"]["live"]["stopped_by"], "duration");
+    assert_eq!(summary["t"], Value::Null);
+    assert_eq!(rows.len(), want.len(), "as many rows as JSON Lines records");
+    assert_eq!(
+        rows.iter().filter(|r| r["kind"] == "verdict.close").count(),
+        3,
+        "the three connections' verdicts"
+    );
+    by_time(&mut want, |r| r.as_object().unwrap());
+    by_time(&mut rows, |r| r);
+    for (i, (row, rec)) in rows.iter().zip(&want).enumerate() {
+        assert_row_is_record(row, rec, &format!("live row {i}"));
+    }
+
+    // The pipe got one complete file with the same rows.
+    let (mut piped_rows, _) = read_rows(&piped_file);
+    assert_eq!(piped_rows.pop().unwrap()["kind"], "live.summary");
+    by_time(&mut piped_rows, |r| r);
+    for (i, (row, rec)) in piped_rows.iter().zip(&want).enumerate() {
+        assert_row_is_record(row, rec, &format!("piped row {i}"));
+    }
+    assert_eq!(piped_rows.len(), want.len());
+    let _ = std::fs::remove_dir_all(&dir);
+}

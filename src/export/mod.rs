@@ -1,5 +1,5 @@
-//! Timeline export: the events of a run as JSON Lines (schema `proxyscope.events/1`), CSV, a
-//! self-contained HTML timeline or a Perfetto/Chrome trace, and per-incident pcaps.
+//! Timeline export: the events of a run as JSON Lines (schema `proxyscope.events/1`), CSV,
+//! Parquet, a self-contained HTML timeline or a Perfetto/Chrome trace, and per-incident pcaps.
 //!
 //! Every format is made from the same [`Timeline`]: the connections of a run (with their kept
 //! events) that pass a [`Filter`], and the run's incidents. JSON Lines and CSV carry one record a
@@ -7,6 +7,8 @@
 //! ([`verdict_line`]) and one `verdict.incident` per incident ([`incident_line`]).
 
 pub mod html;
+#[cfg(feature = "parquet")]
+pub mod parquet;
 pub mod pcap;
 pub mod perfetto;
 pub mod table;
@@ -42,7 +44,13 @@ pub enum Format {
     Html,
     /// Chrome Trace Event Format JSON, for ui.perfetto.dev or chrome://tracing.
     Perfetto,
+    /// Parquet: the same records, one a row, typed columns (binary: -o FILE or a pipe).
+    Parquet,
 }
+
+/// Why `--format parquet` cannot be written by this build.
+pub const NO_PARQUET: &str =
+    "--format parquet: this proxyscope was built without the `parquet` feature";
 
 /// Writes the timeline in `format`; `title` names the capture in the HTML page.
 pub fn write(
@@ -56,6 +64,10 @@ pub fn write(
         Format::Csv => table::write_csv(tl, out),
         Format::Html => html::write(tl, title, out),
         Format::Perfetto => perfetto::write(tl, out),
+        #[cfg(feature = "parquet")]
+        Format::Parquet => parquet::write(tl, out),
+        #[cfg(not(feature = "parquet"))]
+        Format::Parquet => Err(io::Error::new(io::ErrorKind::Unsupported, NO_PARQUET)),
     }
 }
 

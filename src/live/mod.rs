@@ -8,6 +8,8 @@
 //! horizon.
 
 pub mod device;
+#[cfg(feature = "parquet")]
+pub mod events_file;
 pub mod metrics;
 pub mod writer;
 
@@ -44,6 +46,16 @@ pub enum LiveFormat {
     /// event, a `verdict.close` line per close, a `verdict.incident` line per incident, and a
     /// `live.summary` line at the end.
     Jsonl,
+    /// The records of `Jsonl` as Parquet rows (the caller turns the JSON Lines written into
+    /// Parquet: [`events_file::EventsFile`]).
+    Parquet,
+}
+
+impl LiveFormat {
+    /// The run writes the JSON Lines event stream (which Parquet is made from).
+    fn lines(self) -> bool {
+        matches!(self, LiveFormat::Jsonl | LiveFormat::Parquet)
+    }
 }
 
 /// Settings of a live run.
@@ -65,6 +77,10 @@ pub struct LiveOptions {
     pub verdicts_only: bool,
     /// Save the packets here.
     pub write: Option<PathBuf>,
+    /// Parquet: write the events here (None: standard output).
+    pub output: Option<PathBuf>,
+    /// Parquet: start a new file this often.
+    pub output_rotate: Option<Duration>,
     /// Rotation of the saved files.
     pub rotation: Rotation,
     /// Stop after this long.
@@ -158,7 +174,7 @@ impl Report for LineReport {
         }
         let mut sh = lock(&self.shared);
         match self.format {
-            LiveFormat::Jsonl => {
+            LiveFormat::Jsonl | LiveFormat::Parquet => {
                 serde_json::to_writer(&mut sh.buf, &crate::export::verdict_line(c))?;
                 sh.buf.push(b'\n');
             }
@@ -192,7 +208,7 @@ impl LineReport {
         }
         let mut sh = lock(&self.shared);
         match self.format {
-            LiveFormat::Jsonl => {
+            LiveFormat::Jsonl | LiveFormat::Parquet => {
                 serde_json::to_writer(
                     &mut sh.buf,
                     &crate::export::incident_line(self.incidents, inc),
@@ -336,11 +352,13 @@ pub fn run_with_progress(
     rt.block_on(run(opts, out, progress))
 }
 
+/// Writes what is waiting, and flushes `out` even when nothing is: a Parquet output rotates its
+/// file or writes a row group on time there, quiet line or not.
 fn drain(shared: &SharedRef, out: &mut dyn Write) -> io::Result<()> {
     let buf = std::mem::take(&mut lock(shared).buf);
+    out.write_all(&buf)?;
+    out.flush()?;
     if !buf.is_empty() {
-        out.write_all(&buf)?;
-        out.flush()?;
         // Keep the allocation for the next batch.
         let mut sh = lock(shared);
         if sh.buf.is_empty() {
@@ -407,7 +425,7 @@ async fn run(
         ..opts.analysis.clone()
     });
     engine.report_as_finished();
-    if opts.format == LiveFormat::Jsonl && !opts.verdicts_only {
+    if opts.format.lines() && !opts.verdicts_only {
         let hook_shared = shared.clone();
         engine.on_event(Box::new(move |conn, cx, ev| {
             let mut sh = lock(&hook_shared);
@@ -451,7 +469,7 @@ async fn run(
             let cols = text::Columns::fixed(&opts.look);
             text::write_heading(&mut lock(&shared).buf, cols, &opts.look)?;
         }
-        LiveFormat::Jsonl => {
+        LiveFormat::Jsonl | LiveFormat::Parquet => {
             // The same stream as `timeline --format jsonl`: the schema line first.
             let mut sh = lock(&shared);
             serde_json::to_writer(&mut sh.buf, &crate::export::schema_line())
@@ -589,7 +607,7 @@ async fn run(
     {
         let mut sh = lock(&shared);
         match opts.format {
-            LiveFormat::Jsonl => {
+            LiveFormat::Jsonl | LiveFormat::Parquet => {
                 let line = json!({
                     "ts": now().rfc3339().to_string(),
                     "layer": "summary",

@@ -53,13 +53,18 @@ pub fn nth_path(base: &Path, n: u64) -> PathBuf {
     if n == 0 {
         return base.to_path_buf();
     }
+    with_suffix(base, &n.to_string())
+}
+
+/// `base` with `.SUFFIX` before its extension (`NAME.SUFFIX.EXT`, or `NAME.SUFFIX`).
+pub fn with_suffix(base: &Path, suffix: &str) -> PathBuf {
     let stem = base
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     let name = match base.extension() {
-        Some(ext) => format!("{stem}.{n}.{}", ext.to_string_lossy()),
-        None => format!("{stem}.{n}"),
+        Some(ext) => format!("{stem}.{suffix}.{}", ext.to_string_lossy()),
+        None => format!("{stem}.{suffix}"),
     };
     base.with_file_name(name)
 }

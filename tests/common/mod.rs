@@ -4,6 +4,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+#[cfg(feature = "parquet")]
+pub mod parquet_rows;
 pub mod python;
 pub mod schema;
 
