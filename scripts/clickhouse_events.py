@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Feed proxyscope event streams through the documented Vector pipeline into an embedded ClickHouse.
 
-  clickhouse_events.py --session DIR HOST=STREAM.jsonl...
+  clickhouse_events.py --session DIR HOST=STREAM.jsonl... [HOST=EVENTS.parquet...]
 
 Creates the table with docs/clickhouse/events.sql as written, turns each line of each stream into a
 row with the remap program of docs/clickhouse/vector.toml, run by VRL itself (the pyvrl package), the
@@ -66,7 +66,9 @@ def main():
     ap.add_argument("--ddl", default=os.path.join(REPO, "docs/clickhouse/events.sql"))
     ap.add_argument("--vector", default=os.path.join(REPO, "docs/clickhouse/vector.toml"))
     ap.add_argument("--queries", default=os.path.join(REPO, "docs/clickhouse/queries.sql"))
-    ap.add_argument("streams", nargs="+", metavar="HOST=FILE")
+    ap.add_argument("--load-parquet", default=os.path.join(REPO, "docs/clickhouse/load-parquet.sql"))
+    ap.add_argument("streams", nargs="+", metavar="HOST=FILE",
+                    help="a JSON Lines stream, or a .parquet file (loaded with --load-parquet)")
     a = ap.parse_args()
 
     cfg = tomllib.load(open(a.vector, "rb"))
@@ -90,6 +92,13 @@ def main():
     seen = set()
     for spec in a.streams:
         host, _, path = spec.partition("=")
+        if path.endswith(".parquet"):
+            # The documented statement, its query parameters given as clickhouse-client would.
+            for _, sql in statements(a.load_parquet):
+                s.query(sql, "TSV", params={"host": host, "path": os.path.abspath(path)})
+            n = rows(s, f"SELECT count() AS n FROM {table} WHERE host = '{host}'")[0]["n"]
+            out["hosts"][host] = {"rows": int(n), "parquet_bytes": os.path.getsize(path)}
+            continue
         batch, aborted, errors, in_bytes = [], 0, 0, 0
         for line in open(path, encoding="utf-8"):
             in_bytes += len(line.encode())

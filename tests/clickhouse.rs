@@ -206,10 +206,28 @@ fn events_in_clickhouse_equal_the_report() {
         );
         streams.push((h.name.to_string(), path));
     }
+    // The same events as Parquet, loaded with docs/clickhouse/load-parquet.sql as other hosts.
+    let mut parquet_rows = BTreeMap::new();
+    for h in &hosts {
+        let path = dir.join(format!("{}.parquet", h.name));
+        let p = path.display().to_string();
+        proxyscope(&["timeline", "-q", "--format", "parquet", "-o", &p], h);
+        parquet_rows.insert(h.name, lines[h.name] - 1);
+        streams.push((format!("{}-parquet", h.name), path));
+    }
     let got = through_clickhouse(&dir, &streams);
 
     // Every line but the schema line became a row; the remap dropped nothing else.
     let mut total = 0;
+    for h in &hosts {
+        let rows = count(&got["hosts"][format!("{}-parquet", h.name)]["rows"]);
+        assert_eq!(
+            rows as usize, parquet_rows[h.name],
+            "{}: Parquet rows",
+            h.name
+        );
+        total += rows;
+    }
     for h in &hosts {
         let s = &got["hosts"][h.name];
         assert_eq!(count(&s["aborted"]), 1, "{}: the schema line: {s}", h.name);
@@ -227,6 +245,12 @@ fn events_in_clickhouse_equal_the_report() {
         let want = report_counts(h);
         let have = table_counts(&got["queries"], h.name);
         assert_eq!(have, want, "{}: ClickHouse vs analyze", h.name);
+        let from_parquet = table_counts(&got["queries"], &format!("{}-parquet", h.name));
+        assert_eq!(
+            from_parquet, want,
+            "{}: ClickHouse from Parquet vs analyze",
+            h.name
+        );
         sigs += want
             .incidents
             .get("proxysql-dirty-ssl-error-queue")
@@ -240,7 +264,8 @@ fn events_in_clickhouse_equal_the_report() {
     let recent = got["queries"]["recent_incidents"]
         .as_array()
         .expect("recent_incidents");
-    assert_eq!(recent.len() as u64, sigs.min(50));
+    // Each incident twice: from the JSON Lines stream and from the Parquet file.
+    assert_eq!(recent.len() as u64, (2 * sigs).min(50));
     for r in recent {
         assert!(
             str_of(&r["first_step"], "first_step").contains("frontend"),
