@@ -47,7 +47,7 @@ py=/usr/bin/python3 # the python3 first on PATH may be another build, without My
 scenarios=(dirty-ssl dirty-ssl-plain dirty-ssl-ping plaintext-quit err-then-close drop-burst wait-timeout max-age
   connect-timeout)
 usage() {
-  echo "usage: $0 {all|${scenarios[*]// /|}|load} OUTDIR [--gzip]" >&2
+  echo "usage: $0 {all|${scenarios[*]// /|}|load|plain-relay} OUTDIR [--gzip]" >&2
   exit 1
 }
 [[ $# -eq 2 || ($# -eq 3 && $3 == --gzip) ]] || usage
@@ -99,6 +99,15 @@ case $scenario in
   max-age)
     lab_flags=(--fault max-age --backend-max-age-ms 500)
     client_flags=(--clients 3 --seconds 3 --abort-every 0 --query 'SELECT SLEEP(0.02)' --pause 0.05)
+    ;;
+  plain-relay)
+    # Not in `all`: plaintext on both legs and a distinct statement text per query, so that the
+    # payloads the proxy relays can align the clocks of a frontend-only and a backend-only
+    # capture (tests/clocks.rs); idle pooled backends are closed every second.
+    lab_flags=(--fault drop-burst --fault-interval-ms 1000 --no-tls-offer)
+    client_flags=(--clients 3 --seconds 3 --abort-every 0 --plain --query 'SELECT {client} * 100000 + {i}'
+      --pause 0.02)
+    LAB_BACKEND_PLAIN=1
     ;;
   load)
     # Not in `all`: a busy proxy without faults (8 clients, SELECT 1 back to back), to measure

@@ -57,7 +57,8 @@ def looper(args, n, stats):
                     **({} if args.plain else {"ssl": {"ca": args.ca}}),
                 )
             cur = conn.cursor()
-            cur.execute(args.query)
+            # {client} and {i} make each statement's text unique (a workload of varied statements).
+            cur.execute(args.query.replace("{client}", str(n)).replace("{i}", str(ok + errors)))
             cur.fetchall()
             cur.close()
             ok += 1
@@ -205,7 +206,8 @@ def main():
                         "rst (SSLRequest, half a ClientHello, RST), mixed (RST after half a ClientHello "
                         "on even turns, FIN after the SSLRequest alone on odd ones)")
     r.add_argument("--plain", action="store_true", help="the looping clients do not use TLS")
-    r.add_argument("--query", default="SELECT SLEEP(0.05)")
+    r.add_argument("--query", default="SELECT SLEEP(0.05)",
+                   help="the statement; {client} and {i} become the client's and the statement's number")
     r.add_argument("--pause", type=float, default=0.0)
     r.add_argument("--cli", type=int, default=0)
     r.add_argument("--cli-statements", type=int, default=5)

@@ -819,6 +819,51 @@ pub fn find_legs(inputs: &[Input], flags: LegFlags, opts: &Options) -> io::Resul
     Ok(Legs::new(flags, found.proxies).with_listeners(found.listeners))
 }
 
+/// Sets the clocks of the `unknown` inputs by matching each against the inputs whose clock is
+/// known, one anchor at a time (`known` first, then each file set on the way), with `estimate`;
+/// returns every anchor used or found, in order, and leaves in `unknown` what no anchor matched.
+fn anchor_clocks(
+    inputs: &[Input],
+    out: &mut [crate::source::Clock],
+    known: Vec<usize>,
+    unknown: &mut Vec<usize>,
+    estimate: fn(CaptureFile, Vec<CaptureFile>, u64) -> Vec<Option<crate::clock::Estimate>>,
+    basis: crate::source::ClockBasis,
+) -> Vec<usize> {
+    let mut anchors: std::collections::VecDeque<usize> = known.into();
+    let mut done = Vec::new();
+    while let Some(a) = anchors.pop_front() {
+        done.push(a);
+        if unknown.is_empty() {
+            continue;
+        }
+        let Some(Ok(af)) = inputs.get(a).filter(|x| x.rereadable()).map(|x| x.open(a)) else {
+            continue;
+        };
+        let mut files = Vec::new();
+        let mut opened = Vec::new();
+        for &i in unknown.iter() {
+            if let Some(Ok(f)) = inputs.get(i).map(|x| x.open(i)) {
+                files.push(f);
+                opened.push(i);
+            }
+        }
+        let Some(base) = out.get(a).copied() else {
+            continue;
+        };
+        let found = estimate(af, files, crate::clock::SAMPLE_FRAMES);
+        for (i, e) in opened.into_iter().zip(found) {
+            if let (Some(c), Some(e)) = (out.get_mut(i), e) {
+                *c = chain(&base, a, &e);
+                c.basis = basis;
+                unknown.retain(|&u| u != i);
+                anchors.push_back(i);
+            }
+        }
+    }
+    done
+}
+
 /// The clock of a file matched with the file `a` whose clock is `base`: the estimate `e`
 /// (this file against `a`, in `a`'s own clock) added to `a`'s offset and drift.
 fn chain(
@@ -906,39 +951,31 @@ pub fn clocks(inputs: &[Input], given: &[(String, f64)]) -> io::Result<Vec<crate
     // first (the database host's capture of the backend leg, when the first file is the
     // application host's) is still set through one that shares segments with both (the proxy
     // host's).
-    let mut anchors: std::collections::VecDeque<usize> = (0..inputs.len())
-        .filter(|&i| i == 0 || given_ns.get(i).is_some_and(|g| g.is_some()))
-        .collect();
     let mut unknown: Vec<usize> = (1..inputs.len())
         .filter(|&i| given_ns.get(i).is_some_and(|g| g.is_none()))
         .filter(|&i| inputs.get(i).is_some_and(|x| x.rereadable()))
         .collect();
-    while let Some(a) = anchors.pop_front() {
-        if unknown.is_empty() {
-            break;
-        }
-        let Some(Ok(af)) = inputs.get(a).filter(|x| x.rereadable()).map(|x| x.open(a)) else {
-            continue;
-        };
-        let mut files = Vec::new();
-        let mut opened = Vec::new();
-        for &i in &unknown {
-            if let Some(Ok(f)) = inputs.get(i).map(|x| x.open(i)) {
-                files.push(f);
-                opened.push(i);
-            }
-        }
-        let Some(base) = out.get(a).copied() else {
-            continue;
-        };
-        let found = crate::clock::estimate_against(af, files, crate::clock::SAMPLE_FRAMES);
-        for (i, e) in opened.into_iter().zip(found) {
-            if let (Some(c), Some(e)) = (out.get_mut(i), e) {
-                *c = chain(&base, a, &e);
-                unknown.retain(|&u| u != i);
-                anchors.push_back(i);
-            }
-        }
+    let known: Vec<usize> = (0..inputs.len())
+        .filter(|&i| i == 0 || given_ns.get(i).is_some_and(|g| g.is_some()))
+        .collect();
+    // Shared segments first; payloads a proxy relayed between two legs for what is left.
+    let set = anchor_clocks(
+        inputs,
+        &mut out,
+        known,
+        &mut unknown,
+        crate::clock::estimate_against,
+        ClockBasis::MatchedSegments,
+    );
+    if !unknown.is_empty() {
+        anchor_clocks(
+            inputs,
+            &mut out,
+            set,
+            &mut unknown,
+            crate::clock::estimate_relayed,
+            ClockBasis::RelayedPayloads,
+        );
     }
     let first = inputs.first().map_or("", |i| i.path());
     for (i, c) in inputs.iter().zip(&out) {

@@ -166,19 +166,26 @@ fn detrend(delta: i64, t: i64, fit: Option<(f64, i64)>, at_ns: i64) -> i64 {
 /// median over such connections. `flows` holds `(sender, receiver, delta)`; None when no
 /// connection was matched in both directions.
 pub fn symmetric_offset(flows: &[(Endpoint, Endpoint, i64)]) -> Option<i64> {
-    let mut by_flow: std::collections::BTreeMap<(Endpoint, Endpoint), Vec<i64>> =
-        Default::default();
-    for &(src, dst, d) in flows {
-        by_flow.entry((src, dst)).or_default().push(d);
+    let keyed: Vec<((Endpoint, Endpoint), i64)> =
+        flows.iter().map(|&(s, d, delta)| ((s, d), delta)).collect();
+    symmetric_offset_by(&keyed, |(s, d)| (d, s))
+}
+
+/// [`symmetric_offset`] over any flow key: `rev` names the flow that goes the other way (for a
+/// relay, the response's pair of directions for the request's).
+fn symmetric_offset_by<K: Ord + Copy>(flows: &[(K, i64)], rev: impl Fn(K) -> K) -> Option<i64> {
+    let mut by_flow: std::collections::BTreeMap<K, Vec<i64>> = Default::default();
+    for &(k, d) in flows {
+        by_flow.entry(k).or_default().push(d);
     }
     let mut mids: Vec<i64> = Vec::new();
-    for ((src, dst), fwd) in &by_flow {
-        if src >= dst {
+    for (k, fwd) in &by_flow {
+        if *k >= rev(*k) {
             continue;
         }
-        if let Some(rev) = by_flow.get(&(*dst, *src)) {
-            let (mut fwd, mut rev) = (fwd.clone(), rev.clone());
-            if let (Some(a), Some(b)) = (median(&mut fwd), median(&mut rev)) {
+        if let Some(back) = by_flow.get(&rev(*k)) {
+            let (mut fwd, mut back) = (fwd.clone(), back.clone());
+            if let (Some(a), Some(b)) = (median(&mut fwd), median(&mut back)) {
                 mids.push(((i128::from(a) + i128::from(b)) / 2) as i64);
             }
         }
@@ -331,6 +338,146 @@ pub fn estimate_against(
             Some(e)
         })
         .collect()
+}
+
+/// Relayed payloads shorter than this are not matched: OK packets, COM_QUIT, pings and
+/// keep-alives are the same bytes on every connection.
+pub const MIN_RELAY_LEN: usize = 16;
+/// A payload seen more often than this in either file is not matched: a statement run in a
+/// loop pairs every copy with every other, a comb of coincidences one loop period apart.
+pub const MAX_RELAY_OCCURRENCES: usize = 4;
+/// Payloads of the anchor file indexed at most.
+pub const MAX_RELAY_INDEX: usize = 1 << 16;
+/// The width of the window in which the relayed copies' deltas must cluster: a proxy relays a
+/// request or a response within a few milliseconds.
+pub const RELAY_WINDOW_NS: i64 = 2_000_000;
+/// Deltas needed in that window to state an offset.
+pub const MIN_RELAY_MATCHES: usize = 8;
+
+/// The same payload bytes sent on two different connections: what a proxy does when it relays a
+/// statement from a frontend to a backend and its result back. Where two files share no TCP
+/// segment (the application host's capture of the frontend leg and the database host's of the
+/// backend leg, with no capture on the proxy or load balancer between them), the relayed copies
+/// still tell their clocks apart: a request reaches the backend leg a little after the frontend
+/// leg, a response the frontend leg a little after the backend leg, so the deltas cluster
+/// around the offset, within the proxy's delay. Only payloads seen at most
+/// [`MAX_RELAY_OCCURRENCES`] times in each file are paired (statements with their own literals;
+/// a statement repeated verbatim is left out), and only the densest [`RELAY_WINDOW_NS`] of the
+/// deltas is taken, when it holds at least [`MIN_RELAY_MATCHES`] and twice as many as any
+/// window away from it. TLS legs never match (each leg has its own keys).
+///
+/// Estimates the clocks of `others` against `anchor` from relayed payloads in their first
+/// `max_frames` frames each: one entry per file of `others`.
+pub fn estimate_relayed(
+    mut anchor: CaptureFile,
+    others: Vec<CaptureFile>,
+    max_frames: u64,
+) -> Vec<Option<Estimate>> {
+    let hasher = ahash::RandomState::new();
+    let key = |seg: &Segment<'_>| {
+        (seg.payload.len() >= MIN_RELAY_LEN && seg.missing == 0)
+            .then(|| (hasher.hash_one(seg.payload), seg.payload.len()))
+    };
+    type Seen = Vec<(Timestamp, Endpoint, Endpoint)>;
+    let mut index: HashMap<(u64, usize), Seen, ahash::RandomState> = HashMap::default();
+    each_segment(&mut anchor, max_frames, |seg| {
+        let Some(k) = key(seg) else { return };
+        let full = index.len() >= MAX_RELAY_INDEX;
+        match index.get_mut(&k) {
+            // One past the limit marks the payload as too common.
+            Some(v) if v.len() <= MAX_RELAY_OCCURRENCES => v.push((seg.ts, seg.src, seg.dst)),
+            Some(_) => {}
+            None if !full => {
+                index.insert(k, vec![(seg.ts, seg.src, seg.dst)]);
+            }
+            None => {}
+        }
+    });
+    index.retain(|_, v| v.len() <= MAX_RELAY_OCCURRENCES);
+    others
+        .into_iter()
+        .map(|mut f| {
+            let mut mine: HashMap<(u64, usize), usize, ahash::RandomState> = HashMap::default();
+            let mut found: Vec<((u64, usize), Relay)> = Vec::new();
+            each_segment(&mut f, max_frames, |seg| {
+                let Some(k) = key(seg) else { return };
+                let Some(copies) = index.get(&k) else { return };
+                *mine.entry(k).or_default() += 1;
+                for &(t, src, dst) in copies {
+                    // The same connection (either way) is a shared segment, not a relay.
+                    let same = (src, dst) == (seg.src, seg.dst) || (src, dst) == (seg.dst, seg.src);
+                    if !same && found.len() < MAX_MATCHES {
+                        let flows = (src, dst, seg.src, seg.dst);
+                        found.push((k, (t.0, seg.ts.nanos_since(t), flows)));
+                    }
+                }
+            });
+            let mut relays: Vec<Relay> = found
+                .into_iter()
+                .filter(|(k, _)| mine.get(k).is_some_and(|&n| n <= MAX_RELAY_OCCURRENCES))
+                .map(|(_, s)| s)
+                .collect();
+            relays.sort_unstable_by_key(|r| r.1);
+            let mut samples: Vec<(i64, i64)> = relays.iter().map(|r| (r.0, r.1)).collect();
+            let peak = densest(&mut samples, RELAY_WINDOW_NS)?;
+            let mut e = estimate(&peak)?;
+            // A request is seen later on the backend leg, its response later on the frontend
+            // leg: per pair of connections, the mean of the two directions' medians takes the
+            // proxy's delay out, as the one-way delay is for shared segments.
+            let (lo, hi) = (peak.first()?.1, peak.last()?.1);
+            let fit = e.drift_ppm.map(|d| (d, e.at_ns));
+            let flows: Vec<(RelayFlows, i64)> = relays
+                .iter()
+                .filter(|r| (lo..=hi).contains(&r.1))
+                .map(|r| (r.2, detrend(r.1, r.0, fit, e.at_ns)))
+                .collect();
+            if let Some(o) = symmetric_offset_by(&flows, |(a, b, c, d)| (b, a, d, c)) {
+                e.offset_ns = o;
+            }
+            Some(e)
+        })
+        .collect()
+}
+
+/// The anchor file's flow and this file's flow a relayed payload was seen on.
+type RelayFlows = (Endpoint, Endpoint, Endpoint, Endpoint);
+/// A relayed payload: its time in the anchor file, this file's time minus it, and its flows.
+type Relay = (i64, i64, RelayFlows);
+
+/// The samples whose deltas fall in the densest window `width` wide, if it holds at least
+/// [`MIN_RELAY_MATCHES`] and twice as many as the densest window that does not overlap it.
+fn densest(samples: &mut [(i64, i64)], width: i64) -> Option<Vec<(i64, i64)>> {
+    samples.sort_unstable_by_key(|s| s.1);
+    let deltas: Vec<i64> = samples.iter().map(|s| s.1).collect();
+    // For each start, how many deltas lie within `width` of it (two pointers).
+    let mut counts: Vec<usize> = Vec::with_capacity(deltas.len());
+    let mut j = 0;
+    for (i, &d) in deltas.iter().enumerate() {
+        j = j.max(i);
+        while deltas
+            .get(j + 1)
+            .is_some_and(|&e| e.saturating_sub(d) <= width)
+        {
+            j += 1;
+        }
+        counts.push(j + 1 - i);
+    }
+    let (start, &n) = counts
+        .iter()
+        .enumerate()
+        .max_by_key(|&(i, n)| (*n, std::cmp::Reverse(i)))?;
+    let lo = *deltas.get(start)?;
+    let second = counts
+        .iter()
+        .zip(&deltas)
+        .filter(|&(_, &d)| d.saturating_sub(lo).saturating_abs() > 2 * width)
+        .map(|(n, _)| *n)
+        .max()
+        .unwrap_or(0);
+    if n < MIN_RELAY_MATCHES || n < 2 * second {
+        return None;
+    }
+    samples.get(start..start + n).map(<[_]>::to_vec)
 }
 
 /// Calls `f` with each TCP segment of the file's first `max_frames` frames (no IP reassembly:
@@ -537,6 +684,31 @@ mod tests {
         let mut plain: Vec<i64> = flows.iter().map(|f| f.2).collect();
         assert_eq!(median(&mut plain), Some(2 * S + 3_000_000));
         assert_eq!(symmetric_offset(&flows[..30]), None);
+    }
+
+    #[test]
+    fn the_densest_window_of_relayed_deltas_is_the_offset() {
+        // 40 relays at −0.8 s give or take the proxy's 100-300 µs, among coincidences spread
+        // over ±2 s.
+        let mut samples: Vec<(i64, i64)> = (0..40)
+            .map(|i| {
+                (
+                    i * S / 10,
+                    -800_000_000 + if i % 2 == 0 { 100_000 } else { -300_000 },
+                )
+            })
+            .collect();
+        samples.extend((0..60).map(|i| (i * S / 10, -2 * S + i * 67_000_000)));
+        let peak = densest(&mut samples.clone(), RELAY_WINDOW_NS).unwrap();
+        assert_eq!(peak.len(), 40);
+        let e = estimate(&peak).unwrap();
+        assert!((e.offset_ns + 800_000_000).abs() <= 300_000, "{e:?}");
+        // Two peaks of equal height: no offset is stated.
+        samples.extend((0..40).map(|i| (i * S / 10, 500_000_000)));
+        assert!(densest(&mut samples, RELAY_WINDOW_NS).is_none());
+        // Too few.
+        let mut few: Vec<(i64, i64)> = (0..5).map(|i| (i, 7)).collect();
+        assert!(densest(&mut few, RELAY_WINDOW_NS).is_none());
     }
 
     #[test]

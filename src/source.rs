@@ -192,6 +192,10 @@ pub enum ClockBasis {
     /// Estimated from TCP segments seen both in this file and in the first.
     #[serde(rename = "matched segments")]
     MatchedSegments,
+    /// Estimated from payloads a proxy relayed from one leg to the other, seen in this file on
+    /// one leg and in a file whose clock is known on the other (no segment in common).
+    #[serde(rename = "relayed payloads")]
+    RelayedPayloads,
     /// Given on the command line (`--clock-offset`).
     #[serde(rename = "given")]
     Given,
@@ -272,9 +276,14 @@ impl Clock {
             ClockBasis::None => {
                 format!("clock unknown against {reference} (no segment seen in both), not shifted")
             }
-            ClockBasis::MatchedSegments => format!(
-                "clock {secs:+.6} s against {against} ({} segments matched, spread {:.3} ms, {})",
+            ClockBasis::MatchedSegments | ClockBasis::RelayedPayloads => format!(
+                "clock {secs:+.6} s against {against} ({} {} matched, spread {:.3} ms, {})",
                 self.matches,
+                if self.basis == ClockBasis::RelayedPayloads {
+                    "payloads relayed between legs"
+                } else {
+                    "segments"
+                },
                 self.spread_ns.unwrap_or(0) as f64 / 1e6,
                 match self.drift_ppm {
                     Some(d) => format!("drift {d:+.2} ppm, corrected"),
