@@ -25,7 +25,11 @@ fuzz_target!(|data: &[u8]| {
     if data.len() % 2 == 1 {
         if let Ok((t, _)) = compare::tally_sources(&mut s, &Options::default(), Vec::new()) {
             let c = Comparison::of(&t, &SetTally::default());
-            let _ = (c.text(), c.html(), Comparison::of(&SetTally::default(), &t).text());
+            let _ = (
+                c.text(),
+                c.html(),
+                Comparison::of(&SetTally::default(), &t).text(),
+            );
         }
         return;
     }
@@ -35,13 +39,17 @@ fuzz_target!(|data: &[u8]| {
 
 /// The bytes as two capture files: the clock estimate between them, then a run with the
 /// second shifted and the duplicate test on, its offset and spread the estimate's or, when the
-/// last byte is odd, taken from the bytes (any i64: shifts and windows must saturate).
+/// last byte is odd, taken from the bytes with a drift (any i64 and f64: shifts and windows must
+/// saturate); and the relayed-payload estimate between them.
 fn two_clocks(data: &[u8]) {
     let open = |i| CaptureFile::from_read("fuzz", i, Box::new(Cursor::new(data.to_vec()))).ok();
     let (Some(a), Some(b)) = (open(0), open(1)) else {
         return;
     };
     let found = proxyscope::clock::estimate_files(vec![a, b], 20_000);
+    if let (Some(a), Some(b)) = (open(0), open(1)) {
+        let _ = proxyscope::clock::estimate_relayed(a, vec![b], 20_000);
+    }
     let word = |at: usize| {
         let mut w = [0u8; 8];
         for (i, x) in w.iter_mut().enumerate() {
@@ -55,13 +63,18 @@ fn two_clocks(data: &[u8]) {
             spread_ns: Some(e.spread_ns),
             matches: e.matches,
             drift_ppm: e.drift_ppm,
+            at_ns: Some(e.at_ns),
+            via: None,
             basis: ClockBasis::MatchedSegments,
         },
         _ => Clock {
             offset_ns: word(data.len().saturating_sub(16)),
             spread_ns: Some(word(data.len().saturating_sub(8))),
             matches: 0,
-            drift_ppm: None,
+            // Any f64 (NaN, infinities) and any time: the per-frame shift must saturate.
+            drift_ppm: Some(f64::from_bits(word(data.len().saturating_sub(24)) as u64)),
+            at_ns: Some(word(data.len().saturating_sub(32))),
+            via: None,
             basis: ClockBasis::Given,
         },
     };

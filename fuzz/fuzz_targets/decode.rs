@@ -41,7 +41,16 @@ fuzz_target!(|data: &[u8]| {
             ..frame
         };
         let key = |s: proxyscope::decode::Segment<'_>| {
-            (s.src, s.dst, s.seq, s.ack, s.flags, s.window, s.payload.to_vec(), s.missing)
+            (
+                s.src,
+                s.dst,
+                s.seq,
+                s.ack,
+                s.flags,
+                s.window,
+                s.payload.to_vec(),
+                s.missing,
+            )
         };
         assert_eq!(eth.map(key), decode(&other).map(key));
     }

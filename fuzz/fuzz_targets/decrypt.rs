@@ -36,14 +36,19 @@ fuzz_target!(|data: &[u8]| {
         server_traffic: Some(secret),
     };
     let (version, cipher, etm) = SESSIONS[usize::from(sel) % SESSIONS.len()];
-    let Some((mut c, mut s)) =
-        Direction::pair(&secrets, version, cipher, &[1; 32], &[2; 32], etm)
+    let Some((mut c, mut s)) = Direction::pair(&secrets, version, cipher, &[1; 32], &[2; 32], etm)
     else {
         return;
     };
     let [major, minor] = version.min(0x0303).to_be_bytes();
     for chunk in rest.chunks(usize::from(sel >> 3).max(1)) {
-        let header = [0x17, major, minor, (chunk.len() >> 8) as u8, chunk.len() as u8];
+        let header = [
+            0x17,
+            major,
+            minor,
+            (chunk.len() >> 8) as u8,
+            chunk.len() as u8,
+        ];
         let _ = c.open(&header, chunk);
         let _ = s.open(&header, chunk);
     }

@@ -13,9 +13,9 @@
 use std::io::Write;
 
 use libfuzzer_sys::fuzz_target;
+use proxyscope::common::{At, Side};
 use proxyscope::mysql::compress::{self, Algorithm};
 use proxyscope::mysql::{Decoder, Phase};
-use proxyscope::common::{At, Side};
 use proxyscope::time::Timestamp;
 
 fn pkt(seq: u8, payload: &[u8]) -> Vec<u8> {

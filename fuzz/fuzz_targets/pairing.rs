@@ -5,9 +5,9 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use libfuzzer_sys::fuzz_target;
+use proxyscope::common::At;
 use proxyscope::common::Endpoint;
 use proxyscope::diagnose::legs::{Pairing, Request};
-use proxyscope::common::At;
 use proxyscope::time::Timestamp;
 
 fuzz_target!(|data: &[u8]| {
@@ -33,14 +33,22 @@ fuzz_target!(|data: &[u8]| {
                     client: ep(b(3)),
                     server: ep(b(4)),
                     at,
-                    size: (b(5) & 1 == 0).then(|| (u32::from(b(5)), u32::from(b(5)) + u32::from(b(3) & 7))),
+                    size: (b(5) & 1 == 0)
+                        .then(|| (u32::from(b(5)), u32::from(b(5)) + u32::from(b(3) & 7))),
                     text: (b(5) & 2 == 0).then(|| u64::from(b(4))),
                 });
             }
             2 => p.response(conn, at),
             3 => p.client_closed(conn, at),
             4 => p.closed(conn),
-            5 => p.greeting(ep(b(3)), if b(4) & 1 == 0 { "5.5.30 (ProxySQL)" } else { "8.0.36" }),
+            5 => p.greeting(
+                ep(b(3)),
+                if b(4) & 1 == 0 {
+                    "5.5.30 (ProxySQL)"
+                } else {
+                    "8.0.36"
+                },
+            ),
             _ => {
                 let _ = p.take(conn);
             }

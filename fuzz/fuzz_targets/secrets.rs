@@ -22,7 +22,13 @@ fn block(out: &mut Vec<u8>, kind: u32, body: &[u8]) {
 
 fuzz_target!(|data: &[u8]| {
     let mut f = Vec::new();
-    block(&mut f, 0x0a0d_0d0a, &[0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+    block(
+        &mut f,
+        0x0a0d_0d0a,
+        &[
+            0x4d, 0x3c, 0x2b, 0x1a, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        ],
+    );
     block(&mut f, 1, &[1, 0, 0, 0, 0, 0, 4, 0]);
     let mut rest = data;
     while let Some((&tag, tail)) = rest.split_first() {
@@ -35,7 +41,8 @@ fuzz_target!(|data: &[u8]| {
                 let mut dsb = 0x544c_534bu32.to_le_bytes().to_vec();
                 let text: Vec<u8> = if tag & 0x40 == 0 {
                     let hex: String = body.iter().map(|b| format!("{b:02x}")).collect();
-                    format!("CLIENT_RANDOM {hex} {hex}\nSERVER_TRAFFIC_SECRET_0 {hex} {hex}\n").into_bytes()
+                    format!("CLIENT_RANDOM {hex} {hex}\nSERVER_TRAFFIC_SECRET_0 {hex} {hex}\n")
+                        .into_bytes()
                 } else {
                     body.to_vec()
                 };
@@ -50,7 +57,11 @@ fuzz_target!(|data: &[u8]| {
                 epb.extend_from_slice(body);
                 block(&mut f, 6, &epb);
             }
-            _ => block(&mut f, 1, &[body.first().copied().unwrap_or(1), 0, 0, 0, 0, 0, 4, 0]),
+            _ => block(
+                &mut f,
+                1,
+                &[body.first().copied().unwrap_or(1), 0, 0, 0, 0, 0, 4, 0],
+            ),
         }
     }
     let Ok(file) = CaptureFile::from_read("fuzz", 0, Box::new(Cursor::new(f))) else {
@@ -61,5 +72,10 @@ fuzz_target!(|data: &[u8]| {
         ..Options::default()
     };
     let mut report = JsonReport::new(std::io::sink());
-    let _ = analyze::run(&mut Sources::new(vec![file]), &opts, &mut report, &mut |_| {});
+    let _ = analyze::run(
+        &mut Sources::new(vec![file]),
+        &opts,
+        &mut report,
+        &mut |_| {},
+    );
 });

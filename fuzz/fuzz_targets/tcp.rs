@@ -25,6 +25,8 @@ fuzz_target!(|data: &[u8]| {
         max_connections: 3,
         max_buffer_total: 200,
         server_greeting: proxyscope::mysql::looks_like_greeting,
+        // Two files: per-file sightings, and second observations recorded, not processed.
+        vantage_points: true,
     });
     let ep = |i: u8| Endpoint {
         ip: IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1 + (i & 1))),
@@ -42,7 +44,7 @@ fuzz_target!(|data: &[u8]| {
         let seg = Segment {
             ts: Timestamp(ts),
             frame_no: n as u64 + 1,
-            file: 0,
+            file: usize::from(dir >> 5 & 1),
             // Taggings that differ by direction reach the asymmetric-VLAN rule.
             vlans: match (dir >> 3) & 3 {
                 0 => Vlans::default(),
@@ -59,7 +61,11 @@ fuzz_target!(|data: &[u8]| {
             payload: &payload,
             missing: u32::from(b(10) >> 6),
         };
-        t.process(&seg, &mut Sink);
+        if dir >> 6 == 3 {
+            t.seen_again(&seg);
+        } else {
+            t.process(&seg, &mut Sink);
+        }
     }
     assert!(t.open_connections() <= 3);
     t.finish_all(&mut Sink);
