@@ -526,22 +526,34 @@ fn a_drifting_clock_is_measured_and_corrected() {
     same_story(&merged, &single);
 }
 
-#[test]
-fn three_capture_processes_of_a_fresh_lab_run_merge_into_one_story() {
+/// Runs `scripts/lab-scenario.sh SCENARIO` into the temp dir `dir`, with `PROXYSCOPE_LAB=1`
+/// (else None: the test is skipped).
+fn fresh_lab(scenario: &str, dir: &str) -> Option<PathBuf> {
     if std::env::var("PROXYSCOPE_LAB").as_deref() != Ok("1") {
         eprintln!(
             "SKIPPED: set PROXYSCOPE_LAB=1 to capture a lab run afresh (scripts/test.sh does)"
         );
-        return;
+        return None;
     }
-    let out = tmp("lab");
+    let out = tmp(dir);
     let status = Command::new(repo().join("scripts/lab-scenario.sh"))
-        .arg("dirty-ssl")
+        .arg(scenario)
         .arg(&out)
         .env("PROXYSCOPE_BIN", env!("CARGO_BIN_EXE_proxyscope"))
         .status()
         .expect("run scripts/lab-scenario.sh");
-    assert!(status.success(), "scripts/lab-scenario.sh dirty-ssl failed");
+    assert!(
+        status.success(),
+        "scripts/lab-scenario.sh {scenario} failed"
+    );
+    Some(out)
+}
+
+#[test]
+fn three_capture_processes_of_a_fresh_lab_run_merge_into_one_story() {
+    let Some(out) = fresh_lab("dirty-ssl", "lab") else {
+        return;
+    };
     let file = |ext: &str| out.join(format!("dirty-ssl.{ext}"));
     let keys = file("keylog");
     let [app, db, proxy] = three_hosts(
@@ -570,26 +582,12 @@ fn three_capture_processes_of_a_fresh_lab_run_merge_into_one_story() {
 
 #[test]
 fn legs_captured_apart_are_aligned_by_the_payloads_the_proxy_relays() {
-    if std::env::var("PROXYSCOPE_LAB").as_deref() != Ok("1") {
-        eprintln!(
-            "SKIPPED: set PROXYSCOPE_LAB=1 to capture a lab run afresh (scripts/test.sh does)"
-        );
-        return;
-    }
     // Plaintext on both legs, a distinct statement per query; the frontend leg captured as on
     // the application host, the backend leg as on the database host with its clock 0.8 s
     // behind, and nothing captured in between.
-    let out = tmp("relay");
-    let status = Command::new(repo().join("scripts/lab-scenario.sh"))
-        .arg("plain-relay")
-        .arg(&out)
-        .env("PROXYSCOPE_BIN", env!("CARGO_BIN_EXE_proxyscope"))
-        .status()
-        .expect("run scripts/lab-scenario.sh");
-    assert!(
-        status.success(),
-        "scripts/lab-scenario.sh plain-relay failed"
-    );
+    let Some(out) = fresh_lab("plain-relay", "relay") else {
+        return;
+    };
     let file = |ext: &str| out.join(format!("plain-relay.{ext}"));
     let app = file("front.pcap");
     let db = editcap(&["-t", "-0.8"], &file("back.pcap"), "relay-db.pcap");
